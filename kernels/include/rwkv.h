@@ -1,0 +1,117 @@
+/* rwkv.h — public interface of librwkv, the RWKV-7 (x070) inference engine.
+ *
+ * What it is: a loader for BlinkDL .pth checkpoints, a pool of fixed-size recurrent-state
+ * slots, and a step function that advances a batch of (slot, token) pairs by one token.
+ * What it is not: a tokenizer or sampler (see rwkv_tokenizer.h, rwkv_sampler.h), nor a
+ * scheduler — callers decide which slots advance.
+ *
+ * Conventions: functions that can fail return 0 or a negative errno and write their output
+ * parameters only on success; an optional `err` buffer receives a one-line message naming
+ * the file, tensor or argument that was wrong. Objects are created with *_new / *_load and
+ * released with *_destroy(&p), which is NULL-safe and nulls the pointer. An engine is not
+ * thread-safe: one thread at a time may call into a given rwkv_engine.
+ */
+#ifndef RWKV_H
+#define RWKV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Element types of stored and in-memory weights. */
+typedef enum {
+    RWKV_DTYPE_F32 = 0,
+    RWKV_DTYPE_F16 = 1,
+    RWKV_DTYPE_BF16 = 2,
+} rwkv_dtype;
+
+const char *rwkv_dtype_name(rwkv_dtype t);
+
+/* Hyper-parameters, all inferred from tensor shapes (spec §1.4). */
+typedef struct {
+    int n_layer;   /* L */
+    int n_embd;    /* C */
+    int n_head;    /* H = C / head_size */
+    int head_size; /* N (64 for released models; any multiple of 4 accepted) */
+    int n_vocab;   /* V */
+    int n_ffn;     /* F */
+    int d_w, d_a, d_v, d_g; /* LoRA ranks of decay, ICL rate, value residual, gate */
+} rwkv_dims;
+
+typedef struct rwkv_model rwkv_model;
+
+typedef struct {
+    /* In-memory type of the large matrices (r/k/v/o, ffn, head). RWKV_DTYPE_F32 (default)
+     * upcasts at load; F16/BF16 keep 16-bit weights and widen them in the inner loop
+     * (fp32 accumulation either way). */
+    rwkv_dtype weight_dtype;
+} rwkv_load_opts;
+
+/* Load a checkpoint. The file is memory-mapped and read once; tensors are converted into a
+ * private arena, so the mapping is released before return. Returns 0, or -EINVAL (bad or
+ * unsupported content), -ENOMEM, or the errno of open/mmap; `err` (may be NULL) then names
+ * the file and, where relevant, the tensor and what was expected. */
+int rwkv_model_load(const char *path, const rwkv_load_opts *opts, rwkv_model **out,
+                    char *err, size_t err_len);
+void rwkv_model_destroy(rwkv_model **m);
+const rwkv_dims *rwkv_model_dims(const rwkv_model *m);
+/* Number of parameters (layer-0 v0/v1/v2 excluded) and bytes of weights held in memory. */
+uint64_t rwkv_model_n_params(const rwkv_model *m);
+uint64_t rwkv_model_weight_bytes(const rwkv_model *m);
+/* A 64-bit fingerprint of dims and weights (FNV-1a over the converted arena). */
+uint64_t rwkv_model_fingerprint(const rwkv_model *m);
+
+/* ---- engine: a backend plus a pool of state slots ---------------------------------- */
+
+typedef struct rwkv_engine rwkv_engine;
+
+typedef struct {
+    const char *backend; /* "cpu" (default) or "cuda" where built */
+    int n_slots;         /* size of the state pool, >= 1 */
+    int max_batch;       /* most rows one step or sequence chunk may carry, >= 1 */
+    int n_threads;       /* CPU threads, 0 = online CPUs */
+} rwkv_engine_opts;
+
+/* One row of a batched step. */
+typedef struct {
+    int slot;       /* state slot to advance; each slot at most once per call */
+    int32_t token;  /* 0 <= token < n_vocab */
+    float *hidden;  /* out: (n_embd) final hidden vector after ln_out, or NULL */
+    float *logits;  /* out: (n_vocab) logits, or NULL to skip the vocabulary head */
+} rwkv_step_item;
+
+/* The engine borrows `model`, which must outlive it. */
+int rwkv_engine_new(const rwkv_model *model, const rwkv_engine_opts *opts, rwkv_engine **out,
+                    char *err, size_t err_len);
+void rwkv_engine_destroy(rwkv_engine **e);
+const char *rwkv_engine_backend(const rwkv_engine *e);
+int rwkv_engine_n_slots(const rwkv_engine *e);
+int rwkv_engine_max_batch(const rwkv_engine *e);
+
+/* Advance items[0..n) by one token each; n may exceed max_batch (split internally).
+ * Returns 0, or -EINVAL for a bad slot/token/duplicate slot (no state is touched then),
+ * or -EIO when the backend is dead. */
+int rwkv_engine_step(rwkv_engine *e, const rwkv_step_item *items, int n);
+
+/* Sequence mode: feed tokens[0..n) to one slot; equal to n single steps. `hidden` (n_embd)
+ * and `logits` (n_vocab) receive the outputs after the last token (NULL to skip);
+ * `all_logits` (n × n_vocab), if not NULL, receives every row. */
+int rwkv_engine_seq(rwkv_engine *e, int slot, const int32_t *tokens, int n, float *hidden,
+                    float *logits, float *all_logits);
+
+/* State slots. A state is n_layer × (p_att[C], S[H][N][N], p_ffn[C]) in fp32. */
+size_t rwkv_engine_state_bytes(const rwkv_engine *e);
+int rwkv_engine_state_reset(rwkv_engine *e, int slot);
+int rwkv_engine_state_copy(rwkv_engine *e, int dst_slot, int src_slot);
+/* Export writes exactly state_bytes() bytes in the portable layout (little-endian fp32,
+ * per layer p_att, S, p_ffn); import reads the same. -EINVAL on a size mismatch. */
+int rwkv_engine_state_export(rwkv_engine *e, int slot, void *buf, size_t len);
+int rwkv_engine_state_import(rwkv_engine *e, int slot, const void *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
