@@ -43,11 +43,21 @@ typedef struct {
 
 typedef struct rwkv_model rwkv_model;
 
+/* In-memory type of the large matrices (r/k/v/o, ffn, head). Computation is fp32 with fp32
+ * accumulation in every case; 16-bit weights are widened in the inner loop. */
+typedef enum {
+    RWKV_WEIGHTS_F32 = 0, /* upcast everything at load (default; exact) */
+    RWKV_WEIGHTS_STORED,  /* keep each matrix in its stored type (lossless, half the bytes
+                             for 16-bit checkpoints) */
+    RWKV_WEIGHTS_BF16,    /* round every matrix to bf16 (lossy for fp32/fp16 files) */
+    RWKV_WEIGHTS_F16,     /* round every matrix to fp16 (lossy) */
+} rwkv_weights;
+
+/* Parse "f32" | "stored" | "bf16" | "f16"; -EINVAL otherwise. */
+int rwkv_weights_parse(const char *s, rwkv_weights *out);
+
 typedef struct {
-    /* In-memory type of the large matrices (r/k/v/o, ffn, head). RWKV_DTYPE_F32 (default)
-     * upcasts at load; F16/BF16 keep 16-bit weights and widen them in the inner loop
-     * (fp32 accumulation either way). */
-    rwkv_dtype weight_dtype;
+    rwkv_weights weights;
 } rwkv_load_opts;
 
 /* Load a checkpoint. The file is memory-mapped and read once; tensors are converted into a

@@ -1,0 +1,37 @@
+/* gemm.h — Y = act(W·X) for a batch of rows, the CPU engine's only matrix kernel.
+ *
+ * W is (rows=out, cols=in) in f32, f16 or bf16 (widened in registers, fp32 accumulation).
+ * Every output element is computed by one fixed sequence of operations — 16-lane partial
+ * sums over `in` in ascending order, then one fixed horizontal reduction — whatever the
+ * batch size, the tile it lands in, or the thread that runs it. That is what makes a
+ * batch of N rows bit-identical to N single rows, and results independent of threads.
+ */
+#ifndef RWKV_CPU_GEMM_H
+#define RWKV_CPU_GEMM_H
+
+#include "../model.h"
+#include "../threadpool.h"
+
+typedef enum {
+    GEMM_ACT_NONE,
+    GEMM_ACT_TANH,
+    GEMM_ACT_SIGMOID,
+    GEMM_ACT_RELU_SQ, /* max(0, y)^2 */
+} gemm_act;
+
+typedef struct {
+    const rwkv_mat *w;
+    const float *x;         /* (n, ldx): row b is x + b*ldx, w->cols used */
+    int ldx;
+    float *y;               /* (n, ldy): row b at y + b*ldy, w->rows written */
+    int ldy;
+    float *const *y_rows;   /* if not NULL, overrides y: row b at y_rows[b] */
+    int n;                  /* batch rows */
+    gemm_act act;
+    int accumulate;         /* y += act(W·x) instead of y = act(W·x) */
+} gemm_job;
+
+/* Run all jobs (they must not write each other's inputs) across the pool. */
+void rwkv_gemm_run(rwkv_pool *pool, const gemm_job *jobs, int n_jobs);
+
+#endif

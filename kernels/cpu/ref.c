@@ -1,0 +1,442 @@
+/* ref.c — the CPU backend: the x070 step of spec §2 in fp32, for a batch of rows.
+ *
+ * A call advances R rows. In a batched step each row is its own slot; in sequence mode all
+ * rows belong to one slot and row t's token shift reads row t-1. Both go through the same
+ * code: LayerNorm and mixes per row, every projection as one batched GEMM (gemm.c), then a
+ * fused per-(row, head) pass — removal key, key adjustment, value residual, decay, the WKV
+ * update and read-out, GroupNorm, bonus and gate — and the channel mix. Every arithmetic
+ * result depends only on its own row's inputs, never on R or on thread count, so a batch is
+ * bit-identical to single steps and sequence mode to repeated steps.
+ * This is the reference every other backend is checked against. No allocation per call.
+ */
+#include "../backend.h"
+#include "../threadpool.h"
+#include "gemm.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    rwkv_backend base;
+    const rwkv_model *m;
+    rwkv_pool *pool;
+    int n_slots, max_rows, max_d;
+    size_t state_floats;
+    float *states; /* (n_slots, state_floats): per layer p_att[C], S[H][N][N], p_ffn[C] */
+    /* scratch, (max_rows, C) unless noted */
+    float *x, *u, *xr, *xw, *xk, *xv, *xa, *xg;
+    float *r, *k, *v, *z, *a, *g, *vres, *vfirst, *y;
+    float *hw, *ha, *hv, *hg; /* (max_rows, max_d) */
+    float *ffh;               /* (max_rows, F) */
+    float *lnout;             /* (max_rows, C) */
+    int *row_slot, *row_prev, *rows; /* (max_rows) each */
+    int32_t *tokens;                 /* (max_rows) */
+    float **logit_rows;
+    const float **prev_att, **prev_ffn;
+} cpu_backend;
+
+static const float LN_EPS = 1e-5f;
+static const float GN_EPS = 64e-5f;
+static const float DECAY_K = 0.606531f; /* e^-0.5 as the one-token references write it */
+
+/* ---- per-row helpers ------------------------------------------------------------------ */
+
+static void layer_norm(const float *x, const float *w, const float *b, float *out, int n)
+{
+    float mean = 0;
+    for (int i = 0; i < n; i++)
+        mean += x[i];
+    mean /= (float)n;
+    float var = 0;
+    for (int i = 0; i < n; i++) {
+        float d = x[i] - mean;
+        var += d * d;
+    }
+    var /= (float)n;
+    float inv = 1.0f / sqrtf(var + LN_EPS);
+    for (int i = 0; i < n; i++)
+        out[i] = (x[i] - mean) * inv * w[i] + b[i];
+}
+
+static inline float sigmoidf(float v) { return 1.0f / (1.0f + expf(-v)); }
+
+static float *state_of(cpu_backend *cb, int slot) { return cb->states + (size_t)slot * cb->state_floats; }
+
+/* ---- the fused per-(row, head) time-mix core ------------------------------------------ */
+
+typedef struct {
+    cpu_backend *cb;
+    const rwkv_layer *ly;
+    int layer, R;
+    int seq; /* 1: all rows are one slot, walk rows in order per head */
+    atomic_int next;
+} wkv_ctx;
+
+/* Everything of steps 8-14 of spec §2.3 for one row and one head. */
+static void head_row(wkv_ctx *c, int b, int h)
+{
+    cpu_backend *cb = c->cb;
+    const rwkv_dims *d = &cb->m->dims;
+    const rwkv_layer *ly = c->ly;
+    const int C = d->n_embd, N = d->head_size, o = h * N;
+    const size_t ro = (size_t)b * C + o;
+    float *k = cb->k + ro, *v = cb->v + ro, *r = cb->r + ro, *z = cb->z + ro, *a = cb->a + ro;
+    float *y = cb->y + ro;
+    float kk[512], kt[512], w[512], ab[512];
+    /* removal key: kk = normalize(k * k_k) per head */
+    float nrm = 0;
+    for (int i = 0; i < N; i++) {
+        kk[i] = k[i] * ly->k_k[o + i];
+        nrm += kk[i] * kk[i];
+    }
+    nrm = sqrtf(nrm);
+    float inv = 1.0f / (nrm > 1e-12f ? nrm : 1e-12f);
+    for (int i = 0; i < N; i++) {
+        kk[i] *= inv;
+        float ai = sigmoidf(ly->a0[o + i] + a[i]);
+        ab[i] = kk[i] * ai;
+        kt[i] = k[i] * (1.0f + (ai - 1.0f) * ly->k_a[o + i]);
+        w[i] = expf(-DECAY_K * sigmoidf(ly->w0[o + i] + z[i]));
+    }
+    /* value residual */
+    if (c->layer == 0) {
+        memcpy(cb->vfirst + ro, v, (size_t)N * sizeof(float));
+    } else {
+        const float *vf = cb->vfirst + ro, *vr = cb->vres + ro;
+        for (int i = 0; i < N; i++)
+            v[i] = v[i] + (vf[i] - v[i]) * sigmoidf(ly->v0[o + i] + vr[i]);
+    }
+    /* WKV: S[i][j], i = value index, j = key index */
+    float *S = state_of(cb, cb->row_slot[b]) + (size_t)c->layer * (2 * (size_t)C + (size_t)d->n_head * N * N) + C +
+               (size_t)h * N * N;
+    for (int i = 0; i < N; i++) {
+        float *Si = S + (size_t)i * N;
+        float s = 0;
+        for (int j = 0; j < N; j++)
+            s += Si[j] * kk[j];
+        s = -s; /* s_i = sum_j S[i][j] * (-kk_j) */
+        float vi = v[i], yi = 0;
+        for (int j = 0; j < N; j++) {
+            float nv = Si[j] * w[j] + s * ab[j] + vi * kt[j];
+            Si[j] = nv;
+            yi += nv * r[j];
+        }
+        y[i] = yi;
+    }
+    /* GroupNorm over the head, bonus, gate */
+    float mean = 0, var = 0;
+    for (int i = 0; i < N; i++)
+        mean += y[i];
+    mean /= (float)N;
+    for (int i = 0; i < N; i++)
+        var += (y[i] - mean) * (y[i] - mean);
+    var /= (float)N;
+    float ginv = 1.0f / sqrtf(var + GN_EPS);
+    float beta = 0;
+    for (int j = 0; j < N; j++)
+        beta += r[j] * kt[j] * ly->r_k[o + j];
+    const float *g = cb->g + ro;
+    for (int i = 0; i < N; i++) {
+        float yn = (y[i] - mean) * ginv * ly->lnx_w[o + i] + ly->lnx_b[o + i];
+        y[i] = (yn + beta * v[i]) * g[i];
+    }
+}
+
+static void wkv_worker(void *arg, int tid, int n_threads)
+{
+    wkv_ctx *c = arg;
+    const int H = c->cb->m->dims.n_head;
+    const int units = c->seq ? H : c->R * H;
+    (void)tid;
+    (void)n_threads;
+    for (;;) {
+        int u = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
+        if (u >= units)
+            return;
+        if (c->seq) {
+            for (int b = 0; b < c->R; b++)
+                head_row(c, b, u);
+        } else {
+            head_row(c, u / H, u % H);
+        }
+    }
+}
+
+/* ---- the forward pass over R rows ----------------------------------------------------- */
+
+/* Token shift: mix = u + (prev - u) * mu, where prev is the previous row of the same slot
+ * (sequence mode) or the slot's stored shift state. */
+static void forward(cpu_backend *cb, int R, int seq, const int32_t *tokens)
+{
+    const rwkv_model *m = cb->m;
+    const rwkv_dims *d = &m->dims;
+    const int C = d->n_embd, F = d->n_ffn, H = d->n_head, N = d->head_size;
+    const size_t layer_floats = 2 * (size_t)C + (size_t)H * N * N;
+    const int md = cb->max_d;
+
+    for (int b = 0; b < R; b++)
+        memcpy(cb->x + (size_t)b * C, m->emb + (size_t)tokens[b] * C, (size_t)C * sizeof(float));
+
+    for (int l = 0; l < d->n_layer; l++) {
+        const rwkv_layer *ly = &m->layers[l];
+        /* time mix: LN1, shift, six mixes */
+        for (int b = 0; b < R; b++)
+            layer_norm(cb->x + (size_t)b * C, ly->ln1_w, ly->ln1_b, cb->u + (size_t)b * C, C);
+        for (int b = 0; b < R; b++) {
+            const float *u = cb->u + (size_t)b * C;
+            const float *p = cb->row_prev[b] >= 0 ? cb->u + (size_t)cb->row_prev[b] * C
+                                                  : state_of(cb, cb->row_slot[b]) + (size_t)l * layer_floats;
+            const size_t ro = (size_t)b * C;
+            for (int i = 0; i < C; i++) {
+                float dl = p[i] - u[i];
+                cb->xr[ro + i] = u[i] + dl * ly->x_r[i];
+                cb->xw[ro + i] = u[i] + dl * ly->x_w[i];
+                cb->xk[ro + i] = u[i] + dl * ly->x_k[i];
+                cb->xv[ro + i] = u[i] + dl * ly->x_v[i];
+                cb->xa[ro + i] = u[i] + dl * ly->x_a[i];
+                cb->xg[ro + i] = u[i] + dl * ly->x_g[i];
+            }
+        }
+        /* new shift state = LN1 output of the slot's last row */
+        for (int b = 0; b < R; b++)
+            if (!seq || b == R - 1)
+                memcpy(state_of(cb, cb->row_slot[b]) + (size_t)l * layer_floats, cb->u + (size_t)b * C,
+                       (size_t)C * sizeof(float));
+        {
+            gemm_job jobs[] = {
+                {&ly->rw, cb->xr, C, cb->r, C, NULL, R, GEMM_ACT_NONE, 0},
+                {&ly->kw, cb->xk, C, cb->k, C, NULL, R, GEMM_ACT_NONE, 0},
+                {&ly->vw, cb->xv, C, cb->v, C, NULL, R, GEMM_ACT_NONE, 0},
+                {&ly->w1, cb->xw, C, cb->hw, md, NULL, R, GEMM_ACT_TANH, 0},
+                {&ly->a1, cb->xa, C, cb->ha, md, NULL, R, GEMM_ACT_NONE, 0},
+                {&ly->g1, cb->xg, C, cb->hg, md, NULL, R, GEMM_ACT_SIGMOID, 0},
+                {&ly->v1, cb->xv, C, cb->hv, md, NULL, R, GEMM_ACT_NONE, 0},
+            };
+            rwkv_gemm_run(cb->pool, jobs, l == 0 ? 6 : 7);
+        }
+        {
+            gemm_job jobs[] = {
+                {&ly->w2, cb->hw, md, cb->z, C, NULL, R, GEMM_ACT_NONE, 0},
+                {&ly->a2, cb->ha, md, cb->a, C, NULL, R, GEMM_ACT_NONE, 0},
+                {&ly->g2, cb->hg, md, cb->g, C, NULL, R, GEMM_ACT_NONE, 0},
+                {&ly->v2, cb->hv, md, cb->vres, C, NULL, R, GEMM_ACT_NONE, 0},
+            };
+            rwkv_gemm_run(cb->pool, jobs, l == 0 ? 3 : 4);
+        }
+        {
+            wkv_ctx c = {cb, ly, l, R, seq, 0};
+            atomic_init(&c.next, 0);
+            rwkv_pool_run(cb->pool, wkv_worker, &c);
+        }
+        {
+            gemm_job j = {&ly->ow, cb->y, C, cb->x, C, NULL, R, GEMM_ACT_NONE, 1};
+            rwkv_gemm_run(cb->pool, &j, 1);
+        }
+        /* channel mix */
+        for (int b = 0; b < R; b++)
+            layer_norm(cb->x + (size_t)b * C, ly->ln2_w, ly->ln2_b, cb->u + (size_t)b * C, C);
+        for (int b = 0; b < R; b++) {
+            const float *u = cb->u + (size_t)b * C;
+            const float *p = cb->row_prev[b] >= 0 ? cb->u + (size_t)cb->row_prev[b] * C
+                                                  : state_of(cb, cb->row_slot[b]) + (size_t)l * layer_floats + C +
+                                                        (size_t)H * N * N;
+            for (int i = 0; i < C; i++)
+                cb->xk[(size_t)b * C + i] = u[i] + (p[i] - u[i]) * ly->ffn_x_k[i];
+        }
+        for (int b = 0; b < R; b++)
+            if (!seq || b == R - 1)
+                memcpy(state_of(cb, cb->row_slot[b]) + (size_t)l * layer_floats + C + (size_t)H * N * N,
+                       cb->u + (size_t)b * C, (size_t)C * sizeof(float));
+        {
+            gemm_job j = {&ly->ffn_k, cb->xk, C, cb->ffh, F, NULL, R, GEMM_ACT_RELU_SQ, 0};
+            rwkv_gemm_run(cb->pool, &j, 1);
+        }
+        {
+            gemm_job j = {&ly->ffn_v, cb->ffh, F, cb->x, C, NULL, R, GEMM_ACT_NONE, 1};
+            rwkv_gemm_run(cb->pool, &j, 1);
+        }
+    }
+    for (int b = 0; b < R; b++)
+        layer_norm(cb->x + (size_t)b * C, m->ln_out_w, m->ln_out_b, cb->lnout + (size_t)b * C, C);
+}
+
+/* The vocabulary head for the rows listed (compacted into cb->u as GEMM input). */
+static void head(cpu_backend *cb, const int *rows, float *const *outs, int n)
+{
+    const int C = cb->m->dims.n_embd;
+    if (n == 0)
+        return;
+    for (int i = 0; i < n; i++)
+        memcpy(cb->u + (size_t)i * C, cb->lnout + (size_t)rows[i] * C, (size_t)C * sizeof(float));
+    gemm_job j = {&cb->m->head, cb->u, C, NULL, 0, outs, n, GEMM_ACT_NONE, 0};
+    rwkv_gemm_run(cb->pool, &j, 1);
+}
+
+static int cpu_step(rwkv_backend *be, const rwkv_step_item *items, int n)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    const int C = cb->m->dims.n_embd;
+    int32_t *tokens = cb->tokens;
+    int *rows = cb->rows, nl = 0;
+    for (int i = 0; i < n; i++) {
+        cb->row_slot[i] = items[i].slot;
+        cb->row_prev[i] = -1;
+        tokens[i] = items[i].token;
+    }
+    forward(cb, n, 0, tokens);
+    for (int i = 0; i < n; i++) {
+        if (items[i].hidden)
+            memcpy(items[i].hidden, cb->lnout + (size_t)i * C, (size_t)C * sizeof(float));
+        if (items[i].logits) {
+            rows[nl] = i;
+            cb->logit_rows[nl++] = items[i].logits;
+        }
+    }
+    head(cb, rows, cb->logit_rows, nl);
+    return 0;
+}
+
+static int cpu_seq(rwkv_backend *be, int slot, const int32_t *tokens, int n, float *hidden, float *logits,
+                   float *all_logits)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    const int C = cb->m->dims.n_embd;
+    const size_t V = (size_t)cb->m->dims.n_vocab;
+    for (int i = 0; i < n; i++) {
+        cb->row_slot[i] = slot;
+        cb->row_prev[i] = i - 1;
+    }
+    forward(cb, n, 1, tokens);
+    if (hidden)
+        memcpy(hidden, cb->lnout + (size_t)(n - 1) * C, (size_t)C * sizeof(float));
+    int *rows = cb->rows, nl = 0;
+    if (all_logits) {
+        for (int i = 0; i < n; i++) {
+            rows[nl] = i;
+            cb->logit_rows[nl++] = all_logits + (size_t)i * V;
+        }
+    }
+    head(cb, rows, cb->logit_rows, nl);
+    if (logits) {
+        if (all_logits) {
+            memcpy(logits, all_logits + (size_t)(n - 1) * V, V * sizeof(float));
+        } else {
+            rows[0] = n - 1;
+            cb->logit_rows[0] = logits;
+            head(cb, rows, cb->logit_rows, 1);
+        }
+    }
+    return 0;
+}
+
+static int cpu_state_reset(rwkv_backend *be, int slot)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    memset(state_of(cb, slot), 0, cb->state_floats * sizeof(float));
+    return 0;
+}
+
+static int cpu_state_copy(rwkv_backend *be, int dst, int src)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    memcpy(state_of(cb, dst), state_of(cb, src), cb->state_floats * sizeof(float));
+    return 0;
+}
+
+/* The in-memory layout is the portable one (little-endian hosts only; see meson.build). */
+static int cpu_state_export(rwkv_backend *be, int slot, void *buf)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    memcpy(buf, state_of(cb, slot), cb->state_floats * sizeof(float));
+    return 0;
+}
+
+static int cpu_state_import(rwkv_backend *be, int slot, const void *buf)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    const float *f = buf;
+    for (size_t i = 0; i < cb->state_floats; i++)
+        if (!isfinite(f[i]))
+            return -EINVAL;
+    memcpy(state_of(cb, slot), buf, cb->state_floats * sizeof(float));
+    return 0;
+}
+
+static void cpu_destroy(rwkv_backend *be)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    rwkv_pool_destroy(&cb->pool);
+    free(cb->states);
+    free(cb->x); /* one block holds all float scratch */
+    free(cb->row_slot);
+    free(cb->logit_rows);
+    free(cb);
+}
+
+static const rwkv_backend_ops cpu_ops = {
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .step = cpu_step,
+    .seq = cpu_seq,
+    .state_reset = cpu_state_reset,
+    .state_copy = cpu_state_copy,
+    .state_export = cpu_state_export,
+    .state_import = cpu_state_import,
+};
+
+int rwkv_cpu_backend_new(const rwkv_model *m, const rwkv_engine_opts *opts, rwkv_backend **out, char *err, size_t err_len)
+{
+    const rwkv_dims *d = &m->dims;
+    if (d->head_size > 512) {
+        if (err && err_len)
+            snprintf(err, err_len, "cpu backend: head_size %d exceeds 512", d->head_size);
+        return -EINVAL;
+    }
+    cpu_backend *cb = calloc(1, sizeof *cb);
+    if (!cb)
+        return -ENOMEM;
+    cb->base.ops = &cpu_ops;
+    cb->m = m;
+    cb->n_slots = opts->n_slots;
+    cb->max_rows = opts->max_batch;
+    cb->state_floats = rwkv_state_floats(d);
+    int md = d->d_w;
+    if (d->d_a > md) md = d->d_a;
+    if (d->d_v > md) md = d->d_v;
+    if (d->d_g > md) md = d->d_g;
+    cb->max_d = md;
+    const size_t R = (size_t)cb->max_rows, C = (size_t)d->n_embd;
+    size_t total = R * C * 20 + R * (size_t)md * 4 + R * (size_t)d->n_ffn;
+    cb->states = calloc((size_t)cb->n_slots * cb->state_floats, sizeof(float));
+    float *s = calloc(total, sizeof(float));
+    cb->row_slot = calloc(4 * R, sizeof(int));
+    cb->logit_rows = calloc(R, sizeof(float *));
+    cb->pool = rwkv_pool_new(opts->n_threads);
+    if (!cb->states || !s || !cb->row_slot || !cb->logit_rows || !cb->pool) {
+        free(s);
+        cb->x = NULL;
+        cpu_destroy(&cb->base);
+        if (err && err_len)
+            snprintf(err, err_len, "cpu backend: cannot allocate %zu state slots of %zu bytes",
+                     (size_t)opts->n_slots, cb->state_floats * sizeof(float));
+        return -ENOMEM;
+    }
+    cb->row_prev = cb->row_slot + R;
+    cb->rows = cb->row_slot + 2 * R;
+    cb->tokens = (int32_t *)(cb->row_slot + 3 * R);
+    float **bufs[] = {&cb->x, &cb->u, &cb->xr, &cb->xw, &cb->xk, &cb->xv, &cb->xa, &cb->xg, &cb->r, &cb->k,
+                      &cb->v, &cb->z, &cb->a, &cb->g, &cb->vres, &cb->vfirst, &cb->y, &cb->lnout};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++, s += R * C)
+        *bufs[i] = s;
+    cb->hw = s; s += R * md;
+    cb->ha = s; s += R * md;
+    cb->hv = s; s += R * md;
+    cb->hg = s; s += R * md;
+    cb->ffh = s;
+    *out = &cb->base;
+    return 0;
+}

@@ -1,0 +1,588 @@
+/* model.c — turning a BlinkDL x070 .pth into the in-memory model of model.h.
+ *
+ * Steps: parse the container (pth.c), recognise the architecture, infer dims from shapes
+ * (spec §1.4), check every expected tensor's presence and shape, then convert each tensor
+ * once into a single arena (LoRA matrices transposed to [out][in], ln0 folded into the
+ * embedding) and drop the source pages. Every failure names the file and the tensor.
+ * Not here: any arithmetic of the step (cpu/ref.c).
+ */
+#include "model.h"
+#include "pth.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+const char *rwkv_dtype_name(rwkv_dtype t)
+{
+    switch (t) {
+    case RWKV_DTYPE_F32: return "f32";
+    case RWKV_DTYPE_F16: return "f16";
+    case RWKV_DTYPE_BF16: return "bf16";
+    }
+    return "?";
+}
+
+size_t rwkv_dtype_size(rwkv_dtype t) { return t == RWKV_DTYPE_F32 ? 4 : 2; }
+
+int rwkv_weights_parse(const char *s, rwkv_weights *out)
+{
+    static const struct { const char *n; rwkv_weights w; } tab[] = {
+        {"f32", RWKV_WEIGHTS_F32}, {"fp32", RWKV_WEIGHTS_F32}, {"stored", RWKV_WEIGHTS_STORED},
+        {"bf16", RWKV_WEIGHTS_BF16}, {"f16", RWKV_WEIGHTS_F16}, {"fp16", RWKV_WEIGHTS_F16},
+    };
+    for (size_t i = 0; s && i < sizeof tab / sizeof tab[0]; i++) {
+        if (strcmp(s, tab[i].n) == 0) {
+            *out = tab[i].w;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+static int fail(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t err_len, const char *fmt, ...)
+{
+    if (err && err_len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, err_len, fmt, ap);
+        va_end(ap);
+    }
+    return -EINVAL;
+}
+
+/* ---- conversions ---------------------------------------------------------------------- */
+
+static uint16_t f32_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1);         /* round to nearest even */
+    return (uint16_t)(u >> 16);
+}
+
+static uint16_t f32_to_f16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t sign = (u >> 16) & 0x8000u;
+    uint32_t a = u & 0x7fffffffu;
+    if (a >= 0x7f800000u)
+        return (uint16_t)(sign | 0x7c00u | (a > 0x7f800000u ? 0x200u : 0));
+    if (a >= 0x477ff000u) /* rounds to >= 65520: overflow to inf */
+        return (uint16_t)(sign | 0x7c00u);
+    if (a < 0x38800000u) { /* subnormal or zero in f16 */
+        if (a < 0x33000000u)
+            return (uint16_t)sign;
+        uint32_t e = a >> 23, m = (a & 0x7fffffu) | 0x800000u;
+        uint32_t shift = 126 - e; /* 14..24 */
+        uint32_t r = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (r & 1)))
+            r++;
+        return (uint16_t)(sign | r);
+    }
+    uint32_t r = ((a - 0x38000000u) >> 13);
+    uint32_t rem = a & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (r & 1)))
+        r++;
+    return (uint16_t)(sign | r);
+}
+
+/* ---- the tensor plan ------------------------------------------------------------------ */
+
+typedef enum { K_VEC, K_RK, K_MAT, K_LORA_IN, K_LORA_OUT } kind;
+
+typedef struct {
+    const char *suffix; /* after "blocks.{l}." */
+    kind k;
+    int rows_dim, cols_dim; /* for K_MAT, K_LORA_*: which dims (see dim_of) */
+    size_t off_f;           /* offsetof in rwkv_layer of the float* or rwkv_mat */
+    bool layer1_plus;       /* v0/v1/v2: absent or ignored in layer 0 */
+} layer_tensor;
+
+enum { D_C, D_F, D_W, D_A, D_V, D_G };
+
+#define OFF(f) offsetof(rwkv_layer, f)
+static const layer_tensor layer_tensors[] = {
+    {"ln1.weight", K_VEC, 0, 0, OFF(ln1_w), false},
+    {"ln1.bias", K_VEC, 0, 0, OFF(ln1_b), false},
+    {"ln2.weight", K_VEC, 0, 0, OFF(ln2_w), false},
+    {"ln2.bias", K_VEC, 0, 0, OFF(ln2_b), false},
+    {"att.x_r", K_VEC, 0, 0, OFF(x_r), false},
+    {"att.x_w", K_VEC, 0, 0, OFF(x_w), false},
+    {"att.x_k", K_VEC, 0, 0, OFF(x_k), false},
+    {"att.x_v", K_VEC, 0, 0, OFF(x_v), false},
+    {"att.x_a", K_VEC, 0, 0, OFF(x_a), false},
+    {"att.x_g", K_VEC, 0, 0, OFF(x_g), false},
+    {"att.w0", K_VEC, 0, 0, OFF(w0), false},
+    {"att.w1", K_LORA_IN, D_C, D_W, OFF(w1), false},
+    {"att.w2", K_LORA_OUT, D_W, D_C, OFF(w2), false},
+    {"att.a0", K_VEC, 0, 0, OFF(a0), false},
+    {"att.a1", K_LORA_IN, D_C, D_A, OFF(a1), false},
+    {"att.a2", K_LORA_OUT, D_A, D_C, OFF(a2), false},
+    {"att.v0", K_VEC, 0, 0, OFF(v0), true},
+    {"att.v1", K_LORA_IN, D_C, D_V, OFF(v1), true},
+    {"att.v2", K_LORA_OUT, D_V, D_C, OFF(v2), true},
+    {"att.g1", K_LORA_IN, D_C, D_G, OFF(g1), false},
+    {"att.g2", K_LORA_OUT, D_G, D_C, OFF(g2), false},
+    {"att.k_k", K_VEC, 0, 0, OFF(k_k), false},
+    {"att.k_a", K_VEC, 0, 0, OFF(k_a), false},
+    {"att.r_k", K_RK, 0, 0, OFF(r_k), false},
+    {"att.receptance.weight", K_MAT, D_C, D_C, OFF(rw), false},
+    {"att.key.weight", K_MAT, D_C, D_C, OFF(kw), false},
+    {"att.value.weight", K_MAT, D_C, D_C, OFF(vw), false},
+    {"att.output.weight", K_MAT, D_C, D_C, OFF(ow), false},
+    {"att.ln_x.weight", K_VEC, 0, 0, OFF(lnx_w), false},
+    {"att.ln_x.bias", K_VEC, 0, 0, OFF(lnx_b), false},
+    {"ffn.x_k", K_VEC, 0, 0, OFF(ffn_x_k), false},
+    {"ffn.key.weight", K_MAT, D_F, D_C, OFF(ffn_k), false},
+    {"ffn.value.weight", K_MAT, D_C, D_F, OFF(ffn_v), false},
+};
+#undef OFF
+#define N_LAYER_TENSORS ((int)(sizeof layer_tensors / sizeof layer_tensors[0]))
+
+static int dim_of(const rwkv_dims *d, int which)
+{
+    switch (which) {
+    case D_C: return d->n_embd;
+    case D_F: return d->n_ffn;
+    case D_W: return d->d_w;
+    case D_A: return d->d_a;
+    case D_V: return d->d_v;
+    case D_G: return d->d_g;
+    }
+    return 0;
+}
+
+static void shape_str(const rwkv_pth_tensor *t, char *buf, size_t cap)
+{
+    size_t n = 0;
+    n += (size_t)snprintf(buf + n, cap - n, "[");
+    for (int d = 0; d < t->ndim && n < cap; d++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+    if (n < cap)
+        snprintf(buf + n, cap - n, "]");
+}
+
+static bool is_float(rwkv_pth_type t)
+{
+    return t == RWKV_PTH_F32 || t == RWKV_PTH_F16 || t == RWKV_PTH_BF16;
+}
+
+/* A vector of C: [C], [1, C] or [1, 1, C]. */
+static bool vec_shape_ok(const rwkv_pth_tensor *t, int64_t c)
+{
+    if (t->ndim < 1)
+        return false;
+    for (int d = 0; d + 1 < t->ndim; d++)
+        if (t->shape[d] != 1)
+            return false;
+    return t->shape[t->ndim - 1] == c;
+}
+
+static const rwkv_pth_tensor *need(const rwkv_pth *p, const char *name, char *err, size_t err_len, int *rc)
+{
+    const rwkv_pth_tensor *t = rwkv_pth_find(p, name);
+    if (!t) {
+        *rc = fail(err, err_len, "%s: missing tensor '%s'", rwkv_pth_name(p), name);
+        return NULL;
+    }
+    if (!is_float(t->type)) {
+        *rc = fail(err, err_len, "%s: tensor '%s' has type %s, expected bfloat16, float16 or float32",
+                   rwkv_pth_name(p), name, rwkv_pth_type_name(t->type));
+        return NULL;
+    }
+    return t;
+}
+
+static int check_shape2(const rwkv_pth *p, const rwkv_pth_tensor *t, int64_t r, int64_t c, char *err, size_t err_len)
+{
+    if (t->ndim == 2 && t->shape[0] == r && t->shape[1] == c)
+        return 0;
+    char s[96];
+    shape_str(t, s, sizeof s);
+    return fail(err, err_len, "%s: tensor '%s' has shape %s, expected [%lld, %lld]", rwkv_pth_name(p), t->name, s,
+                (long long)r, (long long)c);
+}
+
+/* Recognise the architecture from key names; refuse what this engine does not run. */
+static int check_arch(const rwkv_pth *p, char *err, size_t err_len)
+{
+    const char *nm = rwkv_pth_name(p);
+    for (int i = 0; i < rwkv_pth_count(p); i++) {
+        const char *k = rwkv_pth_at(p, i)->name;
+        if (strstr(k, "ffn.s_emb") || strstr(k, ".ffn.s0") || strstr(k, ".ffn.s1") || strstr(k, ".ffn.s2"))
+            return fail(err, err_len, "%s: tensor '%s' marks an RWKV-7 x070a (DeepEmbed) checkpoint; only plain x070 is supported", nm, k);
+        if (strncmp(k, "blocks.", 7) == 0 && strstr(k, ".qkv."))
+            return fail(err, err_len, "%s: tensor '%s' marks an RWKV-7 x070b (DEA) checkpoint; only plain x070 is supported", nm, k);
+    }
+    if (rwkv_pth_find(p, "blocks.0.att.r_k") && rwkv_pth_find(p, "blocks.0.att.k_k"))
+        return 0;
+    const char *what = "an unknown architecture (no blocks.0.att.r_k / att.k_k)";
+    if (rwkv_pth_find(p, "blocks.0.att.time_maa_x"))
+        what = "RWKV-6 (x060)";
+    else if (rwkv_pth_find(p, "blocks.0.att.gate.weight"))
+        what = "RWKV-5 (x052/5.x)";
+    else if (rwkv_pth_find(p, "blocks.0.att.ln_x.weight"))
+        what = "RWKV-5.0";
+    else if (rwkv_pth_find(p, "blocks.0.att.time_mix_k"))
+        what = "RWKV-4";
+    return fail(err, err_len, "%s: checkpoint is %s; this engine runs RWKV-7 (x070) only", nm, what);
+}
+
+/* Is `name` one of the tensors an x070 checkpoint may contain? */
+static bool known_name(const char *name, int n_layer)
+{
+    static const char *globals[] = {"emb.weight", "ln_out.weight", "ln_out.bias", "head.weight",
+                                    "blocks.0.ln0.weight", "blocks.0.ln0.bias"};
+    for (size_t i = 0; i < sizeof globals / sizeof globals[0]; i++)
+        if (strcmp(name, globals[i]) == 0)
+            return true;
+    if (strncmp(name, "blocks.", 7) != 0)
+        return false;
+    char *end;
+    long l = strtol(name + 7, &end, 10);
+    if (end == name + 7 || *end != '.' || l < 0 || l >= n_layer)
+        return false;
+    for (int i = 0; i < N_LAYER_TENSORS; i++)
+        if (strcmp(end + 1, layer_tensors[i].suffix) == 0)
+            return true;
+    return false;
+}
+
+static int infer_dims(const rwkv_pth *p, rwkv_dims *d, char *err, size_t err_len)
+{
+    const char *nm = rwkv_pth_name(p);
+    int rc = 0;
+    const rwkv_pth_tensor *emb = need(p, "emb.weight", err, err_len, &rc);
+    if (!emb)
+        return rc;
+    if (emb->ndim != 2 || emb->shape[0] < 1 || emb->shape[1] < 1 || emb->shape[0] > (1 << 24) || emb->shape[1] > (1 << 16)) {
+        char s[96];
+        shape_str(emb, s, sizeof s);
+        return fail(err, err_len, "%s: tensor 'emb.weight' has shape %s, expected [n_vocab, n_embd]", nm, s);
+    }
+    d->n_vocab = (int)emb->shape[0];
+    d->n_embd = (int)emb->shape[1];
+    const rwkv_pth_tensor *rk = need(p, "blocks.0.att.r_k", err, err_len, &rc);
+    if (!rk)
+        return rc;
+    if (rk->ndim != 2 || rk->shape[0] < 1 || rk->shape[1] < 1 || rk->shape[0] * rk->shape[1] != d->n_embd) {
+        char s[96];
+        shape_str(rk, s, sizeof s);
+        return fail(err, err_len, "%s: tensor 'blocks.0.att.r_k' has shape %s, expected [n_head, head_size] with n_head*head_size = n_embd = %d",
+                    nm, s, d->n_embd);
+    }
+    d->n_head = (int)rk->shape[0];
+    d->head_size = (int)rk->shape[1];
+    int max_l = -1;
+    for (int i = 0; i < rwkv_pth_count(p); i++) {
+        const char *k = rwkv_pth_at(p, i)->name;
+        if (strncmp(k, "blocks.", 7) == 0) {
+            char *end;
+            long l = strtol(k + 7, &end, 10);
+            if (end != k + 7 && *end == '.' && l >= 0 && l < 4096 && l > max_l)
+                max_l = (int)l;
+        }
+    }
+    if (max_l < 0)
+        return fail(err, err_len, "%s: no blocks.* tensors", nm);
+    d->n_layer = max_l + 1;
+    const rwkv_pth_tensor *t;
+    if (!(t = need(p, "blocks.0.ffn.key.weight", err, err_len, &rc)))
+        return rc;
+    if (t->ndim != 2 || t->shape[0] < 1 || t->shape[0] > (1 << 20))
+        return check_shape2(p, t, -1, d->n_embd, err, err_len);
+    d->n_ffn = (int)t->shape[0];
+    const char *rank_src[4] = {"blocks.0.att.w1", "blocks.0.att.a1", "blocks.1.att.v1", "blocks.0.att.g1"};
+    int *rank_dst[4] = {&d->d_w, &d->d_a, &d->d_v, &d->d_g};
+    for (int i = 0; i < 4; i++) {
+        if (i == 2 && d->n_layer == 1) {
+            /* a one-layer model never uses v1; take layer 0's if present */
+            t = rwkv_pth_find(p, "blocks.0.att.v1");
+            *rank_dst[i] = (t && t->ndim == 2) ? (int)t->shape[1] : 0;
+            continue;
+        }
+        if (!(t = need(p, rank_src[i], err, err_len, &rc)))
+            return rc;
+        if (t->ndim != 2 || t->shape[0] != d->n_embd || t->shape[1] < 1 || t->shape[1] > (1 << 16))
+            return check_shape2(p, t, d->n_embd, -1, err, err_len);
+        *rank_dst[i] = (int)t->shape[1];
+    }
+    return 0;
+}
+
+typedef struct {
+    const rwkv_pth_tensor *src;
+    kind k;
+    int rows, cols;       /* destination (after transposition) */
+    rwkv_dtype dtype;     /* destination element type */
+    size_t off;           /* into the arena */
+    void *field;          /* float** or rwkv_mat* to fill */
+} plan_item;
+
+static rwkv_dtype mat_dtype(rwkv_weights w, rwkv_pth_type stored)
+{
+    switch (w) {
+    case RWKV_WEIGHTS_F32: return RWKV_DTYPE_F32;
+    case RWKV_WEIGHTS_BF16: return RWKV_DTYPE_BF16;
+    case RWKV_WEIGHTS_F16: return RWKV_DTYPE_F16;
+    case RWKV_WEIGHTS_STORED:
+        return stored == RWKV_PTH_BF16 ? RWKV_DTYPE_BF16 : stored == RWKV_PTH_F16 ? RWKV_DTYPE_F16 : RWKV_DTYPE_F32;
+    }
+    return RWKV_DTYPE_F32;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const uint8_t *b = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* Convert one planned tensor into the arena; checks for non-finite values. */
+static int convert(const rwkv_pth *p, plan_item *it, uint8_t *arena, float *tmp, char *err, size_t err_len)
+{
+    const rwkv_pth_tensor *t = it->src;
+    int64_t n = rwkv_pth_numel(t);
+    int rc = rwkv_pth_to_f32(t, tmp);
+    if (rc)
+        return fail(err, err_len, "%s: tensor '%s' cannot be converted", rwkv_pth_name(p), t->name);
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(tmp[i]))
+            return fail(err, err_len, "%s: tensor '%s' holds a non-finite value (%f) at flat index %lld",
+                        rwkv_pth_name(p), t->name, (double)tmp[i], (long long)i);
+    }
+    void *dst = arena + it->off;
+    if (it->k == K_LORA_IN || it->k == K_LORA_OUT) {
+        /* stored [in][out] = (cols, rows); want (rows, cols) */
+        float *o = dst;
+        for (int r = 0; r < it->rows; r++)
+            for (int c = 0; c < it->cols; c++)
+                o[(size_t)r * it->cols + c] = tmp[(size_t)c * it->rows + r];
+    } else if (it->dtype == RWKV_DTYPE_F32) {
+        memcpy(dst, tmp, (size_t)n * 4);
+    } else {
+        uint16_t *o = dst;
+        for (int64_t i = 0; i < n; i++)
+            o[i] = it->dtype == RWKV_DTYPE_BF16 ? f32_to_bf16(tmp[i]) : f32_to_f16(tmp[i]);
+        if (it->dtype == RWKV_DTYPE_F16) {
+            for (int64_t i = 0; i < n; i++)
+                if ((o[i] & 0x7c00u) == 0x7c00u)
+                    return fail(err, err_len, "%s: tensor '%s' value %g at flat index %lld overflows float16 (load with f32 or bf16 weights)",
+                                rwkv_pth_name(p), t->name, (double)tmp[i], (long long)i);
+        }
+    }
+    if (it->k == K_MAT || it->k == K_LORA_IN || it->k == K_LORA_OUT) {
+        rwkv_mat *m = it->field;
+        *m = (rwkv_mat){dst, it->dtype, it->rows, it->cols};
+    } else {
+        *(const float **)it->field = dst;
+    }
+    return 0;
+}
+
+int rwkv_model_load(const char *path, const rwkv_load_opts *opts, rwkv_model **out, char *err, size_t err_len)
+{
+    rwkv_load_opts o = opts ? *opts : (rwkv_load_opts){0};
+    if ((unsigned)o.weights > RWKV_WEIGHTS_F16)
+        return fail(err, err_len, "%s: invalid weights option %d", path, (int)o.weights);
+    rwkv_pth *p = NULL;
+    int rc = rwkv_pth_open(path, &p, err, err_len);
+    if (rc)
+        return rc;
+    rwkv_model *m = calloc(1, sizeof *m);
+    plan_item *plan = NULL;
+    float *tmp = NULL;
+    const char *nm = path;
+    if (!m) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if ((rc = check_arch(p, err, err_len)) || (rc = infer_dims(p, &m->dims, err, err_len)))
+        goto out;
+    rwkv_dims *d = &m->dims;
+    const int L = d->n_layer, C = d->n_embd, V = d->n_vocab;
+    for (int i = 0; i < rwkv_pth_count(p); i++) {
+        const char *k = rwkv_pth_at(p, i)->name;
+        if (!known_name(k, L)) {
+            rc = fail(err, err_len, "%s: unexpected tensor '%s' (not part of an RWKV-7 x070 checkpoint with %d layers)", nm, k, L);
+            goto out;
+        }
+    }
+    m->layers = calloc((size_t)L, sizeof(rwkv_layer));
+    int max_items = 6 + L * N_LAYER_TENSORS;
+    plan = calloc((size_t)max_items, sizeof(plan_item));
+    if (!m->layers || !plan) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    int n_plan = 0;
+    size_t arena = 0, max_numel = 0;
+#define ADD(T, K, R, CC, DT, FIELD) \
+    do { \
+        size_t bytes_ = (size_t)(R) * (size_t)(CC) * rwkv_dtype_size(DT); \
+        plan[n_plan] = (plan_item){(T), (K), (R), (CC), (DT), arena, (FIELD)}; \
+        arena += (bytes_ + 63) & ~(size_t)63; \
+        if ((size_t)rwkv_pth_numel(T) > max_numel) \
+            max_numel = (size_t)rwkv_pth_numel(T); \
+        n_plan++; \
+    } while (0)
+    /* globals: emb (folded later), ln0 kept only during load, ln_out, head */
+    const rwkv_pth_tensor *t;
+    struct { const char *name; const float **field; } vecs[] = {
+        {"blocks.0.ln0.weight", NULL}, {"blocks.0.ln0.bias", NULL},
+        {"ln_out.weight", &m->ln_out_w}, {"ln_out.bias", &m->ln_out_b},
+    };
+    const float *ln0[2] = {NULL, NULL};
+    vecs[0].field = &ln0[0];
+    vecs[1].field = &ln0[1];
+    if (!(t = need(p, "emb.weight", err, err_len, &rc)))
+        goto out;
+    ADD(t, K_VEC, V, C, RWKV_DTYPE_F32, (void *)&m->emb);
+    for (size_t i = 0; i < 4; i++) {
+        if (!(t = need(p, vecs[i].name, err, err_len, &rc)))
+            goto out;
+        if (!vec_shape_ok(t, C)) {
+            char s[96];
+            shape_str(t, s, sizeof s);
+            rc = fail(err, err_len, "%s: tensor '%s' has shape %s, expected [%d]", nm, t->name, s, C);
+            goto out;
+        }
+        ADD(t, K_VEC, 1, C, RWKV_DTYPE_F32, (void *)vecs[i].field);
+    }
+    if (!(t = need(p, "head.weight", err, err_len, &rc)) || (rc = check_shape2(p, t, V, C, err, err_len)))
+        goto out;
+    ADD(t, K_MAT, V, C, mat_dtype(o.weights, t->type), &m->head);
+    for (int l = 0; l < L; l++) {
+        rwkv_layer *ly = &m->layers[l];
+        for (int i = 0; i < N_LAYER_TENSORS; i++) {
+            const layer_tensor *lt = &layer_tensors[i];
+            char name[96];
+            snprintf(name, sizeof name, "blocks.%d.%s", l, lt->suffix);
+            if (l == 0 && lt->layer1_plus) {
+                t = rwkv_pth_find(p, name);
+                (void)t; /* present or absent; never used (spec §1.1) */
+                continue;
+            }
+            if (!(t = need(p, name, err, err_len, &rc)))
+                goto out;
+            void *field = (uint8_t *)ly + lt->off_f;
+            if (lt->k == K_VEC) {
+                if (!vec_shape_ok(t, C)) {
+                    char s[96];
+                    shape_str(t, s, sizeof s);
+                    rc = fail(err, err_len, "%s: tensor '%s' has shape %s, expected [1, 1, %d]", nm, name, s, C);
+                    goto out;
+                }
+                ADD(t, K_VEC, 1, C, RWKV_DTYPE_F32, field);
+            } else if (lt->k == K_RK) {
+                if (t->ndim != 2 || t->shape[0] != d->n_head || t->shape[1] != d->head_size) {
+                    rc = check_shape2(p, t, d->n_head, d->head_size, err, err_len);
+                    goto out;
+                }
+                ADD(t, K_VEC, 1, C, RWKV_DTYPE_F32, field);
+            } else {
+                int r = dim_of(d, lt->rows_dim), c = dim_of(d, lt->cols_dim);
+                if ((rc = check_shape2(p, t, r, c, err, err_len)))
+                    goto out;
+                if (lt->k == K_MAT)
+                    ADD(t, K_MAT, r, c, mat_dtype(o.weights, t->type), field);
+                else /* transpose: stored (r, c) becomes (c, r) */
+                    ADD(t, lt->k, c, r, RWKV_DTYPE_F32, field);
+            }
+        }
+    }
+#undef ADD
+    /* One arena for everything; large models get huge pages where the kernel allows. */
+    m->arena_bytes = arena;
+    m->arena = mmap(NULL, arena, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m->arena == MAP_FAILED) {
+        m->arena = NULL;
+        fail(err, err_len, "%s: cannot allocate %zu bytes for the weights", nm, arena);
+        rc = -ENOMEM;
+        goto out;
+    }
+#ifdef MADV_HUGEPAGE
+    madvise(m->arena, arena, MADV_HUGEPAGE);
+#endif
+    tmp = malloc(max_numel * sizeof(float));
+    if (!tmp) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    uint64_t fp = fnv1a(0xcbf29ce484222325ull, d, sizeof *d);
+    for (int i = 0; i < n_plan; i++) {
+        if ((rc = convert(p, &plan[i], m->arena, tmp, err, err_len)))
+            goto out;
+        {
+            /* Fingerprint: name, and up to 4 KiB sampled from each converted tensor. */
+            const rwkv_pth_tensor *src = plan[i].src;
+            fp = fnv1a(fp, src->name, strlen(src->name));
+            size_t bytes = (size_t)plan[i].rows * plan[i].cols * rwkv_dtype_size(plan[i].dtype);
+            const uint8_t *b = (const uint8_t *)m->arena + plan[i].off;
+            size_t step = bytes > 4096 ? bytes / 64 : bytes;
+            for (size_t s = 0; s < bytes; s += step)
+                fp = fnv1a(fp, b + s, bytes - s < 64 ? bytes - s : 64);
+        }
+    }
+    m->fingerprint = fp;
+    /* fold ln0 into the embedding: every row replaced by LN(row; ln0) */
+    {
+        float *e = (float *)m->emb;
+        for (int v = 0; v < V; v++) {
+            float *row = e + (size_t)v * C;
+            double mean = 0, var = 0;
+            for (int c = 0; c < C; c++)
+                mean += row[c];
+            mean /= C;
+            for (int c = 0; c < C; c++)
+                var += (row[c] - mean) * (row[c] - mean);
+            var /= C;
+            double inv = 1.0 / sqrt(var + 1e-5);
+            for (int c = 0; c < C; c++)
+                row[c] = (float)((row[c] - mean) * inv * ln0[0][c] + ln0[1][c]);
+        }
+    }
+    for (int i = 0; i < n_plan; i++)
+        m->n_params += (uint64_t)rwkv_pth_numel(plan[i].src);
+    rwkv_pth_release_pages(p);
+out:
+    free(tmp);
+    free(plan);
+    rwkv_pth_close(&p);
+    if (rc) {
+        rwkv_model_destroy(&m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+void rwkv_model_destroy(rwkv_model **mp)
+{
+    if (!mp || !*mp)
+        return;
+    rwkv_model *m = *mp;
+    if (m->arena)
+        munmap(m->arena, m->arena_bytes);
+    free(m->layers);
+    free(m);
+    *mp = NULL;
+}
+
+const rwkv_dims *rwkv_model_dims(const rwkv_model *m) { return &m->dims; }
+uint64_t rwkv_model_n_params(const rwkv_model *m) { return m->n_params; }
+uint64_t rwkv_model_weight_bytes(const rwkv_model *m) { return m->arena_bytes; }
+uint64_t rwkv_model_fingerprint(const rwkv_model *m) { return m->fingerprint; }

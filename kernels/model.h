@@ -1,0 +1,51 @@
+/* model.h — the in-memory RWKV-7 model that backends read (internal to librwkv).
+ *
+ * Every matrix is stored [out][in] row-major (the LoRA matrices, stored [in][out] in the
+ * checkpoint, are transposed at load), so one GEMM shape serves all projections. Vectors are
+ * fp32. The embedding has ln0 folded in (spec §1.3). Nothing here changes after load.
+ */
+#ifndef RWKV_MODEL_H
+#define RWKV_MODEL_H
+
+#include "rwkv.h"
+
+typedef struct {
+    const void *data; /* (rows, cols) row-major, elements of `dtype` */
+    rwkv_dtype dtype;
+    int rows;         /* out */
+    int cols;         /* in */
+} rwkv_mat;
+
+typedef struct {
+    const float *ln1_w, *ln1_b;                  /* (C) */
+    const float *x_r, *x_w, *x_k, *x_v, *x_a, *x_g; /* (C) token-shift mixes */
+    const float *w0, *a0, *v0;                   /* (C); v0 NULL for layer 0 */
+    rwkv_mat w1, w2;                             /* (D_w, C), (C, D_w) */
+    rwkv_mat a1, a2;                             /* (D_a, C), (C, D_a) */
+    rwkv_mat v1, v2;                             /* (D_v, C), (C, D_v); unused in layer 0 */
+    rwkv_mat g1, g2;                             /* (D_g, C), (C, D_g) */
+    const float *k_k, *k_a;                      /* (C) */
+    const float *r_k;                            /* (C) = (H, N) flattened */
+    rwkv_mat rw, kw, vw, ow;                     /* (C, C) */
+    const float *lnx_w, *lnx_b;                  /* (C) GroupNorm affine */
+    const float *ln2_w, *ln2_b;                  /* (C) */
+    const float *ffn_x_k;                        /* (C) */
+    rwkv_mat ffn_k;                              /* (F, C) */
+    rwkv_mat ffn_v;                              /* (C, F) */
+} rwkv_layer;
+
+struct rwkv_model {
+    rwkv_dims dims;
+    const float *emb;              /* (V, C), ln0 folded */
+    const float *ln_out_w, *ln_out_b; /* (C) */
+    rwkv_mat head;                 /* (V, C) */
+    rwkv_layer *layers;            /* (L) */
+    void *arena;
+    size_t arena_bytes;
+    uint64_t n_params;
+    uint64_t fingerprint;
+};
+
+size_t rwkv_dtype_size(rwkv_dtype t);
+
+#endif
