@@ -1,2 +1,250 @@
-/* placeholder replaced below */
-int main(void) { return 0; }
+/* rwkv-bench — decode throughput of the engine, with the memory-bandwidth floor beside it.
+ *
+ * For each (checkpoint, weights, batch, threads) it runs warm-up steps, then R timed runs
+ * of S steps of B slots (one token per slot per step, logits for every slot — what a
+ * decoding stream needs), and prints the median tokens/s. Beside it: bytes of weights read
+ * per step (once for the whole batch) plus 2 × B × state bytes, the achieved GB/s, and the
+ * floor = (bytes per step) / (measured copy bandwidth) expressed as tokens/s.
+ * Checkpoints come from tools/gen-checkpoint.py (random weights of the published shapes).
+ * A benchmark, not a test: it asserts nothing.
+ */
+#include "model.h"
+#include "rwkv.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Read bandwidth of this machine with `threads` threads: sum a large buffer. */
+typedef struct {
+    const float *buf;
+    size_t n;
+    double sum;
+} bw_arg;
+
+#include <pthread.h>
+static void *bw_worker(void *p)
+{
+    bw_arg *a = p;
+    float s[16] = {0};
+    for (size_t i = 0; i + 16 <= a->n; i += 16)
+        for (int l = 0; l < 16; l++)
+            s[l] += a->buf[i + l];
+    double t = 0;
+    for (int l = 0; l < 16; l++)
+        t += s[l];
+    a->sum = t;
+    return NULL;
+}
+
+static double read_bandwidth(int threads)
+{
+    size_t n = (size_t)256 << 20; /* 1 GiB of floats */
+    float *buf = malloc(n * sizeof(float));
+    if (!buf)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (float)(i & 7);
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        pthread_t th[64];
+        bw_arg args[64];
+        int k = threads < 64 ? threads : 64;
+        double t0 = now_s();
+        for (int i = 0; i < k; i++) {
+            args[i] = (bw_arg){buf + n / k * i, n / k, 0};
+            pthread_create(&th[i], NULL, bw_worker, &args[i]);
+        }
+        for (int i = 0; i < k; i++)
+            pthread_join(th[i], NULL);
+        double dt = now_s() - t0;
+        double gbs = n * sizeof(float) / dt / 1e9;
+        if (gbs > best)
+            best = gbs;
+    }
+    free(buf);
+    return best;
+}
+
+/* Bytes of weights one step reads: every matrix once, the embedding rows and vectors. */
+static double weight_bytes_per_step(const rwkv_model *m, int B)
+{
+    const rwkv_dims *d = &m->dims;
+    double total = (double)m->arena_bytes;
+    double emb = (double)d->n_vocab * d->n_embd * 4;
+    return total - emb + (double)B * d->n_embd * 4;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: rwkv-bench --model M.pth [--model M2.pth ...] [--weights f32,stored,...]\n"
+            "                  [--batch 1,8,64] [--threads 1,2] [--steps S] [--runs R] [--no-logits]\n");
+}
+
+static int parse_list(const char *s, int *out, int cap)
+{
+    int n = 0;
+    while (*s && n < cap) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v <= 0)
+            return -1;
+        out[n++] = (int)v;
+        s = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
+int main(int argc, char **argv)
+{
+    const char *models[8];
+    int n_models = 0;
+    char weights_arg[128] = "f32";
+    int batches[16] = {1, 8, 64}, n_b = 3, threads[8] = {1, 2}, n_t = 2;
+    int steps = 0, runs = 3, want_logits = 1;
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"weights", required_argument, 0, 'w'},
+        {"batch", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
+        {"steps", required_argument, 0, 's'}, {"runs", required_argument, 0, 'r'},
+        {"no-logits", no_argument, 0, 'n'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            if (n_models < 8)
+                models[n_models++] = optarg;
+            break;
+        case 'w': snprintf(weights_arg, sizeof weights_arg, "%s", optarg); break;
+        case 'b': n_b = parse_list(optarg, batches, 16); break;
+        case 't': n_t = parse_list(optarg, threads, 8); break;
+        case 's': steps = atoi(optarg); break;
+        case 'r': runs = atoi(optarg); break;
+        case 'n': want_logits = 0; break;
+        default: usage(); return c == 'h' ? 0 : 2;
+        }
+    }
+    if (n_models == 0 || n_b <= 0 || n_t <= 0 || runs <= 0 || runs > 99) {
+        usage();
+        return 2;
+    }
+    int max_t = 1;
+    for (int i = 0; i < n_t; i++)
+        if (threads[i] > max_t)
+            max_t = threads[i];
+    double bw[65] = {0};
+    for (int i = 0; i < n_t; i++)
+        bw[threads[i] < 64 ? threads[i] : 64] = read_bandwidth(threads[i]);
+    printf("# memory read bandwidth:");
+    for (int i = 0; i < n_t; i++)
+        printf(" %d thread(s) %.1f GB/s;", threads[i], bw[threads[i] < 64 ? threads[i] : 64]);
+    printf("\n# tokens/s = B x steps / time, median of %d runs; logits for every slot: %s\n", runs,
+           want_logits ? "yes" : "no (hidden only)");
+    printf("%-28s %-7s %5s %3s %10s %9s %12s %10s %8s %10s\n", "model", "weights", "B", "thr", "step_ms", "tok/s",
+           "MB_read/step", "GB/s", "floor", "%floor");
+    for (int mi = 0; mi < n_models; mi++) {
+        char wbuf[128];
+        snprintf(wbuf, sizeof wbuf, "%s", weights_arg);
+        for (char *w = strtok(wbuf, ","); w; w = strtok(NULL, ",")) {
+            rwkv_load_opts lo;
+            if (rwkv_weights_parse(w, &lo.weights)) {
+                fprintf(stderr, "rwkv-bench: bad weights '%s'\n", w);
+                return 2;
+            }
+            char err[512];
+            rwkv_model *m = NULL;
+            double t0 = now_s();
+            if (rwkv_model_load(models[mi], &lo, &m, err, sizeof err)) {
+                fprintf(stderr, "rwkv-bench: %s\n", err);
+                return 1;
+            }
+            double t_load = now_s() - t0;
+            const rwkv_dims *d = rwkv_model_dims(m);
+            const char *base = strrchr(models[mi], '/') ? strrchr(models[mi], '/') + 1 : models[mi];
+            int max_b = 1;
+            for (int i = 0; i < n_b; i++)
+                if (batches[i] > max_b)
+                    max_b = batches[i];
+            float *logits = malloc((size_t)max_b * d->n_vocab * sizeof(float));
+            for (int ti = 0; ti < n_t; ti++) {
+                rwkv_engine *e = NULL;
+                rwkv_engine_opts eo = {"cpu", max_b, max_b, threads[ti]};
+                if (rwkv_engine_new(m, &eo, &e, err, sizeof err)) {
+                    fprintf(stderr, "rwkv-bench: %s\n", err);
+                    return 1;
+                }
+                size_t state_bytes = rwkv_engine_state_bytes(e);
+                for (int bi = 0; bi < n_b; bi++) {
+                    int B = batches[bi];
+                    rwkv_step_item *items = calloc((size_t)B, sizeof *items);
+                    for (int s = 0; s < B; s++)
+                        items[s] = (rwkv_step_item){s, 0, NULL, want_logits ? logits + (size_t)s * d->n_vocab : NULL};
+                    /* enough steps for ~1 s per run on this machine, estimated from a probe */
+                    int S = steps;
+                    double tp = now_s();
+                    for (int s = 0; s < B; s++)
+                        items[s].token = (int32_t)((s * 131 + 7) % d->n_vocab);
+                    rwkv_engine_step(e, items, B);
+                    double probe = now_s() - tp;
+                    if (S <= 0)
+                        S = probe > 0 ? (int)(1.0 / probe) : 10;
+                    if (S < 3)
+                        S = 3;
+                    if (S > 2000)
+                        S = 2000;
+                    double times[99];
+                    for (int r = 0; r < runs; r++) {
+                        double ts = now_s();
+                        for (int k = 0; k < S; k++) {
+                            for (int s = 0; s < B; s++)
+                                items[s].token = (int32_t)((s * 131 + k * 17 + r) % d->n_vocab);
+                            rwkv_engine_step(e, items, B);
+                        }
+                        times[r] = (now_s() - ts) / S;
+                    }
+                    qsort(times, (size_t)runs, sizeof(double), cmp_double);
+                    double step = times[runs / 2];
+                    double tok_s = B / step;
+                    double bytes = weight_bytes_per_step(m, B) + 2.0 * B * state_bytes;
+                    if (!want_logits)
+                        bytes -= (double)d->n_vocab * d->n_embd * rwkv_dtype_size(m->head.dtype);
+                    double gbs = bytes / step / 1e9;
+                    double b = bw[threads[ti] < 64 ? threads[ti] : 64];
+                    double floor_tok = b > 0 ? B / (bytes / (b * 1e9)) : 0;
+                    printf("%-28s %-7s %5d %3d %10.2f %9.1f %12.1f %10.1f %8.1f %9.0f%%\n", base, w, B, threads[ti],
+                           step * 1e3, tok_s, bytes / 1e6, gbs, floor_tok, floor_tok > 0 ? 100.0 * tok_s / floor_tok : 0);
+                    fflush(stdout);
+                    free(items);
+                }
+                rwkv_engine_destroy(&e);
+            }
+            struct rusage ru;
+            getrusage(RUSAGE_SELF, &ru);
+            printf("# %s: L%d C%d V%d, %.1f M params, weights %s %.1f MB in memory, load %.2f s, state %zu bytes/channel, peak RSS %.1f MB\n",
+                   base, d->n_layer, d->n_embd, d->n_vocab, rwkv_model_n_params(m) / 1e6, w,
+                   rwkv_model_weight_bytes(m) / 1e6, t_load, (size_t)4 * d->n_layer * (2 * (size_t)d->n_embd + (size_t)d->n_head * d->head_size * d->head_size), ru.ru_maxrss / 1024.0);
+            free(logits);
+            rwkv_model_destroy(&m);
+        }
+    }
+    (void)max_t;
+    return 0;
+}
