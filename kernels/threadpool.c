@@ -2,18 +2,21 @@
 #include "threadpool.h"
 
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
-#define SPIN_ITERS 200000
+/* ~50-100 us of spinning: long enough to bridge the gaps between the regions of one step,
+ * short enough not to burn a core that another process (or test) needs. */
+#define SPIN_ITERS 4000
 
 struct rwkv_pool {
     int n_threads;
     pthread_t *threads;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;      /* workers sleep here between regions */
+    pthread_cond_t done_cv; /* the caller sleeps here until pending == 0 */
+    atomic_bool caller_waiting;
     atomic_uint generation;
     atomic_int pending;  /* workers still running the current region */
     atomic_int sleepers;
@@ -61,7 +64,11 @@ static void *worker(void *arg)
         if (atomic_load(&p->quit))
             return NULL;
         p->fn(p->ctx, tid, p->n_threads);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+        if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_waiting)) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done_cv);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
 }
 
@@ -75,6 +82,7 @@ rwkv_pool *rwkv_pool_new(int n_threads)
     p->n_threads = n_threads;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
+    pthread_cond_init(&p->done_cv, NULL);
     p->threads = calloc((size_t)n_threads, sizeof(pthread_t));
     if (!p->threads) {
         free(p);
@@ -110,6 +118,7 @@ void rwkv_pool_destroy(rwkv_pool **pp)
         pthread_join(p->threads[i], NULL);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
+    pthread_cond_destroy(&p->done_cv);
     free(p->threads);
     free(p);
     *pp = NULL;
@@ -135,11 +144,16 @@ void rwkv_pool_run(rwkv_pool *p, rwkv_pool_fn fn, void *ctx)
         pthread_mutex_unlock(&p->mu);
     }
     fn(ctx, 0, p->n_threads);
-    int spins = 0;
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
-        if (++spins < SPIN_ITERS)
+    for (int spins = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0; spins++) {
+        if (spins < SPIN_ITERS) {
             cpu_relax();
-        else
-            sched_yield();
+            continue;
+        }
+        pthread_mutex_lock(&p->mu);
+        atomic_store(&p->caller_waiting, true);
+        while (atomic_load(&p->pending) > 0)
+            pthread_cond_wait(&p->done_cv, &p->mu);
+        atomic_store(&p->caller_waiting, false);
+        pthread_mutex_unlock(&p->mu);
     }
 }
