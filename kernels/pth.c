@@ -413,13 +413,15 @@ static int make_tensor(rwkv_pth *p, pvm *m, uint32_t args, uint32_t *out, char *
     int rc = grow((void **)&m->tensors, (uint32_t *)&m->cap_tensors, sizeof(rwkv_pth_tensor), (uint32_t)m->n_tensors + 1, MAX_VALUES);
     if (rc)
         return rc;
+    const char *key_s = st->s;
+    uint32_t key_len = st->slen;
     uint32_t idx;
-    rc = new_value(m, V_TENSOR, &idx);
+    rc = new_value(m, V_TENSOR, &idx); /* may move m->v: a, st, size, stride are stale after */
     if (rc)
         return rc;
     m->v[idx].tensor_idx = m->n_tensors;
-    m->v[idx].s = st->s; /* storage key, for naming */
-    m->v[idx].slen = st->slen;
+    m->v[idx].s = key_s; /* storage key, for naming */
+    m->v[idx].slen = key_len;
     m->tensors[m->n_tensors++] = t;
     *out = idx;
     return 0;
@@ -574,12 +576,13 @@ static int run_pickle(rwkv_pth *p, const uint8_t *pk, size_t n, char *err, size_
                 m.v[tv->items[1]].type != V_GLOBAL || m.v[tv->items[1]].i < G_STORAGE_BASE ||
                 m.v[tv->items[2]].type != V_STR || m.v[tv->items[4]].type != V_INT)
                 BAD("data.pkl: persistent id at byte %zu is not a ('storage', class, key, location, numel) tuple", op_at);
+            const pvalue cls = m.v[tv->items[1]], key = m.v[tv->items[2]], numel = m.v[tv->items[4]];
             uint32_t s;
-            TRY(new_value(&m, V_STORAGE, &s));
-            m.v[s].i = m.v[tv->items[1]].i - G_STORAGE_BASE;
-            m.v[s].s = m.v[tv->items[2]].s;
-            m.v[s].slen = m.v[tv->items[2]].slen;
-            m.v[s].i2 = m.v[tv->items[4]].i;
+            TRY(new_value(&m, V_STORAGE, &s)); /* may move m.v: tv is stale after this */
+            m.v[s].i = cls.i - G_STORAGE_BASE;
+            m.v[s].s = key.s;
+            m.v[s].slen = key.slen;
+            m.v[s].i2 = numel.i;
             TRY(push(&m, s));
             break;
         }

@@ -1,0 +1,60 @@
+# rwkvd — two entry points that work on a fresh Debian 12 machine:
+#   make run    install what is missing, build, run the main job on the embedded default model
+#   make check  install what is missing, build, run every test (plain, ASan+UBSan, fuzz)
+# Other targets: build, asan, fuzz, bench, deps, clean.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+MESON_OPTS ?=
+PROMPT     ?= The quick brown fox
+GENERATE   ?= 64
+
+# Debian packages the build, the tests and the fixture tools need.
+DEB_PKGS = gcc make meson ninja-build pkg-config python3 python3-numpy clang libclang-rt-14-dev \
+           libzmq3-dev libyaml-dev libsystemd-dev libjansson-dev
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all run check build asan fuzz bench deps clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) $(MESON_OPTS)
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+run: build
+	$(BUILD)/kernels/rwkv-run --model $(BUILD)/tools/default-model.pth --prompt "$(PROMPT)" \
+	  --generate $(GENERATE) --temperature 1.0 --top-p 0.9 --seed 7 --verbose
+
+asan: deps
+	[ -f $(ASAN_BUILD)/build.ninja ] || meson setup $(ASAN_BUILD) -Dbuildtype=debugoptimized \
+	  -Db_sanitize=address,undefined -Db_lundef=false $(MESON_OPTS)
+	ninja -C $(ASAN_BUILD)
+
+fuzz: deps
+	[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Dgolden=false \
+	  -Dbuildtype=debugoptimized $(MESON_OPTS)
+	ninja -C $(FUZZ_BUILD)
+
+check: deps
+	tools/check.sh
+
+bench: build
+	tools/bench.sh
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
