@@ -527,6 +527,18 @@ static void large_vocab_paths(void)
     check_distribution("bins top_p + top_k", s, l, V, want, 8000);
     rwkv_sampler_destroy(&s);
 
+    /* The cutoff inside a bin that holds several distinct values (.05 .049 .048 .047 share
+     * one): the select inside the bin must continue from the mass of the bins above. */
+    const double head2[7] = {0.35, 0.2, 0.1, 0.05, 0.049, 0.048, 0.047};
+    for (int i = 0; i < V; i++)
+        p[i] = i < 7 ? head2[i] : 0.156 / (V - 7);
+    logits_of(p, V, l);
+    ref_probs(l, V, 1.0, 0.76, 0, want);
+    CHECK(want[5] > 0.01 && want[5] < 0.02 && want[6] == 0);
+    s = make(1.0f, 0.76f, 0, V, 23);
+    check_distribution("bins top_p inside a bin", s, l, V, want, 8000);
+    rwkv_sampler_destroy(&s);
+
     /* Random logits with a strong head; top-k above the heap limit goes through the bins,
      * small top-k through the heap. */
     srand(4321);
