@@ -1,12 +1,17 @@
 /* gemm.c — batched matrix × vectors for the CPU engine (see gemm.h for the contract).
  *
- * Work is cut into blocks of OB output rows; threads take blocks from an atomic counter.
- * Within a block the batch is walked in tiles of up to BB rows so that each weight vector
- * loaded is used BB times (the weights are read once per step for the whole batch, which
- * is why batching pays on a memory-bound CPU). Two implementations share one arithmetic
- * order: AVX-512 intrinsics where the compiler targets it, portable C otherwise.
+ * W is packed in panels of RWKV_PANEL = 32 output rows, k-major (model.h). A tile computes
+ * 32 outputs for up to BT batch rows: for each k it loads the panel's 32 weights (two
+ * vectors, widened from 16 bits if needed) and does one FMA per (vector, batch row) with
+ * x[b][k] broadcast. So each output is a single fp32 chain over k in ascending order — the
+ * same in every tile shape, thread and batch size, which makes a batch bit-identical to
+ * single rows — and no horizontal reductions are needed. The weights of a panel are read
+ * from memory once per step for the whole batch (re-read from L2 per batch tile).
+ * Units of work (a panel, or a panel × batch tile when panels are few) are taken from an
+ * atomic counter. AVX-512 where the compiler targets it, portable C otherwise.
  */
 #include "gemm.h"
+#include "vmath.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -20,178 +25,199 @@
 #define HAVE_AVX512 0
 #endif
 
-#define LANES 16
-#define OB 4  /* output rows per block */
-#define BB 6  /* batch rows per tile */
-#define BLOCK_ROWS 16 /* rows per unit of work handed to a thread */
+#define P RWKV_PANEL /* 32 outputs per panel */
+#define BT 12        /* batch rows per tile: 2 x 12 accumulators + 2 weight vectors */
 
 static inline float act_apply(gemm_act a, float v)
 {
     switch (a) {
     case GEMM_ACT_NONE: return v;
     case GEMM_ACT_TANH: return tanhf(v);
-    case GEMM_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
+    case GEMM_ACT_SIGMOID: return vm_sigmoidf(v);
     case GEMM_ACT_RELU_SQ: v = v > 0 ? v : 0; return v * v;
     }
     return v;
 }
 
-static inline float *out_row(const gemm_job *j, int b)
+/* Write n (<= 32) results of batch row b starting at output o. */
+static inline void store(const gemm_job *j, int b, int o, const float *v, int n)
 {
-    return j->y_rows ? j->y_rows[b] : j->y + (size_t)b * j->ldy;
-}
-
-static inline void store(const gemm_job *j, int b, int o, float v)
-{
-    float *y = out_row(j, b) + o;
-    v = act_apply(j->act, v);
-    if (j->accumulate)
-        *y += v;
-    else
-        *y = v;
+    float *y = (j->y_rows ? j->y_rows[b] : j->y + (size_t)b * j->ldy) + o;
+    if (j->act == GEMM_ACT_NONE) {
+        if (j->accumulate)
+            for (int i = 0; i < n; i++)
+                y[i] += v[i];
+        else
+            memcpy(y, v, (size_t)n * sizeof(float));
+        return;
+    }
+    int i = 0;
+#if HAVE_AVX512
+    for (; i + 16 <= n; i += 16) {
+        __m512 x = _mm512_loadu_ps(v + i);
+        x = j->act == GEMM_ACT_TANH      ? vm_tanh512(x)
+            : j->act == GEMM_ACT_SIGMOID ? vm_sigmoid512(x)
+                                         : _mm512_mul_ps(_mm512_max_ps(x, _mm512_setzero_ps()), _mm512_max_ps(x, _mm512_setzero_ps()));
+        if (j->accumulate)
+            x = _mm512_add_ps(x, _mm512_loadu_ps(y + i));
+        _mm512_storeu_ps(y + i, x);
+    }
+#endif
+    for (; i < n; i++) {
+        float a = act_apply(j->act, v[i]);
+        y[i] = j->accumulate ? y[i] + a : a;
+    }
 }
 
 #if HAVE_AVX512
-static inline __m512 load_w(const void *row, rwkv_dtype dt, int i)
+static inline __attribute__((always_inline)) void load_panel_k(const void *w, rwkv_dtype dt, size_t at, __m512 *w0, __m512 *w1)
 {
-    switch (dt) {
-    case RWKV_DTYPE_F32: return _mm512_loadu_ps((const float *)row + i);
-    case RWKV_DTYPE_F16: return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + i)));
-    default: {
-        __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + i)));
-        return _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));
-    }
+    if (dt == RWKV_DTYPE_F32) {
+        const float *f = (const float *)w + at;
+        *w0 = _mm512_loadu_ps(f);
+        *w1 = _mm512_loadu_ps(f + 16);
+    } else if (dt == RWKV_DTYPE_F16) {
+        const uint16_t *h = (const uint16_t *)w + at;
+        *w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h));
+        *w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + 16)));
+    } else {
+        const uint16_t *h = (const uint16_t *)w + at;
+        *w0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)h)), 16));
+        *w1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(h + 16))), 16));
     }
 }
 
-static inline __m512 load_w_mask(const void *row, rwkv_dtype dt, int i, __mmask16 m)
+/* k0..k1 of one tile; partial sums live in `acc` between k blocks (saving and reloading
+ * an fp32 register is exact, so blocking does not change any result). */
+static inline __attribute__((always_inline)) void tile(const gemm_job *j, const float *xt, int panel, int b0, int bt,
+                                                      rwkv_dtype dt, int k0, int k1, float (*acc)[P])
 {
-    switch (dt) {
-    case RWKV_DTYPE_F32: return _mm512_maskz_loadu_ps(m, (const float *)row + i);
-    case RWKV_DTYPE_F16: return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)row + i));
-    default: {
-        __m512i h = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, (const uint16_t *)row + i));
-        return _mm512_castsi512_ps(_mm512_slli_epi32(h, 16));
+    const int K = j->w->cols;
+    const size_t base = (size_t)panel * K * P;
+    __m512 a0[BT], a1[BT];
+    for (int c = 0; c < bt; c++) {
+        a0[c] = k0 ? _mm512_loadu_ps(acc[c]) : _mm512_setzero_ps();
+        a1[c] = k0 ? _mm512_loadu_ps(acc[c] + 16) : _mm512_setzero_ps();
     }
-    }
-}
-
-/* One tile: output rows o0..o0+ob, batch rows b0..b0+bb. ob <= OB, bb <= BB are
- * compile-time constants after inlining, so the accumulators stay in registers. */
-static inline __attribute__((always_inline)) void tile(const gemm_job *j, int o0, int ob, int b0, int bb)
-{
-    const rwkv_mat *w = j->w;
-    const int K = w->cols;
-    const size_t es = w->dtype == RWKV_DTYPE_F32 ? 4 : 2;
-    const uint8_t *wbase = (const uint8_t *)w->data + (size_t)o0 * K * es;
-    __m512 acc[OB][BB];
-    for (int a = 0; a < ob; a++)
-        for (int c = 0; c < bb; c++)
-            acc[a][c] = _mm512_setzero_ps();
-    int i = 0;
-    for (; i + LANES <= K; i += LANES) {
-        __m512 xv[BB];
-        for (int c = 0; c < bb; c++)
-            xv[c] = _mm512_loadu_ps(j->x + (size_t)(b0 + c) * j->ldx + i);
-        for (int a = 0; a < ob; a++) {
-            __m512 wv = load_w(wbase + (size_t)a * K * es, w->dtype, i);
-            for (int c = 0; c < bb; c++)
-                acc[a][c] = _mm512_fmadd_ps(wv, xv[c], acc[a][c]);
+    for (int k = k0; k < k1; k++) {
+        __m512 w0, w1;
+        load_panel_k(j->w->data, dt, base + (size_t)k * P, &w0, &w1);
+        for (int c = 0; c < bt; c++) {
+            __m512 xb = _mm512_set1_ps(xt[(size_t)k * BT + c]);
+            a0[c] = _mm512_fmadd_ps(w0, xb, a0[c]);
+            a1[c] = _mm512_fmadd_ps(w1, xb, a1[c]);
         }
     }
-    if (i < K) {
-        __mmask16 m = (__mmask16)((1u << (K - i)) - 1);
-        __m512 xv[BB];
-        for (int c = 0; c < bb; c++)
-            xv[c] = _mm512_maskz_loadu_ps(m, j->x + (size_t)(b0 + c) * j->ldx + i);
-        for (int a = 0; a < ob; a++) {
-            __m512 wv = load_w_mask(wbase + (size_t)a * K * es, w->dtype, i, m);
-            for (int c = 0; c < bb; c++)
-                acc[a][c] = _mm512_fmadd_ps(wv, xv[c], acc[a][c]);
-        }
+    for (int c = 0; c < bt; c++) {
+        _mm512_storeu_ps(acc[c], a0[c]);
+        _mm512_storeu_ps(acc[c] + 16, a1[c]);
     }
-    for (int a = 0; a < ob; a++)
-        for (int c = 0; c < bb; c++)
-            store(j, b0 + c, o0 + a, _mm512_reduce_add_ps(acc[a][c]));
+    if (k1 == K) {
+        const int o = panel * P, n = j->w->rows - o < P ? j->w->rows - o : P;
+        for (int c = 0; c < bt; c++)
+            store(j, b0 + c, o, acc[c], n);
+    }
 }
 #else
-static inline float load_w1(const void *row, rwkv_dtype dt, int i)
+static inline __attribute__((always_inline)) float wval(const void *w, rwkv_dtype dt, size_t i)
 {
     if (dt == RWKV_DTYPE_F32)
-        return ((const float *)row)[i];
-    uint16_t h = ((const uint16_t *)row)[i];
+        return ((const float *)w)[i];
+    uint16_t h = ((const uint16_t *)w)[i];
     if (dt == RWKV_DTYPE_BF16) {
         uint32_t u = (uint32_t)h << 16;
         float f;
         memcpy(&f, &u, 4);
         return f;
     }
-    return (float)*(const _Float16 *)&((const uint16_t *)row)[i];
+    _Float16 hf;
+    memcpy(&hf, &h, 2);
+    return (float)hf;
 }
 
-static inline __attribute__((always_inline)) void tile(const gemm_job *j, int o0, int ob, int b0, int bb)
+static inline __attribute__((always_inline)) void tile(const gemm_job *j, const float *xt, int panel, int b0, int bt,
+                                                      rwkv_dtype dt, int k0, int k1, float (*acc)[P])
 {
-    const rwkv_mat *w = j->w;
-    const int K = w->cols;
-    const size_t es = w->dtype == RWKV_DTYPE_F32 ? 4 : 2;
-    const uint8_t *wbase = (const uint8_t *)w->data + (size_t)o0 * K * es;
-    float acc[OB][BB][LANES];
-    memset(acc, 0, sizeof acc);
-    for (int i = 0; i < K; i += LANES) {
-        int n = K - i < LANES ? K - i : LANES;
-        for (int a = 0; a < ob; a++) {
-            float wv[LANES] = {0};
-            for (int l = 0; l < n; l++)
-                wv[l] = load_w1(wbase + (size_t)a * K * es, w->dtype, i + l);
-            for (int c = 0; c < bb; c++) {
-                const float *x = j->x + (size_t)(b0 + c) * j->ldx + i;
-                for (int l = 0; l < n; l++)
-                    acc[a][c][l] = fmaf(wv[l], x[l], acc[a][c][l]);
-            }
+    const int K = j->w->cols;
+    const size_t base = (size_t)panel * K * P;
+    if (k0 == 0)
+        memset(acc, 0, sizeof(float) * P * (size_t)bt);
+    for (int k = k0; k < k1; k++) {
+        float wv[P];
+        for (int i = 0; i < P; i++)
+            wv[i] = wval(j->w->data, dt, base + (size_t)k * P + i);
+        for (int c = 0; c < bt; c++) {
+            const float xb = xt[(size_t)k * BT + c];
+            for (int i = 0; i < P; i++)
+                acc[c][i] = fmaf(wv[i], xb, acc[c][i]);
         }
     }
-    for (int a = 0; a < ob; a++)
-        for (int c = 0; c < bb; c++) {
-            /* same pairwise tree as _mm512_reduce_add_ps */
-            float t[LANES];
-            memcpy(t, acc[a][c], sizeof t);
-            for (int h = LANES / 2; h > 0; h /= 2)
-                for (int l = 0; l < h; l++)
-                    t[l] = t[l] + t[l + h];
-            store(j, b0 + c, o0 + a, t[0]);
-        }
+    if (k1 == K) {
+        const int o = panel * P, n = j->w->rows - o < P ? j->w->rows - o : P;
+        for (int c = 0; c < bt; c++)
+            store(j, b0 + c, o, acc[c], n);
+    }
 }
 #endif
 
-#define TILE_CASE(OBN, BBN) case BBN: tile(j, o, OBN, b, BBN); break;
-
-static void run_block(const gemm_job *j, int o_begin, int o_end)
-{
-    int o = o_begin;
-    for (; o + OB <= o_end; o += OB) {
-        for (int b = 0; b < j->n; b += BB) {
-            switch (j->n - b < BB ? j->n - b : BB) {
-                TILE_CASE(OB, 1) TILE_CASE(OB, 2) TILE_CASE(OB, 3)
-                TILE_CASE(OB, 4) TILE_CASE(OB, 5) TILE_CASE(OB, 6)
-            }
-        }
+/* Instantiate the tile for each batch width and weight type, so the accumulators are
+ * registers and the inner loop has no branches. The k range is cut into blocks of KB so a
+ * block of the panel stays in L1 while GROUP batch tiles reuse it. */
+#define KB 128
+#define GROUP 5
+#define TILES(DT) \
+    static void tiles_##DT(const gemm_job *j, const float *xt, int panel, int b0, int b1) \
+    { \
+        float acc[GROUP][BT][P]; \
+        const int K = j->w->cols; \
+        for (int g0 = b0; g0 < b1; g0 += GROUP * BT) { \
+            const int g1 = b1 - g0 < GROUP * BT ? b1 : g0 + GROUP * BT; \
+            for (int k0 = 0; k0 < K; k0 += KB) { \
+                const int k1 = K - k0 < KB ? K : k0 + KB; \
+                for (int b = g0; b < g1; b += BT) { \
+                    const float *x = xt + (size_t)(b / BT) * K * BT; \
+                    float(*a)[P] = acc[(b - g0) / BT]; \
+                    switch (g1 - b < BT ? g1 - b : BT) { \
+                    case 1: tile(j, x, panel, b, 1, DT, k0, k1, a); break; \
+                    case 2: tile(j, x, panel, b, 2, DT, k0, k1, a); break; \
+                    case 3: tile(j, x, panel, b, 3, DT, k0, k1, a); break; \
+                    case 4: tile(j, x, panel, b, 4, DT, k0, k1, a); break; \
+                    case 5: tile(j, x, panel, b, 5, DT, k0, k1, a); break; \
+                    case 6: tile(j, x, panel, b, 6, DT, k0, k1, a); break; \
+                    case 7: tile(j, x, panel, b, 7, DT, k0, k1, a); break; \
+                    case 8: tile(j, x, panel, b, 8, DT, k0, k1, a); break; \
+                    case 9: tile(j, x, panel, b, 9, DT, k0, k1, a); break; \
+                    case 10: tile(j, x, panel, b, 10, DT, k0, k1, a); break; \
+                    case 11: tile(j, x, panel, b, 11, DT, k0, k1, a); break; \
+                    default: tile(j, x, panel, b, 12, DT, k0, k1, a); break; \
+                    } \
+                } \
+            } \
+        } \
     }
-    for (; o < o_end; o++) {
-        for (int b = 0; b < j->n; b += BB) {
-            switch (j->n - b < BB ? j->n - b : BB) {
-                TILE_CASE(1, 1) TILE_CASE(1, 2) TILE_CASE(1, 3)
-                TILE_CASE(1, 4) TILE_CASE(1, 5) TILE_CASE(1, 6)
-            }
-        }
+TILES(RWKV_DTYPE_F32)
+TILES(RWKV_DTYPE_F16)
+TILES(RWKV_DTYPE_BF16)
+
+static void run_unit(const gemm_job *j, const float *xt, int panel, int b0, int b1)
+{
+    switch (j->w->dtype) {
+    case RWKV_DTYPE_F32: tiles_RWKV_DTYPE_F32(j, xt, panel, b0, b1); break;
+    case RWKV_DTYPE_F16: tiles_RWKV_DTYPE_F16(j, xt, panel, b0, b1); break;
+    case RWKV_DTYPE_BF16: tiles_RWKV_DTYPE_BF16(j, xt, panel, b0, b1); break;
     }
 }
 
 typedef struct {
     const gemm_job *jobs;
+    const float *xt[GEMM_MAX_JOBS]; /* per job: x regrouped as (tiles, K, BT) */
     int n_jobs;
-    int total_blocks;
+    int split;        /* units per panel: 1, or the number of batch tiles */
+    int total_units;
     atomic_int next;
 } gemm_ctx;
+
+static int panels_of(const gemm_job *j) { return j->n > 0 ? (j->w->rows + P - 1) / P : 0; }
 
 static void gemm_worker(void *arg, int tid, int n_threads)
 {
@@ -199,45 +225,68 @@ static void gemm_worker(void *arg, int tid, int n_threads)
     (void)tid;
     (void)n_threads;
     for (;;) {
-        int blk = atomic_fetch_add_explicit(&g->next, 1, memory_order_relaxed);
-        if (blk >= g->total_blocks)
+        int u = atomic_fetch_add_explicit(&g->next, 1, memory_order_relaxed);
+        if (u >= g->total_units)
             return;
         for (int k = 0; k < g->n_jobs; k++) {
             const gemm_job *j = &g->jobs[k];
-            int nb = (j->w->rows + BLOCK_ROWS - 1) / BLOCK_ROWS;
-            if (blk < nb) {
-                int o0 = blk * BLOCK_ROWS;
-                int o1 = o0 + BLOCK_ROWS < j->w->rows ? o0 + BLOCK_ROWS : j->w->rows;
-                run_block(j, o0, o1);
+            int units = panels_of(j) * g->split;
+            if (u < units) {
+                int panel = u / g->split, part = u % g->split;
+                int tiles = (j->n + BT - 1) / BT;
+                int per = (tiles + g->split - 1) / g->split;
+                int b0 = part * per * BT, b1 = b0 + per * BT < j->n ? b0 + per * BT : j->n;
+                if (b0 < b1)
+                    run_unit(j, g->xt[k], panel, b0, b1);
                 break;
             }
-            blk -= nb;
+            u -= units;
         }
     }
 }
 
-void rwkv_gemm_run(rwkv_pool *pool, const gemm_job *jobs, int n_jobs)
+size_t rwkv_gemm_workspace_floats(int max_rows, int sum_cols)
 {
-    gemm_ctx g = {jobs, n_jobs, 0, 0};
-    for (int k = 0; k < n_jobs; k++)
-        if (jobs[k].n > 0)
-            g.total_blocks += (jobs[k].w->rows + BLOCK_ROWS - 1) / BLOCK_ROWS;
-    if (g.total_blocks == 0)
-        return;
-    /* jobs with n == 0 contribute no blocks; the walk above must skip them likewise */
-    for (int k = 0; k < n_jobs; k++)
-        if (jobs[k].n <= 0) {
-            /* rare: compact by running the others directly */
-            gemm_job tmp[16];
-            int m = 0;
-            for (int q = 0; q < n_jobs && m < 16; q++)
-                if (jobs[q].n > 0)
-                    tmp[m++] = jobs[q];
-            rwkv_gemm_run(pool, tmp, m);
-            return;
+    return (size_t)((max_rows + BT - 1) / BT) * BT * (size_t)sum_cols;
+}
+
+void rwkv_gemm_run(rwkv_pool *pool, float *ws, const gemm_job *jobs, int n_jobs)
+{
+    gemm_ctx g = {.jobs = jobs, .n_jobs = n_jobs, .split = 1};
+    int panels = 0, max_tiles = 1;
+    for (int k = 0; k < n_jobs; k++) {
+        const gemm_job *j = &jobs[k];
+        panels += panels_of(j);
+        int t = (j->n + BT - 1) / BT;
+        if (t > max_tiles)
+            max_tiles = t;
+        /* Regroup x so that a tile's BT inputs at one k are adjacent: one stream of
+         * broadcasts instead of BT. Padding rows are zero and never stored. */
+        const int K = j->w->cols;
+        float *xt = ws;
+        for (int tb = 0; tb < t; tb++) {
+            float *dst = xt + (size_t)tb * K * BT;
+            int rows = j->n - tb * BT < BT ? j->n - tb * BT : BT;
+            if (rows < BT)
+                memset(dst, 0, (size_t)K * BT * sizeof(float));
+            for (int c = 0; c < rows; c++) {
+                const float *src = j->x + (size_t)(tb * BT + c) * j->ldx;
+                for (int i = 0; i < K; i++)
+                    dst[(size_t)i * BT + c] = src[i];
+            }
         }
+        g.xt[k] = xt;
+        ws += (size_t)t * K * BT;
+    }
+    if (panels == 0)
+        return;
+    int threads = pool ? rwkv_pool_size(pool) : 1;
+    /* Few panels and a big batch: also split the batch so every thread has work. */
+    if (panels < 4 * threads && max_tiles > 1)
+        g.split = max_tiles < 4 * threads ? max_tiles : 4 * threads;
+    g.total_units = panels * g.split;
     atomic_init(&g.next, 0);
-    if (g.total_blocks == 1 || !pool)
+    if (threads == 1 || g.total_units == 1)
         gemm_worker(&g, 0, 1);
     else
         rwkv_pool_run(pool, gemm_worker, &g);

@@ -31,7 +31,13 @@ typedef struct {
     int accumulate;         /* y += act(W·x) instead of y = act(W·x) */
 } gemm_job;
 
-/* Run all jobs (they must not write each other's inputs) across the pool. */
-void rwkv_gemm_run(rwkv_pool *pool, const gemm_job *jobs, int n_jobs);
+#define GEMM_MAX_JOBS 8
+
+/* Floats of workspace a run needs: max_rows rows, sum_cols = sum of the jobs' w->cols. */
+size_t rwkv_gemm_workspace_floats(int max_rows, int sum_cols);
+
+/* Run up to GEMM_MAX_JOBS jobs (they must not write each other's inputs) across the pool.
+ * ws: rwkv_gemm_workspace_floats() floats of scratch. */
+void rwkv_gemm_run(rwkv_pool *pool, float *ws, const gemm_job *jobs, int n_jobs);
 
 #endif

@@ -12,6 +12,7 @@
 #include "../backend.h"
 #include "../threadpool.h"
 #include "gemm.h"
+#include "vmath.h"
 
 #include <errno.h>
 #include <math.h>
@@ -19,6 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 typedef struct {
     rwkv_backend base;
@@ -33,6 +38,7 @@ typedef struct {
     float *hw, *ha, *hv, *hg; /* (max_rows, max_d) */
     float *ffh;               /* (max_rows, F) */
     float *lnout;             /* (max_rows, C) */
+    float *ws;                /* GEMM workspace */
     int *row_slot, *row_prev, *rows; /* (max_rows) each */
     int32_t *tokens;                 /* (max_rows) */
     float **logit_rows;
@@ -47,22 +53,15 @@ static const float DECAY_K = 0.606531f; /* e^-0.5 as the one-token references wr
 
 static void layer_norm(const float *x, const float *w, const float *b, float *out, int n)
 {
-    float mean = 0;
+    const float mean = vm_dot(x, NULL, n) / (float)n;
     for (int i = 0; i < n; i++)
-        mean += x[i];
-    mean /= (float)n;
-    float var = 0;
-    for (int i = 0; i < n; i++) {
-        float d = x[i] - mean;
-        var += d * d;
-    }
-    var /= (float)n;
-    float inv = 1.0f / sqrtf(var + LN_EPS);
+        out[i] = x[i] - mean;
+    const float var = vm_dot(out, out, n) / (float)n;
+    const float inv = 1.0f / sqrtf(var + LN_EPS);
     for (int i = 0; i < n; i++)
-        out[i] = (x[i] - mean) * inv * w[i] + b[i];
+        out[i] = out[i] * inv * w[i] + b[i];
 }
 
-static inline float sigmoidf(float v) { return 1.0f / (1.0f + expf(-v)); }
 
 static float *state_of(cpu_backend *cb, int slot) { return cb->states + (size_t)slot * cb->state_floats; }
 
@@ -76,6 +75,50 @@ typedef struct {
     atomic_int next;
 } wkv_ctx;
 
+/* Step 12 of spec §2.3 for one head: s_i = S_i·(-kk); S_i <- S_i⊙w + s_i·ab + v_i·kt;
+ * y_i = S_i·r. Reads and writes the head's state once. The dot products are vectorised
+ * over j with a fixed lane order, so the result does not depend on the caller. */
+static void wkv_head(float *S, int N, const float *kk, const float *ab, const float *kt, const float *w,
+                     const float *v, const float *r, float *y)
+{
+#if defined(__AVX512F__)
+    if (N % 16 == 0) {
+        for (int i = 0; i < N; i++) {
+            float *Si = S + (size_t)i * N;
+            __m512 acc = _mm512_setzero_ps();
+            for (int j = 0; j < N; j += 16)
+                acc = _mm512_fmadd_ps(_mm512_loadu_ps(Si + j), _mm512_loadu_ps(kk + j), acc);
+            const __m512 s = _mm512_set1_ps(-_mm512_reduce_add_ps(acc));
+            const __m512 vi = _mm512_set1_ps(v[i]);
+            __m512 ya = _mm512_setzero_ps();
+            for (int j = 0; j < N; j += 16) {
+                __m512 nv = _mm512_mul_ps(_mm512_loadu_ps(Si + j), _mm512_loadu_ps(w + j));
+                nv = _mm512_fmadd_ps(s, _mm512_loadu_ps(ab + j), nv);
+                nv = _mm512_fmadd_ps(vi, _mm512_loadu_ps(kt + j), nv);
+                _mm512_storeu_ps(Si + j, nv);
+                ya = _mm512_fmadd_ps(nv, _mm512_loadu_ps(r + j), ya);
+            }
+            y[i] = _mm512_reduce_add_ps(ya);
+        }
+        return;
+    }
+#endif
+    for (int i = 0; i < N; i++) {
+        float *Si = S + (size_t)i * N;
+        float s = 0;
+        for (int j = 0; j < N; j++)
+            s += Si[j] * kk[j];
+        s = -s;
+        float vi = v[i], yi = 0;
+        for (int j = 0; j < N; j++) {
+            float nv = Si[j] * w[j] + s * ab[j] + vi * kt[j];
+            Si[j] = nv;
+            yi += nv * r[j];
+        }
+        y[i] = yi;
+    }
+}
+
 /* Everything of steps 8-14 of spec §2.3 for one row and one head. */
 static void head_row(wkv_ctx *c, int b, int h)
 {
@@ -86,62 +129,44 @@ static void head_row(wkv_ctx *c, int b, int h)
     const size_t ro = (size_t)b * C + o;
     float *k = cb->k + ro, *v = cb->v + ro, *r = cb->r + ro, *z = cb->z + ro, *a = cb->a + ro;
     float *y = cb->y + ro;
-    float kk[512], kt[512], w[512], ab[512];
+    float kk[512], kt[512], w[512], ab[512], sg[512];
     /* removal key: kk = normalize(k * k_k) per head */
-    float nrm = 0;
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < N; i++)
         kk[i] = k[i] * ly->k_k[o + i];
-        nrm += kk[i] * kk[i];
-    }
-    nrm = sqrtf(nrm);
+    float nrm = sqrtf(vm_dot(kk, kk, N));
     float inv = 1.0f / (nrm > 1e-12f ? nrm : 1e-12f);
+    vm_sigmoid_add(ly->a0 + o, a, sg, N); /* in-context learning rate */
+    vm_decay(ly->w0 + o, z, DECAY_K, w, N);
     for (int i = 0; i < N; i++) {
         kk[i] *= inv;
-        float ai = sigmoidf(ly->a0[o + i] + a[i]);
-        ab[i] = kk[i] * ai;
-        kt[i] = k[i] * (1.0f + (ai - 1.0f) * ly->k_a[o + i]);
-        w[i] = expf(-DECAY_K * sigmoidf(ly->w0[o + i] + z[i]));
+        ab[i] = kk[i] * sg[i];
+        kt[i] = k[i] * (1.0f + (sg[i] - 1.0f) * ly->k_a[o + i]);
     }
     /* value residual */
     if (c->layer == 0) {
         memcpy(cb->vfirst + ro, v, (size_t)N * sizeof(float));
     } else {
-        const float *vf = cb->vfirst + ro, *vr = cb->vres + ro;
+        const float *vf = cb->vfirst + ro;
+        vm_sigmoid_add(ly->v0 + o, cb->vres + ro, sg, N);
         for (int i = 0; i < N; i++)
-            v[i] = v[i] + (vf[i] - v[i]) * sigmoidf(ly->v0[o + i] + vr[i]);
+            v[i] = v[i] + (vf[i] - v[i]) * sg[i];
     }
     /* WKV: S[i][j], i = value index, j = key index */
     float *S = state_of(cb, cb->row_slot[b]) + (size_t)c->layer * (2 * (size_t)C + (size_t)d->n_head * N * N) + C +
                (size_t)h * N * N;
-    for (int i = 0; i < N; i++) {
-        float *Si = S + (size_t)i * N;
-        float s = 0;
-        for (int j = 0; j < N; j++)
-            s += Si[j] * kk[j];
-        s = -s; /* s_i = sum_j S[i][j] * (-kk_j) */
-        float vi = v[i], yi = 0;
-        for (int j = 0; j < N; j++) {
-            float nv = Si[j] * w[j] + s * ab[j] + vi * kt[j];
-            Si[j] = nv;
-            yi += nv * r[j];
-        }
-        y[i] = yi;
-    }
+    wkv_head(S, N, kk, ab, kt, w, v, r, y);
     /* GroupNorm over the head, bonus, gate */
-    float mean = 0, var = 0;
-    for (int i = 0; i < N; i++)
-        mean += y[i];
-    mean /= (float)N;
-    for (int i = 0; i < N; i++)
-        var += (y[i] - mean) * (y[i] - mean);
-    var /= (float)N;
+    const float mean = vm_dot(y, NULL, N) / (float)N;
+    for (int i = 0; i < N; i++) {
+        kk[i] = y[i] - mean; /* kk is free now: centred y */
+        ab[i] = r[i] * kt[i];
+    }
+    const float var = vm_dot(kk, kk, N) / (float)N;
     float ginv = 1.0f / sqrtf(var + GN_EPS);
-    float beta = 0;
-    for (int j = 0; j < N; j++)
-        beta += r[j] * kt[j] * ly->r_k[o + j];
+    float beta = vm_dot(ab, ly->r_k + o, N);
     const float *g = cb->g + ro;
     for (int i = 0; i < N; i++) {
-        float yn = (y[i] - mean) * ginv * ly->lnx_w[o + i] + ly->lnx_b[o + i];
+        float yn = kk[i] * ginv * ly->lnx_w[o + i] + ly->lnx_b[o + i];
         y[i] = (yn + beta * v[i]) * g[i];
     }
 }
@@ -166,10 +191,79 @@ static void wkv_worker(void *arg, int tid, int n_threads)
     }
 }
 
-/* ---- the forward pass over R rows ----------------------------------------------------- */
+/* ---- per-row passes (LayerNorm, token shift) ------------------------------------------ */
+
+enum { PASS_LN1, PASS_MIX_ATT, PASS_LN2, PASS_MIX_FFN };
+
+typedef struct {
+    cpu_backend *cb;
+    const rwkv_layer *ly;
+    int layer, R, pass;
+    atomic_int next;
+} rows_ctx;
 
 /* Token shift: mix = u + (prev - u) * mu, where prev is the previous row of the same slot
  * (sequence mode) or the slot's stored shift state. */
+static void row_work(rows_ctx *c, int b)
+{
+    cpu_backend *cb = c->cb;
+    const rwkv_layer *ly = c->ly;
+    const rwkv_dims *d = &cb->m->dims;
+    const int C = d->n_embd;
+    const size_t ro = (size_t)b * C;
+    const size_t layer_floats = 2 * (size_t)C + (size_t)d->n_head * d->head_size * d->head_size;
+    const float *u = cb->u + ro;
+    const float *st = state_of(cb, cb->row_slot[b]) + (size_t)c->layer * layer_floats;
+    switch (c->pass) {
+    case PASS_LN1:
+        layer_norm(cb->x + ro, ly->ln1_w, ly->ln1_b, cb->u + ro, C);
+        break;
+    case PASS_LN2:
+        layer_norm(cb->x + ro, ly->ln2_w, ly->ln2_b, cb->u + ro, C);
+        break;
+    case PASS_MIX_ATT: {
+        const float *p = cb->row_prev[b] >= 0 ? cb->u + (size_t)cb->row_prev[b] * C : st;
+        for (int i = 0; i < C; i++) {
+            float dl = p[i] - u[i];
+            cb->xr[ro + i] = u[i] + dl * ly->x_r[i];
+            cb->xw[ro + i] = u[i] + dl * ly->x_w[i];
+            cb->xk[ro + i] = u[i] + dl * ly->x_k[i];
+            cb->xv[ro + i] = u[i] + dl * ly->x_v[i];
+            cb->xa[ro + i] = u[i] + dl * ly->x_a[i];
+            cb->xg[ro + i] = u[i] + dl * ly->x_g[i];
+        }
+        break;
+    }
+    case PASS_MIX_FFN: {
+        const float *p = cb->row_prev[b] >= 0 ? cb->u + (size_t)cb->row_prev[b] * C : st + layer_floats - C;
+        for (int i = 0; i < C; i++)
+            cb->xk[ro + i] = u[i] + (p[i] - u[i]) * ly->ffn_x_k[i];
+        break;
+    }
+    }
+}
+
+static void rows_worker(void *arg, int tid, int n_threads)
+{
+    rows_ctx *c = arg;
+    (void)tid;
+    (void)n_threads;
+    for (int b; (b = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) < c->R;)
+        row_work(c, b);
+}
+
+static void rows_pass(cpu_backend *cb, const rwkv_layer *ly, int layer, int R, int pass)
+{
+    rows_ctx c = {cb, ly, layer, R, pass, 0};
+    atomic_init(&c.next, 0);
+    if (R < 4)
+        rows_worker(&c, 0, 1);
+    else
+        rwkv_pool_run(cb->pool, rows_worker, &c);
+}
+
+/* ---- the forward pass over R rows ----------------------------------------------------- */
+
 static void forward(cpu_backend *cb, int R, int seq, const int32_t *tokens)
 {
     const rwkv_model *m = cb->m;
@@ -183,24 +277,10 @@ static void forward(cpu_backend *cb, int R, int seq, const int32_t *tokens)
 
     for (int l = 0; l < d->n_layer; l++) {
         const rwkv_layer *ly = &m->layers[l];
-        /* time mix: LN1, shift, six mixes */
-        for (int b = 0; b < R; b++)
-            layer_norm(cb->x + (size_t)b * C, ly->ln1_w, ly->ln1_b, cb->u + (size_t)b * C, C);
-        for (int b = 0; b < R; b++) {
-            const float *u = cb->u + (size_t)b * C;
-            const float *p = cb->row_prev[b] >= 0 ? cb->u + (size_t)cb->row_prev[b] * C
-                                                  : state_of(cb, cb->row_slot[b]) + (size_t)l * layer_floats;
-            const size_t ro = (size_t)b * C;
-            for (int i = 0; i < C; i++) {
-                float dl = p[i] - u[i];
-                cb->xr[ro + i] = u[i] + dl * ly->x_r[i];
-                cb->xw[ro + i] = u[i] + dl * ly->x_w[i];
-                cb->xk[ro + i] = u[i] + dl * ly->x_k[i];
-                cb->xv[ro + i] = u[i] + dl * ly->x_v[i];
-                cb->xa[ro + i] = u[i] + dl * ly->x_a[i];
-                cb->xg[ro + i] = u[i] + dl * ly->x_g[i];
-            }
-        }
+        /* time mix: LN1, shift, six mixes (row b's shift may read row b-1's LN output, so
+         * the two passes are separate parallel regions) */
+        rows_pass(cb, ly, l, R, PASS_LN1);
+        rows_pass(cb, ly, l, R, PASS_MIX_ATT);
         /* new shift state = LN1 output of the slot's last row */
         for (int b = 0; b < R; b++)
             if (!seq || b == R - 1)
@@ -216,7 +296,7 @@ static void forward(cpu_backend *cb, int R, int seq, const int32_t *tokens)
                 {&ly->g1, cb->xg, C, cb->hg, md, NULL, R, GEMM_ACT_SIGMOID, 0},
                 {&ly->v1, cb->xv, C, cb->hv, md, NULL, R, GEMM_ACT_NONE, 0},
             };
-            rwkv_gemm_run(cb->pool, jobs, l == 0 ? 6 : 7);
+            rwkv_gemm_run(cb->pool, cb->ws, jobs, l == 0 ? 6 : 7);
         }
         {
             gemm_job jobs[] = {
@@ -225,7 +305,7 @@ static void forward(cpu_backend *cb, int R, int seq, const int32_t *tokens)
                 {&ly->g2, cb->hg, md, cb->g, C, NULL, R, GEMM_ACT_NONE, 0},
                 {&ly->v2, cb->hv, md, cb->vres, C, NULL, R, GEMM_ACT_NONE, 0},
             };
-            rwkv_gemm_run(cb->pool, jobs, l == 0 ? 3 : 4);
+            rwkv_gemm_run(cb->pool, cb->ws, jobs, l == 0 ? 3 : 4);
         }
         {
             wkv_ctx c = {cb, ly, l, R, seq, 0};
@@ -234,30 +314,22 @@ static void forward(cpu_backend *cb, int R, int seq, const int32_t *tokens)
         }
         {
             gemm_job j = {&ly->ow, cb->y, C, cb->x, C, NULL, R, GEMM_ACT_NONE, 1};
-            rwkv_gemm_run(cb->pool, &j, 1);
+            rwkv_gemm_run(cb->pool, cb->ws, &j, 1);
         }
         /* channel mix */
-        for (int b = 0; b < R; b++)
-            layer_norm(cb->x + (size_t)b * C, ly->ln2_w, ly->ln2_b, cb->u + (size_t)b * C, C);
-        for (int b = 0; b < R; b++) {
-            const float *u = cb->u + (size_t)b * C;
-            const float *p = cb->row_prev[b] >= 0 ? cb->u + (size_t)cb->row_prev[b] * C
-                                                  : state_of(cb, cb->row_slot[b]) + (size_t)l * layer_floats + C +
-                                                        (size_t)H * N * N;
-            for (int i = 0; i < C; i++)
-                cb->xk[(size_t)b * C + i] = u[i] + (p[i] - u[i]) * ly->ffn_x_k[i];
-        }
+        rows_pass(cb, ly, l, R, PASS_LN2);
+        rows_pass(cb, ly, l, R, PASS_MIX_FFN);
         for (int b = 0; b < R; b++)
             if (!seq || b == R - 1)
                 memcpy(state_of(cb, cb->row_slot[b]) + (size_t)l * layer_floats + C + (size_t)H * N * N,
                        cb->u + (size_t)b * C, (size_t)C * sizeof(float));
         {
             gemm_job j = {&ly->ffn_k, cb->xk, C, cb->ffh, F, NULL, R, GEMM_ACT_RELU_SQ, 0};
-            rwkv_gemm_run(cb->pool, &j, 1);
+            rwkv_gemm_run(cb->pool, cb->ws, &j, 1);
         }
         {
             gemm_job j = {&ly->ffn_v, cb->ffh, F, cb->x, C, NULL, R, GEMM_ACT_NONE, 1};
-            rwkv_gemm_run(cb->pool, &j, 1);
+            rwkv_gemm_run(cb->pool, cb->ws, &j, 1);
         }
     }
     for (int b = 0; b < R; b++)
@@ -273,7 +345,7 @@ static void head(cpu_backend *cb, const int *rows, float *const *outs, int n)
     for (int i = 0; i < n; i++)
         memcpy(cb->u + (size_t)i * C, cb->lnout + (size_t)rows[i] * C, (size_t)C * sizeof(float));
     gemm_job j = {&cb->m->head, cb->u, C, NULL, 0, outs, n, GEMM_ACT_NONE, 0};
-    rwkv_gemm_run(cb->pool, &j, 1);
+    rwkv_gemm_run(cb->pool, cb->ws, &j, 1);
 }
 
 static int cpu_step(rwkv_backend *be, const rwkv_step_item *items, int n)
@@ -411,6 +483,11 @@ int rwkv_cpu_backend_new(const rwkv_model *m, const rwkv_engine_opts *opts, rwkv
     cb->max_d = md;
     const size_t R = (size_t)cb->max_rows, C = (size_t)d->n_embd;
     size_t total = R * C * 20 + R * (size_t)md * 4 + R * (size_t)d->n_ffn;
+    size_t ws_cols = 7 * C > (size_t)d->n_ffn ? 7 * C : (size_t)d->n_ffn;
+    if (4 * (size_t)md > ws_cols)
+        ws_cols = 4 * (size_t)md;
+    size_t ws_floats = rwkv_gemm_workspace_floats(cb->max_rows, (int)ws_cols);
+    total += ws_floats;
     cb->states = calloc((size_t)cb->n_slots * cb->state_floats, sizeof(float));
     float *s = calloc(total, sizeof(float));
     cb->row_slot = calloc(4 * R, sizeof(int));
@@ -437,6 +514,8 @@ int rwkv_cpu_backend_new(const rwkv_model *m, const rwkv_engine_opts *opts, rwkv
     cb->hv = s; s += R * md;
     cb->hg = s; s += R * md;
     cb->ffh = s;
+    s += R * (size_t)d->n_ffn;
+    cb->ws = s;
     *out = &cb->base;
     return 0;
 }
