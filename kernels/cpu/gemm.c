@@ -163,7 +163,7 @@ static inline __attribute__((always_inline)) void tile(const gemm_job *j, const 
 /* Instantiate the tile for each batch width and weight type, so the accumulators are
  * registers and the inner loop has no branches. The k range is cut into blocks of KB so a
  * block of the panel stays in L1 while GROUP batch tiles reuse it. */
-#define KB 128
+#define KB 256
 #define GROUP 5
 #define TILES(DT) \
     static void tiles_##DT(const gemm_job *j, const float *xt, int panel, int b0, int b1) \
