@@ -30,6 +30,50 @@ const char *rwkv_dtype_name(rwkv_dtype t)
 
 size_t rwkv_dtype_size(rwkv_dtype t) { return t == RWKV_DTYPE_F32 ? 4 : 2; }
 
+size_t rwkv_mat_bytes(int rows, int cols, rwkv_dtype t)
+{
+    size_t panels = ((size_t)rows + RWKV_PANEL - 1) / RWKV_PANEL;
+    return panels * RWKV_PANEL * (size_t)cols * rwkv_dtype_size(t);
+}
+
+static float half_to_f32(uint16_t h, rwkv_dtype t)
+{
+    uint32_t u;
+    if (t == RWKV_DTYPE_BF16) {
+        u = (uint32_t)h << 16;
+    } else {
+        uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+        if (e == 0 && m == 0) {
+            u = s;
+        } else if (e == 0) {
+            e = 127 - 15 + 1;
+            while (!(m & 0x400)) {
+                m <<= 1;
+                e--;
+            }
+            u = s | (e << 23) | ((m & 0x3ff) << 13);
+        } else if (e == 31) {
+            u = s | 0x7f800000u | (m << 13);
+        } else {
+            u = s | ((e + 127 - 15) << 23) | (m << 13);
+        }
+    }
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+void rwkv_mat_get_row(const rwkv_mat *m, int r, float *out)
+{
+    const size_t p = (size_t)r / RWKV_PANEL, j = (size_t)r % RWKV_PANEL;
+    const size_t base = p * (size_t)m->cols * RWKV_PANEL + j;
+    for (int k = 0; k < m->cols; k++) {
+        size_t i = base + (size_t)k * RWKV_PANEL;
+        out[k] = m->dtype == RWKV_DTYPE_F32 ? ((const float *)m->data)[i]
+                                             : half_to_f32(((const uint16_t *)m->data)[i], m->dtype);
+    }
+}
+
 int rwkv_weights_parse(const char *s, rwkv_weights *out)
 {
     static const struct { const char *n; rwkv_weights w; } tab[] = {
@@ -365,23 +409,34 @@ static int convert(const rwkv_pth *p, plan_item *it, uint8_t *arena, float *tmp,
                         rwkv_pth_name(p), t->name, (double)tmp[i], (long long)i);
     }
     void *dst = arena + it->off;
-    if (it->k == K_LORA_IN || it->k == K_LORA_OUT) {
-        /* stored [in][out] = (cols, rows); want (rows, cols) */
-        float *o = dst;
-        for (int r = 0; r < it->rows; r++)
-            for (int c = 0; c < it->cols; c++)
-                o[(size_t)r * it->cols + c] = tmp[(size_t)c * it->rows + r];
-    } else if (it->dtype == RWKV_DTYPE_F32) {
+    if (it->k == K_VEC || it->k == K_RK) {
         memcpy(dst, tmp, (size_t)n * 4);
     } else {
-        uint16_t *o = dst;
-        for (int64_t i = 0; i < n; i++)
-            o[i] = it->dtype == RWKV_DTYPE_BF16 ? f32_to_bf16(tmp[i]) : f32_to_f16(tmp[i]);
-        if (it->dtype == RWKV_DTYPE_F16) {
-            for (int64_t i = 0; i < n; i++)
-                if ((o[i] & 0x7c00u) == 0x7c00u)
-                    return fail(err, err_len, "%s: tensor '%s' value %g at flat index %lld overflows float16 (load with f32 or bf16 weights)",
-                                rwkv_pth_name(p), t->name, (double)tmp[i], (long long)i);
+        /* Pack into panels (see model.h). Source element (out r, in k) sits at
+         * tmp[r*cols + k] for Linear weights ([out][in]) and tmp[k*rows + r] for LoRA
+         * factors ([in][out]); padding rows stay zero (the arena is zero-filled). */
+        const bool lora = it->k == K_LORA_IN || it->k == K_LORA_OUT;
+        const int rows = it->rows, cols = it->cols;
+        const int panels = (rows + RWKV_PANEL - 1) / RWKV_PANEL;
+        for (int pnl = 0; pnl < panels; pnl++) {
+            for (int k = 0; k < cols; k++) {
+                const size_t o = ((size_t)pnl * cols + k) * RWKV_PANEL;
+                for (int j = 0; j < RWKV_PANEL; j++) {
+                    const int r = pnl * RWKV_PANEL + j;
+                    if (r >= rows)
+                        break;
+                    const float v = lora ? tmp[(size_t)k * rows + r] : tmp[(size_t)r * cols + k];
+                    if (it->dtype == RWKV_DTYPE_F32) {
+                        ((float *)dst)[o + j] = v;
+                    } else {
+                        uint16_t h = it->dtype == RWKV_DTYPE_BF16 ? f32_to_bf16(v) : f32_to_f16(v);
+                        if (it->dtype == RWKV_DTYPE_F16 && (h & 0x7c00u) == 0x7c00u)
+                            return fail(err, err_len, "%s: tensor '%s' value %g at [%d][%d] overflows float16 (load with f32 or bf16 weights)",
+                                        rwkv_pth_name(p), t->name, (double)v, lora ? k : r, lora ? r : k);
+                        ((uint16_t *)dst)[o + j] = h;
+                    }
+                }
+            }
         }
     }
     if (it->k == K_MAT || it->k == K_LORA_IN || it->k == K_LORA_OUT) {
@@ -432,7 +487,7 @@ int rwkv_model_load(const char *path, const rwkv_load_opts *opts, rwkv_model **o
     size_t arena = 0, max_numel = 0;
 #define ADD(T, K, R, CC, DT, FIELD) \
     do { \
-        size_t bytes_ = (size_t)(R) * (size_t)(CC) * rwkv_dtype_size(DT); \
+        size_t bytes_ = (K) == K_VEC || (K) == K_RK ? (size_t)(R) * (size_t)(CC) * 4 : rwkv_mat_bytes((R), (CC), (DT)); \
         plan[n_plan] = (plan_item){(T), (K), (R), (CC), (DT), arena, (FIELD)}; \
         arena += (bytes_ + 63) & ~(size_t)63; \
         if ((size_t)rwkv_pth_numel(T) > max_numel) \
@@ -499,8 +554,8 @@ int rwkv_model_load(const char *path, const rwkv_load_opts *opts, rwkv_model **o
                     goto out;
                 if (lt->k == K_MAT)
                     ADD(t, K_MAT, r, c, mat_dtype(o.weights, t->type), field);
-                else /* transpose: stored (r, c) becomes (c, r) */
-                    ADD(t, lt->k, c, r, RWKV_DTYPE_F32, field);
+                else /* stored [in][out] = (r, c) is the matrix (out = c, in = r) */
+                    ADD(t, lt->k, c, r, mat_dtype(o.weights, t->type), field);
             }
         }
     }
@@ -526,11 +581,14 @@ int rwkv_model_load(const char *path, const rwkv_load_opts *opts, rwkv_model **o
     for (int i = 0; i < n_plan; i++) {
         if ((rc = convert(p, &plan[i], m->arena, tmp, err, err_len)))
             goto out;
+        rwkv_pth_release_tensor(p, plan[i].src); /* keep RSS near the arena size */
         {
             /* Fingerprint: name, and up to 4 KiB sampled from each converted tensor. */
             const rwkv_pth_tensor *src = plan[i].src;
             fp = fnv1a(fp, src->name, strlen(src->name));
-            size_t bytes = (size_t)plan[i].rows * plan[i].cols * rwkv_dtype_size(plan[i].dtype);
+            size_t bytes = plan[i].k == K_VEC || plan[i].k == K_RK
+                               ? (size_t)plan[i].rows * plan[i].cols * 4
+                               : rwkv_mat_bytes(plan[i].rows, plan[i].cols, plan[i].dtype);
             const uint8_t *b = (const uint8_t *)m->arena + plan[i].off;
             size_t step = bytes > 4096 ? bytes / 64 : bytes;
             for (size_t s = 0; s < bytes; s += step)

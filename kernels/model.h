@@ -1,20 +1,31 @@
 /* model.h — the in-memory RWKV-7 model that backends read (internal to librwkv).
  *
- * Every matrix is stored [out][in] row-major (the LoRA matrices, stored [in][out] in the
- * checkpoint, are transposed at load), so one GEMM shape serves all projections. Vectors are
- * fp32. The embedding has ln0 folded in (spec §1.3). Nothing here changes after load.
+ * Every matrix y = W·x (out × in) is stored in "panels" of RWKV_PANEL output rows: panel p
+ * holds, for k = 0..in-1, the RWKV_PANEL weights W[p*RWKV_PANEL + j][k] contiguously
+ * (k-major), and the last panel is zero-padded. The CPU GEMM streams one panel with vector
+ * loads and no transposes or horizontal sums; the LoRA matrices (stored [in][out] in the
+ * checkpoint) land in the same form. rwkv_mat_get_row() gives the plain row-major view
+ * other backends need. Vectors are fp32. The embedding has ln0 folded in (spec §1.3).
+ * Nothing here changes after load.
  */
 #ifndef RWKV_MODEL_H
 #define RWKV_MODEL_H
 
 #include "rwkv.h"
 
+#define RWKV_PANEL 32
+
 typedef struct {
-    const void *data; /* (rows, cols) row-major, elements of `dtype` */
+    const void *data; /* (ceil(rows / RWKV_PANEL), cols, RWKV_PANEL) elements of `dtype` */
     rwkv_dtype dtype;
     int rows;         /* out */
     int cols;         /* in */
 } rwkv_mat;
+
+/* Bytes of a packed matrix. */
+size_t rwkv_mat_bytes(int rows, int cols, rwkv_dtype t);
+/* Row r of W (cols values) as fp32, e.g. for uploading to another backend. */
+void rwkv_mat_get_row(const rwkv_mat *m, int r, float *out);
 
 typedef struct {
     const float *ln1_w, *ln1_b;                  /* (C) */

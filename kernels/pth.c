@@ -816,6 +816,18 @@ void rwkv_pth_release_pages(const rwkv_pth *p)
         madvise((void *)p->buf, p->len, MADV_DONTNEED);
 }
 
+void rwkv_pth_release_tensor(const rwkv_pth *p, const rwkv_pth_tensor *t)
+{
+    if (!p->mapped)
+        return;
+    const size_t page = 4096;
+    uintptr_t lo = (uintptr_t)t->storage, hi = lo + (size_t)t->storage_numel * rwkv_pth_type_size(t->type);
+    lo = (lo + page - 1) & ~(uintptr_t)(page - 1); /* whole pages inside the record only */
+    hi &= ~(uintptr_t)(page - 1);
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 static float bf16_to_f32(uint16_t h)
 {
     uint32_t u = (uint32_t)h << 16;

@@ -53,8 +53,11 @@ int rwkv_pth_count(const rwkv_pth *p);
 const rwkv_pth_tensor *rwkv_pth_at(const rwkv_pth *p, int i);
 const rwkv_pth_tensor *rwkv_pth_find(const rwkv_pth *p, const char *name);
 const char *rwkv_pth_name(const rwkv_pth *p); /* path or buffer name */
-/* Advise the kernel that the mapping's pages are no longer needed (no-op for buffers). */
+/* Advise the kernel that the mapping's pages are no longer needed (no-op for buffers):
+ * all of them, or those of one tensor's storage once it was converted. Pages are re-read
+ * from the page cache if touched again, so this only bounds the resident set. */
 void rwkv_pth_release_pages(const rwkv_pth *p);
+void rwkv_pth_release_tensor(const rwkv_pth *p, const rwkv_pth_tensor *t);
 
 size_t rwkv_pth_type_size(rwkv_pth_type t);
 const char *rwkv_pth_type_name(rwkv_pth_type t);

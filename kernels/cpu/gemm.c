@@ -261,14 +261,12 @@ void rwkv_gemm_run(rwkv_pool *pool, float *ws, const gemm_job *jobs, int n_jobs)
         if (t > max_tiles)
             max_tiles = t;
         /* Regroup x so that a tile's BT inputs at one k are adjacent: one stream of
-         * broadcasts instead of BT. Padding rows are zero and never stored. */
+         * broadcasts instead of BT. A last tile of bt < BT rows reads only its bt columns. */
         const int K = j->w->cols;
         float *xt = ws;
         for (int tb = 0; tb < t; tb++) {
             float *dst = xt + (size_t)tb * K * BT;
             int rows = j->n - tb * BT < BT ? j->n - tb * BT : BT;
-            if (rows < BT)
-                memset(dst, 0, (size_t)K * BT * sizeof(float));
             for (int c = 0; c < rows; c++) {
                 const float *src = j->x + (size_t)(tb * BT + c) * j->ldx;
                 for (int i = 0; i < K; i++)
