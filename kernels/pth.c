@@ -866,6 +866,29 @@ int rwkv_pth_to_f32(const rwkv_pth_tensor *t, float *dst)
     if (t->type != RWKV_PTH_F32 && t->type != RWKV_PTH_F16 && t->type != RWKV_PTH_BF16 && t->type != RWKV_PTH_F64)
         return -EINVAL;
     int64_t n = rwkv_pth_numel(t);
+    /* fast path: row-major contiguous (what torch.save writes for parameters) */
+    bool contiguous = true;
+    int64_t expect = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) {
+        if (t->shape[d] != 1 && t->stride[d] != expect)
+            contiguous = false;
+        expect *= t->shape[d];
+    }
+    if (contiguous) {
+        const uint8_t *base = t->storage + (size_t)t->offset * rwkv_pth_type_size(t->type);
+        switch (t->type) {
+        case RWKV_PTH_F32: memcpy(dst, base, (size_t)n * 4); return 0;
+        case RWKV_PTH_BF16:
+            for (int64_t k = 0; k < n; k++)
+                dst[k] = bf16_to_f32(rd16(base + 2 * k));
+            return 0;
+        case RWKV_PTH_F16:
+            for (int64_t k = 0; k < n; k++)
+                dst[k] = f16_to_f32(rd16(base + 2 * k));
+            return 0;
+        default: break;
+        }
+    }
     int64_t idx[RWKV_PTH_MAX_DIM] = {0};
     int64_t src = t->offset;
     for (int64_t k = 0; k < n; k++) {
