@@ -6,6 +6,7 @@
  * embedding) and drop the source pages. Every failure names the file and the tensor.
  * Not here: any arithmetic of the step (cpu/ref.c).
  */
+#include "half.h"
 #include "model.h"
 #include "pth.h"
 
@@ -36,32 +37,6 @@ size_t rwkv_mat_bytes(int rows, int cols, rwkv_dtype t)
     return panels * RWKV_PANEL * (size_t)cols * rwkv_dtype_size(t);
 }
 
-static float half_to_f32(uint16_t h, rwkv_dtype t)
-{
-    uint32_t u;
-    if (t == RWKV_DTYPE_BF16) {
-        u = (uint32_t)h << 16;
-    } else {
-        uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1f, m = h & 0x3ff;
-        if (e == 0 && m == 0) {
-            u = s;
-        } else if (e == 0) {
-            e = 127 - 15 + 1;
-            while (!(m & 0x400)) {
-                m <<= 1;
-                e--;
-            }
-            u = s | (e << 23) | ((m & 0x3ff) << 13);
-        } else if (e == 31) {
-            u = s | 0x7f800000u | (m << 13);
-        } else {
-            u = s | ((e + 127 - 15) << 23) | (m << 13);
-        }
-    }
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
 
 void rwkv_mat_get_row(const rwkv_mat *m, int r, float *out)
 {
@@ -70,7 +45,7 @@ void rwkv_mat_get_row(const rwkv_mat *m, int r, float *out)
     for (int k = 0; k < m->cols; k++) {
         size_t i = base + (size_t)k * RWKV_PANEL;
         out[k] = m->dtype == RWKV_DTYPE_F32 ? ((const float *)m->data)[i]
-                                             : half_to_f32(((const uint16_t *)m->data)[i], m->dtype);
+                                             : (m->dtype == RWKV_DTYPE_BF16 ? rwkv_bf16_to_f32 : rwkv_f16_to_f32)(((const uint16_t *)m->data)[i]);
     }
 }
 
@@ -103,42 +78,7 @@ static int fail(char *err, size_t err_len, const char *fmt, ...)
 
 /* ---- conversions ---------------------------------------------------------------------- */
 
-static uint16_t f32_to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u)
-        return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
-    u += 0x7fffu + ((u >> 16) & 1);         /* round to nearest even */
-    return (uint16_t)(u >> 16);
-}
 
-static uint16_t f32_to_f16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    uint32_t sign = (u >> 16) & 0x8000u;
-    uint32_t a = u & 0x7fffffffu;
-    if (a >= 0x7f800000u)
-        return (uint16_t)(sign | 0x7c00u | (a > 0x7f800000u ? 0x200u : 0));
-    if (a >= 0x477ff000u) /* rounds to >= 65520: overflow to inf */
-        return (uint16_t)(sign | 0x7c00u);
-    if (a < 0x38800000u) { /* subnormal or zero in f16 */
-        if (a < 0x33000000u)
-            return (uint16_t)sign;
-        uint32_t e = a >> 23, m = (a & 0x7fffffu) | 0x800000u;
-        uint32_t shift = 126 - e; /* 14..24 */
-        uint32_t r = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (r & 1)))
-            r++;
-        return (uint16_t)(sign | r);
-    }
-    uint32_t r = ((a - 0x38000000u) >> 13);
-    uint32_t rem = a & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (r & 1)))
-        r++;
-    return (uint16_t)(sign | r);
-}
 
 /* ---- the tensor plan ------------------------------------------------------------------ */
 
@@ -429,7 +369,7 @@ static int convert(const rwkv_pth *p, plan_item *it, uint8_t *arena, float *tmp,
                     if (it->dtype == RWKV_DTYPE_F32) {
                         ((float *)dst)[o + j] = v;
                     } else {
-                        uint16_t h = it->dtype == RWKV_DTYPE_BF16 ? f32_to_bf16(v) : f32_to_f16(v);
+                        uint16_t h = it->dtype == RWKV_DTYPE_BF16 ? rwkv_f32_to_bf16(v) : rwkv_f32_to_f16(v);
                         if (it->dtype == RWKV_DTYPE_F16 && (h & 0x7c00u) == 0x7c00u)
                             return fail(err, err_len, "%s: tensor '%s' value %g at [%d][%d] overflows float16 (load with f32 or bf16 weights)",
                                         rwkv_pth_name(p), t->name, (double)v, lora ? k : r, lora ? r : k);

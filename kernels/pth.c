@@ -7,6 +7,7 @@
  * only created after its extent was checked against its storage record.
  */
 #include "pth.h"
+#include "half.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -828,38 +829,7 @@ void rwkv_pth_release_tensor(const rwkv_pth *p, const rwkv_pth_tensor *t)
         madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
-static float bf16_to_f32(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
 
-static float f16_to_f32(uint16_t h)
-{
-    uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1f, m = h & 0x3ff, u;
-    if (e == 0) {
-        if (m == 0) {
-            u = s;
-        } else { /* subnormal: normalise */
-            e = 127 - 15 + 1;
-            while (!(m & 0x400)) {
-                m <<= 1;
-                e--;
-            }
-            m &= 0x3ff;
-            u = s | (e << 23) | (m << 13);
-        }
-    } else if (e == 31) {
-        u = s | 0x7f800000u | (m << 13);
-    } else {
-        u = s | ((e + 127 - 15) << 23) | (m << 13);
-    }
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
 
 int rwkv_pth_to_f32(const rwkv_pth_tensor *t, float *dst)
 {
@@ -880,11 +850,11 @@ int rwkv_pth_to_f32(const rwkv_pth_tensor *t, float *dst)
         case RWKV_PTH_F32: memcpy(dst, base, (size_t)n * 4); return 0;
         case RWKV_PTH_BF16:
             for (int64_t k = 0; k < n; k++)
-                dst[k] = bf16_to_f32(rd16(base + 2 * k));
+                dst[k] = rwkv_bf16_to_f32(rd16(base + 2 * k));
             return 0;
         case RWKV_PTH_F16:
             for (int64_t k = 0; k < n; k++)
-                dst[k] = f16_to_f32(rd16(base + 2 * k));
+                dst[k] = rwkv_f16_to_f32(rd16(base + 2 * k));
             return 0;
         default: break;
         }
@@ -896,8 +866,8 @@ int rwkv_pth_to_f32(const rwkv_pth_tensor *t, float *dst)
         float v;
         switch (t->type) {
         case RWKV_PTH_F32: memcpy(&v, e, 4); break;
-        case RWKV_PTH_F16: v = f16_to_f32(rd16(e)); break;
-        case RWKV_PTH_BF16: v = bf16_to_f32(rd16(e)); break;
+        case RWKV_PTH_F16: v = rwkv_f16_to_f32(rd16(e)); break;
+        case RWKV_PTH_BF16: v = rwkv_bf16_to_f32(rd16(e)); break;
         default: { double d; memcpy(&d, e, 8); v = (float)d; }
         }
         dst[k] = v;

@@ -235,6 +235,29 @@ int main(int argc, char **argv)
         rwkv_engine_destroy(&e);
         rwkv_model_destroy(&m16);
     }
+    /* rounding every matrix to bf16 / fp16 stays close to the exact run (and finite) */
+    for (int mode = 0; mode < 2; mode++) {
+        rwkv_model *mr = NULL;
+        rwkv_load_opts lo = {mode ? RWKV_WEIGHTS_F16 : RWKV_WEIGHTS_BF16};
+        CHECK(rwkv_model_load(argv[1], &lo, &mr, err, sizeof err) == 0);
+        rwkv_engine_opts o = {"cpu", 1, 4, 2};
+        rwkv_engine *e = NULL;
+        CHECK(mr && rwkv_engine_new(mr, &o, &e, err, sizeof err) == 0);
+        float *lg = malloc(VB);
+        double worst = 0;
+        for (int t = 0; e && t < T; t++) {
+            rwkv_step_item it = {0, tok(1, t), NULL, lg};
+            rwkv_engine_step(e, &it, 1);
+            double dd = test_max_abs_diff(lg, ref + ((size_t)T + t) * V, (size_t)V);
+            if (dd > worst)
+                worst = dd;
+        }
+        fprintf(stderr, "rounded %s weights: max |diff| vs f32 %.3g\n", mode ? "f16" : "bf16", worst);
+        CHECKF(worst > 0 && worst < 0.25, "%s rounding moved logits by %.3g", mode ? "f16" : "bf16", worst);
+        free(lg);
+        rwkv_engine_destroy(&e);
+        rwkv_model_destroy(&mr);
+    }
     free(ref);
     rwkv_model_destroy(&model);
     return test_finish("test_engine");
