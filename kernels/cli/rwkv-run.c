@@ -171,6 +171,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "rwkv-run: --dump-logits needs --tokens\n");
         return 2;
     }
+    int32_t *ids = NULL;
+    int n_tok = 0;
+    if (tokens_arg && parse_tokens(tokens_arg, &ids, &n_tok))
+        return 2;
+    if (tokens_arg && n_tok == 0) {
+        fprintf(stderr, "rwkv-run: --tokens is empty\n");
+        free(ids);
+        return 2;
+    }
 
     char err[512] = "";
     int rc = 1;
@@ -178,7 +187,6 @@ int main(int argc, char **argv)
     rwkv_engine *eng = NULL;
     rwkv_tokenizer *tok = NULL;
     rwkv_sampler *smp = NULL;
-    int32_t *ids = NULL;
     float *logits = NULL;
     FILE *out = NULL;
     double t0 = now_s();
@@ -203,9 +211,7 @@ int main(int argc, char **argv)
         goto done;
 
     if (tokens_arg) {
-        int n;
-        if (parse_tokens(tokens_arg, &ids, &n))
-            goto done;
+        int n = n_tok;
         if (dump && !(out = fopen(dump, "wb"))) {
             fprintf(stderr, "rwkv-run: %s: %s\n", dump, strerror(errno));
             goto done;
