@@ -46,7 +46,7 @@ asan: deps
 	ninja -C $(ASAN_BUILD)
 
 fuzz: deps
-	[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Dgolden=false \
+	[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Dgolden=false -Db_lundef=false \
 	  -Dbuildtype=debugoptimized $(MESON_OPTS)
 	ninja -C $(FUZZ_BUILD)
 

@@ -45,7 +45,7 @@ fi
 
 step "libFuzzer targets ($FUZZ_BUILD, ${FUZZ_SECONDS}s each)"
 if command -v clang >/dev/null && { [ -f "$FUZZ_BUILD/build.ninja" ] || CC=clang meson setup "$FUZZ_BUILD" \
-       -Dfuzz=true -Dgolden=false -Dbuildtype=debugoptimized; } && ninja -C "$FUZZ_BUILD"; then
+       -Dfuzz=true -Dgolden=false -Db_lundef=false -Dbuildtype=debugoptimized; } && ninja -C "$FUZZ_BUILD"; then
   for target in "$FUZZ_BUILD"/tests/fuzz/fuzz_*; do
     [ -f "$target" ] && [ -x "$target" ] || continue
     name=$(basename "$target")
