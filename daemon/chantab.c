@@ -1,0 +1,282 @@
+/* chantab.c — see chantab.h. Chained hash tables (FNV-1a) for channels and pairs, a
+ * dense array of channels for round-robin scans, and a stack of free slots. Allocation
+ * happens per channel, per pair and per message, never per token. */
+#include "chantab.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t fnv1a(const void *p, size_t n, uint64_t h)
+{
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+#define FNV_INIT 14695981039346656037ull
+
+void rwkvd_entry_free(rwkvd_entry *e)
+{
+    if (!e)
+        return;
+    free(e->gen);
+    free(e);
+}
+
+uint64_t rwkvd_entry_cost(const rwkvd_entry *e)
+{
+    uint64_t left = e->n_tokens - e->pos;
+    return left ? left : 1;
+}
+
+rwkvd_chantab *rwkvd_chantab_new(uint32_t max_channels, int first_slot, int n_slots)
+{
+    rwkvd_chantab *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->n_buckets = 64;
+    while (t->n_buckets < max_channels && t->n_buckets < ((size_t)1 << 20))
+        t->n_buckets *= 2;
+    t->n_pbuckets = t->n_buckets;
+    t->buckets = calloc(t->n_buckets, sizeof *t->buckets);
+    t->pbuckets = calloc(t->n_pbuckets, sizeof *t->pbuckets);
+    t->n_slots = n_slots;
+    t->free_slots = calloc((size_t)(n_slots > 0 ? n_slots : 1), sizeof *t->free_slots);
+    if (!t->buckets || !t->pbuckets || !t->free_slots) {
+        rwkvd_chantab_destroy(&t);
+        return NULL;
+    }
+    for (int s = n_slots - 1; s >= first_slot; s--)
+        t->free_slots[t->n_free++] = s;
+    t->next_uid = 1;
+    return t;
+}
+
+static void channel_free(rwkvd_channel *ch)
+{
+    rwkvd_chantab_clear_queue(ch);
+    free(ch);
+}
+
+void rwkvd_chantab_destroy(rwkvd_chantab **tp)
+{
+    if (!tp || !*tp)
+        return;
+    rwkvd_chantab *t = *tp;
+    for (size_t i = 0; i < t->n; i++)
+        channel_free(t->v[i]);
+    if (t->pbuckets)
+        for (size_t b = 0; b < t->n_pbuckets; b++)
+            for (rwkvd_pair *p = t->pbuckets[b], *nx; p; p = nx) {
+                nx = p->hnext;
+                free(p->credit_env);
+                free(p);
+            }
+    free(t->v);
+    free(t->buckets);
+    free(t->pbuckets);
+    free(t->free_slots);
+    free(t);
+    *tp = NULL;
+}
+
+rwkvd_channel *rwkvd_chantab_find(const rwkvd_chantab *t, const void *name, size_t len)
+{
+    size_t b = fnv1a(name, len, FNV_INIT) & (t->n_buckets - 1);
+    for (rwkvd_channel *ch = t->buckets[b]; ch; ch = ch->hnext)
+        if (ch->name_len == len && memcmp(ch->name, name, len) == 0)
+            return ch;
+    return NULL;
+}
+
+int rwkvd_chantab_slot_alloc(rwkvd_chantab *t)
+{
+    return t->n_free > 0 ? t->free_slots[--t->n_free] : -1;
+}
+
+void rwkvd_chantab_slot_free(rwkvd_chantab *t, int slot)
+{
+    if (slot >= 0 && t->n_free < t->n_slots)
+        t->free_slots[t->n_free++] = slot;
+}
+
+int rwkvd_chantab_create(rwkvd_chantab *t, const void *name, size_t len, const char *profile,
+                         uint32_t max_channels, int64_t now_unix_ms, rwkvd_channel **out)
+{
+    if (len == 0 || len > RWKVP_CHANNEL_MAX)
+        return -EINVAL;
+    size_t live = 0;
+    for (size_t i = 0; i < t->n; i++)
+        live += !t->v[i]->dead;
+    if (live >= max_channels)
+        return -EMLINK;
+    if (t->n_free == 0)
+        return -ENOSPC;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 64;
+        rwkvd_channel **v = realloc(t->v, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        t->v = v;
+        t->cap = cap;
+    }
+    rwkvd_channel *ch = calloc(1, sizeof *ch);
+    if (!ch)
+        return -ENOMEM;
+    memcpy(ch->name, name, len);
+    ch->name_len = len;
+    ch->uid = t->next_uid++;
+    ch->slot = rwkvd_chantab_slot_alloc(t);
+    ch->reset_pending = true;
+    ch->held = -1;
+    snprintf(ch->profile, sizeof ch->profile, "%s", profile ? profile : "");
+    ch->created_unix_ms = ch->last_input_unix_ms = now_unix_ms;
+    size_t b = fnv1a(name, len, FNV_INIT) & (t->n_buckets - 1);
+    ch->hnext = t->buckets[b];
+    t->buckets[b] = ch;
+    ch->index = t->n;
+    t->v[t->n++] = ch;
+    *out = ch;
+    return 0;
+}
+
+static void array_remove(rwkvd_chantab *t, rwkvd_channel *ch)
+{
+    size_t i = ch->index;
+    t->v[i] = t->v[--t->n];
+    t->v[i]->index = i;
+    if (t->rr >= t->n)
+        t->rr = 0;
+}
+
+uint32_t rwkvd_chantab_remove(rwkvd_chantab *t, rwkvd_channel *ch)
+{
+    size_t b = fnv1a(ch->name, ch->name_len, FNV_INIT) & (t->n_buckets - 1);
+    for (rwkvd_channel **pp = &t->buckets[b]; *pp; pp = &(*pp)->hnext)
+        if (*pp == ch) {
+            *pp = ch->hnext;
+            break;
+        }
+    ch->hnext = NULL;
+    uint32_t dropped = rwkvd_chantab_clear_queue(ch);
+    if (ch->in_job > 0) {
+        ch->dead = true; /* stays in v (skipped by the scheduler) until reaped */
+        return dropped;
+    }
+    array_remove(t, ch);
+    rwkvd_chantab_slot_free(t, ch->slot);
+    channel_free(ch);
+    return dropped;
+}
+
+void rwkvd_chantab_reap(rwkvd_chantab *t)
+{
+    for (size_t i = 0; i < t->n;) {
+        rwkvd_channel *ch = t->v[i];
+        if (ch->dead && ch->in_job <= 0) {
+            array_remove(t, ch);
+            rwkvd_chantab_slot_free(t, ch->slot);
+            channel_free(ch);
+        } else {
+            i++;
+        }
+    }
+}
+
+void rwkvd_chantab_push(rwkvd_channel *ch, rwkvd_entry *e)
+{
+    e->next = NULL;
+    if (ch->tail)
+        ch->tail->next = e;
+    else
+        ch->head = e;
+    ch->tail = e;
+    ch->q_messages++;
+    ch->q_tokens += rwkvd_entry_cost(e);
+}
+
+void rwkvd_chantab_push_front(rwkvd_channel *ch, rwkvd_entry *e)
+{
+    e->next = ch->head;
+    ch->head = e;
+    if (!ch->tail)
+        ch->tail = e;
+    ch->q_messages++;
+    ch->q_tokens += rwkvd_entry_cost(e);
+}
+
+void rwkvd_chantab_pop(rwkvd_channel *ch)
+{
+    rwkvd_entry *e = ch->head;
+    if (!e)
+        return;
+    uint64_t cost = rwkvd_entry_cost(e);
+    ch->q_tokens = ch->q_tokens >= cost ? ch->q_tokens - cost : 0;
+    ch->q_messages--;
+    ch->head = e->next;
+    if (!ch->head)
+        ch->tail = NULL;
+    rwkvd_entry_free(e);
+}
+
+uint32_t rwkvd_chantab_clear_queue(rwkvd_channel *ch)
+{
+    uint32_t n = 0;
+    while (ch->head) {
+        rwkvd_chantab_pop(ch);
+        n++;
+    }
+    ch->q_tokens = 0;
+    return n;
+}
+
+uint64_t rwkvd_channel_credit(const rwkvd_channel *ch, uint64_t max_queue_tokens)
+{
+    if (ch->q_tokens >= max_queue_tokens)
+        return 0;
+    uint64_t free_tokens = max_queue_tokens - ch->q_tokens;
+    uint64_t mean = ch->n_accepted ? (ch->accepted_cost + ch->n_accepted - 1) / ch->n_accepted : 1;
+    if (mean < 1)
+        mean = 1;
+    return free_tokens / mean;
+}
+
+rwkvd_pair *rwkvd_chantab_pair(rwkvd_chantab *t, const void *channel, size_t channel_len,
+                               const void *producer, size_t producer_len, bool create)
+{
+    uint64_t h = fnv1a(channel, channel_len, FNV_INIT);
+    h = fnv1a("", 1, h);
+    h = fnv1a(producer, producer_len, h);
+    size_t b = h & (t->n_pbuckets - 1);
+    for (rwkvd_pair *p = t->pbuckets[b]; p; p = p->hnext)
+        if (p->channel_len == channel_len && p->producer_len == producer_len &&
+            memcmp(p->key, channel, channel_len) == 0 &&
+            memcmp(p->key + channel_len + 1, producer, producer_len) == 0)
+            return p;
+    if (!create)
+        return NULL;
+    rwkvd_pair *p = calloc(1, sizeof *p + channel_len + producer_len + 2);
+    if (!p)
+        return NULL;
+    p->channel_len = (uint16_t)channel_len;
+    p->producer_len = (uint16_t)producer_len;
+    memcpy(p->key, channel, channel_len);
+    memcpy(p->key + channel_len + 1, producer, producer_len);
+    p->hnext = t->pbuckets[b];
+    t->pbuckets[b] = p;
+    t->n_pairs++;
+    return p;
+}
+
+void rwkvd_chantab_each_pair(const rwkvd_chantab *t, const char *channel, size_t channel_len,
+                             void (*fn)(const rwkvd_pair *p, void *user), void *user)
+{
+    for (size_t b = 0; b < t->n_pbuckets; b++)
+        for (const rwkvd_pair *p = t->pbuckets[b]; p; p = p->hnext)
+            if (p->channel_len == channel_len && memcmp(p->key, channel, channel_len) == 0)
+                fn(p, user);
+}

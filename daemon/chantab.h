@@ -1,0 +1,153 @@
+/* chantab.h — the channel table: every channel's queue, counters and state slot, the
+ * (channel, producer) sequence pairs, and the engine's slot pool.
+ *
+ * What it is: plain data owned by the loop thread. A channel is created by the first
+ * accepted message that names it; it holds a bounded FIFO of accepted messages (entries),
+ * a slot of the engine's state pool, its task profile name and its counters. Pairs hold
+ * each (channel, producer)'s highest accepted seq and pause state; they outlive the
+ * channel (PROTOCOL.md §6.2), so CLOSE/DROP keep them.
+ * What it is not: the scheduler (scheduler.c) or the engine: nothing here calls the engine.
+ * The compute worker never reads this table; jobs carry copies of what it needs.
+ *
+ * Key invariants: q_tokens is the sum of the unapplied tokens of the queued entries
+ * (each entry costing at least 1), never above the configured limit when an entry was
+ * accepted; `held` is the last input token, which the channel's slot has NOT seen yet
+ * (it is fed with the next token, or on a fork when an output needs logits after it), so
+ * the slot always holds every input token but the held one.
+ */
+#ifndef RWKVD_CHANTAB_H
+#define RWKVD_CHANTAB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rwkvp.h"
+#include "rwkvp_json.h"
+
+typedef struct rwkvd_gen rwkvd_gen;
+
+/* One accepted, not yet (fully) applied message. */
+typedef struct rwkvd_entry {
+    struct rwkvd_entry *next;
+    rwkvp_op op;                         /* TEXT TOKENS RESET TASK GEN CLOSE */
+    uint64_t seq;
+    char producer[RWKVP_NAME_MAX + 1];
+    char arg[RWKVP_NAME_MAX + 1];        /* TASK: profile name */
+    rwkvp_gen_params *gen;               /* GEN: parsed parameters (owned) */
+    bool event;                          /* TEXT: triggers event outputs when applied */
+    bool committed;                      /* TOKENS made by a committing generation */
+    uint32_t n_tokens;                   /* tokens in tokens[] */
+    uint32_t pos;                        /* next token to apply */
+    int32_t tokens[];                    /* (n_tokens) */
+} rwkvd_entry;
+
+/* Free an entry (NULL-safe). */
+void rwkvd_entry_free(rwkvd_entry *e);
+/* Cost of an entry against limits.max_queue_tokens: its unapplied tokens, at least 1. */
+uint64_t rwkvd_entry_cost(const rwkvd_entry *e);
+
+typedef struct rwkvd_channel {
+    char name[RWKVP_CHANNEL_MAX + 1];
+    size_t name_len;
+    uint64_t uid;                 /* unique per creation, for logs and job bookkeeping */
+    int slot;                     /* engine state slot */
+    int32_t held;                 /* last input token not yet fed to slot, -1 none */
+    bool reset_pending;           /* slot must be zeroed before its next use (next job) */
+    char profile[RWKVP_NAME_MAX + 1]; /* "" = none */
+    uint64_t tokens_seen;         /* tokens fed since creation or reset (held one included) */
+    uint64_t tokens_since_output; /* for trigger: tokens */
+    /* queue */
+    rwkvd_entry *head, *tail;
+    uint32_t q_messages;
+    uint64_t q_tokens;            /* sum of rwkvd_entry_cost */
+    uint64_t n_accepted;          /* messages accepted (for the credit estimate) */
+    uint64_t accepted_cost;       /* their costs */
+    /* the input the next output follows */
+    char last_producer[RWKVP_NAME_MAX + 1];
+    uint64_t last_seq;
+    /* pending event/tokens output (classification), with its origin */
+    bool output_pending;
+    char out_producer[RWKVP_NAME_MAX + 1];
+    uint64_t out_seq;
+    rwkvd_gen *gen;               /* running generation, or NULL */
+    bool dead;                    /* dropped/closed while the in-flight job used it */
+    int in_job;                   /* references from the in-flight job */
+    int64_t created_unix_ms, last_input_unix_ms;
+    size_t index;                 /* position in rwkvd_chantab.v */
+    uint64_t sched_tick;          /* last job build that visited it (one visit per job) */
+    struct rwkvd_channel *hnext;  /* hash chain */
+} rwkvd_channel;
+
+typedef struct rwkvd_pair {
+    struct rwkvd_pair *hnext;
+    uint64_t acked;
+    uint64_t paused_at;  /* 0 = not paused; else the seq turned away with a retryable code */
+    int paused_code;
+    bool credit_wanted;  /* answered 429: send CREDIT when the queue drains to half */
+    void *credit_env;    /* routing identity for that CREDIT (malloc'd), or NULL */
+    size_t credit_env_len;
+    bool credit_delim;   /* the client sent an empty delimiter frame */
+    uint16_t channel_len, producer_len;
+    char key[];          /* channel '\0' producer '\0' */
+} rwkvd_pair;
+
+typedef struct rwkvd_chantab {
+    rwkvd_channel **v;   /* (n) channels in creation order (swap-removed) */
+    size_t n, cap;
+    rwkvd_channel **buckets;
+    size_t n_buckets;
+    rwkvd_pair **pbuckets;
+    size_t n_pbuckets, n_pairs;
+    /* slot pool */
+    int *free_slots;     /* stack */
+    int n_free, n_slots;
+    uint64_t next_uid;
+    size_t rr;           /* round-robin cursor into v */
+} rwkvd_chantab;
+
+/* A table for up to max_channels channels over a pool of slots [first_slot, n_slots)
+ * (slots below first_slot are reserved by the caller). NULL on -ENOMEM. */
+rwkvd_chantab *rwkvd_chantab_new(uint32_t max_channels, int first_slot, int n_slots);
+/* Frees every channel, entry and pair; does not touch gens (the caller ends them first). */
+void rwkvd_chantab_destroy(rwkvd_chantab **t);
+
+rwkvd_channel *rwkvd_chantab_find(const rwkvd_chantab *t, const void *name, size_t len);
+/* Create a channel (name already validated) with a fresh slot (reset_pending set) and the
+ * given default profile. -EMLINK when max_channels are in use, -ENOSPC when no slot is
+ * free, -ENOMEM. */
+int rwkvd_chantab_create(rwkvd_chantab *t, const void *name, size_t len, const char *profile,
+                         uint32_t max_channels, int64_t now_unix_ms, rwkvd_channel **out);
+/* Remove a channel from the table (lookups stop finding it) and discard its queue; returns
+ * the number of queued messages discarded. Frees it and its slot unless in_job > 0, in
+ * which case it is marked dead and rwkvd_chantab_reap() frees it later. ch->gen must be
+ * NULL (end the generation first). */
+uint32_t rwkvd_chantab_remove(rwkvd_chantab *t, rwkvd_channel *ch);
+/* Free channels marked dead whose in_job dropped to 0 (called after a job completes). */
+void rwkvd_chantab_reap(rwkvd_chantab *t);
+
+/* Queue operations. push appends; push_front inserts at the head (committed tokens). */
+void rwkvd_chantab_push(rwkvd_channel *ch, rwkvd_entry *e);
+void rwkvd_chantab_push_front(rwkvd_channel *ch, rwkvd_entry *e);
+/* Pop and free the head entry. */
+void rwkvd_chantab_pop(rwkvd_channel *ch);
+/* Discard every queued entry; returns how many there were. */
+uint32_t rwkvd_chantab_clear_queue(rwkvd_channel *ch);
+
+/* Messages the channel accepts now: free token budget over the mean cost of the messages
+ * it has accepted (1 for a new channel); 0 when full. */
+uint64_t rwkvd_channel_credit(const rwkvd_channel *ch, uint64_t max_queue_tokens);
+
+/* Slots for generations and scratch: -1 when none is free. */
+int rwkvd_chantab_slot_alloc(rwkvd_chantab *t);
+void rwkvd_chantab_slot_free(rwkvd_chantab *t, int slot);
+
+/* The pair for (channel, producer); created with acked 0 when create is true (NULL on
+ * -ENOMEM or when absent and !create). */
+rwkvd_pair *rwkvd_chantab_pair(rwkvd_chantab *t, const void *channel, size_t channel_len,
+                               const void *producer, size_t producer_len, bool create);
+/* Calls fn for each pair of the channel (for INFO). */
+void rwkvd_chantab_each_pair(const rwkvd_chantab *t, const char *channel, size_t channel_len,
+                             void (*fn)(const rwkvd_pair *p, void *user), void *user);
+
+#endif

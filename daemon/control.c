@@ -1,0 +1,375 @@
+/* control.c — see control.h. */
+#include "control.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "log.h"
+#include "rwkvd_version.h"
+#include "zmsg.h"
+
+#define CHANNELS_PER_REPLY 1000
+
+int rwkvd_control_open(rwkvd_daemon *d, char *err, size_t err_len)
+{
+    d->control = zmq_socket(d->zctx, ZMQ_ROUTER);
+    if (!d->control) {
+        snprintf(err, err_len, "zmq_socket(ROUTER): %s", zmq_strerror(zmq_errno()));
+        return -EIO;
+    }
+    int one = 1, zero = 0;
+    int64_t maxmsg = 65536;
+    zmq_setsockopt(d->control, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(d->control, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(d->control, ZMQ_LINGER, &zero, sizeof zero);
+    for (size_t i = 0; i < d->cfg->endpoints.control.n; i++) {
+        const char *ep = d->cfg->endpoints.control.v[i];
+        if (zmq_bind(d->control, ep) != 0) {
+            snprintf(err, err_len, "endpoints.control: cannot bind %s: %s", ep, zmq_strerror(zmq_errno()));
+            return -EADDRINUSE;
+        }
+    }
+    return 0;
+}
+
+static void reply(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, int code, const char *body, size_t len)
+{
+    rwkvp_ctl_response r = {.code = code, .body = {body, len}};
+    rwkvp_msg msg;
+    rwkvp_error e;
+    if (rwkvp_ctl_response_encode(&r, &msg, &e) != 0) {
+        rwkvd_log(LOG_ERR, "cannot encode a control reply: %s", e.text);
+        return;
+    }
+    rwkvd_zmsg_send(d->control, env, n_env, msg.frames, msg.n);
+}
+
+static void reply_json(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, json_t *j)
+{
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (s)
+        reply(d, env, n_env, 200, s, strlen(s));
+    else
+        reply(d, env, n_env, 500, "out of memory", 13);
+    free(s);
+    json_decref(j);
+}
+
+static const char *tier_of(const rwkvd_channel *ch)
+{
+    (void)ch;
+    return "resident";
+}
+
+static json_t *status_json(rwkvd_daemon *d)
+{
+    const rwkv_dims *dm = rwkv_model_dims(d->model);
+    uint64_t q_msgs = 0, q_tokens = 0, live = 0;
+    for (size_t i = 0; i < d->tab->n; i++) {
+        const rwkvd_channel *ch = d->tab->v[i];
+        if (ch->dead)
+            continue;
+        live++;
+        q_msgs += ch->q_messages;
+        q_tokens += ch->q_tokens;
+    }
+    static const char *const states[] = {"running", "reloading", "stopping"};
+    return json_pack("{s:s, s:s, s:[i], s:I, s:s, s:f, s:s, s:{s:s, s:i, s:i, s:i, s:i, s:i, s:I}, "
+                     "s:{s:I, s:I, s:I, s:I, s:I}, s:{s:i, s:i}, s:{s:I, s:I}, s:i, s:I, s:f}",
+                     "daemon", "rwkvd", "version", RWKVD_VERSION, "protocol", RWKVP_VERSION, "pid", (json_int_t)getpid(),
+                     "state", states[d->state], "uptime_s", (double)(rwkvd_now_ns() - d->start_ns) / 1e9, "backend",
+                     rwkv_engine_backend(d->engine), "model", "path", d->cfg->model.path, "n_layer", dm->n_layer,
+                     "n_embd", dm->n_embd, "n_head", dm->n_head, "head_size", dm->head_size, "n_vocab", dm->n_vocab,
+                     "n_params", (json_int_t)rwkv_model_n_params(d->model), "channels", "total", (json_int_t)live,
+                     "resident", (json_int_t)live, "host", (json_int_t)0, "disk", (json_int_t)0, "limit",
+                     (json_int_t)d->cfg->limits.max_channels, "slots", "total", rwkv_engine_n_slots(d->engine), "used",
+                     rwkv_engine_n_slots(d->engine) - d->tab->n_free, "queued", "messages", (json_int_t)q_msgs, "tokens",
+                     (json_int_t)q_tokens, "generations", d->n_gens, "tokens_total", (json_int_t)d->m.tokens_total,
+                     "tokens_per_s", d->tokens_per_s);
+}
+
+static int cmp_channel(const void *a, const void *b)
+{
+    const rwkvd_channel *x = *(const rwkvd_channel *const *)a, *y = *(const rwkvd_channel *const *)b;
+    size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
+    int c = memcmp(x->name, y->name, n);
+    return c ? c : (x->name_len > y->name_len) - (x->name_len < y->name_len);
+}
+
+static json_t *channels_json(rwkvd_daemon *d, const rwkvp_frame *prefix, const rwkvp_frame *after)
+{
+    rwkvd_channel **v = malloc((d->tab->n ? d->tab->n : 1) * sizeof *v);
+    if (!v)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < d->tab->n; i++) {
+        rwkvd_channel *ch = d->tab->v[i];
+        if (ch->dead || ch->name_len < prefix->len || memcmp(ch->name, prefix->data, prefix->len) != 0)
+            continue;
+        if (after->len) {
+            size_t m = ch->name_len < after->len ? ch->name_len : after->len;
+            int c = memcmp(ch->name, after->data, m);
+            if (c < 0 || (c == 0 && ch->name_len <= after->len))
+                continue;
+        }
+        v[n++] = ch;
+    }
+    qsort(v, n, sizeof *v, cmp_channel);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n && i < CHANNELS_PER_REPLY; i++)
+        json_array_append_new(arr, json_pack("{s:s%, s:s, s:I, s:I}", "name", v[i]->name, v[i]->name_len, "tier",
+                                             tier_of(v[i]), "tokens_seen", (json_int_t)v[i]->tokens_seen,
+                                             "queued_tokens", (json_int_t)v[i]->q_tokens));
+    json_t *j = json_pack("{s:o, s:b}", "channels", arr, "more", n > CHANNELS_PER_REPLY);
+    free(v);
+    return j;
+}
+
+static void add_pair(const rwkvd_pair *p, void *user)
+{
+    json_array_append_new((json_t *)user, json_pack("{s:s%, s:I}", "id", p->key + p->channel_len + 1,
+                                                    (size_t)p->producer_len, "acked", (json_int_t)p->acked));
+}
+
+static json_t *info_json(rwkvd_daemon *d, const rwkvd_channel *ch)
+{
+    json_t *producers = json_array();
+    rwkvd_chantab_each_pair(d->tab, ch->name, ch->name_len, add_pair, producers);
+    return json_pack("{s:s%, s:s, s:s, s:I, s:I, s:I, s:b, s:I, s:I, s:o}", "name", ch->name, ch->name_len, "tier",
+                     tier_of(ch), "profile", ch->profile, "tokens_seen", (json_int_t)ch->tokens_seen,
+                     "queued_messages", (json_int_t)ch->q_messages, "queued_tokens", (json_int_t)ch->q_tokens,
+                     "generating", ch->gen != NULL, "created_unix_ms", (json_int_t)ch->created_unix_ms,
+                     "last_input_unix_ms", (json_int_t)ch->last_input_unix_ms, "producers", producers);
+}
+
+/* ---- metrics -------------------------------------------------------------------- */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    bool oom;
+} sbuf;
+
+__attribute__((format(printf, 2, 3))) static void sb_printf(sbuf *s, const char *fmt, ...)
+{
+    for (int attempt = 0; attempt < 2 && !s->oom; attempt++) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(s->buf ? s->buf + s->len : NULL, s->buf ? s->cap - s->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (s->buf && s->len + (size_t)n < s->cap) {
+            s->len += (size_t)n;
+            return;
+        }
+        size_t cap = s->cap ? s->cap : 4096;
+        while (cap < s->len + (size_t)n + 1)
+            cap *= 2;
+        char *b = realloc(s->buf, cap);
+        if (!b) {
+            s->oom = true;
+            return;
+        }
+        s->buf = b;
+        s->cap = cap;
+    }
+}
+
+static void metrics_text(rwkvd_daemon *d, sbuf *s)
+{
+    const rwkvd_metrics *m = &d->m;
+    sb_printf(s, "# HELP rwkvd_ingest_messages_total Ingest messages by op and result (ack, dup or error code).\n"
+                 "# TYPE rwkvd_ingest_messages_total counter\n");
+    static const char *const ops[] = {"invalid", "TEXT", "TOKENS", "RESET", "TASK", "GEN", "CANCEL", "CLOSE", "SYNC"};
+    for (int op = 0; op <= 8; op++)
+        for (int r = 0; r < RWKVD_N_RESULTS; r++)
+            if (m->ingest[op][r]) {
+                char res[8];
+                if (r == 0)
+                    snprintf(res, sizeof res, "ack");
+                else if (r == 1)
+                    snprintf(res, sizeof res, "dup");
+                else
+                    snprintf(res, sizeof res, "%d", rwkvd_result_code(r));
+                sb_printf(s, "rwkvd_ingest_messages_total{op=\"%s\",result=\"%s\"} %llu\n", ops[op], res,
+                          (unsigned long long)m->ingest[op][r]);
+            }
+    sb_printf(s, "# HELP rwkvd_ingest_replies_undeliverable_total Replies the INGEST ROUTER could not deliver.\n"
+                 "# TYPE rwkvd_ingest_replies_undeliverable_total counter\n"
+                 "rwkvd_ingest_replies_undeliverable_total %llu\n",
+              (unsigned long long)m->ingest_undeliverable);
+    sb_printf(s, "# HELP rwkvd_publish_messages_total Messages published by kind.\n"
+                 "# TYPE rwkvd_publish_messages_total counter\n");
+    static const char *const kinds[] = {"", "CLASS", "TEXT", "END", "ERROR"};
+    for (int k = 1; k <= 4; k++)
+        sb_printf(s, "rwkvd_publish_messages_total{kind=\"%s\"} %llu\n", kinds[k], (unsigned long long)m->publish[k]);
+    sb_printf(s, "# HELP rwkvd_publish_dropped_total Publications a subscriber queue could not take (dropped).\n"
+                 "# TYPE rwkvd_publish_dropped_total counter\nrwkvd_publish_dropped_total %llu\n",
+              (unsigned long long)m->publish_dropped);
+    sb_printf(s, "# HELP rwkvd_subscriptions Subscriptions currently registered on PUBLISH.\n"
+                 "# TYPE rwkvd_subscriptions gauge\nrwkvd_subscriptions %llu\n",
+              (unsigned long long)m->subscriptions);
+    sb_printf(s, "# HELP rwkvd_tokens_total Tokens fed to channel states and generations.\n"
+                 "# TYPE rwkvd_tokens_total counter\nrwkvd_tokens_total %llu\n",
+              (unsigned long long)m->tokens_total);
+    sb_printf(s, "# HELP rwkvd_input_tokens_total Input tokens fed to channel states.\n"
+                 "# TYPE rwkvd_input_tokens_total counter\nrwkvd_input_tokens_total %llu\n",
+              (unsigned long long)m->input_tokens_total);
+    sb_printf(s, "# HELP rwkvd_steps_total Compute jobs run by the worker.\n"
+                 "# TYPE rwkvd_steps_total counter\nrwkvd_steps_total %llu\n",
+              (unsigned long long)m->steps_total);
+    sb_printf(s, "# HELP rwkvd_step_rows_total Rows (slot, token) advanced by batched steps.\n"
+                 "# TYPE rwkvd_step_rows_total counter\nrwkvd_step_rows_total %llu\n",
+              (unsigned long long)m->step_rows_total);
+    sb_printf(s, "# HELP rwkvd_step_seconds_total Worker time spent in jobs.\n"
+                 "# TYPE rwkvd_step_seconds_total counter\nrwkvd_step_seconds_total %.6f\n",
+              (double)m->step_ns_total / 1e9);
+    sb_printf(s, "# HELP rwkvd_outputs_failed_total Classifications or generations that failed.\n"
+                 "# TYPE rwkvd_outputs_failed_total counter\nrwkvd_outputs_failed_total %llu\n",
+              (unsigned long long)m->outputs_failed);
+    sb_printf(s, "# HELP rwkvd_reloads_total Configuration reloads by result.\n"
+                 "# TYPE rwkvd_reloads_total counter\nrwkvd_reloads_total{result=\"ok\"} %llu\n"
+                 "rwkvd_reloads_total{result=\"failed\"} %llu\n",
+              (unsigned long long)m->reloads_ok, (unsigned long long)m->reloads_failed);
+    uint64_t live = 0, q_tokens = 0;
+    for (size_t i = 0; i < d->tab->n; i++)
+        if (!d->tab->v[i]->dead) {
+            live++;
+            q_tokens += d->tab->v[i]->q_tokens;
+        }
+    sb_printf(s, "# HELP rwkvd_channels Channels by tier.\n# TYPE rwkvd_channels gauge\n"
+                 "rwkvd_channels{tier=\"resident\"} %llu\nrwkvd_channels{tier=\"host\"} 0\n"
+                 "rwkvd_channels{tier=\"disk\"} 0\n",
+              (unsigned long long)live);
+    sb_printf(s, "# HELP rwkvd_queued_tokens Input tokens accepted and not yet applied.\n"
+                 "# TYPE rwkvd_queued_tokens gauge\nrwkvd_queued_tokens %llu\n",
+              (unsigned long long)q_tokens);
+    sb_printf(s, "# HELP rwkvd_generations Generations running.\n# TYPE rwkvd_generations gauge\n"
+                 "rwkvd_generations %d\n",
+              d->n_gens);
+    sb_printf(s, "# HELP rwkvd_tokens_per_second Recent rate of rwkvd_tokens_total.\n"
+                 "# TYPE rwkvd_tokens_per_second gauge\nrwkvd_tokens_per_second %.3f\n",
+              d->tokens_per_s);
+    sb_printf(s, "# HELP rwkvd_state_slots State-pool slots.\n# TYPE rwkvd_state_slots gauge\n"
+                 "rwkvd_state_slots{state=\"total\"} %d\nrwkvd_state_slots{state=\"free\"} %d\n",
+              rwkv_engine_n_slots(d->engine), d->tab->n_free);
+}
+
+typedef struct {
+    json_t *changed;
+} reload_ctx;
+
+static void on_changed(const char *path, bool reloadable, void *user)
+{
+    (void)reloadable;
+    json_array_append_new(((reload_ctx *)user)->changed, json_string(path));
+}
+
+static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
+{
+    size_t n_env = 0;
+    if (zm->n_total != zm->n || rwkvp_envelope_split(zm->f, zm->n, &n_env) != 0) {
+        if (zm->n >= 1) {
+            size_t ne = zm->n >= 2 && zm->f[1].len == 0 ? 2 : 1;
+            reply(d, zm->f, ne, 400, "too many frames", 15);
+            d->m.control[0]++;
+        }
+        return;
+    }
+    const rwkvp_frame *env = zm->f;
+    rwkvp_ctl_request req;
+    rwkvp_error e;
+    memset(&e, 0, sizeof e);
+    if (rwkvp_ctl_request_decode(zm->f + n_env, zm->n - n_env, NULL, &req, &e) != 0) {
+        reply(d, env, n_env, e.code, e.text, strlen(e.text));
+        d->m.control[0]++;
+        return;
+    }
+    d->m.control[req.cmd]++;
+    rwkvd_channel *ch = NULL;
+    if (req.cmd == RWKVP_CTL_INFO || req.cmd == RWKVP_CTL_RESET || req.cmd == RWKVP_CTL_EVICT ||
+        req.cmd == RWKVP_CTL_DROP) {
+        ch = rwkvd_chantab_find(d->tab, req.channel.data, req.channel.len);
+        if (!ch) {
+            char t[200];
+            snprintf(t, sizeof t, "unknown channel '%.*s'", (int)req.channel.len, (const char *)req.channel.data);
+            reply(d, env, n_env, 404, t, strlen(t));
+            return;
+        }
+    }
+    switch (req.cmd) {
+    case RWKVP_CTL_STATUS:
+        reply_json(d, env, n_env, status_json(d));
+        break;
+    case RWKVP_CTL_CHANNELS:
+        reply_json(d, env, n_env, channels_json(d, &req.prefix, &req.after));
+        break;
+    case RWKVP_CTL_INFO:
+        reply_json(d, env, n_env, info_json(d, ch));
+        break;
+    case RWKVP_CTL_RESET:
+        rwkvd_daemon_reset_channel(d, ch);
+        reply_json(d, env, n_env, json_pack("{s:s%, s:i}", "name", ch->name, ch->name_len, "tokens_seen", 0));
+        break;
+    case RWKVP_CTL_DROP: {
+        json_t *j = json_pack("{s:s%}", "name", ch->name, ch->name_len);
+        uint32_t dropped = rwkvd_daemon_drop_channel(d, ch);
+        json_object_set_new(j, "dropped_messages", json_integer(dropped));
+        reply_json(d, env, n_env, j);
+        break;
+    }
+    case RWKVP_CTL_EVICT: {
+        static const char t[] = "EVICT not implemented until the durable-state issue (every channel is resident)";
+        reply(d, env, n_env, 501, t, sizeof t - 1);
+        break;
+    }
+    case RWKVP_CTL_SNAPSHOT: {
+        static const char t[] = "SNAPSHOT not implemented until the durable-state issue";
+        reply(d, env, n_env, 501, t, sizeof t - 1);
+        break;
+    }
+    case RWKVP_CTL_RELOAD: {
+        char err[1024] = "";
+        reload_ctx rc = {json_array()};
+        int r = rwkvd_daemon_reload(d, err, sizeof err, on_changed, &rc);
+        if (r == 0) {
+            reply_json(d, env, n_env, json_pack("{s:s, s:o}", "config", d->config_path, "changed", rc.changed));
+        } else {
+            json_decref(rc.changed);
+            reply(d, env, n_env, 422, err, strlen(err));
+        }
+        break;
+    }
+    case RWKVP_CTL_METRICS: {
+        sbuf s = {0};
+        metrics_text(d, &s);
+        if (s.oom || !s.buf)
+            reply(d, env, n_env, 500, "out of memory", 13);
+        else
+            reply(d, env, n_env, 200, s.buf, s.len);
+        free(s.buf);
+        break;
+    }
+    default:
+        reply(d, env, n_env, 405, "unknown command", 15);
+    }
+}
+
+int rwkvd_control_handle(rwkvd_daemon *d, int budget)
+{
+    int handled = 0;
+    for (; handled < budget; handled++) {
+        rwkvd_zmsg zm;
+        if (rwkvd_zmsg_recv(d->control, &zm) != 0)
+            break;
+        handle_one(d, &zm);
+        rwkvd_zmsg_close(&zm);
+    }
+    return handled;
+}

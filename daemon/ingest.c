@@ -1,0 +1,364 @@
+/* ingest.c — see ingest.h. */
+#include "ingest.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "log.h"
+#include "zmsg.h"
+
+int rwkvd_ingest_open(rwkvd_daemon *d, char *err, size_t err_len)
+{
+    d->ingest = zmq_socket(d->zctx, ZMQ_ROUTER);
+    if (!d->ingest) {
+        snprintf(err, err_len, "zmq_socket(ROUTER): %s", zmq_strerror(zmq_errno()));
+        return -EIO;
+    }
+    int one = 1, zero = 0;
+    int64_t maxmsg = (int64_t)d->cfg->limits.max_message_bytes * 2 + 65536;
+    zmq_setsockopt(d->ingest, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(d->ingest, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(d->ingest, ZMQ_LINGER, &zero, sizeof zero);
+    for (size_t i = 0; i < d->cfg->endpoints.ingest.n; i++) {
+        const char *ep = d->cfg->endpoints.ingest.v[i];
+        if (zmq_bind(d->ingest, ep) != 0) {
+            snprintf(err, err_len, "endpoints.ingest: cannot bind %s: %s", ep, zmq_strerror(zmq_errno()));
+            return -EADDRINUSE;
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    rwkvd_daemon *d;
+    const rwkvp_frame *env;
+    size_t n_env;
+} reply_ctx;
+
+static void send_reply(reply_ctx *rc, const rwkvp_reply *r)
+{
+    rwkvp_msg msg;
+    rwkvp_error e;
+    if (rwkvp_reply_encode(r, &msg, &e) != 0) {
+        rwkvd_log(LOG_ERR, "cannot encode an ingest reply: %s", e.text);
+        return;
+    }
+    if (rwkvd_zmsg_send(rc->d->ingest, rc->env, rc->n_env, msg.frames, msg.n) != 0)
+        rc->d->m.ingest_undeliverable++;
+}
+
+static void count(rwkvd_daemon *d, int op, int code)
+{
+    int i = rwkvd_result_index(code);
+    if (op < 0 || op > 8)
+        op = 0;
+    if (i >= 0)
+        d->m.ingest[op][i]++;
+}
+
+static uint64_t channel_credit(const rwkvd_daemon *d, const rwkvd_channel *ch)
+{
+    uint64_t max_q = d->cfg->limits.max_queue_tokens;
+    return ch ? rwkvd_channel_credit(ch, max_q) : max_q;
+}
+
+/* An ERROR reply for a decoded message (state checks); pauses the pair when retryable. */
+__attribute__((format(printf, 5, 6))) static void reject(reply_ctx *rc, const rwkvp_ingest *m, rwkvd_pair *pair,
+                                                         int code, const char *fmt, ...)
+{
+    char text[RWKVP_ERROR_TEXT_MAX + 96];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    rwkvp_reply r = {.kind = RWKVP_REPLY_ERROR, .channel = m->channel, .producer = m->producer, .has_seq = true,
+                     .seq = m->seq, .code = code, .text = {text, strlen(text)}};
+    send_reply(rc, &r);
+    count(rc->d, (int)m->op, code);
+    if (pair && rwkvp_code_pauses(code) && m->op != RWKVP_OP_SYNC) {
+        pair->paused_at = m->seq;
+        pair->paused_code = code;
+    }
+}
+
+static void ack(reply_ctx *rc, const rwkvp_ingest *m, rwkvp_reply_kind kind, uint64_t acked, uint64_t credit)
+{
+    rwkvp_reply r = {.kind = kind, .channel = m->channel, .producer = m->producer, .has_seq = true, .seq = m->seq,
+                     .acked = acked, .credit = credit};
+    send_reply(rc, &r);
+    count(rc->d, (int)m->op, kind == RWKVP_REPLY_DUP ? 1 : 0);
+}
+
+static void want_credit(rwkvd_daemon *d, rwkvd_pair *pair, const reply_ctx *rc)
+{
+    free(pair->credit_env);
+    pair->credit_env = NULL;
+    pair->credit_env_len = 0;
+    if ((pair->credit_env = malloc(rc->env[0].len ? rc->env[0].len : 1)) != NULL) {
+        memcpy(pair->credit_env, rc->env[0].data, rc->env[0].len);
+        pair->credit_env_len = rc->env[0].len;
+    }
+    pair->credit_delim = rc->n_env == 2;
+    if (pair->credit_wanted)
+        return;
+    if (d->n_credit_waiters == d->cap_credit_waiters) {
+        size_t cap = d->cap_credit_waiters ? d->cap_credit_waiters * 2 : 16;
+        rwkvd_pair **v = realloc(d->credit_waiters, cap * sizeof *v);
+        if (!v)
+            return;
+        d->credit_waiters = v;
+        d->cap_credit_waiters = cap;
+    }
+    d->credit_waiters[d->n_credit_waiters++] = pair;
+    pair->credit_wanted = true;
+}
+
+void rwkvd_ingest_credit_notify(rwkvd_daemon *d)
+{
+    uint64_t max_q = d->cfg->limits.max_queue_tokens;
+    for (size_t i = 0; i < d->n_credit_waiters;) {
+        rwkvd_pair *p = d->credit_waiters[i];
+        rwkvd_channel *ch = rwkvd_chantab_find(d->tab, p->key, p->channel_len);
+        if (ch && ch->q_tokens > max_q / 2) {
+            i++;
+            continue;
+        }
+        rwkvp_frame env[2] = {{p->credit_env, p->credit_env_len}, {"", 0}};
+        rwkvp_reply r = {.kind = RWKVP_REPLY_CREDIT, .channel = {p->key, p->channel_len},
+                         .producer = {p->key + p->channel_len + 1, p->producer_len}, .acked = p->acked,
+                         .credit = channel_credit(d, ch)};
+        rwkvp_msg msg;
+        rwkvp_error e;
+        if (p->credit_env && rwkvp_reply_encode(&r, &msg, &e) == 0 &&
+            rwkvd_zmsg_send(d->ingest, env, p->credit_delim ? 2 : 1, msg.frames, msg.n) != 0)
+            d->m.ingest_undeliverable++;
+        free(p->credit_env);
+        p->credit_env = NULL;
+        p->credit_wanted = false;
+        d->credit_waiters[i] = d->credit_waiters[--d->n_credit_waiters];
+    }
+}
+
+/* Tokenize TEXT + separator into a new entry; NULL on -ENOMEM. */
+static rwkvd_entry *entry_new(const rwkvp_ingest *m, size_t n_tokens)
+{
+    rwkvd_entry *e = calloc(1, sizeof *e + n_tokens * sizeof(int32_t));
+    if (!e)
+        return NULL;
+    e->op = m->op;
+    e->seq = m->seq;
+    memcpy(e->producer, m->producer.data, m->producer.len);
+    e->n_tokens = (uint32_t)n_tokens;
+    return e;
+}
+
+static void handle_decoded(rwkvd_daemon *d, reply_ctx *rc, const rwkvp_ingest *m)
+{
+    const rwkvd_config *cfg = d->cfg;
+    if (m->channel.len > cfg->limits.max_channel_name_bytes) {
+        reject(rc, m, NULL, RWKVP_E_INVALID, "frame 2 (channel): name is %zu octets; limits.max_channel_name_bytes is %u",
+               m->channel.len, cfg->limits.max_channel_name_bytes);
+        return;
+    }
+    rwkvd_channel *ch = rwkvd_chantab_find(d->tab, m->channel.data, m->channel.len);
+    rwkvd_pair *pair = rwkvd_chantab_pair(d->tab, m->channel.data, m->channel.len, m->producer.data, m->producer.len,
+                                          true);
+    if (!pair) {
+        reject(rc, m, NULL, RWKVP_E_INTERNAL, "out of memory");
+        return;
+    }
+    if (m->op == RWKVP_OP_SYNC) {
+        pair->paused_at = 0;
+        rwkvp_reply r = {.kind = RWKVP_REPLY_CREDIT, .channel = m->channel, .producer = m->producer,
+                         .acked = pair->acked, .credit = channel_credit(d, ch)};
+        send_reply(rc, &r);
+        count(d, RWKVP_OP_SYNC, 0);
+        return;
+    }
+    if (m->seq <= pair->acked) {
+        ack(rc, m, RWKVP_REPLY_DUP, pair->acked, channel_credit(d, ch));
+        return;
+    }
+    if (pair->paused_at && m->seq != pair->paused_at) {
+        reject(rc, m, NULL, RWKVP_E_PAUSED, "pair paused: seq %llu was turned away with %d; resend it or send SYNC",
+               (unsigned long long)pair->paused_at, pair->paused_code);
+        return;
+    }
+    if (d->state == RWKVD_STOPPING) {
+        reject(rc, m, pair, RWKVP_E_UNAVAILABLE, "rwkvd is shutting down");
+        return;
+    }
+    if (m->op == RWKVP_OP_CANCEL) {
+        if (ch)
+            rwkvd_daemon_cancel_gen(d, ch);
+        pair->acked = m->seq;
+        pair->paused_at = 0;
+        ack(rc, m, RWKVP_REPLY_ACK, pair->acked, channel_credit(d, ch));
+        return;
+    }
+    char profile[RWKVP_NAME_MAX + 1] = "";
+    if (m->op == RWKVP_OP_TASK) {
+        memcpy(profile, m->payload.data, m->payload.len);
+        if (!rwkvd_tasks_find(d->tasks, profile)) {
+            reject(rc, m, NULL, RWKVP_E_NOT_FOUND, "frame 5 (profile): no task profile '%s' is configured", profile);
+            return;
+        }
+    }
+    /* tokens of the message */
+    size_t n_tokens = 0;
+    long n_text = 0, n_sep = 0;
+    const char *sep = cfg->events.separator ? cfg->events.separator : "";
+    int n_vocab = rwkv_model_dims(d->model)->n_vocab;
+    if (m->op == RWKVP_OP_TEXT) {
+        n_text = rwkv_tokenizer_encode(d->tok, m->payload.data, m->payload.len, NULL, 0);
+        n_sep = rwkv_tokenizer_encode(d->tok, sep, strlen(sep), NULL, 0);
+        if (n_text < 0 || n_sep < 0) {
+            reject(rc, m, NULL, RWKVP_E_INVALID, "frame 5 (text): the vocabulary cannot encode it");
+            return;
+        }
+        n_tokens = (size_t)(n_text + n_sep);
+    } else if (m->op == RWKVP_OP_TOKENS) {
+        n_tokens = m->n_tokens;
+        for (size_t i = 0; i < m->n_tokens; i++) {
+            uint32_t id = rwkvp_tokens_get(&m->payload, i);
+            if (id >= (uint32_t)n_vocab) {
+                reject(rc, m, NULL, RWKVP_E_INVALID, "frame 5 (tokens): id %u at index %zu is outside the vocabulary (0..%d)",
+                       id, i, n_vocab - 1);
+                return;
+            }
+        }
+    }
+    uint64_t cost = n_tokens ? n_tokens : 1;
+    if (cost > cfg->limits.max_queue_tokens) {
+        reject(rc, m, NULL, RWKVP_E_TOO_LARGE, "frame 5: the message needs %llu tokens; limits.max_queue_tokens is %u",
+               (unsigned long long)cost, cfg->limits.max_queue_tokens);
+        return;
+    }
+    if (!ch) {
+        size_t live = 0;
+        for (size_t i = 0; i < d->tab->n; i++)
+            live += !d->tab->v[i]->dead;
+        if (live >= cfg->limits.max_channels) {
+            reject(rc, m, pair, RWKVP_E_LIMIT, "limit reached: limits.max_channels is %u", cfg->limits.max_channels);
+            return;
+        }
+        if (d->tab->n_free == 0) {
+            reject(rc, m, pair, RWKVP_E_LIMIT, "limit reached: no free state slot (model.state_slots is %u)",
+                   cfg->model.state_slots);
+            return;
+        }
+    } else if (ch->q_tokens + cost > cfg->limits.max_queue_tokens) {
+        reject(rc, m, pair, RWKVP_E_NO_CREDIT, "no credit: the queue holds %llu of limits.max_queue_tokens %u tokens",
+               (unsigned long long)ch->q_tokens, cfg->limits.max_queue_tokens);
+        want_credit(d, pair, rc);
+        return;
+    }
+    rwkvp_gen_params *gp = NULL;
+    if (m->op == RWKVP_OP_GEN) {
+        gp = malloc(sizeof *gp);
+        rwkvp_error ge;
+        if (!gp) {
+            reject(rc, m, pair, RWKVP_E_INTERNAL, "out of memory");
+            return;
+        }
+        memset(&ge, 0, sizeof ge);
+        if (rwkvp_gen_params_parse(m->payload.data, m->payload.len, gp, &ge) != 0) {
+            reject(rc, m, NULL, ge.code ? ge.code : RWKVP_E_MALFORMED, "%s", ge.text);
+            free(gp);
+            return;
+        }
+    }
+    rwkvd_entry *e = entry_new(m, n_tokens);
+    if (!e) {
+        free(gp);
+        reject(rc, m, pair, RWKVP_E_INTERNAL, "out of memory");
+        return;
+    }
+    e->gen = gp;
+    if (m->op == RWKVP_OP_TEXT) {
+        e->event = true;
+        if (n_text > 0)
+            rwkv_tokenizer_encode(d->tok, m->payload.data, m->payload.len, e->tokens, (size_t)n_text);
+        if (n_sep > 0)
+            rwkv_tokenizer_encode(d->tok, sep, strlen(sep), e->tokens + n_text, (size_t)n_sep);
+    } else if (m->op == RWKVP_OP_TOKENS) {
+        for (size_t i = 0; i < n_tokens; i++)
+            e->tokens[i] = (int32_t)rwkvp_tokens_get(&m->payload, i);
+    } else if (m->op == RWKVP_OP_TASK) {
+        memcpy(e->arg, profile, sizeof e->arg);
+    }
+    int64_t now_ms = rwkvd_unix_ms();
+    if (!ch) {
+        int crc = rwkvd_chantab_create(d->tab, m->channel.data, m->channel.len, cfg->tasks.default_profile,
+                                       cfg->limits.max_channels, now_ms, &ch);
+        if (crc) {
+            rwkvd_entry_free(e);
+            reject(rc, m, pair, RWKVP_E_LIMIT, "limit reached: cannot create the channel (%s)", strerror(-crc));
+            return;
+        }
+    }
+    rwkvd_chantab_push(ch, e);
+    ch->n_accepted++;
+    ch->accepted_cost += cost;
+    ch->last_input_unix_ms = now_ms;
+    pair->acked = m->seq;
+    pair->paused_at = 0;
+    ack(rc, m, RWKVP_REPLY_ACK, pair->acked, channel_credit(d, ch));
+}
+
+int rwkvd_ingest_handle(rwkvd_daemon *d, int budget)
+{
+    int handled = 0;
+    rwkvp_limits lim;
+    rwkvp_limits_default(&lim);
+    lim.max_message_bytes = d->cfg->limits.max_message_bytes;
+    for (; handled < budget; handled++) {
+        rwkvd_zmsg zm;
+        if (rwkvd_zmsg_recv(d->ingest, &zm) != 0)
+            break;
+        size_t n_env = 0;
+        if (zm.n_total != zm.n || rwkvp_envelope_split(zm.f, zm.n, &n_env) != 0) {
+            /* more frames than any message has, or nothing after the identity */
+            if (zm.n >= 1) {
+                rwkvp_error e = {.code = RWKVP_E_MALFORMED, .frame = -1, .field = "message"};
+                snprintf(e.text, sizeof e.text, "message has %zu frames; no ingest message has more than 6",
+                         zm.n_total > 2 ? zm.n_total - 2 : zm.n_total);
+                rwkvp_msg msg;
+                size_t ne = zm.n >= 2 && zm.f[1].len == 0 ? 2 : 1;
+                if (rwkvp_reply_encode_error(&e, &msg) == 0 &&
+                    rwkvd_zmsg_send(d->ingest, zm.f, ne, msg.frames, msg.n) != 0)
+                    d->m.ingest_undeliverable++;
+                count(d, 0, RWKVP_E_MALFORMED);
+            }
+            rwkvd_zmsg_close(&zm);
+            continue;
+        }
+        reply_ctx rc = {d, zm.f, n_env};
+        rwkvp_ingest m;
+        rwkvp_error e;
+        memset(&e, 0, sizeof e);
+        if (rwkvp_ingest_decode(zm.f + n_env, zm.n - n_env, &lim, &m, &e) != 0) {
+            rwkvp_msg msg;
+            if (rwkvp_reply_encode_error(&e, &msg) == 0)
+                if (rwkvd_zmsg_send(d->ingest, zm.f, n_env, msg.frames, msg.n) != 0)
+                    d->m.ingest_undeliverable++;
+            int op = 0;
+            /* count against the op when frame 1 named one */
+            static const char *const names[] = {"", "TEXT", "TOKENS", "RESET", "TASK", "GEN", "CANCEL", "CLOSE", "SYNC"};
+            if (zm.n - n_env >= 2)
+                for (int k = 1; k <= 8; k++)
+                    if (zm.f[n_env + 1].len == strlen(names[k]) &&
+                        memcmp(zm.f[n_env + 1].data, names[k], zm.f[n_env + 1].len) == 0)
+                        op = k;
+            count(d, op, e.code);
+        } else {
+            handle_decoded(d, &rc, &m);
+        }
+        rwkvd_zmsg_close(&zm);
+    }
+    return handled;
+}

@@ -1,0 +1,110 @@
+/* loop.h — the daemon object and its event loop.
+ *
+ * What it is: rwkvd_daemon holds everything the daemon owns (config, model, engine,
+ * tokenizer, compiled task profiles, channel table, sockets, worker, metrics) and
+ * rwkvd_loop_run() is the one loop thread: zmq_poll over INGEST, CONTROL, the PUBLISH
+ * XPUB (subscription messages), the worker's eventfd and a signalfd, with a timeout from
+ * the next timer deadline (STATUS=, watchdog, shutdown). Whenever the worker is idle the
+ * loop builds the next job (scheduler.c) and submits it; when it completes, it publishes
+ * the results (heads, generations) and submits the next one.
+ * What it is not: the protocol codec (proto/), the scheduler policy (scheduler.c) or the
+ * command implementations (control.c).
+ * Invariant: only the loop thread touches this struct; the worker sees only its job.
+ */
+#ifndef RWKVD_LOOP_H
+#define RWKVD_LOOP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "chantab.h"
+#include "config.h"
+#include "heads.h"
+#include "rwkv.h"
+#include "rwkv_tokenizer.h"
+#include "worker.h"
+
+#define RWKVD_N_RESULTS 17 /* ack, dup, then the 15 error codes of PROTOCOL.md §12 */
+
+typedef struct {
+    uint64_t ingest[9][RWKVD_N_RESULTS]; /* [op, 0 = undecodable][result] */
+    uint64_t ingest_undeliverable;       /* replies ROUTER could not deliver */
+    uint64_t publish[5];                 /* [rwkvp_pub_kind] */
+    uint64_t publish_dropped;
+    uint64_t control[10];                /* [rwkvp_ctl_cmd, 0 = undecodable] */
+    uint64_t tokens_total;               /* fed to channel states and forks' generations */
+    uint64_t input_tokens_total;         /* input tokens fed (channel rows) */
+    uint64_t steps_total, step_rows_total;
+    uint64_t step_ns_total;
+    uint64_t outputs_failed;
+    uint64_t reloads_ok, reloads_failed;
+    uint64_t subscriptions;              /* current XPUB subscriptions seen */
+} rwkvd_metrics;
+
+typedef enum { RWKVD_RUNNING = 0, RWKVD_RELOADING, RWKVD_STOPPING } rwkvd_run_state;
+
+typedef struct rwkvd_daemon {
+    char *config_path;
+    rwkvd_config *cfg;
+    rwkv_model *model;
+    rwkv_engine *engine;
+    rwkv_tokenizer *tok;
+    bool world_vocab;         /* id 0 ends generations */
+    rwkvd_tasks *tasks;
+    rwkvd_tasks *tasks_retired; /* replaced while a job that may use it was in flight */
+    rwkvd_config *cfg_retired;
+    rwkvd_chantab *tab;
+    rwkvd_worker *worker;
+    rwkvd_job job;
+    int slot_a, slot_b;       /* head scratch */
+    void *zctx;
+    void *ingest, *publish, *control;
+    int sigfd;
+    rwkvd_run_state state;
+    rwkvd_metrics m;
+    uint64_t start_ns;
+    int64_t start_unix_ms;
+    uint64_t gen_seed_counter;
+    uint64_t tick;            /* job builds */
+    rwkvd_pair **credit_waiters; /* pairs answered 429, waiting for an unsolicited CREDIT */
+    size_t n_credit_waiters, cap_credit_waiters;
+    int n_gens;               /* running generations */
+    /* rate window for tokens/s */
+    uint64_t rate_t0_ns, rate_tokens0;
+    double tokens_per_s;
+    /* timers (monotonic ns) */
+    uint64_t next_status_ns, next_watchdog_ns;
+    uint64_t watchdog_interval_ns; /* 0 = no watchdog */
+    uint64_t job_submit_ns;
+    uint64_t stop_deadline_ns;
+    bool quit;
+} rwkvd_daemon;
+
+/* Load the model and config-derived state, bind every socket. 0, or a negative errno with
+ * the reason logged. d must be zeroed; cfg ownership moves to d. */
+int rwkvd_daemon_init(rwkvd_daemon *d, const char *config_path, rwkvd_config **cfg);
+/* Run until SIGTERM/SIGINT. Returns the exit status. */
+int rwkvd_loop_run(rwkvd_daemon *d);
+void rwkvd_daemon_fini(rwkvd_daemon *d);
+
+/* Monotonic and wall clocks. */
+uint64_t rwkvd_now_ns(void);
+int64_t rwkvd_unix_ms(void);
+
+/* Reload the config file: 0 and the changed keys via fn, or -EINVAL/-EPERM with err. */
+int rwkvd_daemon_reload(rwkvd_daemon *d, char *err, size_t err_len,
+                        void (*fn)(const char *path, bool reloadable, void *user), void *user);
+
+/* Zero a channel's state now (control RESET, RESET op): cancels its generation. */
+void rwkvd_daemon_reset_channel(rwkvd_daemon *d, rwkvd_channel *ch);
+/* End a channel's generation as cancelled (publishes END) unless it is in the in-flight
+ * job, in which case it ends when the job is collected. */
+void rwkvd_daemon_cancel_gen(rwkvd_daemon *d, rwkvd_channel *ch);
+/* Delete a channel now (DROP/CLOSE): returns queued messages discarded. */
+uint32_t rwkvd_daemon_drop_channel(rwkvd_daemon *d, rwkvd_channel *ch);
+
+/* Index of a result code in rwkvd_metrics.ingest (0 ack, 1 dup, 2.. errors). */
+int rwkvd_result_index(int code);
+int rwkvd_result_code(int index); /* inverse; 0 for ack, 1 for dup */
+
+#endif

@@ -1,0 +1,148 @@
+/* publish.c — see publish.h. */
+#include "publish.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "log.h"
+#include "rwkvp_json.h"
+
+int rwkvd_publish_open(rwkvd_daemon *d, char *err, size_t err_len)
+{
+    d->publish = zmq_socket(d->zctx, ZMQ_XPUB);
+    if (!d->publish) {
+        snprintf(err, err_len, "zmq_socket(XPUB): %s", zmq_strerror(zmq_errno()));
+        return -EIO;
+    }
+    int one = 1, zero = 0;
+    zmq_setsockopt(d->publish, ZMQ_XPUB_NODROP, &one, sizeof one);
+    zmq_setsockopt(d->publish, ZMQ_LINGER, &zero, sizeof zero);
+    for (size_t i = 0; i < d->cfg->endpoints.publish.n; i++) {
+        const char *ep = d->cfg->endpoints.publish.v[i];
+        if (zmq_bind(d->publish, ep) != 0) {
+            snprintf(err, err_len, "endpoints.publish: cannot bind %s: %s", ep, zmq_strerror(zmq_errno()));
+            return -EADDRINUSE;
+        }
+    }
+    return 0;
+}
+
+void rwkvd_publish_drain(rwkvd_daemon *d)
+{
+    for (int i = 0; i < 1000; i++) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, d->publish, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        const unsigned char *p = zmq_msg_data(&m);
+        if (zmq_msg_size(&m) >= 1) {
+            if (p[0] == 1)
+                d->m.subscriptions++;
+            else if (p[0] == 0 && d->m.subscriptions > 0)
+                d->m.subscriptions--;
+        }
+        zmq_msg_close(&m);
+    }
+}
+
+static void send_pub(rwkvd_daemon *d, const rwkvp_pub *p)
+{
+    rwkvp_msg msg;
+    rwkvp_error e;
+    if (rwkvp_pub_encode(p, &msg, &e) != 0) {
+        rwkvd_log(LOG_ERR, "cannot encode a %s publication for channel %.*s: %s", rwkvp_pub_kind_name(p->kind),
+                  (int)p->channel.len, (const char *)p->channel.data, e.text);
+        d->m.publish_dropped++;
+        return;
+    }
+    for (size_t i = 0; i < msg.n; i++) {
+        int flags = ZMQ_DONTWAIT | (i + 1 < msg.n ? ZMQ_SNDMORE : 0);
+        if (zmq_send(d->publish, msg.frames[i].data, msg.frames[i].len, flags) < 0) {
+            /* only the first frame can fail: a multipart message is queued atomically */
+            d->m.publish_dropped++;
+            return;
+        }
+    }
+    d->m.publish[p->kind]++;
+}
+
+static void fill_origin(rwkvp_pub *p, const rwkvd_channel *ch, const rwkvd_origin *o)
+{
+    p->channel.data = ch->name;
+    p->channel.len = ch->name_len;
+    p->seq = o->seq;
+    p->producer.data = o->seq ? o->producer : "";
+    p->producer.len = o->seq ? strlen(o->producer) : 0;
+    p->tokens_seen = o->tokens_seen;
+}
+
+void rwkvd_publish_class(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o,
+                         const char *profile, int n, const char *const *labels, const float *probs)
+{
+    char stackbuf[4096];
+    char *buf = stackbuf;
+    size_t need = 0;
+    int rc = rwkvp_class_encode(profile, (size_t)n, labels, probs, buf, sizeof stackbuf, &need);
+    if (rc == -ENOBUFS && (buf = malloc(need)) != NULL)
+        rc = rwkvp_class_encode(profile, (size_t)n, labels, probs, buf, need, &need);
+    if (rc == 0) {
+        rwkvp_pub p = {.kind = RWKVP_PUB_CLASS};
+        fill_origin(&p, ch, o);
+        p.body.data = buf;
+        p.body.len = need;
+        send_pub(d, &p);
+    } else {
+        d->m.publish_dropped++;
+    }
+    if (buf && buf != stackbuf)
+        free(buf);
+}
+
+void rwkvd_publish_text(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o, uint64_t index,
+                        const char *piece, size_t len)
+{
+    rwkvp_pub p = {.kind = RWKVP_PUB_TEXT};
+    fill_origin(&p, ch, o);
+    p.index = index;
+    p.body.data = piece;
+    p.body.len = len;
+    send_pub(d, &p);
+}
+
+void rwkvd_publish_end(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o,
+                       const rwkvp_end *end)
+{
+    size_t need = 0;
+    char small[2048];
+    char *buf = small;
+    int rc = rwkvp_end_encode(end, buf, sizeof small, &need);
+    if (rc == -ENOBUFS && (buf = malloc(need)) != NULL)
+        rc = rwkvp_end_encode(end, buf, need, &need);
+    if (rc == 0) {
+        rwkvp_pub p = {.kind = RWKVP_PUB_END};
+        fill_origin(&p, ch, o);
+        p.body.data = buf;
+        p.body.len = need;
+        send_pub(d, &p);
+    } else {
+        d->m.publish_dropped++;
+    }
+    if (buf && buf != small)
+        free(buf);
+}
+
+void rwkvd_publish_error(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o, int code,
+                         const char *text)
+{
+    rwkvp_pub p = {.kind = RWKVP_PUB_ERROR};
+    fill_origin(&p, ch, o);
+    p.code = code;
+    p.body.data = text;
+    p.body.len = strlen(text);
+    send_pub(d, &p);
+}

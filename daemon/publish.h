@@ -1,0 +1,42 @@
+/* publish.h — the PUBLISH socket: CLASS, TEXT, END and ERROR messages, topic = channel.
+ *
+ * What it is: encoders (via proto/rwkvp) plus a non-blocking multipart send on an XPUB
+ * socket with ZMQ_XPUB_NODROP set, so a message that a subscriber's full queue cannot take
+ * fails with EAGAIN instead of vanishing; such messages are counted in
+ * rwkvd_metrics.publish_dropped (rwkvd_publish_dropped_total) and never retried: the
+ * daemon never blocks on a subscriber. Subscription messages arriving on the XPUB are
+ * drained and counted.
+ * Trade-off: with NODROP one slow subscriber makes a message fail for every subscriber of
+ * that topic; the count is exact, the fan-out is not per-subscriber.
+ * Loop thread only.
+ */
+#ifndef RWKVD_PUBLISH_H
+#define RWKVD_PUBLISH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loop.h"
+
+/* Origin of an output: (producer, seq) of the input it follows, tokens_seen. */
+typedef struct {
+    const char *producer; /* "" when seq is 0 */
+    uint64_t seq;
+    uint64_t tokens_seen;
+} rwkvd_origin;
+
+/* Bind and configure the XPUB socket on every configured endpoint. */
+int rwkvd_publish_open(rwkvd_daemon *d, char *err, size_t err_len);
+/* Drain subscription messages (call when the XPUB is readable). */
+void rwkvd_publish_drain(rwkvd_daemon *d);
+
+void rwkvd_publish_class(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o,
+                         const char *profile, int n, const char *const *labels, const float *probs);
+void rwkvd_publish_text(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o, uint64_t index,
+                        const char *piece, size_t len);
+void rwkvd_publish_end(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o,
+                       const rwkvp_end *end);
+void rwkvd_publish_error(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o, int code,
+                         const char *text);
+
+#endif

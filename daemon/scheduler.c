@@ -1,0 +1,273 @@
+/* scheduler.c — see scheduler.h. */
+#include "scheduler.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "publish.h"
+
+static void add_reset(rwkvd_job *j, int slot)
+{
+    for (int i = 0; i < j->n_resets; i++)
+        if (j->resets[i] == slot)
+            return;
+    if (j->n_resets < j->cap_resets)
+        j->resets[j->n_resets++] = slot;
+}
+
+static void add_row(rwkvd_job *j, rwkvd_channel *ch, rwkvd_gen *g, int slot, int32_t token, float *logits)
+{
+    int i = j->n_items++;
+    j->items[i] = (rwkv_step_item){.slot = slot, .token = token, .hidden = NULL, .logits = logits};
+    j->item_ch[i] = ch;
+    j->item_gen[i] = g;
+    if (ch) {
+        ch->in_job++;
+        j->n_input_tokens++;
+    }
+}
+
+static rwkvd_head_task *add_task(rwkvd_job *j, rwkvd_head_kind kind, rwkvd_channel *ch,
+                                 const rwkvd_task_profile *prof, const char *producer, uint64_t seq)
+{
+    rwkvd_head_task *t = &j->tasks[j->n_tasks++];
+    memset(t, 0, offsetof(rwkvd_head_task, probs));
+    t->kind = kind;
+    t->prof = prof;
+    t->src_slot = ch->slot;
+    t->held = ch->held;
+    t->ch = ch;
+    snprintf(t->producer, sizeof t->producer, "%s", seq ? producer : "");
+    t->seq = seq;
+    t->tokens_seen = ch->tokens_seen;
+    ch->in_job++;
+    return t;
+}
+
+static void set_origin(rwkvd_channel *ch, const rwkvd_entry *e)
+{
+    memcpy(ch->last_producer, e->producer, sizeof ch->last_producer);
+    ch->last_seq = e->seq;
+}
+
+static void zero_channel(rwkvd_daemon *d, rwkvd_channel *ch)
+{
+    rwkvd_daemon_cancel_gen(d, ch);
+    add_reset(&d->job, ch->slot);
+    ch->reset_pending = false;
+    ch->held = -1;
+    ch->tokens_seen = 0;
+    ch->tokens_since_output = 0;
+    ch->output_pending = false;
+}
+
+/* Start a generation for ch (from a GEN entry, or from an event trigger when e is NULL).
+ * Returns true if a task was added. */
+static bool start_gen(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvp_gen_params *gp, const char *producer,
+                      uint64_t seq)
+{
+    const rwkvd_task_profile *prof = rwkvd_tasks_find(d->tasks, ch->profile);
+    rwkvd_origin o = {producer, seq, ch->tokens_seen};
+    char err[256] = "";
+    int n_vocab = rwkv_model_dims(d->model)->n_vocab;
+    uint64_t seed = 0x9e3779b97f4a7c15ull * ++d->gen_seed_counter;
+    seed &= RWKVP_SEED_MAX;
+    rwkvd_gen *g = rwkvd_gen_new(prof, gp, d->tok, n_vocab, seed, err, sizeof err);
+    int slot = g ? rwkvd_chantab_slot_alloc(d->tab) : -1;
+    if (!g || slot < 0) {
+        int code = g ? 507 : 500;
+        char text[320];
+        snprintf(text, sizeof text, "%s", g ? "no free state slot for a generation (model.state_slots)" : err);
+        rwkvd_publish_error(d, ch, &o, code, text);
+        rwkvp_end end = {.reason = RWKVP_END_ERROR, .text = {"", 0}, .seed = g ? g->seed : 0};
+        rwkvd_publish_end(d, ch, &o, &end);
+        rwkvd_gen_destroy(&g);
+        d->m.outputs_failed++;
+        return false;
+    }
+    g->slot = slot;
+    g->ch = ch;
+    snprintf(g->producer, sizeof g->producer, "%s", seq ? producer : "");
+    g->seq = seq;
+    g->tokens_seen = ch->tokens_seen;
+    g->profile_name = prof ? prof->cfg->name : "";
+    g->in_job = true;
+    ch->gen = g;
+    d->n_gens++;
+    rwkvd_head_task *t = add_task(&d->job, RWKVD_HEAD_GEN_START, ch, prof, producer, seq);
+    t->gen = g;
+    return true;
+}
+
+/* Schedule one channel; returns true when it got a step row. */
+static bool sched_channel(rwkvd_daemon *d, rwkvd_channel *ch)
+{
+    rwkvd_job *j = &d->job;
+    bool used = false, row = false;
+    if (ch->reset_pending) {
+        add_reset(j, ch->slot);
+        ch->reset_pending = false;
+    }
+    for (int guard = 0; guard < 100000; guard++) {
+        if (ch->output_pending) {
+            if (used || j->n_tasks >= j->cap_tasks)
+                break;
+            const rwkvd_task_profile *prof = rwkvd_tasks_find(d->tasks, ch->profile);
+            rwkvd_task_kind kind = prof ? prof->cfg->kind : RWKVD_TASK_NONE;
+            if (kind == RWKVD_TASK_CONTINUE) {
+                if (ch->gen)
+                    break; /* one generation at a time: wait for it */
+                ch->output_pending = false;
+                used = start_gen(d, ch, NULL, ch->out_producer, ch->out_seq);
+                if (used)
+                    break;
+                continue;
+            }
+            ch->output_pending = false;
+            if (kind == RWKVD_TASK_CLASSIFY_LABELS || kind == RWKVD_TASK_CLASSIFY_LINEAR) {
+                add_task(j, kind == RWKVD_TASK_CLASSIFY_LABELS ? RWKVD_HEAD_CLASSIFY_LABELS : RWKVD_HEAD_CLASSIFY_LINEAR,
+                         ch, prof, ch->out_producer, ch->out_seq);
+                used = true;
+                break;
+            }
+            continue;
+        }
+        if (ch->gen && ch->gen->commit)
+            break; /* later messages wait for a committing generation */
+        rwkvd_entry *e = ch->head;
+        if (!e)
+            break;
+        switch (e->op) {
+        case RWKVP_OP_RESET:
+            if (used)
+                goto out;
+            zero_channel(d, ch);
+            set_origin(ch, e);
+            rwkvd_chantab_pop(ch);
+            continue;
+        case RWKVP_OP_TASK:
+            snprintf(ch->profile, sizeof ch->profile, "%s", e->arg);
+            ch->tokens_since_output = 0;
+            set_origin(ch, e);
+            rwkvd_chantab_pop(ch);
+            continue;
+        case RWKVP_OP_CLOSE:
+            if (used)
+                goto out;
+            if (!e->next) {
+                rwkvd_daemon_drop_channel(d, ch);
+                return row;
+            }
+            zero_channel(d, ch);
+            snprintf(ch->profile, sizeof ch->profile, "%s", d->cfg->tasks.default_profile);
+            ch->created_unix_ms = rwkvd_unix_ms();
+            ch->last_producer[0] = '\0';
+            ch->last_seq = 0;
+            rwkvd_chantab_pop(ch);
+            continue;
+        case RWKVP_OP_GEN:
+            if (ch->gen || used || j->n_tasks >= j->cap_tasks)
+                goto out;
+            {
+                char producer[RWKVP_NAME_MAX + 1];
+                memcpy(producer, e->producer, sizeof producer);
+                uint64_t seq = e->seq;
+                rwkvp_gen_params *gp = e->gen;
+                e->gen = NULL;
+                set_origin(ch, e);
+                rwkvd_chantab_pop(ch);
+                used = start_gen(d, ch, gp, producer, seq);
+                free(gp);
+            }
+            if (used)
+                goto out;
+            continue;
+        case RWKVP_OP_TEXT:
+        case RWKVP_OP_TOKENS:
+            if (e->pos < e->n_tokens) {
+                if (used)
+                    goto out;
+                uint64_t before = rwkvd_entry_cost(e);
+                int32_t t = e->tokens[e->pos++];
+                uint64_t after = rwkvd_entry_cost(e);
+                ch->q_tokens -= before - after;
+                if (ch->held >= 0) {
+                    add_row(j, ch, NULL, ch->slot, ch->held, NULL);
+                    used = row = true;
+                }
+                ch->held = t;
+                ch->tokens_seen++;
+                ch->tokens_since_output++;
+                const rwkvd_task_profile *prof = rwkvd_tasks_find(d->tasks, ch->profile);
+                if (prof && prof->cfg->trigger == RWKVD_TRIGGER_TOKENS &&
+                    ch->tokens_since_output >= prof->cfg->every_n_tokens && prof->cfg->kind != RWKVD_TASK_NONE) {
+                    ch->tokens_since_output = 0;
+                    ch->output_pending = true;
+                    memcpy(ch->out_producer, e->producer, sizeof ch->out_producer);
+                    ch->out_seq = e->seq;
+                }
+            }
+            if (e->pos >= e->n_tokens) {
+                set_origin(ch, e);
+                const rwkvd_task_profile *prof = rwkvd_tasks_find(d->tasks, ch->profile);
+                if (e->event && prof && prof->cfg->trigger == RWKVD_TRIGGER_EVENT &&
+                    prof->cfg->kind != RWKVD_TASK_NONE) {
+                    ch->output_pending = true;
+                    memcpy(ch->out_producer, e->producer, sizeof ch->out_producer);
+                    ch->out_seq = e->seq;
+                }
+                rwkvd_chantab_pop(ch);
+            }
+            if (used)
+                goto out;
+            continue;
+        default:
+            rwkvd_chantab_pop(ch);
+            continue;
+        }
+    }
+out:
+    return row;
+}
+
+int rwkvd_sched_build(rwkvd_daemon *d)
+{
+    rwkvd_job *j = &d->job;
+    rwkvd_job_clear(j);
+    rwkvd_chantab *t = d->tab;
+    d->tick++;
+    /* generations first: each running one advances by one token */
+    for (size_t i = 0; i < t->n; i++) {
+        rwkvd_channel *ch = t->v[i];
+        rwkvd_gen *g = ch->gen;
+        if (g && g->started && !g->cancel && g->feed_token >= 0 && j->n_items < j->cap_items) {
+            add_row(j, NULL, g, g->slot, g->feed_token, g->logits);
+            g->in_job = true;
+            ch->in_job++;
+        }
+    }
+    uint32_t max_rows = d->cfg->model.max_batch;
+    uint32_t rows = 0;
+    size_t n = t->n, start = t->rr, last = start;
+    for (size_t k = 0; k < n && rows < max_rows && j->n_items < j->cap_items; k++) {
+        size_t i = (start + k) % n;
+        if (i >= t->n)
+            continue; /* the table shrank (a CLOSE dropped a channel) */
+        rwkvd_channel *ch = t->v[i];
+        if (ch->dead || ch->sched_tick == d->tick)
+            continue;
+        ch->sched_tick = d->tick;
+        if (!ch->head && !ch->output_pending && !ch->reset_pending)
+            continue;
+        if (sched_channel(d, ch)) {
+            rows++;
+            last = i;
+        }
+    }
+    if (rows > 0 && t->n > 0)
+        t->rr = (last + 1) % t->n;
+    return j->n_resets + j->n_items + j->n_tasks;
+}

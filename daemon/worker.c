@@ -1,0 +1,235 @@
+/* worker.c — see worker.h. A pthread waiting on a condition variable for one job at a
+ * time; completion is published under the mutex and signalled with an eventfd write.
+ * Test hook: RWKVD_TEST_STEP_DELAY_MS=N makes every job sleep N ms first (a hung step
+ * for the watchdog test); unset in production it costs nothing. */
+#include "worker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+struct rwkvd_worker {
+    rwkv_engine *engine;
+    const rwkv_tokenizer *tok;
+    rwkvd_head_scratch scratch;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int efd;
+    rwkvd_job *job;   /* submitted, not yet picked up or completed */
+    bool running;     /* the worker is executing `job` */
+    bool done;        /* `job` completed and not yet collected */
+    bool quit;
+    bool busy;        /* loop-side view: submitted and not collected */
+    uint64_t completed;
+    unsigned delay_ms;
+};
+
+int rwkvd_job_init(rwkvd_job *j, int cap_resets, int cap_items, int cap_tasks)
+{
+    memset(j, 0, sizeof *j);
+    j->cap_resets = cap_resets;
+    j->cap_items = cap_items;
+    j->cap_tasks = cap_tasks;
+    j->resets = calloc((size_t)cap_resets, sizeof *j->resets);
+    j->items = calloc((size_t)cap_items, sizeof *j->items);
+    j->item_ch = calloc((size_t)cap_items, sizeof *j->item_ch);
+    j->item_gen = calloc((size_t)cap_items, sizeof *j->item_gen);
+    j->tasks = calloc((size_t)cap_tasks, sizeof *j->tasks);
+    if (!j->resets || !j->items || !j->item_ch || !j->item_gen || !j->tasks) {
+        rwkvd_job_free(j);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void rwkvd_job_clear(rwkvd_job *j)
+{
+    j->n_resets = j->n_items = j->n_tasks = 0;
+    j->rc = 0;
+    j->n_input_tokens = 0;
+    j->elapsed_ns = 0;
+}
+
+void rwkvd_job_free(rwkvd_job *j)
+{
+    free(j->resets);
+    free(j->items);
+    free(j->item_ch);
+    free(j->item_gen);
+    free(j->tasks);
+    memset(j, 0, sizeof *j);
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void run_job(rwkvd_worker *w, rwkvd_job *j)
+{
+    uint64_t t0 = mono_ns();
+    if (w->delay_ms) {
+        struct timespec d = {w->delay_ms / 1000, (long)(w->delay_ms % 1000) * 1000000L};
+        nanosleep(&d, NULL);
+    }
+    int rc = 0;
+    for (int i = 0; i < j->n_resets && rc == 0; i++)
+        rc = rwkv_engine_state_reset(w->engine, j->resets[i]);
+    if (rc == 0 && j->n_items > 0)
+        rc = rwkv_engine_step(w->engine, j->items, j->n_items);
+    if (rc == 0)
+        for (int i = 0; i < j->n_items; i++)
+            if (j->item_gen[i])
+                rwkvd_gen_sample(j->item_gen[i], w->tok);
+    for (int i = 0; i < j->n_tasks; i++) {
+        rwkvd_head_task *t = &j->tasks[i];
+        if (rc) {
+            t->rc = rc;
+            continue;
+        }
+        rwkvd_head_run(w->engine, &w->scratch, t);
+        if (t->kind == RWKVD_HEAD_GEN_START && t->rc == 0)
+            rwkvd_gen_sample(t->gen, w->tok);
+    }
+    j->rc = rc;
+    j->elapsed_ns = mono_ns() - t0;
+}
+
+static void *worker_main(void *arg)
+{
+    rwkvd_worker *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->quit && (!w->job || w->done))
+            pthread_cond_wait(&w->cv, &w->mu);
+        if (w->quit && (!w->job || w->done))
+            break;
+        rwkvd_job *j = w->job;
+        w->running = true;
+        pthread_mutex_unlock(&w->mu);
+        run_job(w, j);
+        pthread_mutex_lock(&w->mu);
+        w->running = false;
+        w->done = true;
+        w->completed++;
+        uint64_t one = 1;
+        ssize_t n = write(w->efd, &one, sizeof one);
+        (void)n;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+int rwkvd_worker_new(rwkv_engine *e, const rwkv_tokenizer *tok, const rwkv_dims *dims, int slot_a,
+                     int slot_b, rwkvd_worker **out, char *err, size_t err_len)
+{
+    rwkvd_worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    w->engine = e;
+    w->tok = tok;
+    w->efd = -1;
+    const char *d = getenv("RWKVD_TEST_STEP_DELAY_MS");
+    if (d && *d)
+        w->delay_ms = (unsigned)strtoul(d, NULL, 10);
+    int rc = 0;
+    if ((rc = rwkvd_head_scratch_init(&w->scratch, slot_a, slot_b, dims, 0))) {
+        snprintf(err, err_len, "out of memory for head scratch");
+        free(w);
+        return rc;
+    }
+    if ((w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+        rc = -errno;
+        snprintf(err, err_len, "eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    if ((rc = pthread_create(&w->thread, NULL, worker_main, w))) {
+        snprintf(err, err_len, "pthread_create: %s", strerror(rc));
+        rc = -rc;
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cv);
+        goto fail;
+    }
+    *out = w;
+    return 0;
+fail:
+    if (w->efd >= 0)
+        close(w->efd);
+    rwkvd_head_scratch_free(&w->scratch);
+    free(w);
+    return rc;
+}
+
+void rwkvd_worker_destroy(rwkvd_worker **wp)
+{
+    if (!wp || !*wp)
+        return;
+    rwkvd_worker *w = *wp;
+    pthread_mutex_lock(&w->mu);
+    w->quit = true;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    close(w->efd);
+    rwkvd_head_scratch_free(&w->scratch);
+    free(w);
+    *wp = NULL;
+}
+
+int rwkvd_worker_fd(const rwkvd_worker *w) { return w->efd; }
+bool rwkvd_worker_busy(const rwkvd_worker *w) { return w->busy; }
+
+uint64_t rwkvd_worker_completed(const rwkvd_worker *w)
+{
+    rwkvd_worker *mw = (rwkvd_worker *)w;
+    pthread_mutex_lock(&mw->mu);
+    uint64_t c = mw->completed;
+    pthread_mutex_unlock(&mw->mu);
+    return c;
+}
+
+int rwkvd_worker_submit(rwkvd_worker *w, rwkvd_job *j)
+{
+    if (w->busy)
+        return -EBUSY;
+    pthread_mutex_lock(&w->mu);
+    w->job = j;
+    w->done = false;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    w->busy = true;
+    return 0;
+}
+
+rwkvd_job *rwkvd_worker_collect(rwkvd_worker *w)
+{
+    uint64_t v;
+    ssize_t n = read(w->efd, &v, sizeof v);
+    (void)n;
+    if (!w->busy)
+        return NULL;
+    pthread_mutex_lock(&w->mu);
+    rwkvd_job *j = w->done ? w->job : NULL;
+    if (j) {
+        w->job = NULL;
+        w->done = false;
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (j)
+        w->busy = false;
+    return j;
+}

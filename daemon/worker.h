@@ -1,0 +1,68 @@
+/* worker.h — the compute worker: one thread that runs jobs on the engine.
+ *
+ * What it is: a job is everything one scheduling tick asks of the engine, in order:
+ * zero some slots (new or reset channels), one batched step (one token per busy channel
+ * plus one per running generation), then sampling for the generation rows and the head
+ * tasks (classifications, generation starts) on forks. The loop fills a job while the
+ * worker is idle, hands it over with rwkvd_worker_submit, and collects it when the
+ * worker's eventfd becomes readable (rwkvd_worker_collect).
+ * What it is not: a scheduler or a queue: at most one job is in flight.
+ *
+ * Handoff (the key invariant): between submit and collect the worker owns the engine, the
+ * job and everything the job points to (the generations' samplers and logits, the head
+ * scratch, the compiled profiles it references, which the loop keeps alive); the loop
+ * touches none of them and never calls the engine. Outside that window the worker sleeps
+ * on its condition variable and touches nothing. The mutex orders all memory between the
+ * two threads; the eventfd only wakes zmq_poll.
+ */
+#ifndef RWKVD_WORKER_H
+#define RWKVD_WORKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "heads.h"
+#include "rwkv.h"
+
+typedef struct {
+    /* phase 1: slots to zero */
+    int *resets;               /* (n_resets) */
+    int n_resets, cap_resets;
+    /* phase 2: one batched step */
+    rwkv_step_item *items;     /* (n_items) */
+    rwkvd_channel **item_ch;   /* (n_items) loop bookkeeping: channel of a row, or NULL */
+    rwkvd_gen **item_gen;      /* (n_items) generation of a row, or NULL */
+    int n_items, cap_items;
+    /* phase 3: outputs */
+    rwkvd_head_task *tasks;    /* (n_tasks) */
+    int n_tasks, cap_tasks;
+    /* results */
+    int rc;                    /* first engine error, 0 if none */
+    uint64_t n_input_tokens;   /* channel rows in the step (fed input tokens) */
+    uint64_t elapsed_ns;       /* wall time of the job on the worker */
+} rwkvd_job;
+
+int rwkvd_job_init(rwkvd_job *j, int cap_resets, int cap_items, int cap_tasks);
+void rwkvd_job_clear(rwkvd_job *j);
+void rwkvd_job_free(rwkvd_job *j);
+
+typedef struct rwkvd_worker rwkvd_worker;
+
+/* Start the worker thread over engine e (borrowed). The tokenizer is shared read-only.
+ * slot_a/slot_b are the reserved scratch slots for heads; dims size their buffers. 0 and *out, or negative errno. */
+int rwkvd_worker_new(rwkv_engine *e, const rwkv_tokenizer *tok, const rwkv_dims *dims, int slot_a,
+                     int slot_b, rwkvd_worker **out, char *err, size_t err_len);
+/* Stop and join the thread (waits for an in-flight job). NULL-safe; nulls *w. */
+void rwkvd_worker_destroy(rwkvd_worker **w);
+/* The eventfd that becomes readable when a job completes (for zmq_poll). */
+int rwkvd_worker_fd(const rwkvd_worker *w);
+/* Hand job j to the worker. Loop thread only; -EBUSY if a job is in flight. */
+int rwkvd_worker_submit(rwkvd_worker *w, rwkvd_job *j);
+/* If the in-flight job has completed, return it (and clear the eventfd); else NULL. */
+rwkvd_job *rwkvd_worker_collect(rwkvd_worker *w);
+bool rwkvd_worker_busy(const rwkvd_worker *w);
+/* Jobs completed since start (the watchdog's progress counter). */
+uint64_t rwkvd_worker_completed(const rwkvd_worker *w);
+
+#endif
