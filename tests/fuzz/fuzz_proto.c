@@ -67,6 +67,13 @@ static void run_ingest(const rwkvp_frame *f, size_t n, const rwkvp_limits *lim)
     require(same(a.channel, b.channel) && same(a.producer, b.producer) && same(a.payload, b.payload));
     for (size_t i = 0; i < n; i++)
         require(same(f[i], m.frames[i]));
+    if (a.op == RWKVP_OP_TOKENS) {
+        const uint8_t *t = a.payload.data;
+        for (size_t i = 0; i < a.n_tokens; i++)
+            require(rwkvp_tokens_get(&a.payload, i) ==
+                    ((uint32_t)t[4 * i] | (uint32_t)t[4 * i + 1] << 8 |
+                     (uint32_t)t[4 * i + 2] << 16 | (uint32_t)t[4 * i + 3] << 24));
+    }
 #ifdef RWKVP_HAVE_JSON
     if (a.op == RWKVP_OP_GEN) {
         rwkvp_gen_params p, q;
@@ -121,6 +128,17 @@ static void run_pub(const rwkvp_frame *f, size_t n, const rwkvp_limits *lim)
     require(a.kind == b.kind && a.seq == b.seq && a.tokens_seen == b.tokens_seen &&
             a.index == b.index && a.code == b.code && same(a.body, b.body) &&
             same(a.channel, b.channel) && same(a.producer, b.producer));
+#ifdef RWKVP_HAVE_JSON
+    /* Text the codec calls UTF-8, jansson must accept too (a piece becomes END's text). */
+    if (a.kind == RWKVP_PUB_TEXT) {
+        static char buf[1 << 18];
+        size_t need = 0;
+        rwkvp_end end = {RWKVP_END_MAX_TOKENS, a.index, a.body, {NULL, 0}, 0, false};
+        rc = rwkvp_end_encode(&end, buf, sizeof buf, &need);
+        require(rc == 0 || rc == -ENOMEM || (rc == -ENOBUFS && need > sizeof buf) ||
+                (rc == -EINVAL && a.index > RWKVP_SEED_MAX));
+    }
+#endif
 }
 
 static void run_ctl(const rwkvp_frame *f, size_t n, const rwkvp_limits *lim)
