@@ -11,6 +11,7 @@
  * atomic counter. AVX-512 where the compiler targets it, portable C otherwise.
  */
 #include "gemm.h"
+#include "../half.h"
 #include "vmath.h"
 
 #include <math.h>
@@ -124,15 +125,7 @@ static inline __attribute__((always_inline)) float wval(const void *w, rwkv_dtyp
     if (dt == RWKV_DTYPE_F32)
         return ((const float *)w)[i];
     uint16_t h = ((const uint16_t *)w)[i];
-    if (dt == RWKV_DTYPE_BF16) {
-        uint32_t u = (uint32_t)h << 16;
-        float f;
-        memcpy(&f, &u, 4);
-        return f;
-    }
-    _Float16 hf;
-    memcpy(&hf, &h, 2);
-    return (float)hf;
+    return dt == RWKV_DTYPE_BF16 ? rwkv_bf16_to_f32(h) : rwkv_f16_to_f32(h);
 }
 
 static inline __attribute__((always_inline)) void tile(const gemm_job *j, const float *xt, int panel, int b0, int bt,
