@@ -2,7 +2,9 @@
 # check.sh — everything `make check` runs, with one summary line at the end.
 #   1. the normal build (warnings are errors) and every meson test suite;
 #   2. an ASan+UBSan build running the unit, golden, compat and fuzz-corpus suites;
-#   3. each libFuzzer target for FUZZ_SECONDS (default 60) from its seed corpus.
+#   3. an engine-only build without -march=native (the portable kernels, and proof that the
+#      engine builds where libzmq/libyaml/libsystemd are absent), unit + golden + compat;
+#   4. each libFuzzer target for FUZZ_SECONDS (default 60) from its seed corpus.
 # Prints "N passed, N failed" last; exits non-zero if anything failed.
 set -u
 cd "$(dirname "$0")/.."
@@ -41,6 +43,16 @@ if { [ -f "$ASAN_BUILD/build.ninja" ] || meson setup "$ASAN_BUILD" -Dbuildtype=d
   count "$ASAN_BUILD/meson-logs/testlog.json"
 else
   echo "BUILD FAILED: $ASAN_BUILD"; failed=$((failed + 1))
+fi
+
+PORT_BUILD=${PORT_BUILD:-build-portable}
+step "engine-only portable build ($PORT_BUILD: -Ddaemon=disabled -Dnative=false, scalar/auto-vectorised paths)"
+if { [ -f "$PORT_BUILD/build.ninja" ] || meson setup "$PORT_BUILD" -Ddaemon=disabled -Dnative=false -Dwerror=true; } \
+     && ninja -C "$PORT_BUILD"; then
+  meson test -C "$PORT_BUILD" --num-processes "$JOBS" --print-errorlogs --suite unit --suite golden --suite compat
+  count "$PORT_BUILD/meson-logs/testlog.json"
+else
+  echo "BUILD FAILED: $PORT_BUILD"; failed=$((failed + 1))
 fi
 
 step "libFuzzer targets ($FUZZ_BUILD, ${FUZZ_SECONDS}s each)"
