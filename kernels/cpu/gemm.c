@@ -29,48 +29,20 @@
 #define P RWKV_PANEL /* 32 outputs per panel */
 #define BT 12        /* batch rows per tile: 2 x 12 accumulators + 2 weight vectors */
 
-static inline float act_apply(gemm_act a, float v)
+
+
+#if HAVE_AVX512
+static inline __m512 act512(gemm_act a, __m512 x)
 {
     switch (a) {
-    case GEMM_ACT_NONE: return v;
-    case GEMM_ACT_TANH: return tanhf(v);
-    case GEMM_ACT_SIGMOID: return vm_sigmoidf(v);
-    case GEMM_ACT_RELU_SQ: v = v > 0 ? v : 0; return v * v;
+    case GEMM_ACT_NONE: return x;
+    case GEMM_ACT_TANH: return vm_tanh512(x);
+    case GEMM_ACT_SIGMOID: return vm_sigmoid512(x);
+    case GEMM_ACT_RELU_SQ: x = _mm512_max_ps(x, _mm512_setzero_ps()); return _mm512_mul_ps(x, x);
     }
-    return v;
+    return x;
 }
 
-/* Write n (<= 32) results of batch row b starting at output o. */
-static inline void store(const gemm_job *j, int b, int o, const float *v, int n)
-{
-    float *y = (j->y_rows ? j->y_rows[b] : j->y + (size_t)b * j->ldy) + o;
-    if (j->act == GEMM_ACT_NONE) {
-        if (j->accumulate)
-            for (int i = 0; i < n; i++)
-                y[i] += v[i];
-        else
-            memcpy(y, v, (size_t)n * sizeof(float));
-        return;
-    }
-    int i = 0;
-#if HAVE_AVX512
-    for (; i + 16 <= n; i += 16) {
-        __m512 x = _mm512_loadu_ps(v + i);
-        x = j->act == GEMM_ACT_TANH      ? vm_tanh512(x)
-            : j->act == GEMM_ACT_SIGMOID ? vm_sigmoid512(x)
-                                         : _mm512_mul_ps(_mm512_max_ps(x, _mm512_setzero_ps()), _mm512_max_ps(x, _mm512_setzero_ps()));
-        if (j->accumulate)
-            x = _mm512_add_ps(x, _mm512_loadu_ps(y + i));
-        _mm512_storeu_ps(y + i, x);
-    }
-#endif
-    for (; i < n; i++) {
-        float a = act_apply(j->act, v[i]);
-        y[i] = j->accumulate ? y[i] + a : a;
-    }
-}
-
-#if HAVE_AVX512
 static inline __attribute__((always_inline)) void load_panel_k(const void *w, rwkv_dtype dt, size_t at, __m512 *w0, __m512 *w1)
 {
     if (dt == RWKV_DTYPE_F32) {
@@ -109,17 +81,60 @@ static inline __attribute__((always_inline)) void tile(const gemm_job *j, const 
             a1[c] = _mm512_fmadd_ps(w1, xb, a1[c]);
         }
     }
-    for (int c = 0; c < bt; c++) {
-        _mm512_storeu_ps(acc[c], a0[c]);
-        _mm512_storeu_ps(acc[c] + 16, a1[c]);
+    if (k1 < K) {
+        for (int c = 0; c < bt; c++) {
+            _mm512_storeu_ps(acc[c], a0[c]);
+            _mm512_storeu_ps(acc[c] + 16, a1[c]);
+        }
+        return;
     }
-    if (k1 == K) {
-        const int o = panel * P, n = j->w->rows - o < P ? j->w->rows - o : P;
-        for (int c = 0; c < bt; c++)
-            store(j, b0 + c, o, acc[c], n);
+    /* epilogue straight from the registers: activation, optional residual add, masked
+     * stores for a last panel narrower than 32 */
+    const int o = panel * P, n = j->w->rows - o < P ? j->w->rows - o : P;
+    const __mmask16 m0 = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
+    const __mmask16 m1 = n >= 32 ? 0xffff : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
+    for (int c = 0; c < bt; c++) {
+        float *y = (j->y_rows ? j->y_rows[b0 + c] : j->y + (size_t)(b0 + c) * j->ldy) + o;
+        __m512 v0 = act512(j->act, a0[c]), v1 = act512(j->act, a1[c]);
+        if (j->accumulate) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, y));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, y + 16));
+        }
+        _mm512_mask_storeu_ps(y, m0, v0);
+        _mm512_mask_storeu_ps(y + 16, m1, v1);
     }
 }
 #else
+static inline float act_apply(gemm_act a, float v)
+{
+    switch (a) {
+    case GEMM_ACT_NONE: return v;
+    case GEMM_ACT_TANH: return tanhf(v);
+    case GEMM_ACT_SIGMOID: return vm_sigmoidf(v);
+    case GEMM_ACT_RELU_SQ: v = v > 0 ? v : 0; return v * v;
+    }
+    return v;
+}
+
+/* Write n (<= 32) results of batch row b starting at output o. */
+static inline void store(const gemm_job *j, int b, int o, const float *v, int n)
+{
+    float *y = (j->y_rows ? j->y_rows[b] : j->y + (size_t)b * j->ldy) + o;
+    if (j->act == GEMM_ACT_NONE) {
+        if (j->accumulate)
+            for (int i = 0; i < n; i++)
+                y[i] += v[i];
+        else
+            memcpy(y, v, (size_t)n * sizeof(float));
+        return;
+    }
+    int i = 0;
+    for (; i < n; i++) {
+        float a = act_apply(j->act, v[i]);
+        y[i] = j->accumulate ? y[i] + a : a;
+    }
+}
+
 static inline __attribute__((always_inline)) float wval(const void *w, rwkv_dtype dt, size_t i)
 {
     if (dt == RWKV_DTYPE_F32)
