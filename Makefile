@@ -37,8 +37,12 @@ build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
 run: build
-	$(BUILD)/kernels/rwkv-run --model $(BUILD)/tools/default-model.pth --prompt "$(PROMPT)" \
-	  --generate $(GENERATE) --temperature 1.0 --top-p 0.9 --seed 7 --verbose
+	@mkdir -p $(CURDIR)/$(BUILD)/run $(CURDIR)/$(BUILD)/state
+	@echo "rwkvd: starting on $(BUILD)/tools/default-model.pth (random weights) with conf/rwkvd.yaml; Ctrl-C stops it."
+	@echo "rwkvd: in another terminal, send a line to channel 'demo' (needs python3-zmq) with:"
+	@echo "  /usr/bin/python3 -c \"import zmq; s = zmq.Context().socket(zmq.DEALER); s.connect('ipc://$(CURDIR)/$(BUILD)/run/ingest.sock'); s.send_multipart([b'RWKV1', b'TEXT', b'demo', b'me', b'1', b'hello world']); print(s.recv_multipart())\""
+	RWKVD_MODEL=$(BUILD)/tools/default-model.pth RUNTIME_DIRECTORY=$(CURDIR)/$(BUILD)/run \
+	  STATE_DIRECTORY=$(CURDIR)/$(BUILD)/state $(BUILD)/daemon/rwkvd -c conf/rwkvd.yaml
 
 asan: deps
 	[ -f $(ASAN_BUILD)/build.ninja ] || meson setup $(ASAN_BUILD) -Dbuildtype=debugoptimized \
