@@ -30,7 +30,7 @@ typedef struct {
     const rwkv_model *m;
     rwkv_pool *pool;
     int n_slots, max_rows, max_d;
-    size_t state_floats;
+    size_t state_floats, layer_floats; /* per slot; per layer = 2C + H*N*N */
     float *states; /* (n_slots, state_floats): per layer p_att[C], S[H][N][N], p_ffn[C] */
     /* scratch, (max_rows, C) unless noted */
     float *x, *u, *xr, *xw, *xk, *xv, *xa, *xg;
@@ -42,7 +42,6 @@ typedef struct {
     int *row_slot, *row_prev, *rows; /* (max_rows) each */
     int32_t *tokens;                 /* (max_rows) */
     float **logit_rows;
-    const float **prev_att, **prev_ffn;
 } cpu_backend;
 
 static const float LN_EPS = 1e-5f;
@@ -64,6 +63,9 @@ static void layer_norm(const float *x, const float *w, const float *b, float *ou
 
 
 static float *state_of(cpu_backend *cb, int slot) { return cb->states + (size_t)slot * cb->state_floats; }
+
+/* Layer l of a slot's state: p_att at [0, C), S at [C, C + H*N*N), p_ffn in the last C. */
+static float *layer_state(cpu_backend *cb, int slot, int l) { return state_of(cb, slot) + (size_t)l * cb->layer_floats; }
 
 /* ---- the fused per-(row, head) time-mix core ------------------------------------------ */
 
@@ -152,8 +154,7 @@ static void head_row(wkv_ctx *c, int b, int h)
             v[i] = v[i] + (vf[i] - v[i]) * sg[i];
     }
     /* WKV: S[i][j], i = value index, j = key index */
-    float *S = state_of(cb, cb->row_slot[b]) + (size_t)c->layer * (2 * (size_t)C + (size_t)d->n_head * N * N) + C +
-               (size_t)h * N * N;
+    float *S = layer_state(cb, cb->row_slot[b], c->layer) + C + (size_t)h * N * N;
     wkv_head(S, N, kk, ab, kt, w, v, r, y);
     /* GroupNorm over the head, bonus, gate */
     const float mean = vm_dot(y, NULL, N) / (float)N;
@@ -211,9 +212,8 @@ static void row_work(rows_ctx *c, int b)
     const rwkv_dims *d = &cb->m->dims;
     const int C = d->n_embd;
     const size_t ro = (size_t)b * C;
-    const size_t layer_floats = 2 * (size_t)C + (size_t)d->n_head * d->head_size * d->head_size;
     const float *u = cb->u + ro;
-    const float *st = state_of(cb, cb->row_slot[b]) + (size_t)c->layer * layer_floats;
+    const float *st = layer_state(cb, cb->row_slot[b], c->layer);
     switch (c->pass) {
     case PASS_LN1:
         layer_norm(cb->x + ro, ly->ln1_w, ly->ln1_b, cb->u + ro, C);
@@ -235,7 +235,7 @@ static void row_work(rows_ctx *c, int b)
         break;
     }
     case PASS_MIX_FFN: {
-        const float *p = cb->row_prev[b] >= 0 ? cb->u + (size_t)cb->row_prev[b] * C : st + layer_floats - C;
+        const float *p = cb->row_prev[b] >= 0 ? cb->u + (size_t)cb->row_prev[b] * C : st + cb->layer_floats - C;
         for (int i = 0; i < C; i++)
             cb->xk[ro + i] = u[i] + (p[i] - u[i]) * ly->ffn_x_k[i];
         break;
@@ -268,8 +268,7 @@ static void forward(cpu_backend *cb, int R, int seq, const int32_t *tokens)
 {
     const rwkv_model *m = cb->m;
     const rwkv_dims *d = &m->dims;
-    const int C = d->n_embd, F = d->n_ffn, H = d->n_head, N = d->head_size;
-    const size_t layer_floats = 2 * (size_t)C + (size_t)H * N * N;
+    const int C = d->n_embd, F = d->n_ffn;
     const int md = cb->max_d;
 
     for (int b = 0; b < R; b++)
@@ -284,7 +283,7 @@ static void forward(cpu_backend *cb, int R, int seq, const int32_t *tokens)
         /* new shift state = LN1 output of the slot's last row */
         for (int b = 0; b < R; b++)
             if (!seq || b == R - 1)
-                memcpy(state_of(cb, cb->row_slot[b]) + (size_t)l * layer_floats, cb->u + (size_t)b * C,
+                memcpy(layer_state(cb, cb->row_slot[b], l), cb->u + (size_t)b * C,
                        (size_t)C * sizeof(float));
         {
             gemm_job jobs[] = {
@@ -321,7 +320,7 @@ static void forward(cpu_backend *cb, int R, int seq, const int32_t *tokens)
         rows_pass(cb, ly, l, R, PASS_MIX_FFN);
         for (int b = 0; b < R; b++)
             if (!seq || b == R - 1)
-                memcpy(state_of(cb, cb->row_slot[b]) + (size_t)l * layer_floats + C + (size_t)H * N * N,
+                memcpy(layer_state(cb, cb->row_slot[b], l) + cb->layer_floats - C,
                        cb->u + (size_t)b * C, (size_t)C * sizeof(float));
         {
             gemm_job j = {&ly->ffn_k, cb->xk, C, cb->ffh, F, NULL, R, GEMM_ACT_RELU_SQ, 0};
@@ -476,6 +475,7 @@ int rwkv_cpu_backend_new(const rwkv_model *m, const rwkv_engine_opts *opts, rwkv
     cb->n_slots = opts->n_slots;
     cb->max_rows = opts->max_batch;
     cb->state_floats = rwkv_state_floats(d);
+    cb->layer_floats = cb->state_floats / (size_t)d->n_layer;
     int md = d->d_w;
     if (d->d_a > md) md = d->d_a;
     if (d->d_v > md) md = d->d_v;
