@@ -71,7 +71,6 @@ typedef struct rwkvd_gen {
     uint64_t index;             /* next piece index */
     int32_t *sampled;           /* (max_tokens) every sampled id, for commit */
     uint32_t n_sampled;
-    const char *profile_name;
     /* worker (while the carrying job is in flight) */
     rwkv_sampler *sampler;
     float *logits;              /* (n_vocab) */

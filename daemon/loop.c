@@ -143,6 +143,8 @@ uint32_t rwkvd_daemon_drop_channel(rwkvd_daemon *d, rwkvd_channel *ch)
 
 /* ---- job completion ---------------------------------------------------------------- */
 
+static void begin_stop(rwkvd_daemon *d, const char *why);
+
 static void publish_task(rwkvd_daemon *d, rwkvd_head_task *t)
 {
     rwkvd_channel *ch = t->ch;
@@ -161,7 +163,6 @@ static void publish_task(rwkvd_daemon *d, rwkvd_head_task *t)
             gen_end(d, g, g->cancel ? RWKVP_END_CANCELLED : RWKVP_END_ERROR, NULL);
             return;
         }
-        d->m.tokens_total += 0;
         gen_after_sample(d, g);
         return;
     }
@@ -184,8 +185,13 @@ static void complete_job(rwkvd_daemon *d, rwkvd_job *j)
     d->m.step_ns_total += j->elapsed_ns;
     d->m.tokens_total += (uint64_t)j->n_items;
     d->m.input_tokens_total += j->n_input_tokens;
-    if (j->rc)
+    if (j->rc) {
         rwkvd_log(LOG_ERR, "compute step failed: %s", strerror(-j->rc));
+        if (j->rc == -EIO) { /* the backend is dead: exit so systemd restarts rwkvd */
+            d->exit_status = 1;
+            begin_stop(d, "engine failure");
+        }
+    }
     for (int i = 0; i < j->n_items; i++) {
         if (j->item_ch[i])
             j->item_ch[i]->in_job--;
@@ -456,6 +462,7 @@ int rwkvd_loop_run(rwkvd_daemon *d)
     rwkvd_log(LOG_NOTICE, "ready: ingest %s, publish %s, control %s", d->cfg->endpoints.ingest.v[0],
               d->cfg->endpoints.publish.v[0], d->cfg->endpoints.control.v[0]);
     int exit_status = 0;
+    d->exit_status = 0;
     for (;;) {
         bool busy = rwkvd_worker_busy(d->worker);
         if (!busy && d->state != RWKVD_STOPPING && rwkvd_sched_build(d) > 0) {
@@ -518,6 +525,8 @@ int rwkvd_loop_run(rwkvd_daemon *d)
             break;
         }
     }
+    if (d->exit_status)
+        exit_status = d->exit_status;
     rwkvd_log(LOG_NOTICE, "stopped: %llu tokens fed, %llu publications dropped",
               (unsigned long long)d->m.tokens_total, (unsigned long long)d->m.publish_dropped);
     return exit_status;

@@ -78,6 +78,7 @@ typedef struct rwkvd_daemon {
     uint64_t job_submit_ns;
     uint64_t stop_deadline_ns;
     bool quit;
+    int exit_status;          /* set when something fatal asks the loop to stop */
 } rwkvd_daemon;
 
 /* Load the model and config-derived state, bind every socket. 0, or a negative errno with

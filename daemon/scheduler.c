@@ -93,7 +93,6 @@ static bool start_gen(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvp_gen_params
     snprintf(g->producer, sizeof g->producer, "%s", seq ? producer : "");
     g->seq = seq;
     g->tokens_seen = ch->tokens_seen;
-    g->profile_name = prof ? prof->cfg->name : "";
     g->in_job = true;
     ch->gen = g;
     d->n_gens++;

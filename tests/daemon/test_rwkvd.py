@@ -679,7 +679,13 @@ def test_notify():
         s = d.dealer()
         send(s, b"TEXT", b"w", b"p", 1, b"ab")
         expect_reply(s, "ACK", 1)
-        time.sleep(1.4)
+        time.sleep(0.3)
+        t0 = time.time()  # the loop answers ingest and control while the step runs
+        send(s, b"TEXT", b"w", b"p", 2, b"cd")
+        expect_reply(s, "ACK", 2)
+        check(d.control_json(b"STATUS")["queued"]["tokens"] > 0, "queued input while the step runs")
+        check(time.time() - t0 < 0.5, "replies waited for the step: %.2f s" % (time.time() - t0))
+        time.sleep(1.1)
         ns.settimeout(0.01)
         try:
             while True:
