@@ -69,7 +69,11 @@ static void zero_channel(rwkvd_daemon *d, rwkvd_channel *ch)
 static bool start_gen(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvp_gen_params *gp, const char *producer,
                       uint64_t seq)
 {
+    /* only a continue profile shapes a generation (its suffix and defaults); a GEN on a channel
+     * with another profile samples right after the channel's input with the request's values */
     const rwkvd_task_profile *prof = rwkvd_tasks_find(d->tasks, ch->profile);
+    if (prof && prof->cfg->kind != RWKVD_TASK_CONTINUE)
+        prof = NULL;
     rwkvd_origin o = {producer, seq, ch->tokens_seen};
     char err[256] = "";
     int n_vocab = rwkv_model_dims(d->model)->n_vocab;

@@ -71,7 +71,7 @@ def main():
                     raise SystemExit("refused: %r" % r)
             want = n * (a.tokens - 1)  # each channel's last token is held until an output needs it
             while status()["tokens_total"] < want:
-                time.sleep(0.002)
+                time.sleep(0.02)
             dt = time.time() - t0
         finally:
             p.terminate()

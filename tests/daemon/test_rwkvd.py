@@ -764,6 +764,91 @@ def test_linear_head():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise Fail("metric %s missing" % name)
+
+
+def test_slow_subscriber():
+    """A subscriber that never reads: publications it cannot take are dropped and counted
+    (rwkvd_publish_dropped_total), the daemon never blocks, and the generation completes."""
+    d = Daemon()
+    try:
+        slow = d.ctx.socket(zmq.SUB)
+        slow.setsockopt(zmq.RCVHWM, 1)
+        slow.setsockopt(zmq.RCVBUF, 4096)
+        slow.connect(d.pub_ep)
+        slow.setsockopt(zmq.SUBSCRIBE, b"")
+        time.sleep(0.3)
+        s = d.dealer()
+        send(s, b"TEXT", b"flood", b"p", 1, b"abc")
+        expect_reply(s, "ACK", 1)
+        send(s, b"GEN", b"flood", b"p", 2, b'{"max_tokens":20000}')
+        expect_reply(s, "ACK", 2)
+        t0 = time.time()
+        while time.time() - t0 < 60:
+            if not d.control_json(b"INFO", b"flood")["generating"]:
+                break
+            time.sleep(0.1)
+        else:
+            raise Fail("generation did not finish with a stalled subscriber")
+        m = d.control(b"METRICS")[1].decode()
+        dropped = metric(m, "rwkvd_publish_dropped_total")
+        sent = metric(m, 'rwkvd_publish_messages_total{kind="TEXT"}')
+        check(dropped > 0, "no drops counted toward a subscriber that never reads:\n" + m)
+        check(dropped + sent >= 1000, "every publication is either sent or counted: %d + %d" % (sent, dropped))
+    finally:
+        d.close()
+
+
+def test_world_vocab():
+    """With ../shared/testdata: a V=65536 checkpoint with the World vocabulary (UTF-8 text,
+    multi-token labels) gives normalised CLASS probabilities, and a greedy continuation equals
+    rwkv-run's (both end at id 0 and ban ids without bytes)."""
+    vocab = os.path.join(os.environ.get("RWKV_TESTDATA", ""), "rwkv_vocab_v20230424.txt")
+    model = os.environ.get("RWKVD_TEST_WORLD_MODEL", "")
+    if not os.path.exists(vocab) or not os.path.exists(model):
+        print("skip: no World vocabulary or V=65536 test model")
+        sys.exit(77)
+    global MODEL
+    MODEL = model
+    d = Daemon(profiles="""    sev:
+      kind: classify_labels
+      prompt_suffix: " Severity:"
+      labels:
+        - {name: ok, text: " ok"}
+        - {name: error, text: " serious error"}
+""", default_profile="sev", start=False)
+    try:
+        with open(d.conf) as f:
+            text = f.read().replace("vocab: bytes", "vocab: " + json.dumps(vocab))
+        with open(d.conf, "w") as f:
+            f.write(text)
+        d.start()
+        sub = d.sub(b"")
+        s = d.dealer()
+        send(s, b"TEXT", b"w", b"p", 1, "Disk on fire \u00e9t\u00e9".encode())
+        expect_reply(s, "ACK", 1)
+        m = next_pub(sub)
+        probs = np.array(json.loads(m[6])["probs"])
+        check(abs(probs.sum() - 1) < 1e-5, "probs sum %r" % probs)
+        send(s, b"GEN", b"w", b"p", 2, b'{"temperature":0,"max_tokens":16}')
+        expect_reply(s, "ACK", 2)
+        while True:
+            m = next_pub(sub)
+            if m[2] == b"END":
+                end = json.loads(m[6])
+                break
+        out = subprocess.run([RWKV_RUN, "--model", model, "--vocab", vocab, "--threads", "1", "--prompt",
+                              "Disk on fire \u00e9t\u00e9\n", "--generate", "16", "--temperature", "0"],
+                             check=True, stdout=subprocess.PIPE).stdout[:-1].decode("utf-8", errors="replace")
+        check(end["text"] == out, "World continuation %r vs rwkv-run %r" % (end["text"], out))
+    finally:
+        d.close()
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)
