@@ -347,21 +347,20 @@ void rwkvd_gen_finish(rwkvd_gen *g, const char **piece, size_t *piece_len)
 
 /* ---- worker side ------------------------------------------------------------------ */
 
-int rwkvd_head_scratch_init(rwkvd_head_scratch *s, int slot_a, int slot_b, const rwkv_dims *d,
-                            int max_suffix)
+int rwkvd_head_scratch_init(rwkvd_head_scratch *s, int slot_a, int slot_b, const rwkv_dims *d, int cap_tasks)
 {
-    (void)max_suffix;
     memset(s, 0, sizeof *s);
     s->slot_a = slot_a;
     s->slot_b = slot_b;
     s->n_vocab = d->n_vocab;
     s->n_embd = d->n_embd;
     s->seq_cap = 1 + SUFFIX_MAX_TOKENS;
+    s->cap_tasks = cap_tasks;
     s->seq_tokens = malloc((size_t)s->seq_cap * sizeof *s->seq_tokens);
-    s->logits0 = malloc((size_t)d->n_vocab * sizeof(float));
     s->logits1 = malloc((size_t)d->n_vocab * sizeof(float));
-    s->hidden = malloc((size_t)d->n_embd * sizeof(float));
-    if (!s->seq_tokens || !s->logits0 || !s->logits1 || !s->hidden) {
+    s->items = calloc((size_t)cap_tasks, sizeof *s->items);
+    s->n_feed = calloc((size_t)cap_tasks, sizeof *s->n_feed);
+    if (!s->seq_tokens || !s->logits1 || !s->items || !s->n_feed) {
         rwkvd_head_scratch_free(s);
         return -ENOMEM;
     }
@@ -371,9 +370,9 @@ int rwkvd_head_scratch_init(rwkvd_head_scratch *s, int slot_a, int slot_b, const
 void rwkvd_head_scratch_free(rwkvd_head_scratch *s)
 {
     free(s->seq_tokens);
-    free(s->logits0);
     free(s->logits1);
-    free(s->hidden);
+    free(s->items);
+    free(s->n_feed);
     memset(s, 0, sizeof *s);
 }
 
@@ -390,36 +389,33 @@ static double log_prob(const float *logits, int n, int32_t id)
     return (double)logits[id] - mx - log(sum);
 }
 
-/* Fork src into dst and feed [held] + suffix; logits/hidden after the last fed token. */
-static int fork_feed(rwkv_engine *e, rwkvd_head_scratch *s, int dst, const rwkvd_head_task *t,
-                     float *logits, float *hidden)
+/* Token i of what a task's fork is fed: [held] + suffix. */
+static int32_t feed_token(const rwkvd_head_task *t, int i)
 {
-    int n = 0;
-    if (t->held >= 0)
-        s->seq_tokens[n++] = t->held;
-    if (t->prof)
-        for (int i = 0; i < t->prof->n_suffix && n < s->seq_cap; i++)
-            s->seq_tokens[n++] = t->prof->suffix[i];
-    if (n == 0)
-        return -ENODATA; /* nothing fed since the zero state and no suffix: no logits */
-    int rc = rwkv_engine_state_copy(e, dst, t->src_slot);
-    if (rc == 0)
-        rc = rwkv_engine_seq(e, dst, s->seq_tokens, n, hidden, logits, NULL);
-    return rc;
+    if (t->held >= 0) {
+        if (i == 0)
+            return t->held;
+        i--;
+    }
+    return t->prof->suffix[i];
 }
 
-static int run_labels(rwkv_engine *e, rwkvd_head_scratch *s, rwkvd_head_task *t)
+static int feed_count(const rwkvd_head_task *t)
+{
+    return (t->held >= 0) + (t->prof ? t->prof->n_suffix : 0);
+}
+
+/* Scores of the labels from the fork's logits; multi-token labels continue on slot_b. */
+static int score_labels(rwkv_engine *e, rwkvd_head_scratch *s, rwkvd_head_task *t)
 {
     const rwkvd_task_profile *p = t->prof;
-    int rc = fork_feed(e, s, s->slot_a, t, s->logits0, NULL);
-    if (rc)
-        return rc;
     double score[RWKVD_LINHEAD_MAX_LABELS], mx = -INFINITY;
+    int rc;
     for (int k = 0; k < p->n_labels; k++) {
         const int32_t *lt = p->label_tokens[k];
-        double sc = log_prob(s->logits0, s->n_vocab, lt[0]);
+        double sc = log_prob(t->logits, s->n_vocab, lt[0]);
         if (p->n_label_tokens[k] > 1) {
-            if ((rc = rwkv_engine_state_copy(e, s->slot_b, s->slot_a)))
+            if ((rc = rwkv_engine_state_copy(e, s->slot_b, t->fork_slot)))
                 return rc;
             for (int j = 1; j < p->n_label_tokens[k]; j++) {
                 if ((rc = rwkv_engine_seq(e, s->slot_b, &lt[j - 1], 1, NULL, s->logits1, NULL)))
@@ -439,6 +435,70 @@ static int run_labels(rwkv_engine *e, rwkvd_head_scratch *s, rwkvd_head_task *t)
     return 0;
 }
 
+void rwkvd_heads_run(rwkv_engine *e, rwkvd_head_scratch *s, rwkvd_head_task *tasks, int n)
+{
+    int n_active = 0, max_feed = 0, last = -1;
+    for (int i = 0; i < n; i++) {
+        rwkvd_head_task *t = &tasks[i];
+        int nf = feed_count(t);
+        s->n_feed[i] = nf;
+        t->rc = 0;
+        if (nf == 0) {
+            t->rc = -ENODATA; /* nothing fed since the zero state and no suffix: no logits */
+            continue;
+        }
+        if (nf > s->seq_cap) {
+            t->rc = -E2BIG;
+            continue;
+        }
+        if ((t->rc = rwkv_engine_state_copy(e, t->fork_slot, t->src_slot)))
+            continue;
+        n_active++;
+        last = i;
+        if (nf > max_feed)
+            max_feed = nf;
+    }
+    if (n_active == 1) {
+        /* one fork: sequence mode feeds all its tokens at once */
+        rwkvd_head_task *t = &tasks[last];
+        for (int i = 0; i < s->n_feed[last]; i++)
+            s->seq_tokens[i] = feed_token(t, i);
+        bool linear = t->kind == RWKVD_HEAD_CLASSIFY_LINEAR;
+        t->rc = rwkv_engine_seq(e, t->fork_slot, s->seq_tokens, s->n_feed[last], linear ? t->hidden : NULL,
+                                linear ? NULL : t->logits, NULL);
+    } else if (n_active > 1) {
+        /* several forks: one batched step per position, outputs only at each fork's last token */
+        for (int pos = 0; pos < max_feed; pos++) {
+            int m = 0;
+            for (int i = 0; i < n; i++) {
+                rwkvd_head_task *t = &tasks[i];
+                if (t->rc || pos >= s->n_feed[i])
+                    continue;
+                bool at_end = pos == s->n_feed[i] - 1;
+                bool linear = t->kind == RWKVD_HEAD_CLASSIFY_LINEAR;
+                s->items[m++] = (rwkv_step_item){.slot = t->fork_slot,
+                                                 .token = feed_token(t, pos),
+                                                 .hidden = at_end && linear ? t->hidden : NULL,
+                                                 .logits = at_end && !linear ? t->logits : NULL};
+            }
+            int rc = rwkv_engine_step(e, s->items, m);
+            if (rc)
+                for (int i = 0; i < n; i++)
+                    if (!tasks[i].rc && pos < s->n_feed[i])
+                        tasks[i].rc = rc;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        rwkvd_head_task *t = &tasks[i];
+        if (t->rc)
+            continue;
+        if (t->kind == RWKVD_HEAD_CLASSIFY_LABELS)
+            t->rc = score_labels(e, s, t);
+        else if (t->kind == RWKVD_HEAD_CLASSIFY_LINEAR)
+            rwkvd_linhead_apply(t->prof->head, t->hidden, t->probs);
+    }
+}
+
 void rwkvd_gen_sample(rwkvd_gen *g, const rwkv_tokenizer *tok)
 {
     int32_t id = rwkv_sampler_sample(g->sampler, g->logits);
@@ -451,24 +511,4 @@ void rwkvd_gen_sample(rwkvd_gen *g, const rwkv_tokenizer *tok)
     static const char blanks[] = " \t0123456789";
     bool blank = nb > 0 && memmem(blanks, sizeof blanks - 1, bytes, nb) != NULL;
     rwkv_sampler_accept(g->sampler, id, blank ? 0.0f : 1.0f);
-}
-
-void rwkvd_head_run(rwkv_engine *e, rwkvd_head_scratch *s, rwkvd_head_task *t)
-{
-    switch (t->kind) {
-    case RWKVD_HEAD_CLASSIFY_LABELS:
-        t->rc = run_labels(e, s, t);
-        break;
-    case RWKVD_HEAD_CLASSIFY_LINEAR:
-        t->rc = fork_feed(e, s, s->slot_a, t, NULL, s->hidden);
-        if (t->rc == 0)
-            rwkvd_linhead_apply(t->prof->head, s->hidden, t->probs);
-        break;
-    case RWKVD_HEAD_GEN_START:
-        t->rc = fork_feed(e, s, t->gen->slot, t, t->gen->logits, NULL);
-        t->gen->next_token = t->rc ? t->rc : -1;
-        break;
-    default:
-        t->rc = -EINVAL;
-    }
 }

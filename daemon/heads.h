@@ -4,13 +4,13 @@
  *
  * What it is: rwkvd_tasks (each configured profile with its prompt suffix and label texts
  * tokenized and its linear head loaded), rwkvd_head_task (one output computed after a step,
- * filled in by the loop, executed by rwkvd_head_run on the worker thread), and rwkvd_gen
+ * filled in by the loop, executed by rwkvd_heads_run on the worker thread), and rwkvd_gen
  * (one running generation).
  * What it is not: the scheduler, nor the publisher (the loop publishes what these compute).
  *
  * Key invariant: an output never touches its channel's slot: it copies the slot into a
  * scratch slot (or the generation's own slot) and feeds the held token and prompt suffix
- * there. Thread ownership: rwkvd_head_run and the `worker` fields of rwkvd_gen belong to the
+ * there. Thread ownership: rwkvd_heads_run and the `worker` fields of rwkvd_gen belong to the
  * worker while the job that carries them is in flight; everything else to the loop.
  */
 #ifndef RWKVD_HEADS_H
@@ -105,9 +105,13 @@ typedef enum {
 /* One output to compute after a step. The loop fills the inputs; the worker the outputs. */
 typedef struct {
     rwkvd_head_kind kind;
-    const rwkvd_task_profile *prof; /* may be NULL for GEN_START without a profile */
+    const rwkvd_task_profile *prof; /* may be NULL for GEN_START without a continue profile */
     int src_slot;                   /* the channel's slot (read only) */
     int32_t held;                   /* fed on the fork first, -1 none */
+    int fork_slot;                  /* where the fork lives: a pool slot, slot_a, or the gen's slot */
+    bool fork_reserved;             /* fork_slot is the reserved slot_a (not returned to the pool) */
+    float *logits;                  /* (n_vocab) logits after the fork's last token (labels, gen) */
+    float *hidden;                  /* (n_embd) hidden after the fork's last token (linear) */
     rwkvd_gen *gen;                 /* GEN_START */
     /* loop bookkeeping, not read by the worker */
     rwkvd_channel *ch;
@@ -118,21 +122,26 @@ typedef struct {
     float probs[RWKVD_LINHEAD_MAX_LABELS];
 } rwkvd_head_task;
 
-/* Worker-side scratch for heads: two scratch slots and buffers sized at start. */
+/* Worker-side scratch for heads, sized at start: slot_b scores multi-token labels. */
 typedef struct {
     int slot_a, slot_b;
     int n_vocab, n_embd;
-    int32_t *seq_tokens; /* (1 + max_suffix) */
+    int32_t *seq_tokens;    /* (1 + max suffix) */
     int seq_cap;
-    float *logits0, *logits1, *hidden;
+    float *logits1;         /* (n_vocab) */
+    rwkv_step_item *items;  /* (cap_tasks) lockstep rows */
+    int *n_feed;            /* (cap_tasks) tokens each fork is fed */
+    int cap_tasks;
 } rwkvd_head_scratch;
 
-int rwkvd_head_scratch_init(rwkvd_head_scratch *s, int slot_a, int slot_b, const rwkv_dims *d,
-                            int max_suffix);
+int rwkvd_head_scratch_init(rwkvd_head_scratch *s, int slot_a, int slot_b, const rwkv_dims *d, int cap_tasks);
 void rwkvd_head_scratch_free(rwkvd_head_scratch *s);
 
-/* Compute one task on the worker thread. Sets t->rc. */
-void rwkvd_head_run(rwkv_engine *e, rwkvd_head_scratch *s, rwkvd_head_task *t);
+/* Compute tasks[0..n) on the worker thread: fork every source into its fork slot, feed
+ * [held] + suffix to all forks together (one batched step per position; sequence mode when
+ * there is a single fork), then score labels, apply linear heads, or leave a generation's
+ * first logits in gen->logits. Sets each task's rc. */
+void rwkvd_heads_run(rwkv_engine *e, rwkvd_head_scratch *s, rwkvd_head_task *tasks, int n);
 /* Sample g->next_token from g->logits (worker thread). */
 void rwkvd_gen_sample(rwkvd_gen *g, const rwkv_tokenizer *tok);
 

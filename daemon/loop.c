@@ -205,8 +205,11 @@ static void complete_job(rwkvd_daemon *d, rwkvd_job *j)
         }
     }
     for (int i = 0; i < j->n_tasks; i++) {
-        j->tasks[i].ch->in_job--;
-        publish_task(d, &j->tasks[i]);
+        rwkvd_head_task *t = &j->tasks[i];
+        t->ch->in_job--;
+        if (t->kind != RWKVD_HEAD_GEN_START && !t->fork_reserved)
+            rwkvd_chantab_slot_free(d->tab, t->fork_slot);
+        publish_task(d, t);
     }
     rwkvd_chantab_reap(d->tab);
     rwkvd_tasks_destroy(&d->tasks_retired);
@@ -333,9 +336,10 @@ int rwkvd_daemon_init(rwkvd_daemon *d, const char *config_path, rwkvd_config **c
     int n_slots = (int)cfg->model.state_slots;
     if (!(d->tab = rwkvd_chantab_new(cfg->limits.max_channels, 2, n_slots)))
         return -ENOMEM;
-    if ((rc = rwkvd_job_init(&d->job, n_slots, (int)cfg->model.max_batch + n_slots, (int)cfg->model.max_batch)))
+    if ((rc = rwkvd_job_init(&d->job, n_slots, (int)cfg->model.max_batch + n_slots, (int)cfg->model.max_batch, dm)))
         return rc;
-    if ((rc = rwkvd_worker_new(d->engine, d->tok, dm, d->slot_a, d->slot_b, &d->worker, err, sizeof err))) {
+    if ((rc = rwkvd_worker_new(d->engine, d->tok, dm, d->slot_a, d->slot_b, (int)cfg->model.max_batch, &d->worker,
+                               err, sizeof err))) {
         rwkvd_log(LOG_ERR, "worker: %s", err);
         return rc;
     }

@@ -30,15 +30,32 @@ static void add_row(rwkvd_job *j, rwkvd_channel *ch, rwkvd_gen *g, int slot, int
     }
 }
 
-static rwkvd_head_task *add_task(rwkvd_job *j, rwkvd_head_kind kind, rwkvd_channel *ch,
-                                 const rwkvd_task_profile *prof, const char *producer, uint64_t seq)
+/* Add an output task; classifications get a fork slot from the pool (or, once per job,
+ * the reserved one). NULL when no fork slot is available: the output waits a job. */
+static rwkvd_head_task *add_task(rwkvd_daemon *d, rwkvd_head_kind kind, rwkvd_channel *ch,
+                                 const rwkvd_task_profile *prof, const char *producer, uint64_t seq, rwkvd_gen *g)
 {
-    rwkvd_head_task *t = &j->tasks[j->n_tasks++];
+    rwkvd_job *j = &d->job;
+    int fork = g ? g->slot : rwkvd_chantab_slot_alloc(d->tab);
+    bool reserved = false;
+    if (fork < 0) {
+        if (j->reserved_used)
+            return NULL;
+        fork = d->slot_a;
+        reserved = j->reserved_used = true;
+    }
+    int idx = j->n_tasks++;
+    rwkvd_head_task *t = &j->tasks[idx];
     memset(t, 0, offsetof(rwkvd_head_task, probs));
     t->kind = kind;
     t->prof = prof;
     t->src_slot = ch->slot;
     t->held = ch->held;
+    t->fork_slot = fork;
+    t->fork_reserved = reserved;
+    t->gen = g;
+    t->logits = g ? g->logits : j->task_logits + (size_t)idx * (size_t)j->n_vocab;
+    t->hidden = j->task_hidden + (size_t)idx * (size_t)j->n_embd;
     t->ch = ch;
     snprintf(t->producer, sizeof t->producer, "%s", seq ? producer : "");
     t->seq = seq;
@@ -100,8 +117,7 @@ static bool start_gen(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvp_gen_params
     g->in_job = true;
     ch->gen = g;
     d->n_gens++;
-    rwkvd_head_task *t = add_task(&d->job, RWKVD_HEAD_GEN_START, ch, prof, producer, seq);
-    t->gen = g;
+    add_task(d, RWKVD_HEAD_GEN_START, ch, prof, producer, seq, g);
     return true;
 }
 
@@ -129,13 +145,16 @@ static bool sched_channel(rwkvd_daemon *d, rwkvd_channel *ch)
                     break;
                 continue;
             }
-            ch->output_pending = false;
             if (kind == RWKVD_TASK_CLASSIFY_LABELS || kind == RWKVD_TASK_CLASSIFY_LINEAR) {
-                add_task(j, kind == RWKVD_TASK_CLASSIFY_LABELS ? RWKVD_HEAD_CLASSIFY_LABELS : RWKVD_HEAD_CLASSIFY_LINEAR,
-                         ch, prof, ch->out_producer, ch->out_seq);
+                if (!add_task(d, kind == RWKVD_TASK_CLASSIFY_LABELS ? RWKVD_HEAD_CLASSIFY_LABELS
+                                                                    : RWKVD_HEAD_CLASSIFY_LINEAR,
+                              ch, prof, ch->out_producer, ch->out_seq, NULL))
+                    break; /* no fork slot in this job: the output stays pending */
+                ch->output_pending = false;
                 used = true;
                 break;
             }
+            ch->output_pending = false;
             continue;
         }
         if (ch->gen && ch->gen->commit)

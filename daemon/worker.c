@@ -31,7 +31,7 @@ struct rwkvd_worker {
     unsigned delay_ms;
 };
 
-int rwkvd_job_init(rwkvd_job *j, int cap_resets, int cap_items, int cap_tasks)
+int rwkvd_job_init(rwkvd_job *j, int cap_resets, int cap_items, int cap_tasks, const rwkv_dims *dims)
 {
     memset(j, 0, sizeof *j);
     j->cap_resets = cap_resets;
@@ -42,7 +42,12 @@ int rwkvd_job_init(rwkvd_job *j, int cap_resets, int cap_items, int cap_tasks)
     j->item_ch = calloc((size_t)cap_items, sizeof *j->item_ch);
     j->item_gen = calloc((size_t)cap_items, sizeof *j->item_gen);
     j->tasks = calloc((size_t)cap_tasks, sizeof *j->tasks);
-    if (!j->resets || !j->items || !j->item_ch || !j->item_gen || !j->tasks) {
+    j->n_vocab = dims->n_vocab;
+    j->n_embd = dims->n_embd;
+    j->task_logits = malloc((size_t)cap_tasks * (size_t)dims->n_vocab * sizeof(float));
+    j->task_hidden = malloc((size_t)cap_tasks * (size_t)dims->n_embd * sizeof(float));
+    if (!j->resets || !j->items || !j->item_ch || !j->item_gen || !j->tasks || !j->task_logits ||
+        !j->task_hidden) {
         rwkvd_job_free(j);
         return -ENOMEM;
     }
@@ -53,6 +58,7 @@ void rwkvd_job_clear(rwkvd_job *j)
 {
     j->n_resets = j->n_items = j->n_tasks = 0;
     j->rc = 0;
+    j->reserved_used = false;
     j->n_input_tokens = 0;
     j->elapsed_ns = 0;
 }
@@ -64,6 +70,8 @@ void rwkvd_job_free(rwkvd_job *j)
     free(j->item_ch);
     free(j->item_gen);
     free(j->tasks);
+    free(j->task_logits);
+    free(j->task_hidden);
     memset(j, 0, sizeof *j);
 }
 
@@ -90,14 +98,13 @@ static void run_job(rwkvd_worker *w, rwkvd_job *j)
         for (int i = 0; i < j->n_items; i++)
             if (j->item_gen[i])
                 rwkvd_gen_sample(j->item_gen[i], w->tok);
+    if (rc == 0)
+        rwkvd_heads_run(w->engine, &w->scratch, j->tasks, j->n_tasks);
     for (int i = 0; i < j->n_tasks; i++) {
         rwkvd_head_task *t = &j->tasks[i];
-        if (rc) {
+        if (rc)
             t->rc = rc;
-            continue;
-        }
-        rwkvd_head_run(w->engine, &w->scratch, t);
-        if (t->kind == RWKVD_HEAD_GEN_START && t->rc == 0)
+        else if (t->kind == RWKVD_HEAD_GEN_START && t->rc == 0)
             rwkvd_gen_sample(t->gen, w->tok);
     }
     j->rc = rc;
@@ -131,7 +138,7 @@ static void *worker_main(void *arg)
 }
 
 int rwkvd_worker_new(rwkv_engine *e, const rwkv_tokenizer *tok, const rwkv_dims *dims, int slot_a,
-                     int slot_b, rwkvd_worker **out, char *err, size_t err_len)
+                     int slot_b, int cap_tasks, rwkvd_worker **out, char *err, size_t err_len)
 {
     rwkvd_worker *w = calloc(1, sizeof *w);
     if (!w)
@@ -143,7 +150,7 @@ int rwkvd_worker_new(rwkv_engine *e, const rwkv_tokenizer *tok, const rwkv_dims 
     if (d && *d)
         w->delay_ms = (unsigned)strtoul(d, NULL, 10);
     int rc = 0;
-    if ((rc = rwkvd_head_scratch_init(&w->scratch, slot_a, slot_b, dims, 0))) {
+    if ((rc = rwkvd_head_scratch_init(&w->scratch, slot_a, slot_b, dims, cap_tasks))) {
         snprintf(err, err_len, "out of memory for head scratch");
         free(w);
         return rc;

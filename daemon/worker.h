@@ -37,22 +37,26 @@ typedef struct {
     /* phase 3: outputs */
     rwkvd_head_task *tasks;    /* (n_tasks) */
     int n_tasks, cap_tasks;
+    float *task_logits;        /* (cap_tasks, n_vocab) each task's fork logits */
+    float *task_hidden;        /* (cap_tasks, n_embd) each task's fork hidden vector */
+    int n_vocab, n_embd;
+    bool reserved_used;        /* the reserved fork slot is taken in this job */
     /* results */
     int rc;                    /* first engine error, 0 if none */
     uint64_t n_input_tokens;   /* channel rows in the step (fed input tokens) */
     uint64_t elapsed_ns;       /* wall time of the job on the worker */
 } rwkvd_job;
 
-int rwkvd_job_init(rwkvd_job *j, int cap_resets, int cap_items, int cap_tasks);
+int rwkvd_job_init(rwkvd_job *j, int cap_resets, int cap_items, int cap_tasks, const rwkv_dims *dims);
 void rwkvd_job_clear(rwkvd_job *j);
 void rwkvd_job_free(rwkvd_job *j);
 
 typedef struct rwkvd_worker rwkvd_worker;
 
 /* Start the worker thread over engine e (borrowed). The tokenizer is shared read-only.
- * slot_a/slot_b are the reserved scratch slots for heads; dims size their buffers. 0 and *out, or negative errno. */
+ * slot_a/slot_b are the reserved scratch slots for heads; dims and cap_tasks size buffers. 0 and *out, or negative errno. */
 int rwkvd_worker_new(rwkv_engine *e, const rwkv_tokenizer *tok, const rwkv_dims *dims, int slot_a,
-                     int slot_b, rwkvd_worker **out, char *err, size_t err_len);
+                     int slot_b, int cap_tasks, rwkvd_worker **out, char *err, size_t err_len);
 /* Stop and join the thread (waits for an in-flight job). NULL-safe; nulls *w. */
 void rwkvd_worker_destroy(rwkvd_worker **w);
 /* The eventfd that becomes readable when a job completes (for zmq_poll). */
