@@ -1,0 +1,83 @@
+/* test_chantab.c — the channel table (daemon/chantab.c): lookup/create/remove, the channel
+ * limit and slot pool, queue cost accounting and the credit estimate, pairs that outlive
+ * their channel, and deferred freeing of channels still referenced by a job. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chantab.h"
+#include "testutil.h"
+
+static rwkvd_entry *entry(uint32_t n_tokens)
+{
+    rwkvd_entry *e = calloc(1, sizeof *e + n_tokens * sizeof(int32_t));
+    e->op = RWKVP_OP_TOKENS;
+    e->n_tokens = n_tokens;
+    return e;
+}
+
+int main(void)
+{
+    rwkvd_chantab *t = rwkvd_chantab_new(3, 2, 6); /* slots 2..5 for channels and forks */
+    CHECK(t != NULL && t->n_free == 4);
+    rwkvd_channel *a = NULL, *b = NULL, *c = NULL, *x = NULL;
+    CHECK(rwkvd_chantab_create(t, "a", 1, "sev", 3, 1000, &a) == 0 && a->slot >= 2 && a->reset_pending);
+    CHECK(strcmp(a->profile, "sev") == 0 && a->held == -1 && a->created_unix_ms == 1000);
+    CHECK(rwkvd_chantab_create(t, "b/c", 3, "", 3, 1000, &b) == 0);
+    CHECK(rwkvd_chantab_find(t, "b/c", 3) == b && rwkvd_chantab_find(t, "b", 1) == NULL);
+    CHECK(rwkvd_chantab_create(t, "c", 1, "", 3, 1000, &c) == 0);
+    CHECK(rwkvd_chantab_create(t, "d", 1, "", 3, 1000, &x) == -EMLINK && x == NULL);
+    int fork = rwkvd_chantab_slot_alloc(t);
+    CHECK(fork >= 2 && rwkvd_chantab_slot_alloc(t) == -1);
+    CHECK(rwkvd_chantab_create(t, "d", 1, "", 4, 1000, &x) == -ENOSPC); /* limit raised, no slot */
+    rwkvd_chantab_slot_free(t, fork);
+
+    /* queue cost: unapplied tokens, at least 1 per message; credit = free / mean cost */
+    CHECK(rwkvd_channel_credit(a, 100) == 100);
+    rwkvd_entry *e1 = entry(10), *e2 = entry(0);
+    rwkvd_chantab_push(a, e1);
+    rwkvd_chantab_push(a, e2);
+    a->n_accepted = 2;
+    a->accepted_cost = 11;
+    CHECK(a->q_messages == 2 && a->q_tokens == 11);
+    CHECK(rwkvd_channel_credit(a, 100) == 89 / 6);
+    CHECK(rwkvd_channel_credit(a, 11) == 0);
+    rwkvd_entry *front = entry(3);
+    rwkvd_chantab_push_front(a, front);
+    CHECK(a->head == front && a->q_tokens == 14);
+    rwkvd_chantab_pop(a);
+    CHECK(a->head == e1 && a->q_tokens == 11);
+    CHECK(rwkvd_chantab_clear_queue(a) == 2 && a->q_tokens == 0 && !a->head && !a->tail);
+
+    /* pairs outlive channels */
+    rwkvd_pair *p = rwkvd_chantab_pair(t, "a", 1, "prod", 4, true);
+    CHECK(p && p->acked == 0);
+    p->acked = 7;
+    CHECK(rwkvd_chantab_pair(t, "a", 1, "prod", 4, false) == p);
+    CHECK(rwkvd_chantab_pair(t, "a", 1, "pro", 3, false) == NULL);
+    CHECK(rwkvd_chantab_pair(t, "ap", 2, "rod", 3, false) == NULL);
+    int a_slot = a->slot;
+    rwkvd_chantab_push(a, entry(5));
+    CHECK(rwkvd_chantab_remove(t, a) == 1);
+    CHECK(rwkvd_chantab_find(t, "a", 1) == NULL && t->n == 2);
+    CHECK(rwkvd_chantab_pair(t, "a", 1, "prod", 4, false)->acked == 7);
+    CHECK(t->n_free == 2 && t->free_slots[t->n_free - 1] == a_slot);
+
+    /* a channel referenced by the in-flight job is freed only by reap */
+    b->in_job = 1;
+    rwkvd_chantab_remove(t, b);
+    CHECK(rwkvd_chantab_find(t, "b/c", 3) == NULL && b->dead && t->n == 2 && t->n_free == 2);
+    rwkvd_channel *b2 = NULL;
+    CHECK(rwkvd_chantab_create(t, "b/c", 3, "", 3, 2000, &b2) == 0 && b2 != b);
+    CHECK(rwkvd_chantab_find(t, "b/c", 3) == b2);
+    b->in_job = 0;
+    rwkvd_chantab_reap(t);
+    CHECK(t->n == 2 && t->n_free == 2);
+    for (size_t i = 0; i < t->n; i++)
+        CHECK(t->v[i]->index == i && !t->v[i]->dead);
+
+    rwkvd_chantab_destroy(&t);
+    rwkvd_chantab_destroy(&t);
+    CHECK(t == NULL);
+    return test_finish("test_chantab");
+}
