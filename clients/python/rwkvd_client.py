@@ -1,0 +1,454 @@
+"""rwkvd_client — a small pure-Python client for rwkvd (protocol RWKV1, proto/PROTOCOL.md).
+
+Needs pyzmq (Debian: python3-zmq) and nothing else. Three classes, one per socket role:
+
+* ``Producer``  — a DEALER on the INGEST endpoint. ``send_text``, ``send_tokens``, ``gen``,
+  ``reset``, ``task``, ``cancel``, ``close_channel`` queue a message with the next seq and
+  return it; ``flush()`` waits until every message is acknowledged. Follows the protocol's
+  producer algorithm: credit limits what is in flight (§8.1), unanswered messages are resent
+  with their original seqs after a timeout (the daemon answers DUP for those it already
+  has), 429 waits for CREDIT, 409/500/503/507 back off, 425 while paused is expected (§8.2).
+  Non-retryable errors raise ``RejectedError`` from ``flush()``/``poll()``.
+* ``Subscriber`` — a SUB on the PUBLISH endpoint; iterate it (or call ``recv``) to get
+  ``Publication`` tuples with the CLASS/END body already parsed.
+* ``Control``   — a REQ on the CONTROL endpoint; ``command("STATUS")`` returns
+  ``(status, body)`` with the body parsed as JSON (text for METRICS and errors).
+
+Every receive has a timeout; nothing blocks forever unless you pass ``timeout=None``.
+
+Example::
+
+    with Producer("tcp://127.0.0.1:5555", producer="web-1") as p:
+        p.send_text("app/nginx", "GET / 200")
+        p.flush(timeout=10)
+"""
+
+import json
+import os
+import socket
+import struct
+import time
+from collections import OrderedDict, namedtuple
+
+import zmq
+
+SIGNATURE = b"RWKV1"
+
+OPS = ("TEXT", "TOKENS", "RESET", "TASK", "GEN", "CANCEL", "CLOSE", "SYNC")
+RETRY_BACKOFF = (409, 500, 503, 507)
+NO_CREDIT, PAUSED = 429, 425
+
+Publication = namedtuple("Publication", "channel kind producer seq tokens_seen index piece code text body")
+Publication.__doc__ = """One publish message (§9). kind is CLASS, TEXT, END or ERROR;
+index/piece are set for TEXT, code/text for ERROR, body (a dict) for CLASS and END."""
+
+
+class ProtocolError(Exception):
+    """A message from the daemon that does not follow the protocol."""
+
+
+class RejectedError(Exception):
+    """The daemon rejected messages with non-retryable errors: errors is a list of
+    (seq, code, text)."""
+
+    def __init__(self, errors):
+        self.errors = errors
+        super().__init__("; ".join("seq %d: %d %s" % e for e in errors))
+
+
+class TimeoutError_(Exception):
+    """No (complete) answer within the timeout."""
+
+
+Timeout = TimeoutError_
+
+
+def default_endpoint(role):
+    """$RWKVD_<ROLE>, else ipc://${RUNTIME_DIRECTORY:-/run/rwkvd}/<role>.sock, like rwkvd.yaml."""
+    env = os.environ.get("RWKVD_" + role.upper())
+    if env:
+        return env
+    return "ipc://%s/%s.sock" % (os.environ.get("RUNTIME_DIRECTORY") or "/run/rwkvd", role)
+
+
+def _uint(frame, what):
+    s = frame.decode("ascii", "replace")
+    if not s.isdigit() or (len(s) > 1 and s[0] == "0") or int(s) >= 1 << 64:
+        raise ProtocolError("%s is not a uint: %r" % (what, frame))
+    return int(s)
+
+
+def pack_tokens(ids):
+    """Token ids -> a TOKENS payload (little-endian uint32)."""
+    ids = list(ids)
+    if not ids:
+        raise ValueError("TOKENS needs at least one id")
+    return struct.pack("<%dI" % len(ids), *ids)
+
+
+class _Entry:
+    __slots__ = ("channel", "op", "seq", "payload", "sent")
+
+    def __init__(self, channel, op, seq, payload):
+        self.channel, self.op, self.seq, self.payload, self.sent = channel, op, seq, payload, False
+
+
+class Producer:
+    """At-least-once producer for one producer id (any number of channels).
+
+    Seqs come from one counter shared by all channels (gaps per channel are allowed, §6.2);
+    it starts above what the daemon acknowledged (SYNC) for the first channel used, or at
+    ``first_seq``. ``window`` bounds the unacknowledged messages: a send blocks (pumping
+    replies) while it is full.
+    """
+
+    def __init__(self, endpoint=None, producer=None, first_seq=None, timeout=2.0, window=1024, context=None):
+        self.endpoint = endpoint or default_endpoint("ingest")
+        self.producer = producer or "%s:%d" % (socket.gethostname().split(".")[0] or "host", os.getpid())
+        self.timeout = timeout
+        self.window = window
+        self._ctx = context or zmq.Context.instance()
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.connect(self.endpoint)
+        self._next_seq = first_seq
+        self._pending = OrderedDict()  # seq -> _Entry, in seq order
+        self._chan = {}  # channel -> dict(credit, in_flight, acked, paused_until, wait_credit)
+        self._errors = []
+        self._last_progress = time.monotonic()
+        self._backoff = 0.0
+
+    # -- public -------------------------------------------------------------------------
+    def send_text(self, channel, text):
+        """Queue one TEXT event; returns its seq."""
+        return self._queue(channel, "TEXT", text.encode("utf-8") if isinstance(text, str) else bytes(text))
+
+    def send_tokens(self, channel, ids):
+        """Queue a TOKENS message (ids 0..2^32-1); returns its seq."""
+        return self._queue(channel, "TOKENS", pack_tokens(ids))
+
+    def gen(self, channel, **params):
+        """Request a continuation (§6.4): gen("chat", max_tokens=32, stop=["\\n"]); returns its seq."""
+        return self._queue(channel, "GEN", json.dumps(params, separators=(",", ":")).encode() if params else b"")
+
+    def task(self, channel, profile):
+        return self._queue(channel, "TASK", profile.encode("ascii"))
+
+    def reset(self, channel):
+        return self._queue(channel, "RESET", None)
+
+    def cancel(self, channel):
+        return self._queue(channel, "CANCEL", None)
+
+    def close_channel(self, channel):
+        return self._queue(channel, "CLOSE", None)
+
+    def sync(self, channel, timeout=5.0):
+        """SYNC (§6.1): returns (acked, credit) for (channel, this producer) and ends a pause."""
+        deadline = time.monotonic() + timeout
+        st = self._state(channel)
+        st["synced"] = None
+        self._send(channel, "SYNC", 0, None)
+        last = time.monotonic()
+        while st["synced"] is None:
+            now = time.monotonic()
+            if now >= deadline:
+                raise Timeout("no CREDIT for SYNC from %s within %.1fs" % (self.endpoint, timeout))
+            if now - last >= self.timeout:  # lost: ask again
+                self._send(channel, "SYNC", 0, None)
+                last = now
+            self._pump(min(deadline, last + self.timeout) - now)
+        return st["synced"]
+
+    @property
+    def unacked(self):
+        """Messages not yet acknowledged."""
+        return len(self._pending)
+
+    def poll(self, timeout=0.0):
+        """Process replies for up to timeout seconds, (re)send what credit allows; raises
+        RejectedError for messages the daemon refused for good since the last call."""
+        self._pump(timeout)
+        self._raise_errors()
+
+    def flush(self, timeout=30.0):
+        """Wait until every queued message is acknowledged (ACK or DUP)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._pending:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise Timeout("%d messages unacknowledged by %s" % (len(self._pending), self.endpoint))
+            self._pump(0.1 if left is None else min(0.1, left))
+        self._raise_errors()
+
+    def close(self):
+        self._sock.close(0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- internals ----------------------------------------------------------------------
+    def _state(self, channel):
+        st = self._chan.get(channel)
+        if st is None:
+            st = self._chan[channel] = {"credit": 1, "in_flight": 0, "acked": 0, "paused_until": 0.0,
+                                        "wait_credit": False, "synced": None}
+        return st
+
+    def _queue(self, channel, op, payload):
+        if self._next_seq is None:
+            acked, _ = self.sync(channel)
+            self._next_seq = acked + 1
+        while len(self._pending) >= self.window:
+            self._pump(0.1)
+        seq = self._next_seq
+        self._next_seq += 1
+        self._pending[seq] = _Entry(channel, op, seq, payload)
+        self._pump(0)
+        return seq
+
+    def _send(self, channel, op, seq, payload):
+        frames = [SIGNATURE, op.encode(), channel.encode("ascii"), self.producer.encode("ascii"), str(seq).encode()]
+        if payload is not None:
+            frames.append(payload)
+        try:
+            self._sock.send_multipart(frames, zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            return False
+
+    def _send_some(self):
+        now = time.monotonic()
+        blocked = set()
+        for e in self._pending.values():
+            if e.sent or e.channel in blocked:
+                continue
+            st = self._state(e.channel)
+            if st["paused_until"] > now or st["in_flight"] >= max(st["credit"], 0 if st["in_flight"] else 1):
+                blocked.add(e.channel)  # keep per-channel order: nothing later goes first
+                continue
+            if not self._send(e.channel, e.op, e.seq, e.payload):
+                return
+            if not any(x["in_flight"] for x in self._chan.values()):
+                self._last_progress = now
+            e.sent = True
+            st["in_flight"] += 1
+
+    def _rewind(self, channel, from_seq=0):
+        for e in self._pending.values():
+            if e.channel == channel and e.seq >= from_seq and e.sent:
+                e.sent = False
+                self._state(channel)["in_flight"] -= 1
+
+    def _pump(self, timeout):
+        self._send_some()
+        end = time.monotonic() + max(timeout, 0)
+        while True:
+            left = end - time.monotonic()
+            if self._sock.poll(max(0, int(left * 1000))) and True:
+                while True:
+                    try:
+                        frames = self._sock.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._handle(frames)
+            now = time.monotonic()
+            if any(st["in_flight"] for st in self._chan.values()) and now - self._last_progress >= self.timeout:
+                for ch, st in self._chan.items():  # nothing heard: resend everything unanswered
+                    self._rewind(ch)
+                    st["credit"] = 1
+                self._last_progress = now
+            self._send_some()
+            if time.monotonic() >= end:
+                return
+
+    def _handle(self, frames):
+        if frames and frames[0] == b"":
+            frames = frames[1:]
+        if len(frames) < 2 or frames[0] != SIGNATURE:
+            raise ProtocolError("reply without the RWKV1 signature: %r" % frames[:2])
+        kind = frames[1]
+        self._last_progress = time.monotonic()
+        if kind in (b"ACK", b"DUP") and len(frames) == 7:
+            ch = frames[2].decode("ascii")
+            seq, acked, credit = _uint(frames[4], "seq"), _uint(frames[5], "acked"), _uint(frames[6], "credit")
+            self._covered(ch, acked, seq)
+            st = self._state(ch)
+            st["credit"] = credit
+            self._backoff = 0.0
+        elif kind == b"CREDIT" and len(frames) == 6:
+            ch = frames[2].decode("ascii")
+            acked, credit = _uint(frames[4], "acked"), _uint(frames[5], "credit")
+            st = self._state(ch)
+            st["credit"] = credit
+            st["synced"] = (acked, credit)
+            self._covered(ch, acked, None)
+            if st["wait_credit"]:
+                st["wait_credit"] = False
+                st["paused_until"] = 0.0
+        elif kind == b"ERROR" and len(frames) == 7:
+            self._error(frames)
+        else:
+            raise ProtocolError("unexpected reply %r with %d frames" % (kind, len(frames)))
+
+    def _covered(self, channel, acked, seq):
+        st = self._state(channel)
+        st["acked"] = max(st["acked"], acked)
+        done = [s for s, e in self._pending.items() if e.channel == channel and (s <= acked or s == seq)]
+        for s in done:
+            e = self._pending.pop(s)
+            if e.sent:
+                st["in_flight"] -= 1
+
+    def _error(self, frames):
+        ch = frames[2].decode("ascii") if frames[2] else None
+        code = int(frames[5])
+        text = frames[6].decode("utf-8", "replace")
+        seq = _uint(frames[4], "seq") if frames[4] else None
+        if code == 505:
+            raise ProtocolError("the daemon does not speak RWKV1: " + text)
+        e = self._pending.get(seq) if seq is not None else next((x for x in self._pending.values() if x.sent), None)
+        if e is None:
+            return
+        st = self._state(e.channel)
+        if e.sent:
+            e.sent = False
+            st["in_flight"] -= 1
+        now = time.monotonic()
+        if code == NO_CREDIT:
+            self._rewind(e.channel, e.seq)
+            st["wait_credit"] = True
+            st["paused_until"] = now + 1.0  # resend after CREDIT, or after 1 s without it
+            st["credit"] = 1
+        elif code in RETRY_BACKOFF:
+            self._rewind(e.channel, e.seq)
+            self._backoff = min(self._backoff * 2 or 0.1, 5.0)
+            st["paused_until"] = now + self._backoff
+            st["credit"] = 1
+        elif code == PAUSED:
+            if st["paused_until"] <= now:
+                # paused at a seq whose error we missed: resend from the oldest we hold; if that
+                # is this very message, the paused seq is gone and SYNC ends the pause
+                oldest = min((x.seq for x in self._pending.values() if x.channel == e.channel), default=e.seq)
+                self._rewind(e.channel)
+                if oldest == e.seq:
+                    self._send(e.channel, "SYNC", 0, None)
+                st["paused_until"] = now + 0.1
+                st["credit"] = 1
+        else:
+            del self._pending[e.seq]
+            self._errors.append((e.seq, code, text))
+
+    def _raise_errors(self):
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise RejectedError(errors)
+
+
+class Subscriber:
+    """SUB socket on the PUBLISH endpoint; prefixes select channels ("" or none: all)."""
+
+    def __init__(self, endpoint=None, prefixes=("",), context=None):
+        self.endpoint = endpoint or default_endpoint("publish")
+        self._ctx = context or zmq.Context.instance()
+        self._sock = self._ctx.socket(zmq.SUB)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        for p in prefixes or ("",):
+            self._sock.setsockopt(zmq.SUBSCRIBE, p.encode("ascii"))
+        self._sock.connect(self.endpoint)
+
+    def recv(self, timeout=None):
+        """The next publication, or None when timeout (seconds) passes first. Messages with
+        another signature or a '$' topic are skipped (§9)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0, deadline - time.monotonic())
+            if not self._sock.poll(None if left is None else int(left * 1000)):
+                return None
+            pub = decode_publication(self._sock.recv_multipart())
+            if pub is not None:
+                return pub
+
+    def __iter__(self):
+        while True:
+            pub = self.recv()
+            if pub is not None:
+                yield pub
+
+    def close(self):
+        self._sock.close(0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def decode_publication(frames):
+    """Frames of one publish message -> Publication, or None to skip it."""
+    if len(frames) < 6 or frames[1] != SIGNATURE or frames[0][:1] == b"$":
+        return None
+    channel, kind = frames[0].decode("ascii"), frames[2].decode("ascii", "replace")
+    producer = frames[3].decode("ascii")
+    seq, seen = _uint(frames[4], "seq"), _uint(frames[5], "tokens_seen")
+    index = piece = code = text = body = None
+    if kind in ("CLASS", "END") and len(frames) == 7:
+        body = json.loads(frames[6].decode("utf-8"))
+    elif kind == "TEXT" and len(frames) == 8:
+        index, piece = _uint(frames[6], "index"), frames[7].decode("utf-8")
+    elif kind == "ERROR" and len(frames) == 8:
+        code, text = int(frames[6]), frames[7].decode("utf-8")
+    elif kind in ("CLASS", "END", "TEXT", "ERROR"):
+        raise ProtocolError("%s publication with %d frames" % (kind, len(frames)))
+    else:
+        return None  # a later kind (§13): ignored
+    return Publication(channel, kind, producer, seq, seen, index, piece, code, text, body)
+
+
+class Control:
+    """REQ socket on the CONTROL endpoint."""
+
+    def __init__(self, endpoint=None, timeout=5.0, context=None):
+        self.endpoint = endpoint or default_endpoint("control")
+        self.timeout = timeout
+        self._ctx = context or zmq.Context.instance()
+        self._sock = None
+
+    def _connect(self):
+        self._sock = self._ctx.socket(zmq.REQ)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.connect(self.endpoint)
+
+    def command(self, name, *args):
+        """command("INFO", "app/x") -> (status, body): body is the parsed JSON for 200 (text for
+        METRICS), the reason text otherwise. Raises Timeout when no reply comes in time (the
+        socket is then recreated, since a REQ that lost its reply cannot send again)."""
+        if self._sock is None:
+            self._connect()
+        self._sock.send_multipart([SIGNATURE, name.upper().encode("ascii")] + [a.encode("ascii") for a in args])
+        if not self._sock.poll(int(self.timeout * 1000)):
+            self._sock.close(0)
+            self._sock = None
+            raise Timeout("no reply to %s from %s within %.1fs" % (name, self.endpoint, self.timeout))
+        frames = self._sock.recv_multipart()
+        if len(frames) != 3 or frames[0] != SIGNATURE:
+            raise ProtocolError("malformed control reply: %r" % frames[:3])
+        status, body = int(frames[1]), frames[2].decode("utf-8")
+        if status == 200 and name.upper() != "METRICS":
+            body = json.loads(body)
+        return status, body
+
+    def close(self):
+        if self._sock is not None:
+            self._sock.close(0)
+            self._sock = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
