@@ -37,7 +37,7 @@ struct rwkvd_wal {
     char path[PATH_MAX];
     uint64_t end;   /* end of the last whole record in the last segment */
     uint64_t next_lsn;
-    uint64_t durable_lsn;
+    uint64_t synced_lsn; /* highest LSN known fdatasynced */
     uint64_t last_tick_sync_ns;
     int failed;     /* sticky negative errno after a failed fsync or cleanup */
     unsigned char *buf;
@@ -456,7 +456,7 @@ int rwkvd_wal_open(const char *dir, const rwkvd_wal_opts *opts, rwkvd_wal **out,
         if ((r = seg_create(w, floor_lsn, err, err_len)) < 0)
             goto fail;
     }
-    w->durable_lsn = w->next_lsn - 1;
+    w->synced_lsn = w->next_lsn - 1;
     rep->n_segments = w->n_segs;
     rep->first_lsn = w->segs[0];
     rep->next_lsn = w->next_lsn;
@@ -490,7 +490,7 @@ static int do_sync(rwkvd_wal *w)
     if (w->failed)
         return w->failed;
     uint64_t last = w->next_lsn - 1;
-    if (w->durable_lsn >= last)
+    if (w->synced_lsn >= last)
         return 0;
     int r = rwkvd_fsio_fsync(w->io, w->fd, w->path, 1);
     if (r < 0) {
@@ -499,7 +499,7 @@ static int do_sync(rwkvd_wal *w)
         w->failed = r;
         return r;
     }
-    w->durable_lsn = last;
+    w->synced_lsn = last;
     return 0;
 }
 
@@ -564,8 +564,6 @@ int rwkvd_wal_append(rwkvd_wal *w, const rwkvd_wal_rec *rec, uint64_t *lsn_out)
     }
     w->end += size;
     w->next_lsn = lsn + 1;
-    if (w->policy == RWKVD_WAL_FSYNC_NO)
-        w->durable_lsn = lsn;
     if (lsn_out)
         *lsn_out = lsn;
     return 0;
@@ -582,7 +580,7 @@ int rwkvd_wal_tick(rwkvd_wal *w, uint64_t now_ns)
 {
     if (w->policy != RWKVD_WAL_FSYNC_EVERYSEC)
         return w->failed;
-    if (w->durable_lsn + 1 >= w->next_lsn)
+    if (w->synced_lsn + 1 >= w->next_lsn)
         return w->failed;
     if (w->last_tick_sync_ns && now_ns - w->last_tick_sync_ns < 1000000000u)
         return w->failed;
@@ -594,7 +592,7 @@ int rwkvd_wal_tick(rwkvd_wal *w, uint64_t now_ns)
 
 uint64_t rwkvd_wal_next_tick_ns(const rwkvd_wal *w)
 {
-    if (w->policy != RWKVD_WAL_FSYNC_EVERYSEC || w->failed || w->durable_lsn + 1 >= w->next_lsn)
+    if (w->policy != RWKVD_WAL_FSYNC_EVERYSEC || w->failed || w->synced_lsn + 1 >= w->next_lsn)
         return 0;
     return w->last_tick_sync_ns ? w->last_tick_sync_ns + 1000000000u : 1;
 }
@@ -606,7 +604,11 @@ int rwkvd_wal_sync(rwkvd_wal *w)
 
 uint64_t rwkvd_wal_next_lsn(const rwkvd_wal *w) { return w->next_lsn; }
 uint64_t rwkvd_wal_first_lsn(const rwkvd_wal *w) { return w->segs[0]; }
-uint64_t rwkvd_wal_durable_lsn(const rwkvd_wal *w) { return w->durable_lsn; }
+uint64_t rwkvd_wal_durable_lsn(const rwkvd_wal *w)
+{
+    /* Under `no`, written to the kernel is all the durability there is (see wal.h). */
+    return w->policy == RWKVD_WAL_FSYNC_NO ? w->next_lsn - 1 : w->synced_lsn;
+}
 int rwkvd_wal_failed(const rwkvd_wal *w) { return w->failed; }
 uint32_t rwkvd_wal_n_segments(const rwkvd_wal *w) { return w->n_segs; }
 
