@@ -106,7 +106,8 @@ int rwkvd_wal_sync(rwkvd_wal *w);
 
 uint64_t rwkvd_wal_next_lsn(const rwkvd_wal *w);
 uint64_t rwkvd_wal_first_lsn(const rwkvd_wal *w); /* lowest LSN still in the log */
-uint64_t rwkvd_wal_durable_lsn(const rwkvd_wal *w); /* 0 when nothing is durable */
+/* Highest durable LSN (0 = none): fdatasynced under always/everysec, written under no. */
+uint64_t rwkvd_wal_durable_lsn(const rwkvd_wal *w);
 int rwkvd_wal_failed(const rwkvd_wal *w);           /* 0 or the sticky negative errno */
 uint32_t rwkvd_wal_n_segments(const rwkvd_wal *w);
 
