@@ -1,5 +1,5 @@
 # rwkvd — two entry points that work on a fresh Debian 12 machine:
-#   make run    install what is missing, build, run the main job on the embedded default model
+#   make run    install what is missing, build, start rwkvd in the foreground on the embedded default model
 #   make check  install what is missing, build, run every test (plain, ASan+UBSan, fuzz)
 # Other targets: build, asan, fuzz, bench, deps, clean.
 
@@ -38,9 +38,13 @@ build: deps $(BUILD)/build.ninja
 
 run: build
 	@mkdir -p $(CURDIR)/$(BUILD)/run $(CURDIR)/$(BUILD)/state
-	@echo "rwkvd: starting on $(BUILD)/tools/default-model.pth (random weights) with conf/rwkvd.yaml; Ctrl-C stops it."
-	@echo "rwkvd: in another terminal, send a line to channel 'demo' (needs python3-zmq) with:"
-	@echo "  /usr/bin/python3 -c \"import zmq; s = zmq.Context().socket(zmq.DEALER); s.connect('ipc://$(CURDIR)/$(BUILD)/run/ingest.sock'); s.send_multipart([b'RWKV1', b'TEXT', b'demo', b'me', b'1', b'hello world']); print(s.recv_multipart())\""
+	@echo "rwkvd: starting in the foreground on $(BUILD)/tools/default-model.pth (random weights) with"
+	@echo "rwkvd: conf/rwkvd.yaml, sockets in $(BUILD)/run (ipc only); Ctrl-C stops it. In a second terminal:"
+	@echo "  export RUNTIME_DIRECTORY=$(CURDIR)/$(BUILD)/run"
+	@echo "  $(BUILD)/clients/rwkvsub &                                  # every publication as a JSON line"
+	@echo "  echo hello | $(BUILD)/clients/rwkvcat -c demo --task severity   # one event -> a CLASS"
+	@echo "  echo 'User: hi' | $(BUILD)/clients/rwkvcat -c chat --task chat --gen '{\"max_tokens\":16}'"
+	@echo "  $(BUILD)/clients/rwkvctl status; $(BUILD)/clients/rwkvctl channels"
 	RWKVD_MODEL=$(BUILD)/tools/default-model.pth RUNTIME_DIRECTORY=$(CURDIR)/$(BUILD)/run \
 	  STATE_DIRECTORY=$(CURDIR)/$(BUILD)/state $(BUILD)/daemon/rwkvd -c conf/rwkvd.yaml
 
