@@ -327,39 +327,58 @@ def test_classify():
 
 
 def test_many_channels():
-    """20 channels fed concurrently by 4 producers, interleaved: every channel's CLASS equals
-    the reference computed for that channel alone."""
-    d = Daemon(profiles=SEV_PROFILE, default_profile="sev", max_batch=8)
+    """100 channels fed concurrently by 4 producers, interleaved (batches of 8 rows, so every
+    job mixes channels): each channel's CLASS results equal, bit for bit, those of the same
+    events sent to a fresh channel alone (nothing else queued), and a sample of channels
+    equals the rwkv-run reference."""
+    n_ch, n_ev = 100, 3
+    d = Daemon(profiles=SEV_PROFILE, default_profile="sev", max_batch=8, slots=240)
     try:
         sub = d.sub(b"")
         socks = [d.dealer() for _ in range(4)]
         texts = {}
-        for k in range(3):  # three events per channel, round-robin over channels
-            for c in range(20):
-                ch = "ch%02d" % c
-                ev = "event %d of channel %d %s" % (k, c, "x" * (c % 5))
+        for k in range(n_ev):  # round-robin over channels, event k of every channel, then k+1
+            for c in range(n_ch):
+                ch = "ch%03d" % c
+                ev = "event %d of channel %d %s" % (k, c, "x" * (c % 7))
                 texts.setdefault(ch, []).append(ev)
-                s = socks[c % 4]
-                send(s, b"TEXT", ch.encode(), b"prod%d" % (c % 4), k + 1, ev.encode())
+                send(socks[c % 4], b"TEXT", ch.encode(), b"prod%d" % (c % 4), k + 1, ev.encode())
         for s in socks:
-            for _ in range(15):
+            for _ in range(n_ch * n_ev // 4):
                 expect_reply(s, "ACK")
-        got = {}
-        while sum(len(v) for v in got.values()) < 60:
-            m = next_pub(sub, timeout_ms=20000)
-            check(m[2] == b"CLASS", "unexpected publication %r" % m)
-            got.setdefault(m[0].decode(), []).append((int(m[4]), np.array(json.loads(m[6])["probs"])))
-        for ch, evs in texts.items():
-            seqs = [q for q, _ in got[ch]]
-            check(seqs == [1, 2, 3], "%s: CLASS seqs in order %r" % (ch, seqs))
-            prefix = []
-            for k, ev in enumerate(evs):
-                prefix += b(ev) + b("\n")
-                ref = ref_label_probs(prefix + SEV_SUFFIX, SEV_LABELS)
-                diff = np.max(np.abs(got[ch][k][1] - ref))
-                check(diff < 1e-5, "%s event %d: probs differ from the channel alone by %g" % (ch, k, diff))
+
+        def collect(n, got):
+            while sum(len(v) for v in got.values()) < n:
+                m = next_pub(sub, timeout_ms=20000)
+                check(m[2] == b"CLASS", "unexpected publication %r" % m)
+                got.setdefault(m[0].decode(), []).append((int(m[4]), int(m[5]), json.loads(m[6])["probs"]))
+            return got
+
+        got = collect(n_ch * n_ev, {})
         st = d.control_json(b"STATUS")
-        check(st["channels"]["total"] == 20, "STATUS channels %r" % st["channels"])
+        check(st["channels"]["total"] == n_ch, "STATUS channels %r" % st["channels"])
+        # each channel alone: the same events on a fresh channel, with nothing else queued
+        s = socks[0]
+        alone = {}
+        for i, (ch, evs) in enumerate(texts.items()):
+            for k, ev in enumerate(evs):
+                send(s, b"TEXT", ("alone/" + ch).encode(), b"solo", k + 1, ev.encode())
+                expect_reply(s, "ACK", k + 1)
+            collect((i + 1) * n_ev, alone)
+        for ch, evs in texts.items():
+            seqs = [q for q, _, _ in got[ch]]
+            check(seqs == list(range(1, n_ev + 1)), "%s: CLASS seqs in order %r" % (ch, seqs))
+            check(got[ch] == alone["alone/" + ch],
+                  "%s: interleaved results %r differ from the channel alone %r" % (ch, got[ch], alone["alone/" + ch]))
+        for c in (0, 37, 99):  # and against the independent reference
+            ch = "ch%03d" % c
+            prefix = []
+            for k, ev in enumerate(texts[ch]):
+                prefix += b(ev) + b("\n")
+                check(got[ch][k][1] == len(prefix), "%s tokens_seen %r" % (ch, got[ch][k]))
+                ref = ref_label_probs(prefix + SEV_SUFFIX, SEV_LABELS)
+                diff = np.max(np.abs(np.array(got[ch][k][2]) - ref))
+                check(diff < 1e-5, "%s event %d: probs differ from rwkv-run by %g" % (ch, k, diff))
     finally:
         d.close()
 
