@@ -3,7 +3,10 @@
  *   rwkvctl [-e ENDPOINT] [-t TIMEOUT] [--json] COMMAND [ARG]
  *
  * Sends one request (CHANNELS: one per page until "more" is false) on a REQ socket and
- * prints the reply body: JSON pretty-printed (compact with --json), METRICS text as is.
+ * prints the reply for a human by default: an object as aligned "key: value" lines (nested
+ * objects flattened to dotted keys, lists of objects as a table), CHANNELS as one table;
+ * --json prints the JSON body on one line instead (CHANNELS: the pages merged), for scripts.
+ * METRICS is Prometheus text either way, printed as is.
  * The exit status is what scripts branch on: 0 for 200; wire code − 390 for an error reply
  * (404 → 14, 422 → 32, 501 → 111, 503 → 113); 2 usage; 3 no reply within the timeout;
  * 4 a local failure (socket, memory). The daemon's reason goes to stderr.
@@ -39,7 +42,7 @@ static void usage(FILE *f)
           "  -e, --endpoint EP    control endpoint (default: $RWKVD_CONTROL, else\n"
           "                       ipc://${RUNTIME_DIRECTORY:-/run/rwkvd}/control.sock)\n"
           "  -t, --timeout DUR    wait at most DUR for each reply (default 5s; 250ms, 2s, 1m)\n"
-          "  -j, --json           compact one-line JSON instead of indented\n"
+          "  -j, --json           the reply's JSON body on one line instead of text\n"
           "  -h, --help           this text\n"
           "\n"
           "exit status: 0 ok; wire error code - 390 (404 -> 14, 422 -> 32, 501 -> 111,\n"
@@ -111,11 +114,273 @@ static int roundtrip(void *sock, const rwkvp_ctl_request *req, long timeout_ms, 
     return 0;
 }
 
-static int print_json(json_t *j, bool compact)
+/* ---- human-readable output ----------------------------------------------------------- */
+
+typedef struct {
+    char **key, **val; /* (n) */
+    size_t n, cap;
+    json_t **tables;   /* (n_tables) arrays of objects, printed after the lines */
+    char **table_key;  /* (n_tables) */
+    size_t n_tables, cap_tables;
+    bool oom;
+} kv_list;
+
+/* A scalar (or an array of scalars, joined with ", ") as text; NULL for anything else or
+ * when out of memory. */
+static char *scalar_text(const json_t *v)
 {
-    /* numbers print with 12 significant digits (jansson's default of 17 shows 0.1 as
-       0.10000000000000001); --json on single replies prints the daemon's own text instead */
-    size_t flags = JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12) | (compact ? JSON_COMPACT : JSON_INDENT(2));
+    char buf[64];
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        return strdup(json_string_value(v));
+    case JSON_INTEGER:
+        snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return strdup(buf);
+    case JSON_REAL:
+        snprintf(buf, sizeof buf, "%.6g", json_real_value(v));
+        return strdup(buf);
+    case JSON_TRUE:
+        return strdup("true");
+    case JSON_FALSE:
+        return strdup("false");
+    case JSON_NULL:
+        return strdup("-");
+    case JSON_ARRAY: {
+        size_t n = json_array_size(v), len = 0;
+        if (n == 0)
+            return strdup("(none)");
+        char *out = NULL;
+        for (size_t i = 0; i < n; i++) {
+            char *t = scalar_text(json_array_get(v, i));
+            char *grown = t ? realloc(out, len + strlen(t) + 3) : NULL;
+            if (!grown) {
+                free(t);
+                free(out);
+                return NULL;
+            }
+            out = grown;
+            len += (size_t)sprintf(out + len, "%s%s", i ? ", " : "", t);
+            free(t);
+        }
+        return out;
+    }
+    default:
+        return NULL;
+    }
+}
+
+static bool is_object_array(const json_t *v)
+{
+    if (!json_is_array(v) || json_array_size(v) == 0)
+        return false;
+    for (size_t i = 0; i < json_array_size(v); i++)
+        if (!json_is_object(json_array_get(v, i)))
+            return false;
+    return true;
+}
+
+static void kv_add(kv_list *l, const char *key, char *val)
+{
+    char *k = val ? strdup(key) : NULL;
+    if (k && l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 32;
+        char **nk = realloc(l->key, cap * sizeof *nk);
+        if (nk)
+            l->key = nk;
+        char **nv = nk ? realloc(l->val, cap * sizeof *nv) : NULL;
+        if (nv)
+            l->val = nv;
+        if (nk && nv)
+            l->cap = cap;
+    }
+    if (!k || l->n == l->cap) {
+        free(k);
+        free(val);
+        l->oom = true;
+        return;
+    }
+    l->key[l->n] = k;
+    l->val[l->n++] = val;
+}
+
+static void kv_flatten(kv_list *l, const json_t *obj, const char *prefix)
+{
+    const char *name;
+    json_t *v;
+    json_object_foreach((json_t *)obj, name, v) {
+        char key[256];
+        snprintf(key, sizeof key, "%s%s", prefix, name);
+        if (json_is_object(v)) {
+            char sub[sizeof key + 1];
+            snprintf(sub, sizeof sub, "%s.", key);
+            kv_flatten(l, v, sub);
+        } else if (is_object_array(v)) {
+            if (l->n_tables == l->cap_tables) {
+                size_t cap = l->cap_tables ? 2 * l->cap_tables : 4;
+                json_t **t = realloc(l->tables, cap * sizeof *t);
+                if (t)
+                    l->tables = t;
+                char **k = t ? realloc(l->table_key, cap * sizeof *k) : NULL;
+                if (k)
+                    l->table_key = k;
+                if (!t || !k) {
+                    l->oom = true;
+                    continue;
+                }
+                l->cap_tables = cap;
+            }
+            char *k = strdup(key);
+            if (!k) {
+                l->oom = true;
+                continue;
+            }
+            l->tables[l->n_tables] = v;
+            l->table_key[l->n_tables++] = k;
+        } else {
+            char *t = scalar_text(v);
+            kv_add(l, key, t ? t : strdup("(nested)"));
+        }
+    }
+}
+
+static void kv_free(kv_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->key[i]);
+        free(l->val[i]);
+    }
+    for (size_t i = 0; i < l->n_tables; i++)
+        free(l->table_key[i]);
+    free(l->key);
+    free(l->val);
+    free(l->tables);
+    free(l->table_key);
+}
+
+/* rows: an array of objects; one column per member name in order of first appearance,
+ * headed by the name in upper case; numeric columns right-aligned. Returns 0 or -ENOMEM. */
+static int print_table(const json_t *rows, const char *indent)
+{
+    size_t n_rows = json_array_size(rows), n_cols = 0;
+    const char *cols[64];
+    for (size_t r = 0; r < n_rows; r++) {
+        const char *name;
+        json_t *v;
+        json_object_foreach(json_array_get(rows, r), name, v) {
+            size_t c = 0;
+            while (c < n_cols && strcmp(cols[c], name) != 0)
+                c++;
+            if (c == n_cols && n_cols < sizeof cols / sizeof cols[0])
+                cols[n_cols++] = name;
+        }
+    }
+    char **cell = calloc(n_rows * n_cols + 1, sizeof *cell);
+    size_t width[64];
+    bool numeric[64];
+    if (!cell)
+        return -ENOMEM;
+    int rc = 0;
+    for (size_t c = 0; c < n_cols; c++) {
+        width[c] = strlen(cols[c]);
+        numeric[c] = true;
+        for (size_t r = 0; r < n_rows; r++) {
+            json_t *v = json_object_get(json_array_get(rows, r), cols[c]);
+            char *t = v ? scalar_text(v) : strdup("-");
+            if (!t)
+                t = v ? strdup("(nested)") : NULL;
+            if (!t) {
+                rc = -ENOMEM;
+                goto out;
+            }
+            cell[r * n_cols + c] = t;
+            if (strlen(t) > width[c])
+                width[c] = strlen(t);
+            if (v && !json_is_number(v))
+                numeric[c] = false;
+        }
+    }
+    for (size_t r = 0; r <= n_rows; r++) {
+        fputs(indent, stdout);
+        for (size_t c = 0; c < n_cols; c++) {
+            char head[128];
+            const char *t = cell[(r ? r - 1 : 0) * n_cols + c];
+            if (r == 0) {
+                size_t k = 0;
+                for (; cols[c][k] && k + 1 < sizeof head; k++)
+                    head[k] = (char)(cols[c][k] >= 'a' && cols[c][k] <= 'z' ? cols[c][k] - 32 : cols[c][k]);
+                head[k] = '\0';
+                t = head;
+            }
+            bool last = c + 1 == n_cols;
+            if (numeric[c])
+                printf("%*s%s", (int)width[c], t, last ? "" : "  ");
+            else
+                printf("%-*s%s", last ? 0 : (int)width[c], t, last ? "" : "  ");
+        }
+        fputc('\n', stdout);
+    }
+out:
+    for (size_t i = 0; i < n_rows * n_cols; i++)
+        free(cell[i]);
+    free(cell);
+    return rc;
+}
+
+/* An object as aligned "key: value" lines, then its lists of objects as tables. */
+static int print_text(const json_t *obj)
+{
+    kv_list l = {0};
+    kv_flatten(&l, obj, "");
+    int status = 0;
+    if (l.oom) {
+        fprintf(stderr, "rwkvctl: out of memory\n");
+        status = EXIT_LOCAL;
+        goto out;
+    }
+    size_t w = 0;
+    for (size_t i = 0; i < l.n; i++)
+        if (strlen(l.key[i]) > w)
+            w = strlen(l.key[i]);
+    for (size_t i = 0; i < l.n; i++)
+        printf("%s:%*s %s\n", l.key[i], (int)(w - strlen(l.key[i])), "", l.val[i]);
+    for (size_t i = 0; i < l.n_tables; i++) {
+        printf("%s:\n", l.table_key[i]);
+        if (print_table(l.tables[i], "  ") != 0) {
+            fprintf(stderr, "rwkvctl: out of memory\n");
+            status = EXIT_LOCAL;
+            goto out;
+        }
+    }
+out:
+    kv_free(&l);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "rwkvctl: cannot write the output\n");
+        status = EXIT_LOCAL;
+    }
+    return status;
+}
+
+static int print_channels(const json_t *list)
+{
+    int status = 0;
+    if (json_array_size(list) == 0)
+        fputs("no channels\n", stdout);
+    else if (print_table(list, "") != 0) {
+        fprintf(stderr, "rwkvctl: out of memory\n");
+        status = EXIT_LOCAL;
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "rwkvctl: cannot write the output\n");
+        status = EXIT_LOCAL;
+    }
+    return status;
+}
+
+/* One line of JSON (--json for CHANNELS, whose pages are merged here, or a reply body that
+ * spans lines); numbers keep 17 significant digits so scripts see what the daemon sent. */
+static int print_json(json_t *j)
+{
+    size_t flags = JSON_PRESERVE_ORDER | JSON_COMPACT;
     if (json_dumpf(j, stdout, flags) != 0 || fputc('\n', stdout) == EOF || fflush(stdout) != 0) {
         fprintf(stderr, "rwkvctl: cannot write the output\n");
         return EXIT_LOCAL;
@@ -140,7 +405,7 @@ int main(int argc, char **argv)
     char ep[4096];
     const char *ep_opt = NULL;
     int64_t timeout_ms = 5000;
-    bool compact = false, all = false;
+    bool json_mode = false, all = false;
     int c;
     while ((c = getopt_long(argc, argv, "e:t:jh", opts, NULL)) != -1) {
         switch (c) {
@@ -154,7 +419,7 @@ int main(int argc, char **argv)
             }
             break;
         case 'j':
-            compact = true;
+            json_mode = true;
             break;
         case 'A':
             all = true;
@@ -263,14 +528,14 @@ int main(int argc, char **argv)
                 fwrite(body, 1, body_len, stdout);
                 fputc('\n', stdout);
                 status = EXIT_LOCAL;
-            } else if (compact && !memchr(body, '\n', body_len)) {
+            } else if (json_mode && !memchr(body, '\n', body_len)) {
                 status = fwrite(body, 1, body_len, stdout) == body_len && fputc('\n', stdout) != EOF &&
                                  fflush(stdout) == 0
                              ? 0
                              : EXIT_LOCAL;
                 json_decref(j);
             } else {
-                status = print_json(j, compact);
+                status = json_mode ? print_json(j) : json_is_object(j) ? print_text(j) : print_json(j);
                 json_decref(j);
             }
         }
@@ -313,9 +578,13 @@ int main(int argc, char **argv)
             strcpy(after, last);
         json_decref(j);
         if (!more) {
-            json_t *out = json_pack("{s:O, s:b}", "channels", list, "more", 0);
-            status = out ? print_json(out, compact) : EXIT_LOCAL;
-            json_decref(out);
+            if (json_mode) {
+                json_t *out = json_pack("{s:O, s:b}", "channels", list, "more", 0);
+                status = out ? print_json(out) : EXIT_LOCAL;
+                json_decref(out);
+            } else {
+                status = print_channels(list);
+            }
             break;
         }
     }

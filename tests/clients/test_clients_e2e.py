@@ -89,7 +89,7 @@ tasks:
         deadline = time.monotonic() + 20
         rc = None
         while time.monotonic() < deadline and d.poll() is None:
-            rc, out, err = run([RWKVCTL, "-e", ctl, "-t", "500ms", "status"])
+            rc, out, err = run([RWKVCTL, "-e", ctl, "-t", "500ms", "--json", "status"])
             if rc == 0:
                 break
             time.sleep(0.1)
@@ -139,15 +139,24 @@ tasks:
         check(rc == 0 and len(end) == 1 and end[0]["body"]["n_tokens"] == 5 and end[0]["seq"] == 3,
               "rwkvcat --gen: END after 5 tokens for the GEN's seq (%r)" % end)
 
-        rc, out, _ = run([RWKVCTL, "-e", ctl, "channels", "e2e/"])
+        rc, out, _ = run([RWKVCTL, "-e", ctl, "--json", "channels", "e2e/"])
         names = [c["name"] for c in json.loads(out)["channels"]] if rc == 0 else []
-        check(names == ["e2e/chat", "e2e/log"], "rwkvctl channels e2e/")
+        check(names == ["e2e/chat", "e2e/log"], "rwkvctl --json channels e2e/")
+        rc, out, _ = run([RWKVCTL, "-e", ctl, "channels", "e2e/"])
+        rows = [l.split() for l in out.splitlines()]
+        check(rc == 0 and rows[0] == ["NAME", "TIER", "TOKENS_SEEN", "QUEUED_TOKENS"] and
+              [r[0] for r in rows[1:]] == ["e2e/chat", "e2e/log"] and rows[2][2] == str(want[-1]),
+              "rwkvctl channels e2e/: a table (%r)" % rows)
+        rc, out, _ = run([RWKVCTL, "-e", ctl, "info", "e2e/log"])
+        kv = dict(l.split(":", 1) for l in out.splitlines() if not l.startswith(" "))
+        check(rc == 0 and kv["tokens_seen"].strip() == str(want[-1]) and kv["tier"].strip() == "resident",
+              "rwkvctl info: key: value lines (%r)" % out)
         rc, out, err = run([RWKVCTL, "-e", ctl, "info", "e2e/nope"])
         check(rc == 14 and "404" in err, "rwkvctl info of an unknown channel: exit 14")
         rc, out, _ = run([RWKVCTL, "-e", ctl, "metrics"])
         check(rc == 0 and 'rwkvd_ingest_messages_total{op="TEXT",result="dup"} 4' in out,
               "rwkvctl metrics: the 4 duplicates are counted")
-        rc, out, _ = run([RWKVCTL, "-e", ctl, "reset", "e2e/log"])
+        rc, out, _ = run([RWKVCTL, "-e", ctl, "--json", "reset", "e2e/log"])
         check(rc == 0 and json.loads(out)["tokens_seen"] == 0, "rwkvctl reset")
 
         env = dict(os.environ, PYTHONPATH=PYDIR)

@@ -319,6 +319,9 @@ def test_rwkvctl():
     def answer(req):
         if req[0] == "STATUS":
             return 200, '{"daemon":"rwkvd","uptime_s":0.1}'
+        if req[0] == "INFO" and req[1] == "app/n":
+            return 200, ('{"name":"app/n","model":{"dim":64},"labels":["a","b"],"gen":false,'
+                         '"producers":[{"id":"web-1","acked":7},{"id":"p2","acked":12345}]}')
         if req[0] == "INFO":
             return 404, "unknown channel '%s'" % req[1]
         if req[0] == "METRICS":
@@ -326,27 +329,43 @@ def test_rwkvctl():
         if req[0] == "SNAPSHOT":
             return 501, "no snapshot store"
         if req[0] == "CHANNELS":
+            if req[1] == "none/":
+                return 200, '{"channels":[],"more":false}'
             if len(req) < 3 or req[2] == "":
-                return 200, '{"channels":[{"name":"a/1"},{"name":"a/2"}],"more":true}'
-            return 200, '{"channels":[{"name":"a/3"}],"more":false}'
+                return 200, '{"channels":[{"name":"a/1","tokens_seen":5},{"name":"a/2"}],"more":true}'
+            return 200, '{"channels":[{"name":"a/3","tokens_seen":100}],"more":false}'
         return None  # RELOAD: never answered
 
     f = FakeControl(answer)
     rc, out, err = run([RWKVCTL, "-e", f.endpoint, "status"])
-    check(rc == 0 and json.loads(out) == {"daemon": "rwkvd", "uptime_s": 0.1} and "\n  " in out,
-          "rwkvctl status: pretty JSON, exit 0")
+    check(rc == 0 and out == "daemon:   rwkvd\nuptime_s: 0.1\n", "rwkvctl status: aligned key: value lines, exit 0")
     rc, out, err = run([RWKVCTL, "-e", f.endpoint, "--json", "status"])
     check(rc == 0 and out == '{"daemon":"rwkvd","uptime_s":0.1}\n', "rwkvctl --json: the body as sent")
+    rc, out, err = run([RWKVCTL, "-e", f.endpoint, "info", "app/n"])
+    check(rc == 0 and out == ("name:      app/n\n"
+                              "model.dim: 64\n"
+                              "labels:    a, b\n"
+                              "gen:       false\n"
+                              "producers:\n"
+                              "  ID     ACKED\n"
+                              "  web-1      7\n"
+                              "  p2     12345\n"),
+          "rwkvctl info: nested keys dotted, scalar lists joined, object lists as a table (%d %s): %r" % (rc, err, out))
     rc, out, err = run([RWKVCTL, "-e", f.endpoint, "info", "app/x"])
     check(rc == 14 and "404 not found: unknown channel 'app/x'" in err, "rwkvctl info: 404 -> exit 14")
     rc, out, err = run([RWKVCTL, "-e", f.endpoint, "snapshot", "--all"])
     check(rc == 111 and f.requests[-1] == ["SNAPSHOT"], "rwkvctl snapshot --all: 501 -> exit 111")
     rc, out, err = run([RWKVCTL, "-e", f.endpoint, "metrics"])
     check(rc == 0 and out == "rwkvd_tokens_total 5\n", "rwkvctl metrics: text as is")
-    rc, out, err = run([RWKVCTL, "-e", f.endpoint, "channels", "a/"])
+    rc, out, err = run([RWKVCTL, "-e", f.endpoint, "--json", "channels", "a/"])
     names = [c["name"] for c in json.loads(out)["channels"]] if rc == 0 else []
     check(names == ["a/1", "a/2", "a/3"] and f.requests[-1] == ["CHANNELS", "a/", "a/2"],
-          "rwkvctl channels: pages followed with 'after'")
+          "rwkvctl --json channels: pages followed with 'after', merged")
+    rc, out, err = run([RWKVCTL, "-e", f.endpoint, "channels", "a/"])
+    check(rc == 0 and out == "NAME  TOKENS_SEEN\na/1             5\na/2             -\na/3           100\n",
+          "rwkvctl channels: one table over all pages, numbers right-aligned:\n" + out)
+    rc, out, err = run([RWKVCTL, "-e", f.endpoint, "channels", "none/"])
+    check(rc == 0 and out == "no channels\n", "rwkvctl channels: an empty list")
     rc, out, err = run([RWKVCTL, "-e", f.endpoint, "-t", "300ms", "reload"])
     check(rc == 3 and "no reply" in err, "rwkvctl: no reply -> exit 3")
     for args in (["bogus"], ["info"], ["status", "x"], ["info", "bad name"], []):
