@@ -222,10 +222,13 @@ typedef struct {
     int n_jobs;
     int split;        /* units per panel: 1, or the number of batch tiles */
     int total_units;
+    int chunk;        /* consecutive units taken per grab */
     atomic_int next;
 } gemm_ctx;
 
 static int panels_of(const gemm_job *j) { return j->n > 0 ? (j->w->rows + P - 1) / P : 0; }
+
+static void run_index(gemm_ctx *g, int u);
 
 static void gemm_worker(void *arg, int tid, int n_threads)
 {
@@ -233,23 +236,33 @@ static void gemm_worker(void *arg, int tid, int n_threads)
     (void)tid;
     (void)n_threads;
     for (;;) {
-        int u = atomic_fetch_add_explicit(&g->next, 1, memory_order_relaxed);
-        if (u >= g->total_units)
+        int u0 = atomic_fetch_add_explicit(&g->next, g->chunk, memory_order_relaxed);
+        if (u0 >= g->total_units)
             return;
-        for (int k = 0; k < g->n_jobs; k++) {
-            const gemm_job *j = &g->jobs[k];
-            int units = panels_of(j) * g->split;
-            if (u < units) {
-                int panel = u / g->split, part = u % g->split;
-                int tiles = (j->n + BT - 1) / BT;
-                int per = (tiles + g->split - 1) / g->split;
-                int b0 = part * per * BT, b1 = b0 + per * BT < j->n ? b0 + per * BT : j->n;
-                if (b0 < b1)
-                    run_unit(j, g->xt[k], panel, b0, b1);
-                break;
-            }
-            u -= units;
+        int u1 = u0 + g->chunk < g->total_units ? u0 + g->chunk : g->total_units;
+        for (int uu = u0; uu < u1; uu++)
+            run_index(g, uu);
+    }
+}
+
+/* Units are taken in chunks of consecutive panels so that each thread streams long
+ * contiguous stretches of the weights (the hardware prefetcher restarts at every jump),
+ * while a few chunks per thread still balance the load. */
+static void run_index(gemm_ctx *g, int u)
+{
+    for (int k = 0; k < g->n_jobs; k++) {
+        const gemm_job *j = &g->jobs[k];
+        int units = panels_of(j) * g->split;
+        if (u < units) {
+            int panel = u / g->split, part = u % g->split;
+            int tiles = (j->n + BT - 1) / BT;
+            int per = (tiles + g->split - 1) / g->split;
+            int b0 = part * per * BT, b1 = b0 + per * BT < j->n ? b0 + per * BT : j->n;
+            if (b0 < b1)
+                run_unit(j, g->xt[k], panel, b0, b1);
+            return;
         }
+        u -= units;
     }
 }
 
@@ -291,6 +304,9 @@ void rwkv_gemm_run(rwkv_pool *pool, float *ws, const gemm_job *jobs, int n_jobs)
     if (panels < 4 * threads && max_tiles > 1)
         g.split = max_tiles < 4 * threads ? max_tiles : 4 * threads;
     g.total_units = panels * g.split;
+    g.chunk = g.total_units / (4 * threads);
+    if (g.chunk < 1)
+        g.chunk = 1;
     atomic_init(&g.next, 0);
     if (threads == 1 || g.total_units == 1)
         gemm_worker(&g, 0, 1);
