@@ -183,7 +183,7 @@ static void complete_job(rwkvd_daemon *d, rwkvd_job *j)
     d->m.steps_total++;
     d->m.step_rows_total += (uint64_t)j->n_items;
     d->m.step_ns_total += j->elapsed_ns;
-    d->m.tokens_total += (uint64_t)j->n_items;
+    d->m.tokens_total += (uint64_t)j->n_items + (uint64_t)j->n_run_tokens;
     d->m.input_tokens_total += j->n_input_tokens;
     if (j->rc) {
         rwkvd_log(LOG_ERR, "compute step failed: %s", strerror(-j->rc));
@@ -192,6 +192,8 @@ static void complete_job(rwkvd_daemon *d, rwkvd_job *j)
             begin_stop(d, "engine failure");
         }
     }
+    for (int i = 0; i < j->n_runs; i++)
+        j->runs[i].ch->in_job--;
     for (int i = 0; i < j->n_items; i++) {
         if (j->item_ch[i])
             j->item_ch[i]->in_job--;
@@ -336,7 +338,8 @@ int rwkvd_daemon_init(rwkvd_daemon *d, const char *config_path, rwkvd_config **c
     int n_slots = (int)cfg->model.state_slots;
     if (!(d->tab = rwkvd_chantab_new(cfg->limits.max_channels, 2, n_slots)))
         return -ENOMEM;
-    if ((rc = rwkvd_job_init(&d->job, n_slots, (int)cfg->model.max_batch + n_slots, (int)cfg->model.max_batch, dm)))
+    if ((rc = rwkvd_job_init(&d->job, n_slots, (int)cfg->model.max_batch + n_slots, RWKVD_SCHED_MAX_RUNS,
+                             (int)cfg->model.max_batch, (int)cfg->model.max_batch, dm)))
         return rc;
     if ((rc = rwkvd_worker_new(d->engine, d->tok, dm, d->slot_a, d->slot_b, (int)cfg->model.max_batch, &d->worker,
                                err, sizeof err))) {

@@ -30,6 +30,16 @@ static void add_row(rwkvd_job *j, rwkvd_channel *ch, rwkvd_gen *g, int slot, int
     }
 }
 
+/* The channel's `n` tokens at run_tokens[n_run_tokens..] become one sequence run. */
+static void add_run(rwkvd_job *j, rwkvd_channel *ch, int n)
+{
+    j->runs[j->n_runs++] = (rwkvd_seq_run){.slot = ch->slot, .tokens = j->run_tokens + j->n_run_tokens, .n = n,
+                                           .ch = ch};
+    j->n_run_tokens += n;
+    j->n_input_tokens += (uint64_t)n;
+    ch->in_job++;
+}
+
 /* Add an output task; classifications get a fork slot from the pool (or, once per job,
  * the reserved one). NULL when no fork slot is available: the output waits a job. */
 static rwkvd_head_task *add_task(rwkvd_daemon *d, rwkvd_head_kind kind, rwkvd_channel *ch,
@@ -121,18 +131,24 @@ static bool start_gen(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvp_gen_params
     return true;
 }
 
-/* Schedule one channel; returns true when it got a step row. */
-static bool sched_channel(rwkvd_daemon *d, rwkvd_channel *ch)
+/* Schedule one channel: apply its queue in order, feeding at most `quota` input tokens to
+ * its slot in this job (one: a row of the batched step; more: a sequence run), and add its
+ * pending output, after which the slot takes nothing more in this job. Returns the number
+ * of tokens fed. The tokens are collected at run_tokens[n_run_tokens..], which has room for
+ * quota of them (the caller keeps the job's input tokens within max_batch). */
+static int sched_channel(rwkvd_daemon *d, rwkvd_channel *ch, int quota)
 {
     rwkvd_job *j = &d->job;
-    bool used = false, row = false;
+    bool task = false;
+    int fed = 0;
+    int32_t *run = j->run_tokens + j->n_run_tokens;
     if (ch->reset_pending) {
         add_reset(j, ch->slot);
         ch->reset_pending = false;
     }
     for (int guard = 0; guard < 100000; guard++) {
         if (ch->output_pending) {
-            if (used || j->n_tasks >= j->cap_tasks)
+            if (task || j->n_tasks >= j->cap_tasks)
                 break;
             const rwkvd_task_profile *prof = rwkvd_tasks_find(d->tasks, ch->profile);
             rwkvd_task_kind kind = prof ? prof->cfg->kind : RWKVD_TASK_NONE;
@@ -140,8 +156,8 @@ static bool sched_channel(rwkvd_daemon *d, rwkvd_channel *ch)
                 if (ch->gen)
                     break; /* one generation at a time: wait for it */
                 ch->output_pending = false;
-                used = start_gen(d, ch, NULL, ch->out_producer, ch->out_seq);
-                if (used)
+                task = start_gen(d, ch, NULL, ch->out_producer, ch->out_seq);
+                if (task)
                     break;
                 continue;
             }
@@ -151,7 +167,7 @@ static bool sched_channel(rwkvd_daemon *d, rwkvd_channel *ch)
                               ch, prof, ch->out_producer, ch->out_seq, NULL))
                     break; /* no fork slot in this job: the output stays pending */
                 ch->output_pending = false;
-                used = true;
+                task = true;
                 break;
             }
             ch->output_pending = false;
@@ -164,8 +180,8 @@ static bool sched_channel(rwkvd_daemon *d, rwkvd_channel *ch)
             break;
         switch (e->op) {
         case RWKVP_OP_RESET:
-            if (used)
-                goto out;
+            if (fed > 0)
+                goto out; /* the zeroing runs before the job's rows */
             zero_channel(d, ch);
             set_origin(ch, e);
             rwkvd_chantab_pop(ch);
@@ -177,11 +193,11 @@ static bool sched_channel(rwkvd_daemon *d, rwkvd_channel *ch)
             rwkvd_chantab_pop(ch);
             continue;
         case RWKVP_OP_CLOSE:
-            if (used)
+            if (fed > 0)
                 goto out;
             if (!e->next) {
                 rwkvd_daemon_drop_channel(d, ch);
-                return row;
+                return 0;
             }
             zero_channel(d, ch);
             snprintf(ch->profile, sizeof ch->profile, "%s", d->cfg->tasks.default_profile);
@@ -190,8 +206,8 @@ static bool sched_channel(rwkvd_daemon *d, rwkvd_channel *ch)
             ch->last_seq = 0;
             rwkvd_chantab_pop(ch);
             continue;
-        case RWKVP_OP_GEN:
-            if (ch->gen || used || j->n_tasks >= j->cap_tasks)
+        case RWKVP_OP_GEN: /* after this job's tokens: the fork copies the slot after them */
+            if (ch->gen || j->n_tasks >= j->cap_tasks)
                 goto out;
             {
                 char producer[RWKVP_NAME_MAX + 1];
@@ -201,25 +217,23 @@ static bool sched_channel(rwkvd_daemon *d, rwkvd_channel *ch)
                 e->gen = NULL;
                 set_origin(ch, e);
                 rwkvd_chantab_pop(ch);
-                used = start_gen(d, ch, gp, producer, seq);
+                task = start_gen(d, ch, gp, producer, seq);
                 free(gp);
             }
-            if (used)
+            if (task)
                 goto out;
             continue;
         case RWKVP_OP_TEXT:
         case RWKVP_OP_TOKENS:
             if (e->pos < e->n_tokens) {
-                if (used)
+                if (fed >= quota)
                     goto out;
                 uint64_t before = rwkvd_entry_cost(e);
                 int32_t t = e->tokens[e->pos++];
                 uint64_t after = rwkvd_entry_cost(e);
                 ch->q_tokens -= before - after;
-                if (ch->held >= 0) {
-                    add_row(j, ch, NULL, ch->slot, ch->held, NULL);
-                    used = row = true;
-                }
+                if (ch->held >= 0)
+                    run[fed++] = ch->held;
                 ch->held = t;
                 ch->tokens_seen++;
                 ch->tokens_since_output++;
@@ -243,16 +257,18 @@ static bool sched_channel(rwkvd_daemon *d, rwkvd_channel *ch)
                 }
                 rwkvd_chantab_pop(ch);
             }
-            if (used)
-                goto out;
-            continue;
+            continue; /* an output this made pending is added next, in this job */
         default:
             rwkvd_chantab_pop(ch);
             continue;
         }
     }
 out:
-    return row;
+    if (fed == 1)
+        add_row(j, ch, NULL, ch->slot, run[0], NULL);
+    else if (fed > 1)
+        add_run(j, ch, fed);
+    return fed;
 }
 
 int rwkvd_sched_build(rwkvd_daemon *d)
@@ -271,8 +287,22 @@ int rwkvd_sched_build(rwkvd_daemon *d)
             ch->in_job++;
         }
     }
-    uint32_t max_rows = d->cfg->model.max_batch;
-    uint32_t rows = 0;
+    /* Input tokens per job: at most max_batch, so a job costs about one batched step. When
+     * fewer channels have input than that (not saturated), the spare rows go to the first
+     * RWKVD_SCHED_MAX_RUNS of them in round-robin order, as sequence runs; saturated, every
+     * channel advances one token per job. */
+    int max_rows = (int)d->cfg->model.max_batch;
+    int n_ready = 0;
+    for (size_t i = 0; i < t->n && n_ready < max_rows; i++) {
+        const rwkvd_channel *ch = t->v[i];
+        n_ready += !ch->dead && (ch->head || ch->output_pending || ch->reset_pending);
+    }
+    int offers = 0, extra = 0;
+    if (n_ready > 0 && n_ready < max_rows && j->cap_runs > 0) {
+        offers = n_ready < j->cap_runs ? n_ready : j->cap_runs;
+        extra = (max_rows - n_ready) / offers;
+    }
+    int rows = 0;
     size_t n = t->n, start = t->rr, last = start;
     for (size_t k = 0; k < n && rows < max_rows && j->n_items < j->cap_items; k++) {
         size_t i = (start + k) % n;
@@ -284,12 +314,18 @@ int rwkvd_sched_build(rwkvd_daemon *d)
         ch->sched_tick = d->tick;
         if (!ch->head && !ch->output_pending && !ch->reset_pending)
             continue;
-        if (sched_channel(d, ch)) {
-            rows++;
+        int quota = offers > 0 && extra > 0 ? 1 + extra : 1;
+        if (quota > max_rows - rows)
+            quota = max_rows - rows;
+        int fed = sched_channel(d, ch, quota);
+        if (fed > 1)
+            offers--; /* an offer a channel did not use passes on to the next one */
+        if (fed > 0) {
+            rows += fed;
             last = i;
         }
     }
     if (rows > 0 && t->n > 0)
         t->rr = (last + 1) % t->n;
-    return j->n_resets + j->n_items + j->n_tasks;
+    return j->n_resets + j->n_items + j->n_runs + j->n_tasks;
 }

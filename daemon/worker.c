@@ -31,9 +31,14 @@ struct rwkvd_worker {
     unsigned delay_ms;
 };
 
-int rwkvd_job_init(rwkvd_job *j, int cap_resets, int cap_items, int cap_tasks, const rwkv_dims *dims)
+int rwkvd_job_init(rwkvd_job *j, int cap_resets, int cap_items, int cap_runs, int cap_run_tokens, int cap_tasks,
+                   const rwkv_dims *dims)
 {
     memset(j, 0, sizeof *j);
+    j->cap_runs = cap_runs;
+    j->cap_run_tokens = cap_run_tokens;
+    j->runs = calloc((size_t)cap_runs + 1, sizeof *j->runs);
+    j->run_tokens = calloc((size_t)cap_run_tokens + 1, sizeof *j->run_tokens);
     j->cap_resets = cap_resets;
     j->cap_items = cap_items;
     j->cap_tasks = cap_tasks;
@@ -46,7 +51,7 @@ int rwkvd_job_init(rwkvd_job *j, int cap_resets, int cap_items, int cap_tasks, c
     j->n_embd = dims->n_embd;
     j->task_logits = malloc((size_t)cap_tasks * (size_t)dims->n_vocab * sizeof(float));
     j->task_hidden = malloc((size_t)cap_tasks * (size_t)dims->n_embd * sizeof(float));
-    if (!j->resets || !j->items || !j->item_ch || !j->item_gen || !j->tasks || !j->task_logits ||
+    if (!j->runs || !j->run_tokens || !j->resets || !j->items || !j->item_ch || !j->item_gen || !j->tasks || !j->task_logits ||
         !j->task_hidden) {
         rwkvd_job_free(j);
         return -ENOMEM;
@@ -56,7 +61,7 @@ int rwkvd_job_init(rwkvd_job *j, int cap_resets, int cap_items, int cap_tasks, c
 
 void rwkvd_job_clear(rwkvd_job *j)
 {
-    j->n_resets = j->n_items = j->n_tasks = 0;
+    j->n_resets = j->n_items = j->n_tasks = j->n_runs = j->n_run_tokens = 0;
     j->rc = 0;
     j->reserved_used = false;
     j->n_input_tokens = 0;
@@ -65,6 +70,8 @@ void rwkvd_job_clear(rwkvd_job *j)
 
 void rwkvd_job_free(rwkvd_job *j)
 {
+    free(j->runs);
+    free(j->run_tokens);
     free(j->resets);
     free(j->items);
     free(j->item_ch);
@@ -94,6 +101,8 @@ static void run_job(rwkvd_worker *w, rwkvd_job *j)
         rc = rwkv_engine_state_reset(w->engine, j->resets[i]);
     if (rc == 0 && j->n_items > 0)
         rc = rwkv_engine_step(w->engine, j->items, j->n_items);
+    for (int i = 0; i < j->n_runs && rc == 0; i++)
+        rc = rwkv_engine_seq(w->engine, j->runs[i].slot, j->runs[i].tokens, j->runs[i].n, NULL, NULL, NULL);
     if (rc == 0)
         for (int i = 0; i < j->n_items; i++)
             if (j->item_gen[i])

@@ -2,8 +2,11 @@
  *
  * What it is: a job is everything one scheduling tick asks of the engine, in order:
  * zero some slots (new or reset channels), one batched step (one token per busy channel
- * plus one per running generation), then sampling for the generation rows and the head
- * tasks (classifications, generation starts) on forks. The loop fills a job while the
+ * plus one per running generation), sequence runs (a channel advancing several tokens in
+ * this job, rwkv_engine_seq: bit-identical to as many single steps), then sampling for the
+ * generation rows and the head tasks (classifications, generation starts) on forks. Every
+ * slot a run or a row advances is distinct, and heads run last, so a fork sees its
+ * channel's slot after all of the job's input. The loop fills a job while the
  * worker is idle, hands it over with rwkvd_worker_submit, and collects it when the
  * worker's eventfd becomes readable (rwkvd_worker_collect).
  * What it is not: a scheduler or a queue: at most one job is in flight.
@@ -26,6 +29,13 @@
 #include "rwkv.h"
 
 typedef struct {
+    int slot;
+    int32_t *tokens;           /* (n) into rwkvd_job.run_tokens */
+    int n;
+    rwkvd_channel *ch;         /* loop bookkeeping */
+} rwkvd_seq_run;
+
+typedef struct {
     /* phase 1: slots to zero */
     int *resets;               /* (n_resets) */
     int n_resets, cap_resets;
@@ -34,6 +44,11 @@ typedef struct {
     rwkvd_channel **item_ch;   /* (n_items) loop bookkeeping: channel of a row, or NULL */
     rwkvd_gen **item_gen;      /* (n_items) generation of a row, or NULL */
     int n_items, cap_items;
+    /* phase 2b: sequence runs, after the step; each slot is in no row of the step */
+    rwkvd_seq_run *runs;       /* (n_runs) */
+    int n_runs, cap_runs;
+    int32_t *run_tokens;       /* (cap_run_tokens) the runs' tokens, back to back */
+    int n_run_tokens, cap_run_tokens;
     /* phase 3: outputs */
     rwkvd_head_task *tasks;    /* (n_tasks) */
     int n_tasks, cap_tasks;
@@ -43,11 +58,12 @@ typedef struct {
     bool reserved_used;        /* the reserved fork slot is taken in this job */
     /* results */
     int rc;                    /* first engine error, 0 if none */
-    uint64_t n_input_tokens;   /* channel rows in the step (fed input tokens) */
+    uint64_t n_input_tokens;   /* input tokens fed: channel rows in the step + run tokens */
     uint64_t elapsed_ns;       /* wall time of the job on the worker */
 } rwkvd_job;
 
-int rwkvd_job_init(rwkvd_job *j, int cap_resets, int cap_items, int cap_tasks, const rwkv_dims *dims);
+int rwkvd_job_init(rwkvd_job *j, int cap_resets, int cap_items, int cap_runs, int cap_run_tokens, int cap_tasks,
+                   const rwkv_dims *dims);
 void rwkvd_job_clear(rwkvd_job *j);
 void rwkvd_job_free(rwkvd_job *j);
 
