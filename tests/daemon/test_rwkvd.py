@@ -407,6 +407,47 @@ def test_fairness():
         d.close()
 
 
+def test_event_one_job():
+    """Not saturated, an event's tokens go through in one job (a sequence run) together with
+    its output, and the result still equals rwkv-run's; saturated (more channels than
+    max_batch), channels advance one token per job and give the same results."""
+    d = Daemon(profiles=SEV_PROFILE, default_profile="sev", max_batch=16)
+    try:
+        sub = d.sub(b"")
+        s = d.dealer()
+        send(s, b"TEXT", b"warm", b"p", 1, b"x")  # channel creation and first job out of the way
+        next_pub(sub)
+
+        def steps():
+            return metric(d.control(b"METRICS")[1].decode(), "rwkvd_steps_total")
+
+        ev = "disk failure on sda"  # 20 tokens with the separator: more than max_batch
+        before = steps()
+        send(s, b"TEXT", b"warm", b"p", 2, ev[:9].encode())
+        m = next_pub(sub)
+        check(steps() - before == 1, "a 10-token event took %d jobs, expected 1" % (steps() - before))
+        ref = ref_label_probs(b("x\n") + b(ev[:9]) + b("\n") + SEV_SUFFIX, SEV_LABELS)
+        check(np.max(np.abs(np.array(json.loads(m[6])["probs"]) - ref)) < 1e-5, "probs after a sequence run")
+        before = steps()
+        send(s, b"TEXT", b"warm", b"p", 3, ev.encode())
+        m = next_pub(sub)
+        check(steps() - before == 2, "a 20-token event with max_batch 16 took %d jobs, expected 2" % (steps() - before))
+        ref = ref_label_probs(b("x\n") + b(ev[:9]) + b("\n") + b(ev) + b("\n") + SEV_SUFFIX, SEV_LABELS)
+        check(np.max(np.abs(np.array(json.loads(m[6])["probs"]) - ref)) < 1e-5, "probs after two sequence runs")
+        # saturated: 20 channels, max_batch 16
+        for c in range(20):
+            send(s, b"TEXT", b"sat%02d" % c, b"p", 1, ev.encode())
+        got = {}
+        while len(got) < 20:
+            m = next_pub(sub, timeout_ms=20000)
+            got[m[0]] = np.array(json.loads(m[6])["probs"])
+        ref = ref_label_probs(b(ev) + b("\n") + SEV_SUFFIX, SEV_LABELS)
+        for ch, p in got.items():
+            check(np.max(np.abs(p - ref)) < 1e-5, "%r saturated: probs differ from rwkv-run" % ch)
+    finally:
+        d.close()
+
+
 def rwkv_run_greedy(prompt, n):
     out = subprocess.run([RWKV_RUN, "--model", MODEL, "--threads", "1", "--prompt", prompt, "--generate", str(n),
                           "--temperature", "0"], check=True, stdout=subprocess.PIPE).stdout
