@@ -287,10 +287,11 @@ int rwkvd_sched_build(rwkvd_daemon *d)
             ch->in_job++;
         }
     }
-    /* Input tokens per job: at most max_batch, so a job costs about one batched step. When
-     * fewer channels have input than that (not saturated), the spare rows go to the first
-     * RWKVD_SCHED_MAX_RUNS of them in round-robin order, as sequence runs; saturated, every
-     * channel advances one token per job. */
+    /* Input tokens per job: at most max_batch. When at most RWKVD_SCHED_MAX_RUNS channels
+     * have input, they share the rows as sequence runs; otherwise every channel advances one
+     * token per job in the batched step. (A run reads the weights once, as the step does: n
+     * runs of k tokens cost n weight passes where k lockstep jobs cost k, so runs pay off
+     * for few busy channels with long inputs, and their number bounds the job's time.) */
     int max_rows = (int)d->cfg->model.max_batch;
     int n_ready = 0;
     for (size_t i = 0; i < t->n && n_ready < max_rows; i++) {
@@ -298,8 +299,8 @@ int rwkvd_sched_build(rwkvd_daemon *d)
         n_ready += !ch->dead && (ch->head || ch->output_pending || ch->reset_pending);
     }
     int offers = 0, extra = 0;
-    if (n_ready > 0 && n_ready < max_rows && j->cap_runs > 0) {
-        offers = n_ready < j->cap_runs ? n_ready : j->cap_runs;
+    if (n_ready > 0 && n_ready <= j->cap_runs && n_ready < max_rows) {
+        offers = n_ready;
         extra = (max_rows - n_ready) / offers;
     }
     int rows = 0;
@@ -319,7 +320,7 @@ int rwkvd_sched_build(rwkvd_daemon *d)
             quota = max_rows - rows;
         int fed = sched_channel(d, ch, quota);
         if (fed > 1)
-            offers--; /* an offer a channel did not use passes on to the next one */
+            offers--;
         if (fed > 0) {
             rows += fed;
             last = i;
