@@ -2,7 +2,8 @@
  *
  * A backend owns the state pool and scratch for one model. engine.c validates arguments
  * (slot ranges, tokens, duplicate slots, sizes) before calling in, so backends may assume
- * valid input. Rows passed to step() have distinct slots and n <= max_batch.
+ * valid input. A batched step, a sequence and a set of sequences of different lengths are
+ * all one forward() call over rows (rwkv_row), at most max_batch of them.
  */
 #ifndef RWKV_BACKEND_H
 #define RWKV_BACKEND_H
@@ -11,13 +12,23 @@
 
 typedef struct rwkv_backend rwkv_backend;
 
+/* One row of a forward call: advance `slot` by `token`. Rows of one slot form one
+ * contiguous run in order; `prev` is the index of the run's previous row in this call (the
+ * token shift and the WKV state continue from it) or -1 for a run's first row (it starts
+ * from the slot's stored state). Outputs after this row's token, where not NULL. */
+typedef struct {
+    int slot;
+    int32_t token;
+    int prev;
+    float *hidden; /* (n_embd) */
+    float *logits; /* (n_vocab) */
+} rwkv_row;
+
 typedef struct {
     const char *name;
     void (*destroy)(rwkv_backend *b);
-    int (*step)(rwkv_backend *b, const rwkv_step_item *items, int n);
-    /* n <= max_batch tokens for one slot; all_logits rows for every token if not NULL */
-    int (*seq)(rwkv_backend *b, int slot, const int32_t *tokens, int n, float *hidden, float *logits,
-               float *all_logits);
+    /* n <= max_batch rows as described above; each slot's run stored back at its end */
+    int (*forward)(rwkv_backend *b, const rwkv_row *rows, int n);
     int (*state_reset)(rwkv_backend *b, int slot);
     int (*state_copy)(rwkv_backend *b, int dst, int src);
     int (*state_export)(rwkv_backend *b, int slot, void *buf); /* state_bytes bytes */

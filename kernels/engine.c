@@ -18,6 +18,8 @@ struct rwkv_engine {
     int max_batch;
     size_t state_bytes;
     unsigned char *seen; /* (n_slots) scratch for duplicate-slot detection */
+    rwkv_row *rows;      /* (max_batch) rows of the pass being built */
+    int n_rows;
 };
 
 size_t rwkv_state_floats(const rwkv_dims *d)
@@ -52,8 +54,9 @@ int rwkv_engine_new(const rwkv_model *model, const rwkv_engine_opts *opts, rwkv_
     e->max_batch = o.max_batch;
     e->state_bytes = rwkv_state_floats(&model->dims) * sizeof(float);
     e->seen = calloc((size_t)o.n_slots, 1);
+    e->rows = calloc((size_t)o.max_batch, sizeof(rwkv_row));
     int rc;
-    if (!e->seen) {
+    if (!e->seen || !e->rows) {
         rc = -ENOMEM;
     } else if (strcmp(o.backend, "cpu") == 0) {
         rc = rwkv_cpu_backend_new(model, &o, &e->backend, err, err_len);
@@ -74,6 +77,7 @@ int rwkv_engine_new(const rwkv_model *model, const rwkv_engine_opts *opts, rwkv_
     }
     if (rc) {
         free(e->seen);
+        free(e->rows);
         free(e);
         return rc;
     }
@@ -89,6 +93,7 @@ void rwkv_engine_destroy(rwkv_engine **ep)
     if (e->backend)
         e->backend->ops->destroy(e->backend);
     free(e->seen);
+    free(e->rows);
     free(e);
     *ep = NULL;
 }
@@ -101,26 +106,81 @@ size_t rwkv_engine_state_bytes(const rwkv_engine *e) { return e->state_bytes; }
 static int slot_ok(const rwkv_engine *e, int slot) { return slot >= 0 && slot < e->n_slots; }
 static int token_ok(const rwkv_engine *e, int32_t t) { return t >= 0 && t < e->model->dims.n_vocab; }
 
+/* Mark the slots of n items; -EINVAL (marks cleared) on a bad slot or a duplicate. */
+static int mark_slots(rwkv_engine *e, const int *slot, size_t stride, int n)
+{
+    int i = 0, rc = 0;
+    for (; i < n; i++) {
+        int s = *(const int *)((const char *)slot + (size_t)i * stride);
+        if (!slot_ok(e, s) || e->seen[s]) {
+            rc = -EINVAL;
+            break;
+        }
+        e->seen[s] = 1;
+    }
+    while (i-- > 0)
+        e->seen[*(const int *)((const char *)slot + (size_t)i * stride)] = 0;
+    return rc;
+}
+
+/* Rows are gathered into passes of at most max_batch; a run cut at a pass boundary
+ * continues in the next pass from the state the first one stored. */
+static int flush(rwkv_engine *e)
+{
+    int rc = e->n_rows ? e->backend->ops->forward(e->backend, e->rows, e->n_rows) : 0;
+    e->n_rows = 0;
+    return rc;
+}
+
+static int add_row(rwkv_engine *e, int slot, int32_t token, int continues, float *hidden, float *logits)
+{
+    int rc = 0;
+    if (e->n_rows == e->max_batch) {
+        rc = flush(e);
+        continues = 0;
+    }
+    e->rows[e->n_rows] = (rwkv_row){slot, token, continues ? e->n_rows - 1 : -1, hidden, logits};
+    e->n_rows++;
+    return rc;
+}
+
 int rwkv_engine_step(rwkv_engine *e, const rwkv_step_item *items, int n)
 {
     if (n < 0 || (n > 0 && !items))
         return -EINVAL;
-    int rc = 0;
-    for (int i = 0; i < n; i++) {
-        if (!slot_ok(e, items[i].slot) || !token_ok(e, items[i].token) || e->seen[items[i].slot]) {
-            rc = -EINVAL;
-            n = i; /* clear only what was marked */
-            break;
-        }
-        e->seen[items[i].slot] = 1;
-    }
     for (int i = 0; i < n; i++)
-        e->seen[items[i].slot] = 0;
-    if (rc)
-        return rc;
-    for (int i = 0; i < n && rc == 0; i += e->max_batch)
-        rc = e->backend->ops->step(e->backend, items + i, n - i < e->max_batch ? n - i : e->max_batch);
-    return rc;
+        if (!token_ok(e, items[i].token))
+            return -EINVAL;
+    if (n > 0 && mark_slots(e, &items[0].slot, sizeof items[0], n))
+        return -EINVAL;
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = add_row(e, items[i].slot, items[i].token, 0, items[i].hidden, items[i].logits);
+    return rc ? rc : flush(e);
+}
+
+int rwkv_engine_run(rwkv_engine *e, const rwkv_seq_item *items, int n_items)
+{
+    if (n_items < 0 || (n_items > 0 && !items))
+        return -EINVAL;
+    for (int i = 0; i < n_items; i++) {
+        if (items[i].n < 1 || !items[i].tokens)
+            return -EINVAL;
+        for (int t = 0; t < items[i].n; t++)
+            if (!token_ok(e, items[i].tokens[t]))
+                return -EINVAL;
+    }
+    if (n_items > 0 && mark_slots(e, &items[0].slot, sizeof items[0], n_items))
+        return -EINVAL;
+    int rc = 0;
+    for (int i = 0; i < n_items && rc == 0; i++) {
+        const rwkv_seq_item *it = &items[i];
+        for (int t = 0; t < it->n && rc == 0; t++) {
+            int last = t == it->n - 1;
+            rc = add_row(e, it->slot, it->tokens[t], t > 0, last ? it->hidden : NULL, last ? it->logits : NULL);
+        }
+    }
+    return rc ? rc : flush(e);
 }
 
 int rwkv_engine_seq(rwkv_engine *e, int slot, const int32_t *tokens, int n, float *hidden, float *logits,
@@ -131,14 +191,17 @@ int rwkv_engine_seq(rwkv_engine *e, int slot, const int32_t *tokens, int n, floa
     for (int i = 0; i < n; i++)
         if (!token_ok(e, tokens[i]))
             return -EINVAL;
-    int rc = 0;
-    const size_t V = (size_t)e->model->dims.n_vocab;
-    for (int i = 0; i < n && rc == 0; i += e->max_batch) {
-        int m = n - i < e->max_batch ? n - i : e->max_batch;
-        int last = i + m == n;
-        rc = e->backend->ops->seq(e->backend, slot, tokens + i, m, last ? hidden : NULL, last ? logits : NULL,
-                                  all_logits ? all_logits + (size_t)i * V : NULL);
+    if (!all_logits) {
+        rwkv_seq_item it = {slot, tokens, n, hidden, logits};
+        return n ? rwkv_engine_run(e, &it, 1) : 0;
     }
+    const size_t V = (size_t)e->model->dims.n_vocab;
+    int rc = 0;
+    for (int t = 0; t < n && rc == 0; t++)
+        rc = add_row(e, slot, tokens[t], t > 0, t == n - 1 ? hidden : NULL, all_logits + (size_t)t * V);
+    rc = rc ? rc : flush(e);
+    if (rc == 0 && logits && n > 0)
+        memcpy(logits, all_logits + (size_t)(n - 1) * V, V * sizeof(float));
     return rc;
 }
 

@@ -1,8 +1,9 @@
 /* ref.c — the CPU backend: the x070 step of spec §2 in fp32, for a batch of rows.
  *
- * A call advances R rows. In a batched step each row is its own slot; in sequence mode all
- * rows belong to one slot and row t's token shift reads row t-1. Both go through the same
- * code: LayerNorm and mixes per row, every projection as one batched GEMM (gemm.c), then a
+ * A call advances R rows grouped in runs: each run is one slot's consecutive tokens, and a
+ * row's token shift and WKV state continue from the previous row of its run (a batched
+ * step is R runs of one row, sequence mode one run of R rows, and anything in between is
+ * allowed). All go through the same code: LayerNorm and mixes per row, every projection as one batched GEMM (gemm.c), then a
  * fused per-(row, head) pass — removal key, key adjustment, value residual, decay, the WKV
  * update and read-out, GroupNorm, bonus and gate — and the channel mix. Every arithmetic
  * result depends only on its own row's inputs, never on R or on thread count, so a batch is
@@ -40,6 +41,9 @@ typedef struct {
     float *lnout;             /* (max_rows, C) */
     float *ws;                /* GEMM workspace */
     int *row_slot, *row_prev, *rows; /* (max_rows) each */
+    int *run_start, *run_len;        /* (max_rows): contiguous rows of one slot */
+    unsigned char *row_last;         /* (max_rows): last row of its run */
+    int n_runs;
     int32_t *tokens;                 /* (max_rows) */
     float **logit_rows;
 } cpu_backend;
@@ -73,7 +77,6 @@ typedef struct {
     cpu_backend *cb;
     const rwkv_layer *ly;
     int layer, R;
-    int seq; /* 1: all rows are one slot, walk rows in order per head */
     atomic_int next;
 } wkv_ctx;
 
@@ -175,20 +178,19 @@ static void head_row(wkv_ctx *c, int b, int h)
 static void wkv_worker(void *arg, int tid, int n_threads)
 {
     wkv_ctx *c = arg;
-    const int H = c->cb->m->dims.n_head;
-    const int units = c->seq ? H : c->R * H;
+    const cpu_backend *cb = c->cb;
+    const int H = cb->m->dims.n_head;
+    const int units = cb->n_runs * H;
     (void)tid;
     (void)n_threads;
+    /* a unit is one head of one run: the run's rows go through that head's state in order */
     for (;;) {
         int u = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
         if (u >= units)
             return;
-        if (c->seq) {
-            for (int b = 0; b < c->R; b++)
-                head_row(c, b, u);
-        } else {
-            head_row(c, u / H, u % H);
-        }
+        const int run = u / H, h = u % H;
+        for (int b = cb->run_start[run]; b < cb->run_start[run] + cb->run_len[run]; b++)
+            head_row(c, b, h);
     }
 }
 
@@ -264,7 +266,7 @@ static void rows_pass(cpu_backend *cb, const rwkv_layer *ly, int layer, int R, i
 
 /* ---- the forward pass over R rows ----------------------------------------------------- */
 
-static void forward(cpu_backend *cb, int R, int seq, const int32_t *tokens)
+static void forward(cpu_backend *cb, int R, const int32_t *tokens)
 {
     const rwkv_model *m = cb->m;
     const rwkv_dims *d = &m->dims;
@@ -282,7 +284,7 @@ static void forward(cpu_backend *cb, int R, int seq, const int32_t *tokens)
         rows_pass(cb, ly, l, R, PASS_MIX_ATT);
         /* new shift state = LN1 output of the slot's last row */
         for (int b = 0; b < R; b++)
-            if (!seq || b == R - 1)
+            if (cb->row_last[b])
                 memcpy(layer_state(cb, cb->row_slot[b], l), cb->u + (size_t)b * C,
                        (size_t)C * sizeof(float));
         {
@@ -307,7 +309,7 @@ static void forward(cpu_backend *cb, int R, int seq, const int32_t *tokens)
             rwkv_gemm_run(cb->pool, cb->ws, jobs, l == 0 ? 3 : 4);
         }
         {
-            wkv_ctx c = {cb, ly, l, R, seq, 0};
+            wkv_ctx c = {cb, ly, l, R, 0};
             atomic_init(&c.next, 0);
             rwkv_pool_run(cb->pool, wkv_worker, &c);
         }
@@ -319,7 +321,7 @@ static void forward(cpu_backend *cb, int R, int seq, const int32_t *tokens)
         rows_pass(cb, ly, l, R, PASS_LN2);
         rows_pass(cb, ly, l, R, PASS_MIX_FFN);
         for (int b = 0; b < R; b++)
-            if (!seq || b == R - 1)
+            if (cb->row_last[b])
                 memcpy(layer_state(cb, cb->row_slot[b], l) + cb->layer_floats - C,
                        cb->u + (size_t)b * C, (size_t)C * sizeof(float));
         {
@@ -347,60 +349,33 @@ static void head(cpu_backend *cb, const int *rows, float *const *outs, int n)
     rwkv_gemm_run(cb->pool, cb->ws, &j, 1);
 }
 
-static int cpu_step(rwkv_backend *be, const rwkv_step_item *items, int n)
+static int cpu_forward(rwkv_backend *be, const rwkv_row *in, int n)
 {
     cpu_backend *cb = (cpu_backend *)be;
     const int C = cb->m->dims.n_embd;
-    int32_t *tokens = cb->tokens;
     int *rows = cb->rows, nl = 0;
+    cb->n_runs = 0;
     for (int i = 0; i < n; i++) {
-        cb->row_slot[i] = items[i].slot;
-        cb->row_prev[i] = -1;
-        tokens[i] = items[i].token;
+        cb->row_slot[i] = in[i].slot;
+        cb->row_prev[i] = in[i].prev;
+        cb->tokens[i] = in[i].token;
+        if (in[i].prev < 0) {
+            cb->run_start[cb->n_runs] = i;
+            cb->run_len[cb->n_runs++] = 0;
+        }
+        cb->run_len[cb->n_runs - 1]++;
+        cb->row_last[i] = i + 1 == n || in[i + 1].prev < 0;
     }
-    forward(cb, n, 0, tokens);
+    forward(cb, n, cb->tokens);
     for (int i = 0; i < n; i++) {
-        if (items[i].hidden)
-            memcpy(items[i].hidden, cb->lnout + (size_t)i * C, (size_t)C * sizeof(float));
-        if (items[i].logits) {
+        if (in[i].hidden)
+            memcpy(in[i].hidden, cb->lnout + (size_t)i * C, (size_t)C * sizeof(float));
+        if (in[i].logits) {
             rows[nl] = i;
-            cb->logit_rows[nl++] = items[i].logits;
+            cb->logit_rows[nl++] = in[i].logits;
         }
     }
     head(cb, rows, cb->logit_rows, nl);
-    return 0;
-}
-
-static int cpu_seq(rwkv_backend *be, int slot, const int32_t *tokens, int n, float *hidden, float *logits,
-                   float *all_logits)
-{
-    cpu_backend *cb = (cpu_backend *)be;
-    const int C = cb->m->dims.n_embd;
-    const size_t V = (size_t)cb->m->dims.n_vocab;
-    for (int i = 0; i < n; i++) {
-        cb->row_slot[i] = slot;
-        cb->row_prev[i] = i - 1;
-    }
-    forward(cb, n, 1, tokens);
-    if (hidden)
-        memcpy(hidden, cb->lnout + (size_t)(n - 1) * C, (size_t)C * sizeof(float));
-    int *rows = cb->rows, nl = 0;
-    if (all_logits) {
-        for (int i = 0; i < n; i++) {
-            rows[nl] = i;
-            cb->logit_rows[nl++] = all_logits + (size_t)i * V;
-        }
-    }
-    head(cb, rows, cb->logit_rows, nl);
-    if (logits) {
-        if (all_logits) {
-            memcpy(logits, all_logits + (size_t)(n - 1) * V, V * sizeof(float));
-        } else {
-            rows[0] = n - 1;
-            cb->logit_rows[0] = logits;
-            head(cb, rows, cb->logit_rows, 1);
-        }
-    }
     return 0;
 }
 
@@ -444,6 +419,7 @@ static void cpu_destroy(rwkv_backend *be)
     free(cb->states);
     free(cb->x); /* one block holds all float scratch */
     free(cb->row_slot);
+    free(cb->row_last);
     free(cb->logit_rows);
     free(cb);
 }
@@ -451,8 +427,7 @@ static void cpu_destroy(rwkv_backend *be)
 static const rwkv_backend_ops cpu_ops = {
     .name = "cpu",
     .destroy = cpu_destroy,
-    .step = cpu_step,
-    .seq = cpu_seq,
+    .forward = cpu_forward,
     .state_reset = cpu_state_reset,
     .state_copy = cpu_state_copy,
     .state_export = cpu_state_export,
@@ -490,10 +465,11 @@ int rwkv_cpu_backend_new(const rwkv_model *m, const rwkv_engine_opts *opts, rwkv
     total += ws_floats;
     cb->states = calloc((size_t)cb->n_slots * cb->state_floats, sizeof(float));
     float *s = calloc(total, sizeof(float));
-    cb->row_slot = calloc(4 * R, sizeof(int));
+    cb->row_slot = calloc(6 * R, sizeof(int));
+    cb->row_last = calloc(R, 1);
     cb->logit_rows = calloc(R, sizeof(float *));
     cb->pool = rwkv_pool_new(opts->n_threads);
-    if (!cb->states || !s || !cb->row_slot || !cb->logit_rows || !cb->pool) {
+    if (!cb->states || !s || !cb->row_slot || !cb->row_last || !cb->logit_rows || !cb->pool) {
         free(s);
         cb->x = NULL;
         cpu_destroy(&cb->base);
@@ -505,6 +481,8 @@ int rwkv_cpu_backend_new(const rwkv_model *m, const rwkv_engine_opts *opts, rwkv
     cb->row_prev = cb->row_slot + R;
     cb->rows = cb->row_slot + 2 * R;
     cb->tokens = (int32_t *)(cb->row_slot + 3 * R);
+    cb->run_start = cb->row_slot + 4 * R;
+    cb->run_len = cb->row_slot + 5 * R;
     float **bufs[] = {&cb->x, &cb->u, &cb->xr, &cb->xw, &cb->xk, &cb->xv, &cb->xa, &cb->xg, &cb->r, &cb->k,
                       &cb->v, &cb->z, &cb->a, &cb->g, &cb->vres, &cb->vfirst, &cb->y, &cb->lnout};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++, s += R * C)

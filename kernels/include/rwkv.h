@@ -112,6 +112,21 @@ int rwkv_engine_step(rwkv_engine *e, const rwkv_step_item *items, int n);
 int rwkv_engine_seq(rwkv_engine *e, int slot, const int32_t *tokens, int n, float *hidden,
                     float *logits, float *all_logits);
 
+/* Several sequences at once: item i feeds items[i].tokens[0..n) to items[i].slot (slots
+ * distinct, n >= 1), equal to feeding them one by one. Rows of all items share the weight
+ * reads (up to max_batch rows per internal pass; longer input is split and continues from
+ * the stored state). `hidden`/`logits` receive the outputs after each item's last token
+ * (NULL to skip). Returns 0 or -EINVAL (nothing touched) / -EIO. */
+typedef struct {
+    int slot;
+    const int32_t *tokens;
+    int n;
+    float *hidden; /* (n_embd) or NULL */
+    float *logits; /* (n_vocab) or NULL */
+} rwkv_seq_item;
+
+int rwkv_engine_run(rwkv_engine *e, const rwkv_seq_item *items, int n_items);
+
 /* State slots. A state is n_layer × (p_att[C], S[H][N][N], p_ffn[C]) in fp32. */
 size_t rwkv_engine_state_bytes(const rwkv_engine *e);
 int rwkv_engine_state_reset(rwkv_engine *e, int slot);

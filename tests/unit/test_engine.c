@@ -151,6 +151,51 @@ int main(int argc, char **argv)
         rwkv_engine_destroy(&e);
     }
 
+    /* several sequences of different lengths in one call (rwkv_engine_run), split across
+     * passes by max_batch 4, == each stream alone; then one more step continues exactly */
+    {
+        rwkv_engine *e = engine(NS, 4, 2);
+        const int len[NS] = {1, 5, 3, 8, 2};
+        int32_t toks[NS][T];
+        float *lg = malloc((size_t)NS * VB), *hid = malloc((size_t)NS * C * sizeof(float));
+        rwkv_seq_item items[NS];
+        for (int s = 0; s < NS; s++) {
+            for (int t = 0; t < T; t++)
+                toks[s][t] = tok(s, t);
+            items[s] = (rwkv_seq_item){(s + 2) % NS, toks[s], len[s], hid + (size_t)s * C, lg + (size_t)s * V};
+        }
+        CHECK(rwkv_engine_run(e, items, NS) == 0);
+        int same = 1;
+        for (int s = 0; s < NS; s++)
+            same &= memcmp(lg + (size_t)s * V, ref + ((size_t)s * T + len[s] - 1) * V, VB) == 0;
+        CHECKF(same, "ragged sequences differ from single runs");
+        rwkv_step_item next[NS];
+        for (int s = 0; s < NS; s++)
+            next[s] = (rwkv_step_item){(s + 2) % NS, tok(s, len[s]), NULL, lg + (size_t)s * V};
+        CHECK(rwkv_engine_step(e, next, NS) == 0);
+        for (int s = 0; s < NS; s++)
+            same &= memcmp(lg + (size_t)s * V, ref + ((size_t)s * T + len[s]) * V, VB) == 0;
+        CHECKF(same, "state after ragged sequences differs");
+        /* bad input: duplicate slot, empty item, bad token — nothing touched */
+        void *before = state(e, 2);
+        items[1].slot = items[0].slot;
+        CHECK(rwkv_engine_run(e, items, 2) == -EINVAL);
+        items[1].slot = 4;
+        items[1].n = 0;
+        CHECK(rwkv_engine_run(e, items, 2) == -EINVAL);
+        items[1].n = 1;
+        int32_t badtok = V;
+        items[1].tokens = &badtok;
+        CHECK(rwkv_engine_run(e, items, 2) == -EINVAL);
+        void *after = state(e, 2);
+        CHECK(memcmp(before, after, rwkv_engine_state_bytes(e)) == 0);
+        free(before);
+        free(after);
+        free(lg);
+        free(hid);
+        rwkv_engine_destroy(&e);
+    }
+
     /* export -> import into another engine -> continue == uninterrupted; copy == fork */
     {
         rwkv_engine *e = engine(3, 4, 2), *f = engine(2, 4, 1);
