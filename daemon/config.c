@@ -11,9 +11,9 @@
  * absent, by its default after its mapping ends; so nothing is freed and rewritten, and a
  * config being built is always safe to free.
  *
- * Issue 4 (durable state) will add a `durability:` section (wal fsync policy, segment size,
- * snapshot interval and token count, generations kept, resident_channels, idle_ttl): add the
- * fields to rwkvd_config, a key table like limit_keys, and one K_SECTION row to root_keys.
+ * The `durability:` section (issue 4) holds the WAL fsync policy and segment size and the
+ * snapshot interval and token count; tiered residency keys (resident_channels, idle_ttl) go
+ * there too when they come.
  */
 #include "config.h"
 
@@ -40,6 +40,7 @@ _Static_assert(sizeof(rwkvd_weights) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(rwkvd_log_level) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(rwkvd_task_kind) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(rwkvd_trigger) == sizeof(int), "enums are stored as int");
+_Static_assert(sizeof(rwkvd_fsync_policy) == sizeof(int), "enums are stored as int");
 
 /* ---------------------------------------------------------------- schema */
 
@@ -112,6 +113,9 @@ static const enum_name task_kind_names[] = {{"none", RWKVD_TASK_NONE},
 static const enum_name trigger_names[] = {{"event", RWKVD_TRIGGER_EVENT},
     {"tokens", RWKVD_TRIGGER_TOKENS}, {"request", RWKVD_TRIGGER_REQUEST}, {NULL, 0}};
 
+static const enum_name fsync_names[] = {{"always", RWKVD_FSYNC_ALWAYS},
+    {"everysec", RWKVD_FSYNC_EVERYSEC}, {"no", RWKVD_FSYNC_NO}, {NULL, 0}};
+
 static int check_profile(ctx *c, const void *elem, yaml_mark_t m);
 
 static const key model_keys[] = {
@@ -169,6 +173,19 @@ static const key service_keys[] = {
         .def = "5s", .umin = MS(100), .umax = SECONDS(3600)},
     {"step_timeout", K_DURATION, 0, AT(rwkvd_config, service.step_timeout_ms), .def = "60s",
         .umin = SECONDS(1), .umax = SECONDS(3600)},
+    {.name = NULL},
+};
+
+static const key durability_keys[] = {
+    {"enabled", K_BOOL, 0, AT(rwkvd_config, durability.enabled), .def = "true"},
+    {"fsync", K_ENUM, 0, AT(rwkvd_config, durability.fsync), .def = "everysec",
+        .enums = fsync_names},
+    {"snapshot_interval", K_DURATION, 0, AT(rwkvd_config, durability.snapshot_interval_ms),
+        .def = "5m", .umin = 0, .umax = SECONDS(7 * 86400)},
+    {"snapshot_every_tokens", K_UINT, 0, AT(rwkvd_config, durability.snapshot_every_tokens),
+        .def = "100000", .umin = 0, .umax = UINT64_MAX},
+    {"wal_segment_bytes", K_SIZE, 0, AT(rwkvd_config, durability.wal_segment_bytes),
+        .def = "64MiB", .umin = 4096, .umax = 1ull << 40},
     {.name = NULL},
 };
 
@@ -234,6 +251,7 @@ static const key root_keys[] = {
     {"service", K_SECTION, 0, 0, 0, .sub = service_keys},
     {"state_dir", K_STR, F_EXPAND, AT(rwkvd_config, state_dir),
         .def = "${STATE_DIRECTORY:-/var/lib/rwkvd}", STR_BYTES(1, 4096)},
+    {"durability", K_SECTION, 0, 0, 0, .sub = durability_keys},
     {"tasks", K_SECTION, F_RELOAD, 0, 0, .sub = task_keys},
     {.name = NULL},
 };

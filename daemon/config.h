@@ -45,6 +45,13 @@ typedef enum {
     RWKVD_LOG_DEBUG = 7,
 } rwkvd_log_level;
 
+/* durability.fsync; the values of rwkvd_wal_fsync (wal.h). */
+typedef enum {
+    RWKVD_FSYNC_NO = 0,
+    RWKVD_FSYNC_EVERYSEC = 1,
+    RWKVD_FSYNC_ALWAYS = 2,
+} rwkvd_fsync_policy;
+
 typedef enum {
     RWKVD_TASK_NONE = 0,        /* advance the state, publish nothing */
     RWKVD_TASK_CLASSIFY_LABELS, /* score each label's text after prompt_suffix on a fork */
@@ -128,6 +135,13 @@ typedef struct rwkvd_config {
         uint64_t step_timeout_ms;    /* a step running longer is hung: watchdog pings stop */
     } service;
     char *state_dir; /* snapshots and the input log live here */
+    struct {
+        bool enabled;                   /* WAL + snapshots in state_dir */
+        rwkvd_fsync_policy fsync;       /* WAL fsync policy (wal.h) */
+        uint64_t snapshot_interval_ms;  /* snapshot every channel this often; 0 = never */
+        uint64_t snapshot_every_tokens; /* ... or once this many input tokens were applied; 0 = never */
+        uint64_t wal_segment_bytes;     /* WAL segment size */
+    } durability;
     struct {
         char *default_profile;  /* profile of a new channel; "" = none */
         rwkvd_profile *profiles; /* (n_profiles) in file order, names unique */
