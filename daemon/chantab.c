@@ -217,6 +217,8 @@ void rwkvd_chantab_pop(rwkvd_channel *ch)
     uint64_t cost = rwkvd_entry_cost(e);
     ch->q_tokens = ch->q_tokens >= cost ? ch->q_tokens - cost : 0;
     ch->q_messages--;
+    if (e->lsn > ch->applied_lsn)
+        ch->applied_lsn = e->lsn;
     ch->head = e->next;
     if (!ch->head)
         ch->tail = NULL;

@@ -39,6 +39,7 @@ typedef struct rwkvd_entry {
     bool committed;                      /* TOKENS made by a committing generation */
     uint32_t n_tokens;                   /* tokens in tokens[] */
     uint32_t pos;                        /* next token to apply */
+    uint64_t lsn;                        /* its input-log record, 0 = not logged */
     int32_t tokens[];                    /* (n_tokens) */
 } rwkvd_entry;
 
@@ -77,6 +78,13 @@ typedef struct rwkvd_channel {
     size_t index;                 /* position in rwkvd_chantab.v */
     uint64_t sched_tick;          /* last job build that visited it (one visit per job) */
     struct rwkvd_channel *hnext;  /* hash chain */
+    /* durable state (durable.c); LSNs of the input log, 0 = none */
+    uint64_t applied_lsn;         /* highest LSN of an entry popped (applied) */
+    uint64_t logged_lsn;          /* highest LSN logged for this channel */
+    uint64_t snap_lsn, snap_prev_lsn; /* applied_lsn of the two snapshot generations */
+    bool snap_written;            /* a snapshot was written in this run */
+    uint64_t partial_lsn;         /* recovery: the entry the snapshot had partly applied */
+    uint32_t partial_pos;         /* ... and how many of its tokens */
 } rwkvd_channel;
 
 typedef struct rwkvd_pair {
@@ -84,6 +92,7 @@ typedef struct rwkvd_pair {
     uint64_t acked;
     uint64_t paused_at;  /* 0 = not paused; else the seq turned away with a retryable code */
     int paused_code;
+    uint64_t snap_seq;   /* recovery: the seq its channel's snapshot had applied */
     bool credit_wanted;  /* answered 429: send CREDIT when the queue drains to half */
     void *credit_env;    /* routing identity for that CREDIT (malloc'd), or NULL */
     size_t credit_env_len;
@@ -129,7 +138,7 @@ void rwkvd_chantab_reap(rwkvd_chantab *t);
 /* Queue operations. push appends; push_front inserts at the head (committed tokens). */
 void rwkvd_chantab_push(rwkvd_channel *ch, rwkvd_entry *e);
 void rwkvd_chantab_push_front(rwkvd_channel *ch, rwkvd_entry *e);
-/* Pop and free the head entry. */
+/* Pop and free the head entry (it counts as applied: applied_lsn takes its lsn). */
 void rwkvd_chantab_pop(rwkvd_channel *ch);
 /* Discard every queued entry; returns how many there were. */
 uint32_t rwkvd_chantab_clear_queue(rwkvd_channel *ch);

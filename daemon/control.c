@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "durable.h"
 #include "log.h"
 #include "rwkvd_version.h"
 #include "zmsg.h"
@@ -314,12 +315,23 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
         reply_json(d, env, n_env, info_json(d, ch));
         break;
     case RWKVP_CTL_RESET:
+        if (d->dur) /* the snapshot below must see the zeroing, not a job half done */
+            rwkvd_daemon_quiesce(d);
         rwkvd_daemon_reset_channel(d, ch);
+        if (d->dur) /* not in the input log: a snapshot of the zeroed state makes it durable */
+            rwkvd_durable_snapshot(d, ch, false, NULL, NULL);
         reply_json(d, env, n_env, json_pack("{s:s%, s:i}", "name", ch->name, ch->name_len, "tokens_seen", 0));
         break;
     case RWKVP_CTL_DROP: {
         json_t *j = json_pack("{s:s%}", "name", ch->name, ch->name_len);
-        uint32_t dropped = rwkvd_daemon_drop_channel(d, ch);
+        uint32_t dropped = 0;
+        if (d->dur) { /* durable as a zero state that covers every record of the channel */
+            rwkvd_daemon_quiesce(d);
+            rwkvd_daemon_reset_channel(d, ch);
+            dropped = rwkvd_chantab_clear_queue(ch);
+            rwkvd_durable_snapshot(d, ch, false, NULL, NULL);
+        }
+        dropped += rwkvd_daemon_drop_channel(d, ch);
         json_object_set_new(j, "dropped_messages", json_integer(dropped));
         reply_json(d, env, n_env, j);
         break;
@@ -330,8 +342,33 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
         break;
     }
     case RWKVP_CTL_SNAPSHOT: {
-        static const char t[] = "SNAPSHOT not implemented until the durable-state issue";
-        reply(d, env, n_env, 501, t, sizeof t - 1);
+        if (!d->dur) {
+            static const char t[] = "SNAPSHOT needs a snapshot store: durability.enabled is false";
+            reply(d, env, n_env, 501, t, sizeof t - 1);
+            break;
+        }
+        rwkvd_channel *only = NULL;
+        if (req.channel.len) {
+            only = rwkvd_chantab_find(d->tab, req.channel.data, req.channel.len);
+            if (!only) {
+                char t[200];
+                snprintf(t, sizeof t, "unknown channel '%.*s'", (int)req.channel.len, (const char *)req.channel.data);
+                reply(d, env, n_env, 404, t, strlen(t));
+                break;
+            }
+        }
+        uint64_t t0 = rwkvd_now_ns(), bytes = 0;
+        uint32_t n = 0;
+        rwkvd_daemon_quiesce(d);
+        int rc = rwkvd_durable_snapshot(d, only, false, &n, &bytes);
+        if (rc) {
+            char t[200];
+            snprintf(t, sizeof t, "snapshot failed (%s) after %u channel(s); see the log", strerror(-rc), n);
+            reply(d, env, n_env, 500, t, strlen(t));
+            break;
+        }
+        reply_json(d, env, n_env, json_pack("{s:i, s:I, s:f}", "channels", (int)n, "bytes", (json_int_t)bytes,
+                                            "duration_s", (double)(rwkvd_now_ns() - t0) / 1e9));
         break;
     }
     case RWKVP_CTL_RELOAD: {

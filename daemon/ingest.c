@@ -8,6 +8,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "durable.h"
 #include "log.h"
 #include "zmsg.h"
 
@@ -37,6 +38,7 @@ typedef struct {
     rwkvd_daemon *d;
     const rwkvp_frame *env;
     size_t n_env;
+    uint64_t lsn; /* the input-log record an ACK must wait for (0 = none) */
 } reply_ctx;
 
 static void send_reply(reply_ctx *rc, const rwkvp_reply *r)
@@ -47,7 +49,9 @@ static void send_reply(reply_ctx *rc, const rwkvp_reply *r)
         rwkvd_log(LOG_ERR, "cannot encode an ingest reply: %s", e.text);
         return;
     }
-    if (rwkvd_zmsg_send(rc->d->ingest, rc->env, rc->n_env, msg.frames, msg.n) != 0)
+    if (rc->d->dur) /* after the replies before it, and once its record is durable */
+        rwkvd_durable_reply(rc->d, rc->lsn, rc->env, rc->n_env, msg.frames, msg.n);
+    else if (rwkvd_zmsg_send(rc->d->ingest, rc->env, rc->n_env, msg.frames, msg.n) != 0)
         rc->d->m.ingest_undeliverable++;
 }
 
@@ -291,6 +295,15 @@ static void handle_decoded(rwkvd_daemon *d, reply_ctx *rc, const rwkvp_ingest *m
     } else if (m->op == RWKVP_OP_TASK) {
         memcpy(e->arg, profile, sizeof e->arg);
     }
+    if (d->dur) { /* the input log first: an ACK promises the message survives a restart */
+        int lrc = rwkvd_durable_log(d, m->channel.data, m->channel.len, e, m->payload.data, m->payload.len, &e->lsn);
+        if (lrc) {
+            rwkvd_entry_free(e);
+            reject(rc, m, pair, RWKVP_E_UNAVAILABLE, "cannot write the input log (%s); not accepted",
+                   strerror(-lrc));
+            return;
+        }
+    }
     int64_t now_ms = rwkvd_unix_ms();
     if (!ch) {
         int crc = rwkvd_chantab_create(d->tab, m->channel.data, m->channel.len, cfg->tasks.default_profile,
@@ -301,6 +314,9 @@ static void handle_decoded(rwkvd_daemon *d, reply_ctx *rc, const rwkvp_ingest *m
             return;
         }
     }
+    if (e->lsn)
+        ch->logged_lsn = e->lsn;
+    rc->lsn = e->lsn;
     rwkvd_chantab_push(ch, e);
     ch->n_accepted++;
     ch->accepted_cost += cost;
@@ -308,6 +324,15 @@ static void handle_decoded(rwkvd_daemon *d, reply_ctx *rc, const rwkvp_ingest *m
     pair->acked = m->seq;
     pair->paused_at = 0;
     ack(rc, m, RWKVP_REPLY_ACK, pair->acked, channel_credit(d, ch));
+}
+
+/* An error reply to an undecodable message, in order with the replies waiting for the log. */
+static void send_raw(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, const rwkvp_msg *msg)
+{
+    if (d->dur)
+        rwkvd_durable_reply(d, 0, env, n_env, msg->frames, msg->n);
+    else if (rwkvd_zmsg_send(d->ingest, env, n_env, msg->frames, msg->n) != 0)
+        d->m.ingest_undeliverable++;
 }
 
 int rwkvd_ingest_handle(rwkvd_daemon *d, int budget)
@@ -329,23 +354,21 @@ int rwkvd_ingest_handle(rwkvd_daemon *d, int budget)
                          zm.n_total > 2 ? zm.n_total - 2 : zm.n_total);
                 rwkvp_msg msg;
                 size_t ne = zm.n >= 2 && zm.f[1].len == 0 ? 2 : 1;
-                if (rwkvp_reply_encode_error(&e, &msg) == 0 &&
-                    rwkvd_zmsg_send(d->ingest, zm.f, ne, msg.frames, msg.n) != 0)
-                    d->m.ingest_undeliverable++;
+                if (rwkvp_reply_encode_error(&e, &msg) == 0)
+                    send_raw(d, zm.f, ne, &msg);
                 count(d, 0, RWKVP_E_MALFORMED);
             }
             rwkvd_zmsg_close(&zm);
             continue;
         }
-        reply_ctx rc = {d, zm.f, n_env};
+        reply_ctx rc = {d, zm.f, n_env, 0};
         rwkvp_ingest m;
         rwkvp_error e;
         memset(&e, 0, sizeof e);
         if (rwkvp_ingest_decode(zm.f + n_env, zm.n - n_env, &lim, &m, &e) != 0) {
             rwkvp_msg msg;
             if (rwkvp_reply_encode_error(&e, &msg) == 0)
-                if (rwkvd_zmsg_send(d->ingest, zm.f, n_env, msg.frames, msg.n) != 0)
-                    d->m.ingest_undeliverable++;
+                send_raw(d, zm.f, n_env, &msg);
             int op = 0;
             /* count against the op when frame 1 named one */
             static const char *const names[] = {"", "TEXT", "TOKENS", "RESET", "TASK", "GEN", "CANCEL", "CLOSE", "SYNC"};
@@ -360,5 +383,7 @@ int rwkvd_ingest_handle(rwkvd_daemon *d, int budget)
         }
         rwkvd_zmsg_close(&zm);
     }
+    if (d->dur && handled > 0)
+        rwkvd_durable_commit(d); /* group commit (fsync always), then the replies it covers */
     return handled;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -16,6 +17,7 @@
 #include <zmq.h>
 
 #include "control.h"
+#include "durable.h"
 #include "ingest.h"
 #include "log.h"
 #include "notify.h"
@@ -219,6 +221,17 @@ static void complete_job(rwkvd_daemon *d, rwkvd_job *j)
     rwkvd_ingest_credit_notify(d);
 }
 
+void rwkvd_daemon_quiesce(rwkvd_daemon *d)
+{
+    while (rwkvd_worker_busy(d->worker)) {
+        struct pollfd p = {.fd = rwkvd_worker_fd(d->worker), .events = POLLIN};
+        poll(&p, 1, 1000);
+        rwkvd_job *j = rwkvd_worker_collect(d->worker);
+        if (j)
+            complete_job(d, j);
+    }
+}
+
 /* ---- reload ------------------------------------------------------------------------ */
 
 int rwkvd_daemon_reload(rwkvd_daemon *d, char *err, size_t err_len,
@@ -346,6 +359,8 @@ int rwkvd_daemon_init(rwkvd_daemon *d, const char *config_path, rwkvd_config **c
         rwkvd_log(LOG_ERR, "worker: %s", err);
         return rc;
     }
+    if (cfg->durability.enabled && (rc = rwkvd_durable_open(d))) /* recovery, before any socket is bound */
+        return rc;
     if (!(d->zctx = zmq_ctx_new()))
         return -ENOMEM;
     mkdir_ipc_parents(&cfg->endpoints.ingest);
@@ -392,6 +407,7 @@ void rwkvd_daemon_fini(rwkvd_daemon *d)
         close(d->sigfd);
     if (hung)
         return; /* the worker still runs a step: leave the engine alone and let exit() end it */
+    rwkvd_durable_destroy(d);
     rwkvd_worker_destroy(&d->worker);
     rwkvd_job_free(&d->job);
     rwkvd_chantab_destroy(&d->tab);
@@ -485,6 +501,11 @@ int rwkvd_loop_run(rwkvd_daemon *d)
             wake = d->next_watchdog_ns;
         if (d->state == RWKVD_STOPPING && d->stop_deadline_ns < wake)
             wake = d->stop_deadline_ns;
+        if (d->dur) {
+            uint64_t t = rwkvd_durable_next_ns(d);
+            if (t && t < wake)
+                wake = t;
+        }
         long timeout_ms = wake > now ? (long)((wake - now + 999999) / 1000000) : 0;
         zmq_pollitem_t items[5] = {
             {d->ingest, 0, ZMQ_POLLIN, 0},
@@ -515,6 +536,8 @@ int rwkvd_loop_run(rwkvd_daemon *d)
                 rwkvd_publish_drain(d);
         }
         now = rwkvd_now_ns();
+        if (d->dur)
+            rwkvd_durable_tick(d, now, !rwkvd_worker_busy(d->worker));
         if (now >= d->next_status_ns) {
             status_tick(d, now);
             d->next_status_ns = now + status_ns;
@@ -534,6 +557,8 @@ int rwkvd_loop_run(rwkvd_daemon *d)
     }
     if (d->exit_status)
         exit_status = d->exit_status;
+    if (d->dur && !rwkvd_worker_busy(d->worker))
+        rwkvd_durable_shutdown(d);
     rwkvd_log(LOG_NOTICE, "stopped: %llu tokens fed, %llu publications dropped",
               (unsigned long long)d->m.tokens_total, (unsigned long long)d->m.publish_dropped);
     return exit_status;

@@ -77,6 +77,7 @@ typedef struct rwkvd_daemon {
     uint64_t watchdog_interval_ns; /* 0 = no watchdog */
     uint64_t job_submit_ns;
     uint64_t stop_deadline_ns;
+    struct rwkvd_durable *dur; /* WAL + snapshots (durable.c); NULL when durability is off */
     bool quit;
     int exit_status;          /* set when something fatal asks the loop to stop */
 } rwkvd_daemon;
@@ -103,6 +104,10 @@ void rwkvd_daemon_reset_channel(rwkvd_daemon *d, rwkvd_channel *ch);
 void rwkvd_daemon_cancel_gen(rwkvd_daemon *d, rwkvd_channel *ch);
 /* Delete a channel now (DROP/CLOSE): returns queued messages discarded. */
 uint32_t rwkvd_daemon_drop_channel(rwkvd_daemon *d, rwkvd_channel *ch);
+
+/* Wait for the in-flight job, if any, and complete it (publishing its results), so the
+ * engine may be used from the loop thread (snapshots). */
+void rwkvd_daemon_quiesce(rwkvd_daemon *d);
 
 /* Index of a result code in rwkvd_metrics.ingest (0 ack, 1 dup, 2.. errors). */
 int rwkvd_result_index(int code);

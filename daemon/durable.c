@@ -1,0 +1,641 @@
+/* durable.c — see durable.h.
+ *
+ * What a snapshot holds beyond the engine state goes into its producer list under ids that
+ * the protocol cannot produce (they start with '$', PROTOCOL.md §4.4), so the file format
+ * (FORMATS.md §1) stays as it is:
+ *   $held           seq = held token + 1 (0: none) — the input token the slot has not seen
+ *   $tso            seq = tokens since the last output (trigger: tokens)
+ *   $profile:NAME   the channel's task profile (seq 0)
+ *   $partial, $pos  the head entry's LSN and how many of its tokens the state holds
+ * Every other id is a producer, with the highest of its seqs applied to the state.
+ * Key invariant: state(snapshot) + the channel's WAL records with LSN > applied_lsn, applied
+ * in order from the partly applied head entry on, equals the live channel's state. */
+#include "durable.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "snapshot.h"
+#include "wal.h"
+#include "zmsg.h"
+
+typedef struct {
+    uint64_t lsn;
+    size_t n;          /* frames */
+    size_t len[RWKVD_ZMSG_MAX];
+    unsigned char *data; /* frames back to back */
+} pending_reply;
+
+typedef struct rwkvd_durable {
+    rwkvd_fsio wal_io, snap_io;
+    rwkvd_wal *wal;
+    rwkvd_snapstore *store;
+    rwkvd_snap_model model;
+    void *state;              /* (state_bytes) export buffer */
+    size_t state_bytes;
+    unsigned char *rec_buf;   /* record payload scratch */
+    size_t rec_cap;
+    pending_reply *q;         /* ring of queued replies */
+    size_t q_head, q_n, q_cap;
+    uint64_t next_snap_ns;    /* interval snapshots; 0 = off */
+    uint64_t tokens_at_snap;  /* d->m.input_tokens_total at the last snapshot round */
+    bool wal_failed_logged;
+} rwkvd_durable;
+
+/* ---- replies ----------------------------------------------------------------------- */
+
+static void send_pending(rwkvd_daemon *d, const pending_reply *p)
+{
+    rwkvp_frame f[RWKVD_ZMSG_MAX];
+    size_t off = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        f[i].data = p->data + off;
+        f[i].len = p->len[i];
+        off += p->len[i];
+    }
+    if (rwkvd_zmsg_send(d->ingest, f, p->n, NULL, 0) != 0)
+        d->m.ingest_undeliverable++;
+}
+
+static void release(rwkvd_daemon *d)
+{
+    rwkvd_durable *u = d->dur;
+    uint64_t durable = rwkvd_wal_durable_lsn(u->wal);
+    while (u->q_n > 0) {
+        pending_reply *p = &u->q[u->q_head];
+        if (p->lsn > durable)
+            break;
+        send_pending(d, p);
+        free(p->data);
+        u->q_head = (u->q_head + 1) % u->q_cap;
+        u->q_n--;
+    }
+}
+
+void rwkvd_durable_reply(rwkvd_daemon *d, uint64_t lsn, const rwkvp_frame *env, size_t n_env,
+                         const rwkvp_frame *f, size_t n)
+{
+    rwkvd_durable *u = d->dur;
+    if (u->q_n == 0 && lsn <= rwkvd_wal_durable_lsn(u->wal)) {
+        if (rwkvd_zmsg_send(d->ingest, env, n_env, f, n) != 0)
+            d->m.ingest_undeliverable++;
+        return;
+    }
+    if (u->q_n == u->q_cap) {
+        size_t cap = u->q_cap ? u->q_cap * 2 : 64;
+        pending_reply *q = malloc(cap * sizeof *q);
+        if (!q)
+            goto fail;
+        for (size_t i = 0; i < u->q_n; i++)
+            q[i] = u->q[(u->q_head + i) % u->q_cap];
+        free(u->q);
+        u->q = q;
+        u->q_head = 0;
+        u->q_cap = cap;
+    }
+    pending_reply p = {.lsn = lsn, .n = n_env + n};
+    if (p.n > RWKVD_ZMSG_MAX)
+        goto fail;
+    size_t total = 0;
+    for (size_t i = 0; i < p.n; i++)
+        total += (p.len[i] = i < n_env ? env[i].len : f[i - n_env].len);
+    if (!(p.data = malloc(total ? total : 1)))
+        goto fail;
+    size_t off = 0;
+    for (size_t i = 0; i < p.n; i++) {
+        const rwkvp_frame *fr = i < n_env ? &env[i] : &f[i - n_env];
+        if (fr->len)
+            memcpy(p.data + off, fr->data, fr->len);
+        off += fr->len;
+    }
+    u->q[(u->q_head + u->q_n) % u->q_cap] = p;
+    u->q_n++;
+    return;
+fail:
+    rwkvd_log(LOG_ERR, "out of memory queueing an ingest reply; it is dropped (the producer resends)");
+    d->m.ingest_undeliverable++;
+}
+
+static void note_wal_error(rwkvd_daemon *d, int rc)
+{
+    if (rc && !d->dur->wal_failed_logged) {
+        rwkvd_log(LOG_ERR, "input log: %s; ingest answers 503 until rwkvd restarts", strerror(-rc));
+        d->dur->wal_failed_logged = true;
+    }
+}
+
+void rwkvd_durable_commit(rwkvd_daemon *d)
+{
+    note_wal_error(d, rwkvd_wal_commit(d->dur->wal));
+    release(d);
+}
+
+uint64_t rwkvd_durable_next_ns(const rwkvd_daemon *d)
+{
+    const rwkvd_durable *u = d->dur;
+    uint64_t t = rwkvd_wal_next_tick_ns(u->wal);
+    if (u->next_snap_ns && (!t || u->next_snap_ns < t))
+        t = u->next_snap_ns;
+    return t;
+}
+
+/* ---- logging ----------------------------------------------------------------------- */
+
+int rwkvd_durable_log(rwkvd_daemon *d, const char *channel, size_t channel_len, const rwkvd_entry *e,
+                      const void *gen_json, size_t gen_len, uint64_t *lsn)
+{
+    rwkvd_durable *u = d->dur;
+    char name[RWKVP_CHANNEL_MAX + 1];
+    if (channel_len >= sizeof name)
+        return -EINVAL;
+    memcpy(name, channel, channel_len);
+    name[channel_len] = '\0';
+    rwkvd_wal_rec r = {.op = (uint8_t)e->op, .channel = name, .producer = e->producer, .seq = e->seq};
+    if (e->op == RWKVP_OP_TEXT || e->op == RWKVP_OP_TOKENS) {
+        size_t need = (size_t)e->n_tokens * 4;
+        if (need > u->rec_cap) {
+            unsigned char *b = realloc(u->rec_buf, need);
+            if (!b)
+                return -ENOMEM;
+            u->rec_buf = b;
+            u->rec_cap = need;
+        }
+        for (uint32_t i = 0; i < e->n_tokens; i++)
+            rwkvd_le32_put(u->rec_buf + 4 * i, (uint32_t)e->tokens[i]);
+        r.payload = u->rec_buf;
+        r.payload_bytes = (uint32_t)need;
+    } else if (e->op == RWKVP_OP_TASK) {
+        r.payload = e->arg;
+        r.payload_bytes = (uint32_t)strlen(e->arg);
+    } else if (e->op == RWKVP_OP_GEN) {
+        r.payload = gen_json;
+        r.payload_bytes = (uint32_t)gen_len;
+    }
+    int rc = rwkvd_wal_append(u->wal, &r, lsn);
+    note_wal_error(d, rc);
+    return rc;
+}
+
+/* ---- snapshots ----------------------------------------------------------------------- */
+
+typedef struct {
+    rwkvd_snap_producer *v;
+    char (*ids)[RWKVP_NAME_MAX + 16];
+    uint32_t n, cap;
+    const rwkvd_channel *ch;
+    bool oom;
+} prod_list;
+
+static rwkvd_snap_producer *prod_add(prod_list *pl)
+{
+    if (pl->n == pl->cap) {
+        uint32_t cap = pl->cap ? pl->cap * 2 : 16;
+        rwkvd_snap_producer *v = realloc(pl->v, cap * sizeof *v);
+        if (v)
+            pl->v = v;
+        char(*ids)[RWKVP_NAME_MAX + 16] = v ? realloc(pl->ids, cap * sizeof *ids) : NULL;
+        if (!v || !ids) {
+            pl->oom = true;
+            return NULL;
+        }
+        pl->ids = ids;
+        pl->cap = cap;
+    }
+    rwkvd_snap_producer *p = &pl->v[pl->n];
+    p->id = pl->ids[pl->n];
+    pl->n++;
+    return p;
+}
+
+static void add_pair(const rwkvd_pair *pair, void *user)
+{
+    prod_list *pl = user;
+    const char *producer = pair->key + pair->channel_len + 1;
+    /* applied seq: below the first of its entries still queued (seqs rise per pair) */
+    uint64_t seq = pair->acked;
+    for (const rwkvd_entry *e = pl->ch->head; e; e = e->next)
+        if (e->lsn && strcmp(e->producer, producer) == 0) {
+            seq = e->seq - 1;
+            break;
+        }
+    if (seq == 0)
+        return;
+    rwkvd_snap_producer *p = prod_add(pl);
+    if (!p)
+        return;
+    snprintf((char *)p->id, RWKVP_NAME_MAX + 16, "%s", producer);
+    p->seq = seq;
+}
+
+static void add_meta(prod_list *pl, const char *id, uint64_t seq)
+{
+    rwkvd_snap_producer *p = prod_add(pl);
+    if (!p)
+        return;
+    snprintf((char *)p->id, RWKVP_NAME_MAX + 16, "%s", id);
+    p->seq = seq;
+}
+
+static int snapshot_one(rwkvd_daemon *d, rwkvd_channel *ch, uint64_t *bytes, char *err, size_t err_len)
+{
+    rwkvd_durable *u = d->dur;
+    int rc;
+    if (ch->reset_pending) { /* a zeroing the scheduler has not run yet: run it now */
+        if ((rc = rwkv_engine_state_reset(d->engine, ch->slot))) {
+            snprintf(err, err_len, "channel %s: state reset: %s", ch->name, strerror(-rc));
+            return rc;
+        }
+        ch->reset_pending = false;
+    }
+    if ((rc = rwkv_engine_state_export(d->engine, ch->slot, u->state, u->state_bytes))) {
+        snprintf(err, err_len, "channel %s: state export: %s", ch->name, strerror(-rc));
+        return rc;
+    }
+    prod_list pl = {.ch = ch};
+    rwkvd_chantab_each_pair(d->tab, ch->name, ch->name_len, add_pair, &pl);
+    char meta[RWKVP_NAME_MAX + 16];
+    add_meta(&pl, "$held", ch->held >= 0 ? (uint64_t)ch->held + 1 : 0);
+    add_meta(&pl, "$tso", ch->tokens_since_output);
+    snprintf(meta, sizeof meta, "$profile:%s", ch->profile);
+    add_meta(&pl, meta, 0);
+    if (ch->head && ch->head->lsn && ch->head->pos > 0) {
+        add_meta(&pl, "$partial", ch->head->lsn);
+        add_meta(&pl, "$pos", ch->head->pos);
+    }
+    if (pl.oom) {
+        free(pl.v);
+        free(pl.ids);
+        snprintf(err, err_len, "channel %s: out of memory", ch->name);
+        return -ENOMEM;
+    }
+    rwkvd_snapshot s = {.model = u->model,
+                        .layout = RWKVD_SNAP_LAYOUT_V1,
+                        .dtype = RWKVD_SNAP_DTYPE_F32,
+                        .channel = ch->name,
+                        .tokens_seen = ch->tokens_seen,
+                        .applied_lsn = ch->applied_lsn,
+                        .n_producers = pl.n,
+                        .producers = pl.v,
+                        .payload = u->state,
+                        .payload_bytes = u->state_bytes};
+    rc = rwkvd_snapstore_write(u->store, &s, err, err_len);
+    free(pl.v);
+    free(pl.ids);
+    if (rc)
+        return rc;
+    ch->snap_prev_lsn = ch->snap_written || ch->snap_lsn ? ch->snap_lsn : 0;
+    ch->snap_lsn = ch->applied_lsn;
+    ch->snap_written = true;
+    if (bytes)
+        *bytes += s.payload_bytes;
+    return 0;
+}
+
+/* Whether both generations already hold everything logged for the channel. */
+static bool covered(const rwkvd_channel *ch)
+{
+    return ch->snap_written && ch->snap_prev_lsn >= ch->logged_lsn && ch->snap_lsn >= ch->logged_lsn &&
+           !ch->reset_pending && !ch->head;
+}
+
+static void truncate_wal(rwkvd_daemon *d)
+{
+    rwkvd_durable *u = d->dur;
+    uint64_t keep = rwkvd_wal_next_lsn(u->wal);
+    for (size_t i = 0; i < d->tab->n; i++) {
+        const rwkvd_channel *ch = d->tab->v[i];
+        if (ch->dead || covered(ch))
+            continue;
+        /* a fallback to .prev replays from its LSN on */
+        uint64_t need = ch->snap_written ? ch->snap_prev_lsn + 1 : 1;
+        if (need < keep)
+            keep = need;
+    }
+    uint32_t n = 0;
+    int rc = rwkvd_wal_truncate_before(u->wal, keep, &n);
+    if (rc)
+        rwkvd_log(LOG_WARNING, "input log: truncating before LSN %llu: %s", (unsigned long long)keep,
+                  strerror(-rc));
+    else if (n)
+        rwkvd_log(LOG_DEBUG, "input log: %u segment(s) before LSN %llu deleted", n, (unsigned long long)keep);
+}
+
+int rwkvd_durable_snapshot(rwkvd_daemon *d, rwkvd_channel *only, bool only_changed, uint32_t *n_written,
+                           uint64_t *bytes)
+{
+    rwkvd_durable *u = d->dur;
+    int first = 0;
+    uint32_t n = 0;
+    uint64_t b = 0;
+    char err[768];
+    /* snapshots must not cover records that are not durable: they would survive a crash the
+     * log does not, and a producer would not resend them */
+    int rc = rwkvd_wal_sync(u->wal);
+    if (rc) {
+        note_wal_error(d, rc);
+        return rc;
+    }
+    for (size_t i = 0; i < d->tab->n; i++) {
+        rwkvd_channel *ch = d->tab->v[i];
+        if (ch->dead || (only && ch != only) || (only_changed && covered(ch)))
+            continue;
+        if ((rc = snapshot_one(d, ch, &b, err, sizeof err))) {
+            rwkvd_log(LOG_ERR, "snapshot: %s", err);
+            if (!first)
+                first = rc;
+            continue;
+        }
+        n++;
+    }
+    truncate_wal(d);
+    u->tokens_at_snap = d->m.input_tokens_total;
+    if (n_written)
+        *n_written = n;
+    if (bytes)
+        *bytes = b;
+    release(d);
+    return first;
+}
+
+void rwkvd_durable_tick(rwkvd_daemon *d, uint64_t now_ns, bool worker_idle)
+{
+    rwkvd_durable *u = d->dur;
+    note_wal_error(d, rwkvd_wal_tick(u->wal, now_ns));
+    release(d);
+    if (!worker_idle || d->state == RWKVD_STOPPING)
+        return;
+    uint64_t every = d->cfg->durability.snapshot_every_tokens;
+    bool by_time = u->next_snap_ns && now_ns >= u->next_snap_ns;
+    bool by_tokens = every && d->m.input_tokens_total - u->tokens_at_snap >= every;
+    if (!by_time && !by_tokens)
+        return;
+    uint32_t n = 0;
+    uint64_t bytes = 0;
+    uint64_t t0 = rwkvd_now_ns();
+    rwkvd_durable_snapshot(d, NULL, true, &n, &bytes);
+    if (n)
+        rwkvd_log(LOG_INFO, "snapshot (%s): %u channel(s), %llu bytes in %.3f s", by_time ? "interval" : "tokens", n,
+                  (unsigned long long)bytes, (double)(rwkvd_now_ns() - t0) / 1e9);
+    if (u->next_snap_ns)
+        u->next_snap_ns = rwkvd_now_ns() + d->cfg->durability.snapshot_interval_ms * 1000000ull;
+}
+
+void rwkvd_durable_shutdown(rwkvd_daemon *d)
+{
+    uint32_t n = 0;
+    uint64_t bytes = 0;
+    uint64_t t0 = rwkvd_now_ns();
+    int rc = rwkvd_durable_snapshot(d, NULL, false, &n, &bytes);
+    rwkvd_log(rc ? LOG_ERR : LOG_NOTICE, "shutdown snapshot: %u channel(s), %llu bytes in %.3f s%s", n,
+              (unsigned long long)bytes, (double)(rwkvd_now_ns() - t0) / 1e9,
+              rc ? " (some failed: the input log still covers them)" : "");
+    note_wal_error(d, rwkvd_wal_sync(d->dur->wal));
+    release(d);
+}
+
+/* ---- recovery ------------------------------------------------------------------------- */
+
+static rwkvd_channel *recover_channel(rwkvd_daemon *d, const char *name, int64_t now_ms)
+{
+    rwkvd_channel *ch = rwkvd_chantab_find(d->tab, name, strlen(name));
+    if (ch)
+        return ch;
+    int rc = rwkvd_chantab_create(d->tab, name, strlen(name), d->cfg->tasks.default_profile,
+                                  d->cfg->limits.max_channels, now_ms, &ch);
+    if (rc) {
+        rwkvd_log(LOG_ERR, "recovery: cannot create channel %s: %s (limits.max_channels, model.state_slots)", name,
+                  strerror(-rc));
+        return NULL;
+    }
+    return ch;
+}
+
+static int load_snapshot(rwkvd_daemon *d, const char *name, int64_t now_ms)
+{
+    rwkvd_durable *u = d->dur;
+    rwkvd_snapshot *s = NULL;
+    rwkvd_snap_gen gen = RWKVD_SNAP_CUR;
+    char note[1200] = "";
+    int rc = rwkvd_snapstore_load(u->store, name, &u->model, &s, &gen, note, sizeof note);
+    if (rc) {
+        rwkvd_log(LOG_ERR, "recovery: channel %s: no usable snapshot (%s); rebuilding it from the input log alone, "
+                           "which is complete only if the log was never truncated past it",
+                  name, note[0] ? note : strerror(-rc));
+        return rc;
+    }
+    if (gen == RWKVD_SNAP_PREV)
+        rwkvd_log(LOG_WARNING, "recovery: channel %s: %s; using the previous generation and the input log", name, note);
+    rwkvd_channel *ch = recover_channel(d, name, now_ms);
+    if (!ch) {
+        rwkvd_snapshot_destroy(&s);
+        return -EMLINK;
+    }
+    if ((rc = rwkv_engine_state_import(d->engine, ch->slot, s->payload, s->payload_bytes))) {
+        rwkvd_log(LOG_ERR, "recovery: channel %s: state import: %s", name, strerror(-rc));
+        rwkvd_snapshot_destroy(&s);
+        return rc;
+    }
+    ch->reset_pending = false;
+    ch->tokens_seen = s->tokens_seen;
+    ch->applied_lsn = ch->logged_lsn = ch->snap_lsn = s->applied_lsn;
+    for (uint32_t i = 0; i < s->n_producers; i++) {
+        const rwkvd_snap_producer *p = &s->producers[i];
+        if (strcmp(p->id, "$held") == 0)
+            ch->held = p->seq ? (int32_t)(p->seq - 1) : -1;
+        else if (strcmp(p->id, "$tso") == 0)
+            ch->tokens_since_output = p->seq;
+        else if (strncmp(p->id, "$profile:", 9) == 0)
+            snprintf(ch->profile, sizeof ch->profile, "%s", p->id + 9);
+        else if (strcmp(p->id, "$partial") == 0)
+            ch->partial_lsn = p->seq;
+        else if (strcmp(p->id, "$pos") == 0)
+            ch->partial_pos = (uint32_t)p->seq;
+        else if (p->id[0] != '$') {
+            rwkvd_pair *pair = rwkvd_chantab_pair(d->tab, name, strlen(name), p->id, strlen(p->id), true);
+            if (pair) {
+                pair->snap_seq = p->seq;
+                if (p->seq > pair->acked)
+                    pair->acked = p->seq;
+            }
+        }
+    }
+    rwkvd_snapshot_destroy(&s);
+    return 0;
+}
+
+static int replay(rwkvd_daemon *d, int64_t now_ms, uint64_t *n_records, uint64_t *n_skipped)
+{
+    rwkvd_durable *u = d->dur;
+    rwkvd_wal_iter *it = NULL;
+    int rc = rwkvd_wal_iter_new(u->wal, rwkvd_wal_first_lsn(u->wal), &it);
+    if (rc)
+        return rc;
+    char err[512] = "";
+    rwkvd_wal_rec r;
+    while ((rc = rwkvd_wal_iter_next(it, &r, err, sizeof err)) == 1) {
+        rwkvd_channel *ch = rwkvd_chantab_find(d->tab, r.channel, strlen(r.channel));
+        if (ch && r.lsn <= ch->applied_lsn) {
+            ++*n_skipped;
+            continue;
+        }
+        rwkvd_pair *pair = NULL;
+        if (r.producer[0]) {
+            pair = rwkvd_chantab_pair(d->tab, r.channel, strlen(r.channel), r.producer, strlen(r.producer), true);
+            if (pair && r.seq <= pair->snap_seq) {
+                ++*n_skipped;
+                continue;
+            }
+        }
+        if (!ch && !(ch = recover_channel(d, r.channel, now_ms)))
+            continue;
+        bool toks = r.op == RWKVP_OP_TEXT || r.op == RWKVP_OP_TOKENS;
+        uint32_t n_tokens = toks ? r.payload_bytes / 4 : 0;
+        rwkvd_entry *e = calloc(1, sizeof *e + (size_t)n_tokens * sizeof(int32_t));
+        if (!e) {
+            rc = -ENOMEM;
+            break;
+        }
+        e->op = (rwkvp_op)r.op;
+        e->seq = r.seq;
+        e->lsn = r.lsn;
+        snprintf(e->producer, sizeof e->producer, "%s", r.producer);
+        e->n_tokens = n_tokens;
+        e->event = r.op == RWKVP_OP_TEXT;
+        for (uint32_t i = 0; i < n_tokens; i++)
+            e->tokens[i] = (int32_t)rwkvd_le32_get((const unsigned char *)r.payload + 4 * i);
+        if (r.op == RWKVP_OP_TASK) {
+            size_t n = r.payload_bytes < sizeof e->arg - 1 ? r.payload_bytes : sizeof e->arg - 1;
+            memcpy(e->arg, r.payload, n);
+        } else if (r.op == RWKVP_OP_GEN) {
+            rwkvp_error ge;
+            memset(&ge, 0, sizeof ge);
+            e->gen = malloc(sizeof *e->gen);
+            if (!e->gen || rwkvp_gen_params_parse(r.payload, r.payload_bytes, e->gen, &ge) != 0) {
+                rwkvd_log(LOG_WARNING, "recovery: LSN %llu (GEN on %s): parameters not usable; skipped",
+                          (unsigned long long)r.lsn, r.channel);
+                rwkvd_entry_free(e);
+                continue;
+            }
+        }
+        if (ch->partial_lsn && r.lsn == ch->partial_lsn && ch->partial_pos <= n_tokens)
+            e->pos = ch->partial_pos;
+        rwkvd_chantab_push(ch, e);
+        ch->n_accepted++;
+        ch->accepted_cost += rwkvd_entry_cost(e);
+        ch->logged_lsn = r.lsn;
+        if (pair && r.seq > pair->acked)
+            pair->acked = r.seq;
+        ++*n_records;
+    }
+    if (rc < 0)
+        rwkvd_log(LOG_ERR, "recovery: input log: %s", err[0] ? err : strerror(-rc));
+    rwkvd_wal_iter_destroy(&it);
+    return rc < 0 ? rc : 0;
+}
+
+int rwkvd_durable_open(rwkvd_daemon *d)
+{
+    const rwkvd_config *cfg = d->cfg;
+    rwkvd_durable *u = calloc(1, sizeof *u);
+    if (!u)
+        return -ENOMEM;
+    d->dur = u;
+    uint64_t t0 = rwkvd_now_ns();
+    const char *fault = getenv("RWKVD_FAULT");
+    u->wal_io.module = "wal";
+    u->snap_io.module = "snapshot";
+    if (rwkvd_fsio_faults(&u->wal_io, "wal", fault) || rwkvd_fsio_faults(&u->snap_io, "snapshot", fault)) {
+        rwkvd_log(LOG_ERR, "RWKVD_FAULT: malformed spec '%s'", fault);
+        return -EINVAL;
+    }
+    if (fault && fault[0])
+        rwkvd_log(LOG_WARNING, "RWKVD_FAULT=%s: injecting file-system faults", fault);
+    const rwkv_dims *dm = rwkv_model_dims(d->model);
+    u->model = (rwkvd_snap_model){.fingerprint = rwkv_model_fingerprint(d->model),
+                                  .n_layer = (uint32_t)dm->n_layer,
+                                  .n_embd = (uint32_t)dm->n_embd,
+                                  .n_head = (uint32_t)dm->n_head,
+                                  .head_size = (uint32_t)dm->head_size,
+                                  .n_vocab = (uint32_t)dm->n_vocab};
+    u->state_bytes = rwkv_engine_state_bytes(d->engine);
+    if (u->state_bytes != rwkvd_snap_state_bytes(&u->model)) {
+        rwkvd_log(LOG_ERR, "durability: engine state is %zu bytes, the snapshot layout expects %llu", u->state_bytes,
+                  (unsigned long long)rwkvd_snap_state_bytes(&u->model));
+        return -EINVAL;
+    }
+    if (!(u->state = malloc(u->state_bytes)))
+        return -ENOMEM;
+    char dir[PATH_MAX], err[1024] = "";
+    if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST) {
+        rwkvd_log(LOG_ERR, "state_dir %s: %s", cfg->state_dir, strerror(errno));
+        return -errno;
+    }
+    snprintf(dir, sizeof dir, "%s/snapshots", cfg->state_dir);
+    int rc = rwkvd_snapstore_open(dir, &u->snap_io, &u->store, err, sizeof err);
+    if (rc) {
+        rwkvd_log(LOG_ERR, "snapshot store: %s", err);
+        return rc;
+    }
+    snprintf(dir, sizeof dir, "%s/wal", cfg->state_dir);
+    rwkvd_wal_opts wo = {.fsync = (rwkvd_wal_fsync)cfg->durability.fsync,
+                         .segment_bytes = cfg->durability.wal_segment_bytes,
+                         .io = &u->wal_io};
+    rwkvd_wal_recovery rep;
+    if ((rc = rwkvd_wal_open(dir, &wo, &u->wal, &rep, err, sizeof err))) {
+        rwkvd_log(LOG_ERR, "input log %s: %s; refusing to start (move the damaged file away to start from the "
+                           "snapshots alone)",
+                  dir, err);
+        return rc;
+    }
+    if (rep.torn_bytes)
+        rwkvd_log(LOG_WARNING, "input log: torn tail cut: %s", rep.note);
+    char **names = NULL;
+    size_t n_names = 0;
+    if ((rc = rwkvd_snapstore_list(u->store, &names, &n_names))) {
+        rwkvd_log(LOG_ERR, "snapshot store %s/snapshots: cannot list: %s", cfg->state_dir, strerror(-rc));
+        return rc;
+    }
+    int64_t now_ms = rwkvd_unix_ms();
+    size_t n_loaded = 0;
+    for (size_t i = 0; i < n_names; i++)
+        n_loaded += load_snapshot(d, names[i], now_ms) == 0;
+    rwkvd_snapstore_list_free(&names, n_names);
+    uint64_t n_records = 0, n_skipped = 0;
+    if ((rc = replay(d, now_ms, &n_records, &n_skipped)))
+        return rc;
+    for (size_t i = 0; i < d->tab->n; i++) {
+        d->tab->v[i]->partial_lsn = 0;
+        d->tab->v[i]->partial_pos = 0;
+    }
+    uint64_t now = rwkvd_now_ns();
+    if (cfg->durability.snapshot_interval_ms)
+        u->next_snap_ns = now + cfg->durability.snapshot_interval_ms * 1000000ull;
+    rwkvd_log(LOG_NOTICE,
+              "recovered %zu channel(s) (%zu from snapshots) and %llu input-log record(s) to re-apply (%llu already "
+              "in snapshots) in %.3f s; input log LSN %llu..%llu, fsync %s",
+              d->tab->n, n_loaded, (unsigned long long)n_records, (unsigned long long)n_skipped,
+              (double)(now - t0) / 1e9, (unsigned long long)rwkvd_wal_first_lsn(u->wal),
+              (unsigned long long)rwkvd_wal_next_lsn(u->wal), rwkvd_wal_fsync_name(wo.fsync));
+    return 0;
+}
+
+void rwkvd_durable_destroy(rwkvd_daemon *d)
+{
+    rwkvd_durable *u = d->dur;
+    if (!u)
+        return;
+    rwkvd_wal_destroy(&u->wal);
+    rwkvd_snapstore_destroy(&u->store);
+    for (size_t i = 0; i < u->q_n; i++)
+        free(u->q[(u->q_head + i) % u->q_cap].data);
+    free(u->q);
+    free(u->state);
+    free(u->rec_buf);
+    free(u);
+    d->dur = NULL;
+}

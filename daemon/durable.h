@@ -1,0 +1,67 @@
+/* durable.h — the daemon's durable channel state (issue 4): the input log (WAL, wal.c) in
+ * state_dir/wal and the snapshot store (snapshot.c) in state_dir/snapshots, tied to the
+ * channel table, the ingest replies and the engine.
+ *
+ * What it is:
+ *  - logging: every accepted ingest message that changes a channel (TEXT and TOKENS as token
+ *    ids after tokenization, RESET, TASK, GEN, CLOSE) is appended to the WAL before it is
+ *    queued; its entry carries the record's LSN, and a channel's applied_lsn is the LSN of
+ *    the last entry popped (chantab.c);
+ *  - replies: ingest replies wait in one FIFO until the WAL is durable up to their LSN under
+ *    the fsync policy (always: group commit at the end of each ingest batch; everysec: the
+ *    loop's tick; no: at once), so an ACK carries only a durable seq, and replies keep their
+ *    order;
+ *  - snapshots: a channel's exported state plus what the engine has not seen (the held
+ *    token), tokens seen, profile, per-producer applied seq, the partly applied head entry and
+ *    applied_lsn; taken on SIGTERM, control SNAPSHOT, the configured interval or token count,
+ *    and after a control RESET/DROP; then the WAL before the oldest generation any channel
+ *    may fall back to is deleted;
+ *  - recovery: before the sockets are bound, every channel's newest valid snapshot (else
+ *    .prev, with a log line naming the file and the reason), then the WAL records after it
+ *    are queued again in order; applying them gives the uninterrupted run's state.
+ * What it is not: the fsync/atomic-rename mechanics (wal.c, snapshot.c) or a policy for
+ * memory tiers (not yet).
+ * Threads: the loop thread; snapshot and recovery touch the engine, so the worker must be
+ * idle (rwkvd_daemon_quiesce). */
+#ifndef RWKVD_DURABLE_H
+#define RWKVD_DURABLE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "loop.h"
+
+/* WAL op codes: the protocol's ops (rwkvp_op) for ingest records. */
+
+/* Open the store under cfg->state_dir and recover every channel into d->tab (queues refilled
+ * from the WAL). Needs d->engine, d->model, d->tab, d->tasks; the worker idle. 0, or a
+ * negative errno with the reason logged (a corrupt WAL refuses to start). */
+int rwkvd_durable_open(rwkvd_daemon *d);
+void rwkvd_durable_destroy(rwkvd_daemon *d);
+
+/* Append the record of entry e (its op, producer, seq and tokens; for GEN the parameters'
+ * JSON text gen_json[0..gen_len), for TASK e->arg) for `channel`. 0 with *lsn, or the
+ * WAL's negative errno (nothing was logged). */
+int rwkvd_durable_log(rwkvd_daemon *d, const char *channel, size_t channel_len, const rwkvd_entry *e,
+                      const void *gen_json, size_t gen_len, uint64_t *lsn);
+/* Send an ingest reply (envelope + frames) now, or queue it until the WAL is durable up to
+ * `lsn` and every earlier queued reply is sent. */
+void rwkvd_durable_reply(rwkvd_daemon *d, uint64_t lsn, const rwkvp_frame *env, size_t n_env,
+                         const rwkvp_frame *f, size_t n);
+/* End of an ingest batch: group commit (always) and release the replies now durable. */
+void rwkvd_durable_commit(rwkvd_daemon *d);
+/* Loop tick: everysec fsync, release replies; when the worker is idle (and not stopping),
+ * the interval / token-count snapshots. */
+void rwkvd_durable_tick(rwkvd_daemon *d, uint64_t now_ns, bool worker_idle);
+/* The next time rwkvd_durable_tick has work (monotonic ns), 0 = none. */
+uint64_t rwkvd_durable_next_ns(const rwkvd_daemon *d);
+
+/* Snapshot `ch` (NULL: every live channel; only_changed skips channels whose two generations
+ * already cover everything logged for them), then truncate the WAL. The worker must be idle.
+ * 0 or the first error (the others are still attempted); *n_written / *bytes may be NULL. */
+int rwkvd_durable_snapshot(rwkvd_daemon *d, rwkvd_channel *ch, bool only_changed, uint32_t *n_written,
+                           uint64_t *bytes);
+/* Shutdown: snapshot every channel, sync the WAL, send the replies it now covers. */
+void rwkvd_durable_shutdown(rwkvd_daemon *d);
+
+#endif
