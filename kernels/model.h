@@ -13,7 +13,7 @@
 
 #include "rwkv.h"
 
-#define RWKV_PANEL 32
+#define RWKV_PANEL 64
 
 typedef struct {
     const void *data; /* (ceil(rows / RWKV_PANEL), cols, RWKV_PANEL) elements of `dtype` */

@@ -1,8 +1,9 @@
 /* gemm.c — batched matrix × vectors for the CPU engine (see gemm.h for the contract).
  *
- * W is packed in panels of RWKV_PANEL = 32 output rows, k-major (model.h). A tile computes
- * 32 outputs for up to BT batch rows: for each k it loads the panel's 32 weights (two
- * vectors, widened from 16 bits if needed) and does one FMA per (vector, batch row) with
+ * W is packed in panels of RWKV_PANEL = 64 output rows, k-major (model.h). A tile computes
+ * 64 outputs for up to BT batch rows: for each k it loads the panel's 64 weights (four
+ * vectors, widened from 16 bits if needed: four independent streams of FMAs, which keeps a
+ * single batch row from being latency-bound) and does one FMA per (vector, batch row) with
  * x[b][k] broadcast. So each output is a single fp32 chain over k in ascending order — the
  * same in every tile shape, thread and batch size, which makes a batch bit-identical to
  * single rows — and no horizontal reductions are needed. The weights of a panel are read
@@ -26,8 +27,8 @@
 #define HAVE_AVX512 0
 #endif
 
-#define P RWKV_PANEL /* 32 outputs per panel */
-#define BT 12        /* batch rows per tile: 2 x 12 accumulators + 2 weight vectors */
+#define P RWKV_PANEL /* 64 outputs per panel: 4 vectors */
+#define BT 6        /* batch rows per tile: 4 x 6 accumulators + 4 weight vectors */
 
 
 
@@ -43,21 +44,16 @@ static inline __m512 act512(gemm_act a, __m512 x)
     return x;
 }
 
-static inline __attribute__((always_inline)) void load_panel_k(const void *w, rwkv_dtype dt, size_t at, __m512 *w0, __m512 *w1)
+#define NV (P / 16) /* vectors per panel row */
+
+static inline __attribute__((always_inline)) __m512 load_w16(const void *w, rwkv_dtype dt, size_t at)
 {
-    if (dt == RWKV_DTYPE_F32) {
-        const float *f = (const float *)w + at;
-        *w0 = _mm512_loadu_ps(f);
-        *w1 = _mm512_loadu_ps(f + 16);
-    } else if (dt == RWKV_DTYPE_F16) {
-        const uint16_t *h = (const uint16_t *)w + at;
-        *w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h));
-        *w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + 16)));
-    } else {
-        const uint16_t *h = (const uint16_t *)w + at;
-        *w0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)h)), 16));
-        *w1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(h + 16))), 16));
-    }
+    if (dt == RWKV_DTYPE_F32)
+        return _mm512_loadu_ps((const float *)w + at);
+    const __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)w + at));
+    if (dt == RWKV_DTYPE_F16)
+        return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
 /* k0..k1 of one tile; partial sums live in `acc` between k blocks (saving and reloading
@@ -67,41 +63,41 @@ static inline __attribute__((always_inline)) void tile(const gemm_job *j, const 
 {
     const int K = j->w->cols;
     const size_t base = (size_t)panel * K * P;
-    __m512 a0[BT], a1[BT];
-    for (int c = 0; c < bt; c++) {
-        a0[c] = k0 ? _mm512_loadu_ps(acc[c]) : _mm512_setzero_ps();
-        a1[c] = k0 ? _mm512_loadu_ps(acc[c] + 16) : _mm512_setzero_ps();
-    }
+    __m512 a[NV][BT];
+    for (int c = 0; c < bt; c++)
+        for (int v = 0; v < NV; v++)
+            a[v][c] = k0 ? _mm512_loadu_ps(acc[c] + 16 * v) : _mm512_setzero_ps();
     for (int k = k0; k < k1; k++) {
-        __m512 w0, w1;
-        load_panel_k(j->w->data, dt, base + (size_t)k * P, &w0, &w1);
+        __m512 w[NV];
+        for (int v = 0; v < NV; v++)
+            w[v] = load_w16(j->w->data, dt, base + (size_t)k * P + 16 * v);
         for (int c = 0; c < bt; c++) {
-            __m512 xb = _mm512_set1_ps(xt[(size_t)k * BT + c]);
-            a0[c] = _mm512_fmadd_ps(w0, xb, a0[c]);
-            a1[c] = _mm512_fmadd_ps(w1, xb, a1[c]);
+            const __m512 xb = _mm512_set1_ps(xt[(size_t)k * BT + c]);
+            for (int v = 0; v < NV; v++)
+                a[v][c] = _mm512_fmadd_ps(w[v], xb, a[v][c]);
         }
     }
     if (k1 < K) {
-        for (int c = 0; c < bt; c++) {
-            _mm512_storeu_ps(acc[c], a0[c]);
-            _mm512_storeu_ps(acc[c] + 16, a1[c]);
-        }
+        for (int c = 0; c < bt; c++)
+            for (int v = 0; v < NV; v++)
+                _mm512_storeu_ps(acc[c] + 16 * v, a[v][c]);
         return;
     }
     /* epilogue straight from the registers: activation, optional residual add, masked
-     * stores for a last panel narrower than 32 */
+     * stores for a last panel narrower than P */
     const int o = panel * P, n = j->w->rows - o < P ? j->w->rows - o : P;
-    const __mmask16 m0 = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
-    const __mmask16 m1 = n >= 32 ? 0xffff : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
-    for (int c = 0; c < bt; c++) {
-        float *y = (j->y_rows ? j->y_rows[b0 + c] : j->y + (size_t)(b0 + c) * j->ldy) + o;
-        __m512 v0 = act512(j->act, a0[c]), v1 = act512(j->act, a1[c]);
-        if (j->accumulate) {
-            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, y));
-            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, y + 16));
+    for (int v = 0; v < NV; v++) {
+        const int nv = n - 16 * v;
+        const __mmask16 m = nv >= 16 ? 0xffff : nv <= 0 ? 0 : (__mmask16)((1u << nv) - 1);
+        if (!m)
+            break;
+        for (int c = 0; c < bt; c++) {
+            float *y = (j->y_rows ? j->y_rows[b0 + c] : j->y + (size_t)(b0 + c) * j->ldy) + o + 16 * v;
+            __m512 r = act512(j->act, a[v][c]);
+            if (j->accumulate)
+                r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, y));
+            _mm512_mask_storeu_ps(y, m, r);
         }
-        _mm512_mask_storeu_ps(y, m0, v0);
-        _mm512_mask_storeu_ps(y + 16, m1, v1);
     }
 }
 #else
@@ -172,7 +168,7 @@ static inline __attribute__((always_inline)) void tile(const gemm_job *j, const 
  * registers and the inner loop has no branches. The k range is cut into blocks of KB so a
  * block of the panel stays in L1 while GROUP batch tiles reuse it. */
 #define KB 256
-#define GROUP 5
+#define GROUP 10
 #define TILES(DT) \
     static void tiles_##DT(const gemm_job *j, const float *xt, int panel, int b0, int b1) \
     { \
@@ -192,12 +188,12 @@ static inline __attribute__((always_inline)) void tile(const gemm_job *j, const 
                     case 4: tile(j, x, panel, b, 4, DT, k0, k1, a); break; \
                     case 5: tile(j, x, panel, b, 5, DT, k0, k1, a); break; \
                     case 6: tile(j, x, panel, b, 6, DT, k0, k1, a); break; \
-                    case 7: tile(j, x, panel, b, 7, DT, k0, k1, a); break; \
-                    case 8: tile(j, x, panel, b, 8, DT, k0, k1, a); break; \
-                    case 9: tile(j, x, panel, b, 9, DT, k0, k1, a); break; \
-                    case 10: tile(j, x, panel, b, 10, DT, k0, k1, a); break; \
-                    case 11: tile(j, x, panel, b, 11, DT, k0, k1, a); break; \
-                    default: tile(j, x, panel, b, 12, DT, k0, k1, a); break; \
+                    case 7: tile(j, x, panel, b, 7 < BT ? 7 : BT, DT, k0, k1, a); break; \
+                    case 8: tile(j, x, panel, b, 8 < BT ? 8 : BT, DT, k0, k1, a); break; \
+                    case 9: tile(j, x, panel, b, 9 < BT ? 9 : BT, DT, k0, k1, a); break; \
+                    case 10: tile(j, x, panel, b, 10 < BT ? 10 : BT, DT, k0, k1, a); break; \
+                    case 11: tile(j, x, panel, b, 11 < BT ? 11 : BT, DT, k0, k1, a); break; \
+                    default: tile(j, x, panel, b, BT, DT, k0, k1, a); break; \
                     } \
                 } \
             } \
