@@ -167,8 +167,9 @@ static inline __attribute__((always_inline)) void tile(const gemm_job *j, const 
 /* Instantiate the tile for each batch width and weight type, so the accumulators are
  * registers and the inner loop has no branches. The k range is cut into blocks of KB so a
  * block of the panel stays in L1 while GROUP batch tiles reuse it. */
-#define KB 256
-#define GROUP 10
+/* k block: 32 KiB of a panel (fits L1 while GROUP batch tiles reuse it) */
+#define KB(DT) ((DT) == RWKV_DTYPE_F32 ? 128 : 256)
+#define GROUP 22 /* batch tiles sharing one pass over the weights: 132 rows */
 #define TILES(DT) \
     static void tiles_##DT(const gemm_job *j, const float *xt, int panel, int b0, int b1) \
     { \
@@ -176,8 +177,8 @@ static inline __attribute__((always_inline)) void tile(const gemm_job *j, const 
         const int K = j->w->cols; \
         for (int g0 = b0; g0 < b1; g0 += GROUP * BT) { \
             const int g1 = b1 - g0 < GROUP * BT ? b1 : g0 + GROUP * BT; \
-            for (int k0 = 0; k0 < K; k0 += KB) { \
-                const int k1 = K - k0 < KB ? K : k0 + KB; \
+            for (int k0 = 0; k0 < K; k0 += KB(DT)) { \
+                const int k1 = K - k0 < KB(DT) ? K : k0 + KB(DT); \
                 for (int b = g0; b < g1; b += BT) { \
                     const float *x = xt + (size_t)(b / BT) * K * BT; \
                     float(*a)[P] = acc[(b - g0) / BT]; \
