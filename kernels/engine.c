@@ -136,7 +136,8 @@ static int add_row(rwkv_engine *e, int slot, int32_t token, int continues, float
 {
     int rc = 0;
     if (e->n_rows == e->max_batch) {
-        rc = flush(e);
+        if ((rc = flush(e)) != 0)
+            return rc; /* dead backend: the caller reports it; no row is left pending */
         continues = 0;
     }
     e->rows[e->n_rows] = (rwkv_row){slot, token, continues ? e->n_rows - 1 : -1, hidden, logits};
@@ -154,6 +155,7 @@ int rwkv_engine_step(rwkv_engine *e, const rwkv_step_item *items, int n)
     if (n > 0 && mark_slots(e, &items[0].slot, sizeof items[0], n))
         return -EINVAL;
     int rc = 0;
+    e->n_rows = 0;
     for (int i = 0; i < n && rc == 0; i++)
         rc = add_row(e, items[i].slot, items[i].token, 0, items[i].hidden, items[i].logits);
     return rc ? rc : flush(e);
@@ -173,6 +175,7 @@ int rwkv_engine_run(rwkv_engine *e, const rwkv_seq_item *items, int n_items)
     if (n_items > 0 && mark_slots(e, &items[0].slot, sizeof items[0], n_items))
         return -EINVAL;
     int rc = 0;
+    e->n_rows = 0;
     for (int i = 0; i < n_items && rc == 0; i++) {
         const rwkv_seq_item *it = &items[i];
         for (int t = 0; t < it->n && rc == 0; t++) {
@@ -197,6 +200,7 @@ int rwkv_engine_seq(rwkv_engine *e, int slot, const int32_t *tokens, int n, floa
     }
     const size_t V = (size_t)e->model->dims.n_vocab;
     int rc = 0;
+    e->n_rows = 0;
     for (int t = 0; t < n && rc == 0; t++)
         rc = add_row(e, slot, tokens[t], t > 0, t == n - 1 ? hidden : NULL, all_logits + (size_t)t * V);
     rc = rc ? rc : flush(e);
