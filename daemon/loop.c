@@ -351,7 +351,7 @@ int rwkvd_daemon_init(rwkvd_daemon *d, const char *config_path, rwkvd_config **c
     int n_slots = (int)cfg->model.state_slots;
     if (!(d->tab = rwkvd_chantab_new(cfg->limits.max_channels, 2, n_slots)))
         return -ENOMEM;
-    if ((rc = rwkvd_job_init(&d->job, n_slots, (int)cfg->model.max_batch + n_slots, RWKVD_SCHED_MAX_RUNS,
+    if ((rc = rwkvd_job_init(&d->job, n_slots, (int)cfg->model.max_batch + n_slots, (int)cfg->model.max_batch,
                              (int)cfg->model.max_batch, (int)cfg->model.max_batch, dm)))
         return rc;
     if ((rc = rwkvd_worker_new(d->engine, d->tok, dm, d->slot_a, d->slot_b, (int)cfg->model.max_batch, &d->worker,

@@ -132,8 +132,9 @@ static bool start_gen(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvp_gen_params
 }
 
 /* Schedule one channel: apply its queue in order, feeding at most `quota` input tokens to
- * its slot in this job (one: a row of the batched step; more: a sequence run), and add its
- * pending output, after which the slot takes nothing more in this job. Returns the number
+ * its slot in this job (one: a single-token row; more: a sequence run; all of them go to the
+ * engine in the job's one call), and add its pending output, after which the slot takes
+ * nothing more in this job. Returns the number
  * of tokens fed. The tokens are collected at run_tokens[n_run_tokens..], which has room for
  * quota of them (the caller keeps the job's input tokens within max_batch). */
 static int sched_channel(rwkvd_daemon *d, rwkvd_channel *ch, int quota)
@@ -287,21 +288,19 @@ int rwkvd_sched_build(rwkvd_daemon *d)
             ch->in_job++;
         }
     }
-    /* Input tokens per job: at most max_batch. When at most RWKVD_SCHED_MAX_RUNS channels
-     * have input, they share the rows as sequence runs; otherwise every channel advances one
-     * token per job in the batched step. (A run reads the weights once, as the step does: n
-     * runs of k tokens cost n weight passes where k lockstep jobs cost k, so runs pay off
-     * for few busy channels with long inputs, and their number bounds the job's time.) */
+    /* Input tokens per job: at most max_batch, shared among the busy channels (those with
+     * input, a pending output or a pending reset): visiting them round-robin from the
+     * cursor, each may feed up to ceil(rows left / busy channels not yet visited), at least
+     * one. So with B busy channels each gets about max_batch / B tokens (one each once B >=
+     * max_batch), a flooding channel never more than its share of what is left, and a share
+     * another channel leaves unused goes to the channels after it. All the rows, single
+     * tokens and runs of any number of channels, go to the engine in one call that reads
+     * the weights once per max_batch rows (worker.c). */
     int max_rows = (int)d->cfg->model.max_batch;
-    int n_ready = 0;
-    for (size_t i = 0; i < t->n && n_ready < max_rows; i++) {
+    int n_busy = 0;
+    for (size_t i = 0; i < t->n; i++) {
         const rwkvd_channel *ch = t->v[i];
-        n_ready += !ch->dead && (ch->head || ch->output_pending || ch->reset_pending);
-    }
-    int offers = 0, extra = 0;
-    if (n_ready > 0 && n_ready <= j->cap_runs && n_ready < max_rows) {
-        offers = n_ready;
-        extra = (max_rows - n_ready) / offers;
+        n_busy += !ch->dead && (ch->head || ch->output_pending || ch->reset_pending);
     }
     int rows = 0;
     size_t n = t->n, start = t->rr, last = start;
@@ -315,12 +314,13 @@ int rwkvd_sched_build(rwkvd_daemon *d)
         ch->sched_tick = d->tick;
         if (!ch->head && !ch->output_pending && !ch->reset_pending)
             continue;
-        int quota = offers > 0 && extra > 0 ? 1 + extra : 1;
-        if (quota > max_rows - rows)
-            quota = max_rows - rows;
+        int left = n_busy > 1 ? n_busy : 1;
+        int quota = (max_rows - rows + left - 1) / left;
+        if (quota < 1)
+            quota = 1;
+        if (n_busy > 0)
+            n_busy--;
         int fed = sched_channel(d, ch, quota);
-        if (fed > 1)
-            offers--;
         if (fed > 0) {
             rows += fed;
             last = i;

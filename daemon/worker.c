@@ -38,6 +38,7 @@ int rwkvd_job_init(rwkvd_job *j, int cap_resets, int cap_items, int cap_runs, in
     j->cap_runs = cap_runs;
     j->cap_run_tokens = cap_run_tokens;
     j->runs = calloc((size_t)cap_runs + 1, sizeof *j->runs);
+    j->seq = calloc((size_t)cap_items + (size_t)cap_runs + 1, sizeof *j->seq);
     j->run_tokens = calloc((size_t)cap_run_tokens + 1, sizeof *j->run_tokens);
     j->cap_resets = cap_resets;
     j->cap_items = cap_items;
@@ -51,7 +52,7 @@ int rwkvd_job_init(rwkvd_job *j, int cap_resets, int cap_items, int cap_runs, in
     j->n_embd = dims->n_embd;
     j->task_logits = malloc((size_t)cap_tasks * (size_t)dims->n_vocab * sizeof(float));
     j->task_hidden = malloc((size_t)cap_tasks * (size_t)dims->n_embd * sizeof(float));
-    if (!j->runs || !j->run_tokens || !j->resets || !j->items || !j->item_ch || !j->item_gen || !j->tasks || !j->task_logits ||
+    if (!j->runs || !j->seq || !j->run_tokens || !j->resets || !j->items || !j->item_ch || !j->item_gen || !j->tasks || !j->task_logits ||
         !j->task_hidden) {
         rwkvd_job_free(j);
         return -ENOMEM;
@@ -71,6 +72,7 @@ void rwkvd_job_clear(rwkvd_job *j)
 void rwkvd_job_free(rwkvd_job *j)
 {
     free(j->runs);
+    free(j->seq);
     free(j->run_tokens);
     free(j->resets);
     free(j->items);
@@ -99,10 +101,16 @@ static void run_job(rwkvd_worker *w, rwkvd_job *j)
     int rc = 0;
     for (int i = 0; i < j->n_resets && rc == 0; i++)
         rc = rwkv_engine_state_reset(w->engine, j->resets[i]);
-    if (rc == 0 && j->n_items > 0)
-        rc = rwkv_engine_step(w->engine, j->items, j->n_items);
-    for (int i = 0; i < j->n_runs && rc == 0; i++)
-        rc = rwkv_engine_seq(w->engine, j->runs[i].slot, j->runs[i].tokens, j->runs[i].n, NULL, NULL, NULL);
+    /* every row of the job (single tokens and runs, all on distinct slots) in ONE engine
+     * call: they share the weight reads, up to max_batch rows per internal pass */
+    int n_seq = 0;
+    for (int i = 0; i < j->n_items; i++)
+        j->seq[n_seq++] = (rwkv_seq_item){.slot = j->items[i].slot, .tokens = &j->items[i].token, .n = 1,
+                                          .hidden = j->items[i].hidden, .logits = j->items[i].logits};
+    for (int i = 0; i < j->n_runs; i++)
+        j->seq[n_seq++] = (rwkv_seq_item){.slot = j->runs[i].slot, .tokens = j->runs[i].tokens, .n = j->runs[i].n};
+    if (rc == 0 && n_seq > 0)
+        rc = rwkv_engine_run(w->engine, j->seq, n_seq);
     if (rc == 0)
         for (int i = 0; i < j->n_items; i++)
             if (j->item_gen[i])

@@ -1,9 +1,11 @@
 /* worker.h — the compute worker: one thread that runs jobs on the engine.
  *
  * What it is: a job is everything one scheduling tick asks of the engine, in order:
- * zero some slots (new or reset channels), one batched step (one token per busy channel
- * plus one per running generation), sequence runs (a channel advancing several tokens in
- * this job, rwkv_engine_seq: bit-identical to as many single steps), then sampling for the
+ * zero some slots (new or reset channels), then ONE engine call (rwkv_engine_run) over
+ * all of the job's rows: single tokens (a busy channel's one token, a running generation's
+ * previous sample) and sequence runs (a channel advancing several tokens in this job), all
+ * sharing the weight reads, up to max_batch rows per internal pass, bit-identical to
+ * feeding every token as a single step; then sampling for the
  * generation rows and the head tasks (classifications, generation starts) on forks. Every
  * slot a run or a row advances is distinct, and heads run last, so a fork sees its
  * channel's slot after all of the job's input. The loop fills a job while the
@@ -39,16 +41,17 @@ typedef struct {
     /* phase 1: slots to zero */
     int *resets;               /* (n_resets) */
     int n_resets, cap_resets;
-    /* phase 2: one batched step */
+    /* phase 2: rows of one token (fed with the runs in one rwkv_engine_run) */
     rwkv_step_item *items;     /* (n_items) */
     rwkvd_channel **item_ch;   /* (n_items) loop bookkeeping: channel of a row, or NULL */
     rwkvd_gen **item_gen;      /* (n_items) generation of a row, or NULL */
     int n_items, cap_items;
-    /* phase 2b: sequence runs, after the step; each slot is in no row of the step */
+    /* phase 2b: sequence runs, same engine call; each slot is in no single-token row */
     rwkvd_seq_run *runs;       /* (n_runs) */
     int n_runs, cap_runs;
     int32_t *run_tokens;       /* (cap_run_tokens) the runs' tokens, back to back */
     int n_run_tokens, cap_run_tokens;
+    rwkv_seq_item *seq;        /* (cap_items + cap_runs) worker scratch: the rows and runs as one engine call */
     /* phase 3: outputs */
     rwkvd_head_task *tasks;    /* (n_tasks) */
     int n_tasks, cap_tasks;
