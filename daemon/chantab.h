@@ -52,7 +52,10 @@ typedef struct rwkvd_channel {
     char name[RWKVP_CHANNEL_MAX + 1];
     size_t name_len;
     uint64_t uid;                 /* unique per creation, for logs and job bookkeeping */
-    int slot;                     /* engine state slot */
+    int slot;                     /* engine state slot; -1 while evicted and none reserved */
+    bool evicted;                 /* state only in its snapshot (tier "disk"); a slot it holds
+                                   * meanwhile is reserved for the restore, not yet imported */
+    bool restore_failed;          /* the restore failed once (logged once; retried) */
     int32_t held;                 /* last input token not yet fed to slot, -1 none */
     bool reset_pending;           /* slot must be zeroed before its next use (next job) */
     char profile[RWKVP_NAME_MAX + 1]; /* "" = none */

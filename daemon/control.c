@@ -63,8 +63,35 @@ static void reply_json(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, js
 
 static const char *tier_of(const rwkvd_channel *ch)
 {
-    (void)ch;
-    return "resident";
+    return ch->evicted ? "disk" : "resident";
+}
+
+static void count_tiers(const rwkvd_daemon *d, uint64_t *resident, uint64_t *disk)
+{
+    *resident = *disk = 0;
+    for (size_t i = 0; i < d->tab->n; i++)
+        if (!d->tab->v[i]->dead)
+            ++*(d->tab->v[i]->evicted ? disk : resident);
+}
+
+/* Control ops that change the state of an evicted channel bring it back first (the worker is
+ * idle). false when it cannot, with the reply sent. */
+static bool restore_for(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, rwkvd_channel *ch)
+{
+    if (!ch->evicted)
+        return true;
+    int rc = rwkvd_durable_restore(d, ch);
+    if (rc == 0)
+        return true;
+    char t[300];
+    if (rc == -ENOSPC)
+        snprintf(t, sizeof t, "limit reached: no free state slot to restore evicted channel %s (model.state_slots is %u)",
+                 ch->name, d->cfg->model.state_slots);
+    else
+        snprintf(t, sizeof t, "cannot restore evicted channel %s from its snapshot (%s); see the log", ch->name,
+                 strerror(-rc));
+    reply(d, env, n_env, rc == -ENOSPC ? 507 : 500, t, strlen(t));
+    return false;
 }
 
 static json_t *status_json(rwkvd_daemon *d)
@@ -79,6 +106,8 @@ static json_t *status_json(rwkvd_daemon *d)
         q_msgs += ch->q_messages;
         q_tokens += ch->q_tokens;
     }
+    uint64_t n_res = 0, n_disk = 0;
+    count_tiers(d, &n_res, &n_disk);
     static const char *const states[] = {"running", "reloading", "stopping"};
     return json_pack("{s:s, s:s, s:[i], s:I, s:s, s:f, s:s, s:{s:s, s:i, s:i, s:i, s:i, s:i, s:I}, "
                      "s:{s:I, s:I, s:I, s:I, s:I}, s:{s:i, s:i}, s:{s:I, s:I}, s:i, s:I, s:f}",
@@ -87,7 +116,7 @@ static json_t *status_json(rwkvd_daemon *d)
                      rwkv_engine_backend(d->engine), "model", "path", d->cfg->model.path, "n_layer", dm->n_layer,
                      "n_embd", dm->n_embd, "n_head", dm->n_head, "head_size", dm->head_size, "n_vocab", dm->n_vocab,
                      "n_params", (json_int_t)rwkv_model_n_params(d->model), "channels", "total", (json_int_t)live,
-                     "resident", (json_int_t)live, "host", (json_int_t)0, "disk", (json_int_t)0, "limit",
+                     "resident", (json_int_t)n_res, "host", (json_int_t)0, "disk", (json_int_t)n_disk, "limit",
                      (json_int_t)d->cfg->limits.max_channels, "slots", "total", rwkv_engine_n_slots(d->engine), "used",
                      rwkv_engine_n_slots(d->engine) - d->tab->n_free, "queued", "messages", (json_int_t)q_msgs, "tokens",
                      (json_int_t)q_tokens, "generations", d->n_gens, "tokens_total", (json_int_t)d->m.tokens_total,
@@ -244,10 +273,13 @@ static void metrics_text(rwkvd_daemon *d, sbuf *s)
             live++;
             q_tokens += d->tab->v[i]->q_tokens;
         }
+    uint64_t n_res = 0, n_disk = 0;
+    count_tiers(d, &n_res, &n_disk);
+    (void)live;
     sb_printf(s, "# HELP rwkvd_channels Channels by tier.\n# TYPE rwkvd_channels gauge\n"
                  "rwkvd_channels{tier=\"resident\"} %llu\nrwkvd_channels{tier=\"host\"} 0\n"
-                 "rwkvd_channels{tier=\"disk\"} 0\n",
-              (unsigned long long)live);
+                 "rwkvd_channels{tier=\"disk\"} %llu\n",
+              (unsigned long long)n_res, (unsigned long long)n_disk);
     sb_printf(s, "# HELP rwkvd_queued_tokens Input tokens accepted and not yet applied.\n"
                  "# TYPE rwkvd_queued_tokens gauge\nrwkvd_queued_tokens %llu\n",
               (unsigned long long)q_tokens);
@@ -317,6 +349,8 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
     case RWKVP_CTL_RESET:
         if (d->dur) /* the snapshot below must see the zeroing, not a job half done */
             rwkvd_daemon_quiesce(d);
+        if (!restore_for(d, env, n_env, ch))
+            break;
         rwkvd_daemon_reset_channel(d, ch);
         if (d->dur) /* not in the input log: a snapshot of the zeroed state makes it durable */
             rwkvd_durable_snapshot(d, ch, false, NULL, NULL);
@@ -327,6 +361,10 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
         uint32_t dropped = 0;
         if (d->dur) { /* durable as a zero state that covers every record of the channel */
             rwkvd_daemon_quiesce(d);
+            if (!restore_for(d, env, n_env, ch)) {
+                json_decref(j);
+                break;
+            }
             rwkvd_daemon_reset_channel(d, ch);
             dropped = rwkvd_chantab_clear_queue(ch);
             rwkvd_durable_snapshot(d, ch, false, NULL, NULL);
@@ -337,8 +375,25 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
         break;
     }
     case RWKVP_CTL_EVICT: {
-        static const char t[] = "EVICT not implemented until the durable-state issue (every channel is resident)";
-        reply(d, env, n_env, 501, t, sizeof t - 1);
+        if (!d->dur) {
+            static const char t[] = "EVICT needs durability (the snapshot store holds evicted states): "
+                                    "durability.enabled is false";
+            reply(d, env, n_env, 409, t, sizeof t - 1);
+            break;
+        }
+        rwkvd_daemon_quiesce(d);
+        int rc = rwkvd_durable_evict(d, ch);
+        if (rc) {
+            char t[300];
+            if (rc == -EBUSY)
+                snprintf(t, sizeof t, "channel %s is generating; EVICT it after the generation ends", ch->name);
+            else
+                snprintf(t, sizeof t, "EVICT of %s failed: snapshot: %s (it stays resident); see the log", ch->name,
+                         strerror(-rc));
+            reply(d, env, n_env, rc == -EBUSY ? 409 : 500, t, strlen(t));
+            break;
+        }
+        reply_json(d, env, n_env, json_pack("{s:s%, s:s}", "name", ch->name, ch->name_len, "tier", tier_of(ch)));
         break;
     }
     case RWKVP_CTL_SNAPSHOT: {

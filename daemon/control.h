@@ -3,8 +3,10 @@
  * What it is: STATUS, CHANNELS, INFO, RESET, EVICT, DROP, SNAPSHOT, RELOAD and METRICS,
  * answered at once by the loop (a running step never delays them). JSON bodies are built
  * with jansson; METRICS is Prometheus text format 0.0.4.
- * What it is not: a snapshot store: SNAPSHOT answers 501 until the durable-state issue,
- * and EVICT answers 501 likewise (no host or disk tier yet; every channel is resident).
+ * EVICT moves a channel's state to its snapshot (tier "disk", durable.c) and frees its slot;
+ * RESET/DROP of an evicted channel restore it first. Without durability SNAPSHOT answers 501
+ * and EVICT 409.
+ * What it is not: a snapshot store (durable.c), nor a host-memory tier (none yet).
  * Loop thread only.
  */
 #ifndef RWKVD_CONTROL_H

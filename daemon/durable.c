@@ -344,6 +344,11 @@ int rwkvd_durable_snapshot(rwkvd_daemon *d, rwkvd_channel *only, bool only_chang
         rwkvd_channel *ch = d->tab->v[i];
         if (ch->dead || (only && ch != only) || (only_changed && covered(ch)))
             continue;
+        if (ch->evicted) { /* its snapshot already holds its state; nothing applied since */
+            if (only)
+                n++;
+            continue;
+        }
         if ((rc = snapshot_one(d, ch, &b, err, sizeof err))) {
             rwkvd_log(LOG_ERR, "snapshot: %s", err);
             if (!first)
@@ -383,6 +388,64 @@ void rwkvd_durable_tick(rwkvd_daemon *d, uint64_t now_ns, bool worker_idle)
                   (unsigned long long)bytes, (double)(rwkvd_now_ns() - t0) / 1e9);
     if (u->next_snap_ns)
         u->next_snap_ns = rwkvd_now_ns() + d->cfg->durability.snapshot_interval_ms * 1000000ull;
+}
+
+int rwkvd_durable_evict(rwkvd_daemon *d, rwkvd_channel *ch)
+{
+    if (ch->evicted) { /* a slot reserved for a restore that has nothing to do goes back */
+        if (ch->slot >= 0 && !ch->head && !ch->output_pending && !ch->reset_pending) {
+            rwkvd_chantab_slot_free(d->tab, ch->slot);
+            ch->slot = -1;
+        }
+        return 0;
+    }
+    if (ch->gen || ch->in_job > 0)
+        return -EBUSY;
+    int rc = rwkvd_durable_snapshot(d, ch, false, NULL, NULL);
+    if (rc == 0 && !ch->head && !ch->reset_pending) /* both generations: the log can go */
+        rc = rwkvd_durable_snapshot(d, ch, false, NULL, NULL);
+    if (rc)
+        return rc;
+    rwkvd_chantab_slot_free(d->tab, ch->slot);
+    ch->slot = -1;
+    ch->evicted = true;
+    ch->restore_failed = false;
+    truncate_wal(d);
+    rwkvd_log(LOG_DEBUG, "channel %s evicted (applied LSN %llu)", ch->name, (unsigned long long)ch->applied_lsn);
+    return 0;
+}
+
+int rwkvd_durable_restore(rwkvd_daemon *d, rwkvd_channel *ch)
+{
+    rwkvd_durable *u = d->dur;
+    if (!ch->evicted)
+        return 0;
+    if (!u)
+        return -EINVAL;
+    if (ch->slot < 0 && (ch->slot = rwkvd_chantab_slot_alloc(d->tab)) < 0)
+        return -ENOSPC;
+    rwkvd_snapshot *s = NULL;
+    rwkvd_snap_gen gen = RWKVD_SNAP_CUR;
+    char note[1200] = "";
+    int rc = rwkvd_snapstore_load(u->store, ch->name, &u->model, &s, &gen, note, sizeof note);
+    if (rc == 0 && s->applied_lsn != ch->snap_lsn) {
+        snprintf(note, sizeof note, "the usable snapshot holds LSN %llu, the channel needs %llu",
+                 (unsigned long long)s->applied_lsn, (unsigned long long)ch->snap_lsn);
+        rc = -EIO;
+    }
+    if (rc == 0 && (rc = rwkv_engine_state_import(d->engine, ch->slot, s->payload, s->payload_bytes)))
+        snprintf(note, sizeof note, "state import: %s", strerror(-rc));
+    rwkvd_snapshot_destroy(&s);
+    if (rc) {
+        if (!ch->restore_failed)
+            rwkvd_log(LOG_ERR, "restore of evicted channel %s: %s", ch->name, note[0] ? note : strerror(-rc));
+        ch->restore_failed = true;
+        return rc;
+    }
+    ch->evicted = false;
+    ch->restore_failed = false;
+    rwkvd_log(LOG_DEBUG, "channel %s restored from its snapshot into slot %d", ch->name, ch->slot);
+    return 0;
 }
 
 void rwkvd_durable_shutdown(rwkvd_daemon *d)

@@ -19,8 +19,11 @@
  *  - recovery: before the sockets are bound, every channel's newest valid snapshot (else
  *    .prev, with a log line naming the file and the reason), then the WAL records after it
  *    are queued again in order; applying them gives the uninterrupted run's state.
- * What it is not: the fsync/atomic-rename mechanics (wal.c, snapshot.c) or a policy for
- * memory tiers (not yet).
+ *  - eviction: control EVICT snapshots a channel and frees its slot (tier "disk"); its next
+ *    input reserves a slot (ingest.c) and the scheduler restores the snapshot before its
+ *    next job; snapshots skip evicted channels (their snapshot is their state).
+ * What it is not: the fsync/atomic-rename mechanics (wal.c, snapshot.c) or a policy that
+ * evicts on its own (not yet).
  * Threads: the loop thread; snapshot and recovery touch the engine, so the worker must be
  * idle (rwkvd_daemon_quiesce). */
 #ifndef RWKVD_DURABLE_H
@@ -61,6 +64,15 @@ uint64_t rwkvd_durable_next_ns(const rwkvd_daemon *d);
  * 0 or the first error (the others are still attempted); *n_written / *bytes may be NULL. */
 int rwkvd_durable_snapshot(rwkvd_daemon *d, rwkvd_channel *ch, bool only_changed, uint32_t *n_written,
                            uint64_t *bytes);
+/* EVICT: snapshot `ch` (twice when its queue is empty, so both generations cover it and the
+ * input log need not be kept for it), then release its slot and mark it evicted. The worker
+ * must be idle. 0 (also when already evicted), -EBUSY while it generates, or the snapshot's
+ * error (it stays resident). */
+int rwkvd_durable_evict(rwkvd_daemon *d, rwkvd_channel *ch);
+/* Bring an evicted channel back: a free slot (or the one reserved for it), its snapshot's
+ * state imported (the snapshot must hold exactly what ch has applied). The worker must be
+ * idle. 0, -ENOSPC when no slot is free, or the load/import error (it stays evicted). */
+int rwkvd_durable_restore(rwkvd_daemon *d, rwkvd_channel *ch);
 /* Shutdown: snapshot every channel, sync the WAL, send the replies it now covers. */
 void rwkvd_durable_shutdown(rwkvd_daemon *d);
 

@@ -255,6 +255,11 @@ static void handle_decoded(rwkvd_daemon *d, reply_ctx *rc, const rwkvp_ingest *m
                    cfg->model.state_slots);
             return;
         }
+    } else if (ch->evicted && ch->slot < 0 && (ch->slot = rwkvd_chantab_slot_alloc(d->tab)) < 0) {
+        /* the restore (scheduler) needs a slot: reserve it now, or turn the message away */
+        reject(rc, m, pair, RWKVP_E_LIMIT, "limit reached: no free state slot to restore evicted channel "
+               "(model.state_slots is %u)", cfg->model.state_slots);
+        return;
     } else if (ch->q_tokens + cost > cfg->limits.max_queue_tokens) {
         reject(rc, m, pair, RWKVP_E_NO_CREDIT, "no credit: the queue holds %llu of limits.max_queue_tokens %u tokens",
                (unsigned long long)ch->q_tokens, cfg->limits.max_queue_tokens);

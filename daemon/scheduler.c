@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "durable.h"
 #include "log.h"
 #include "publish.h"
 
@@ -313,6 +314,10 @@ int rwkvd_sched_build(rwkvd_daemon *d)
             continue;
         ch->sched_tick = d->tick;
         if (!ch->head && !ch->output_pending && !ch->reset_pending)
+            continue;
+        /* an evicted channel with work comes back before it is scheduled (the worker is
+         * idle while a job is built); without a slot it waits */
+        if (ch->evicted && rwkvd_durable_restore(d, ch) != 0)
             continue;
         int left = n_busy > 1 ? n_busy : 1;
         int quota = (max_rows - rows + left - 1) / left;

@@ -257,6 +257,95 @@ def test_wal_enospc():
         d.close()
 
 
+def info(d, c):
+    return d.control_json(b"INFO", c)
+
+
+def test_evict():
+    """EVICT mid-stream (channels with and without queued input, again and again): later
+    input restores them from their snapshots, and the final states equal the run without
+    eviction bit for bit. An evicted channel's tier is "disk" until its next input."""
+    msgs = messages(5, 160)
+    ref = reference(msgs, **KW)
+    d = Daemon(**KW)
+    try:
+        p = Producer(msgs)
+        p.connect(d)
+        rng = random.Random(5)
+        n_evicts = 0
+        while p.pump(8):
+            # no wait for the queues: some are evicted with input still queued (partly applied)
+            for c in rng.sample(CHANNELS, 2):
+                r = d.control_json(b"EVICT", c)
+                check(r == {"name": c.decode(), "tier": "disk"}, "EVICT %r" % r)
+                n_evicts += 1
+            if n_evicts == 20:  # a quiet channel: its tier stays "disk" while nothing comes
+                deadline = time.time() + 20
+                while any(info(d, c)["queued_messages"] for c in CHANNELS):
+                    check(time.time() < deadline, "queues not drained")
+                    time.sleep(0.02)
+                d.control_json(b"EVICT", CHANNELS[0])
+                before = info(d, CHANNELS[0])
+                check(before["tier"] == "disk", "INFO after EVICT %r" % before)
+                time.sleep(0.1)
+                check(info(d, CHANNELS[0])["tier"] == "disk", "an idle evicted channel stays on disk")
+        print("%d EVICTs mid-stream" % n_evicts)
+        d.control_json(b"EVICT", CHANNELS[1])  # evicted at shutdown: its snapshot is the state
+        compare(drained_states(d), ref, "with EVICTs")
+    finally:
+        d.close()
+
+
+def test_evict_slots():
+    """state_slots bounds resident channels: with every slot taken a new channel is turned
+    away (507); EVICT frees a slot it can take; an evicted channel's next input needs a slot
+    (507 without one) and is restored into it. Without durability EVICT is 409."""
+    d = Daemon(max_batch=4, slots=5)  # 2 scratch slots + 3 channel slots
+    try:
+        s = d.dealer()
+        for i, c in enumerate([b"s/0", b"s/1", b"s/2"]):
+            T.send(s, b"TEXT", c, b"p", 1, b"hello %d" % i)
+            r = recv(s, what="ACK")
+            check(r[1] == b"ACK", "reply %r" % r)
+        T.send(s, b"TEXT", b"s/3", b"p", 1, b"new")
+        r = recv(s, what="507")
+        check(r[1] == b"ERROR" and r[5] == b"507", "no slot: expected 507, got %r" % r)
+        check(d.control_json(b"EVICT", b"s/0")["tier"] == "disk", "EVICT s/0")
+        st = d.control_json(b"STATUS")["slots"]
+        check(st["used"] == st["total"] - 1, "EVICT freed a slot: %r" % st)
+        T.send(s, b"TEXT", b"s/3", b"p", 1, b"new")
+        r = recv(s, what="ACK for the new channel")
+        check(r[1] == b"ACK", "the freed slot takes a new channel: %r" % r)
+        T.send(s, b"TEXT", b"s/0", b"p", 2, b" more")
+        r = recv(s, what="507 for the evicted channel")
+        check(r[1] == b"ERROR" and r[5] == b"507", "evicted channel without a slot: %r" % r)
+        check(info(d, b"s/0")["tier"] == "disk", "still on disk")
+        d.control_json(b"EVICT", b"s/1")
+        T.send(s, b"TEXT", b"s/0", b"p", 2, b" more")
+        r = recv(s, what="ACK for the restored channel")
+        check(r[1] == b"ACK", "restore into the freed slot: %r" % r)
+        deadline = time.time() + 10
+        while True:
+            i0 = info(d, b"s/0")
+            if i0["tier"] == "resident" and i0["queued_messages"] == 0:
+                break
+            check(time.time() < deadline, "s/0 not restored: %r" % i0)
+            time.sleep(0.02)
+        check(i0["tokens_seen"] == len(b"hello 0\n") + len(b" more\n"), "tokens_seen across the restore %r" % i0)
+        check(info(d, b"s/1")["tier"] == "disk", "s/1 evicted")
+    finally:
+        d.close()
+    d = Daemon(durability="durability:\n  enabled: false\n")
+    try:
+        s = d.dealer()
+        T.send(s, b"TEXT", b"x", b"p", 1, b"hi")
+        check(recv(s, what="ACK")[1] == b"ACK", "ACK")
+        code, body = d.control(b"EVICT", b"x")
+        check(code == b"409" and b"durability" in body, "EVICT without durability: %r %r" % (code, body))
+    finally:
+        d.close()
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

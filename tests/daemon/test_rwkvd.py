@@ -540,7 +540,7 @@ def test_continue():
 
 
 def test_control():
-    """STATUS, CHANNELS (prefix, after), INFO, RESET, DROP, SNAPSHOT, EVICT 501, errors."""
+    """STATUS, CHANNELS (prefix, after), INFO, RESET, DROP, SNAPSHOT, EVICT (tier disk, idempotent, 404), errors."""
     d = Daemon(profiles=SEV_PROFILE)
     try:
         s = d.dealer()
@@ -572,7 +572,13 @@ def test_control():
         snap = d.control_json(b"SNAPSHOT")
         check(snap["channels"] >= 1 and snap["bytes"] > 0 and "duration_s" in snap, "SNAPSHOT %r" % snap)
         check(d.control(b"SNAPSHOT", b"no/such")[0] == b"404", "SNAPSHOT of an unknown channel is 404")
-        check(d.control(b"EVICT", b"a/x")[0] == b"501", "EVICT is 501")
+        r = d.control_json(b"EVICT", b"a/x")
+        check(r == {"name": "a/x", "tier": "disk"}, "EVICT %r" % r)
+        check(d.control_json(b"INFO", b"a/x")["tier"] == "disk", "INFO tier after EVICT")
+        check(d.control_json(b"EVICT", b"a/x") == r, "EVICT of an evicted channel is 200 again")
+        check(d.control(b"EVICT", b"no/such")[0] == b"404", "EVICT of an unknown channel is 404")
+        check(d.control_json(b"STATUS")["channels"]["disk"] == 1, "STATUS counts the disk tier")
+        check('rwkvd_channels{tier="disk"} 1' in d.control(b"METRICS")[1].decode(), "METRICS disk tier")
         check(d.control(b"FROB")[0] == b"405", "unknown command")
         check(d.control(b"INFO")[0] == b"400", "INFO without a channel")
         m = d.control(b"METRICS")[1].decode()
