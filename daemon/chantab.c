@@ -104,8 +104,8 @@ void rwkvd_chantab_slot_free(rwkvd_chantab *t, int slot)
         t->free_slots[t->n_free++] = slot;
 }
 
-int rwkvd_chantab_create(rwkvd_chantab *t, const void *name, size_t len, const char *profile,
-                         uint32_t max_channels, int64_t now_unix_ms, rwkvd_channel **out)
+static int create(rwkvd_chantab *t, const void *name, size_t len, const char *profile, uint32_t max_channels,
+                  int64_t now_unix_ms, bool evicted, rwkvd_channel **out)
 {
     if (len == 0 || len > RWKVP_CHANNEL_MAX)
         return -EINVAL;
@@ -114,7 +114,7 @@ int rwkvd_chantab_create(rwkvd_chantab *t, const void *name, size_t len, const c
         live += !t->v[i]->dead;
     if (live >= max_channels)
         return -EMLINK;
-    if (t->n_free == 0)
+    if (!evicted && t->n_free == 0)
         return -ENOSPC;
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 64;
@@ -130,8 +130,9 @@ int rwkvd_chantab_create(rwkvd_chantab *t, const void *name, size_t len, const c
     memcpy(ch->name, name, len);
     ch->name_len = len;
     ch->uid = t->next_uid++;
-    ch->slot = rwkvd_chantab_slot_alloc(t);
-    ch->reset_pending = true;
+    ch->slot = evicted ? -1 : rwkvd_chantab_slot_alloc(t);
+    ch->evicted = evicted;
+    ch->reset_pending = !evicted;
     ch->held = -1;
     snprintf(ch->profile, sizeof ch->profile, "%s", profile ? profile : "");
     ch->created_unix_ms = ch->last_input_unix_ms = now_unix_ms;
@@ -142,6 +143,18 @@ int rwkvd_chantab_create(rwkvd_chantab *t, const void *name, size_t len, const c
     t->v[t->n++] = ch;
     *out = ch;
     return 0;
+}
+
+int rwkvd_chantab_create(rwkvd_chantab *t, const void *name, size_t len, const char *profile,
+                         uint32_t max_channels, int64_t now_unix_ms, rwkvd_channel **out)
+{
+    return create(t, name, len, profile, max_channels, now_unix_ms, false, out);
+}
+
+int rwkvd_chantab_create_evicted(rwkvd_chantab *t, const void *name, size_t len, const char *profile,
+                                 uint32_t max_channels, int64_t now_unix_ms, rwkvd_channel **out)
+{
+    return create(t, name, len, profile, max_channels, now_unix_ms, true, out);
 }
 
 static void array_remove(rwkvd_chantab *t, rwkvd_channel *ch)

@@ -130,6 +130,10 @@ rwkvd_channel *rwkvd_chantab_find(const rwkvd_chantab *t, const void *name, size
  * free, -ENOMEM. */
 int rwkvd_chantab_create(rwkvd_chantab *t, const void *name, size_t len, const char *profile,
                          uint32_t max_channels, int64_t now_unix_ms, rwkvd_channel **out);
+/* The same without a slot: the channel starts evicted (tier "disk", slot -1, no reset
+ * pending); its state is its snapshot, which the caller (recovery) must have. -EMLINK, -ENOMEM. */
+int rwkvd_chantab_create_evicted(rwkvd_chantab *t, const void *name, size_t len, const char *profile,
+                                 uint32_t max_channels, int64_t now_unix_ms, rwkvd_channel **out);
 /* Remove a channel from the table (lookups stop finding it) and discard its queue; returns
  * the number of queued messages discarded. Frees it and its slot unless in_job > 0, in
  * which case it is marked dead and rwkvd_chantab_reap() frees it later. ch->gen must be

@@ -463,13 +463,59 @@ void rwkvd_durable_shutdown(rwkvd_daemon *d)
 
 /* ---- recovery ------------------------------------------------------------------------- */
 
-static rwkvd_channel *recover_channel(rwkvd_daemon *d, const char *name, int64_t now_ms)
+/* Recovery with more channels than slots (EVICT makes that possible): a channel with a
+ * snapshot that finds no free slot is created evicted (tier "disk", slot -1), exactly what
+ * EVICT leaves: its state is its snapshot, and the scheduler restores it into a slot when it
+ * has work. WAL records beyond its snapshot are simply queued on it like any input (replay()
+ * below): the restore imports the snapshot (applied_lsn), then the scheduler feeds the queue
+ * from there, which is the key invariant of this file. No separate replay path is needed.
+ * So that such a queue does not wait for a slot that nothing frees, replay reserves a slot
+ * for it, taking one from a recovered channel that holds only its snapshot state and has no
+ * records to replay (that channel becomes evicted in memory: its snapshot on disk already
+ * is its state). A channel with records but no snapshot needs a slot the same way; without
+ * any it cannot be recovered (logged). Evicted recovered channels leave snap_written false,
+ * which keeps the input log from LSN 1 on while they stay on disk (conservative: a fallback
+ * to an older generation of their snapshot can still replay). */
+static int steal_slot(rwkvd_daemon *d)
+{
+    for (size_t i = 0; i < d->tab->n; i++) {
+        rwkvd_channel *ch = d->tab->v[i];
+        /* loaded from a snapshot (a channel created for the log alone has reset_pending) and
+         * nothing queued: the slot holds exactly the snapshot */
+        if (ch->dead || ch->evicted || ch->slot < 0 || ch->reset_pending || ch->head)
+            continue;
+        int slot = ch->slot;
+        ch->slot = -1;
+        ch->evicted = true;
+        rwkvd_log(LOG_INFO, "recovery: channel %s left on disk (evicted) to free a state slot", ch->name);
+        return slot;
+    }
+    return -1;
+}
+
+static int reserve_slot(rwkvd_daemon *d)
+{
+    int slot = rwkvd_chantab_slot_alloc(d->tab);
+    return slot >= 0 ? slot : steal_slot(d);
+}
+
+static rwkvd_channel *recover_channel(rwkvd_daemon *d, const char *name, int64_t now_ms, bool has_snapshot)
 {
     rwkvd_channel *ch = rwkvd_chantab_find(d->tab, name, strlen(name));
     if (ch)
         return ch;
-    int rc = rwkvd_chantab_create(d->tab, name, strlen(name), d->cfg->tasks.default_profile,
-                                  d->cfg->limits.max_channels, now_ms, &ch);
+    const char *profile = d->cfg->tasks.default_profile;
+    uint32_t max = d->cfg->limits.max_channels;
+    int rc = rwkvd_chantab_create(d->tab, name, strlen(name), profile, max, now_ms, &ch);
+    if (rc == -ENOSPC && has_snapshot)
+        rc = rwkvd_chantab_create_evicted(d->tab, name, strlen(name), profile, max, now_ms, &ch);
+    else if (rc == -ENOSPC) {
+        int slot = steal_slot(d);
+        if (slot >= 0) {
+            rwkvd_chantab_slot_free(d->tab, slot);
+            rc = rwkvd_chantab_create(d->tab, name, strlen(name), profile, max, now_ms, &ch);
+        }
+    }
     if (rc) {
         rwkvd_log(LOG_ERR, "recovery: cannot create channel %s: %s (limits.max_channels, model.state_slots)", name,
                   strerror(-rc));
@@ -493,12 +539,12 @@ static int load_snapshot(rwkvd_daemon *d, const char *name, int64_t now_ms)
     }
     if (gen == RWKVD_SNAP_PREV)
         rwkvd_log(LOG_WARNING, "recovery: channel %s: %s; using the previous generation and the input log", name, note);
-    rwkvd_channel *ch = recover_channel(d, name, now_ms);
+    rwkvd_channel *ch = recover_channel(d, name, now_ms, true);
     if (!ch) {
         rwkvd_snapshot_destroy(&s);
         return -EMLINK;
     }
-    if ((rc = rwkv_engine_state_import(d->engine, ch->slot, s->payload, s->payload_bytes))) {
+    if (!ch->evicted && (rc = rwkv_engine_state_import(d->engine, ch->slot, s->payload, s->payload_bytes))) {
         rwkvd_log(LOG_ERR, "recovery: channel %s: state import: %s", name, strerror(-rc));
         rwkvd_snapshot_destroy(&s);
         return rc;
@@ -554,8 +600,10 @@ static int replay(rwkvd_daemon *d, int64_t now_ms, uint64_t *n_records, uint64_t
                 continue;
             }
         }
-        if (!ch && !(ch = recover_channel(d, r.channel, now_ms)))
+        if (!ch && !(ch = recover_channel(d, r.channel, now_ms, false)))
             continue;
+        if (ch->evicted && ch->slot < 0) /* reserve the restore's slot, as ingest does; else it waits */
+            ch->slot = reserve_slot(d);
         bool toks = r.op == RWKVP_OP_TEXT || r.op == RWKVP_OP_TOKENS;
         uint32_t n_tokens = toks ? r.payload_bytes / 4 : 0;
         rwkvd_entry *e = calloc(1, sizeof *e + (size_t)n_tokens * sizeof(int32_t));
@@ -671,10 +719,24 @@ int rwkvd_durable_open(rwkvd_daemon *d)
     uint64_t n_records = 0, n_skipped = 0;
     if ((rc = replay(d, now_ms, &n_records, &n_skipped)))
         return rc;
+    size_t n_disk = 0, n_waiting = 0;
     for (size_t i = 0; i < d->tab->n; i++) {
-        d->tab->v[i]->partial_lsn = 0;
-        d->tab->v[i]->partial_pos = 0;
+        rwkvd_channel *ch = d->tab->v[i];
+        ch->partial_lsn = 0;
+        ch->partial_pos = 0;
+        if (ch->evicted && ch->slot >= 0 && !ch->head) { /* reserved, then its records were all skipped */
+            rwkvd_chantab_slot_free(d->tab, ch->slot);
+            ch->slot = -1;
+        }
+        n_disk += ch->evicted;
+        n_waiting += ch->evicted && ch->head && ch->slot < 0;
     }
+    if (n_disk)
+        rwkvd_log(n_waiting ? LOG_WARNING : LOG_NOTICE,
+                  "recovery: %zu channel(s) start on disk (evicted; the scheduler restores each into a slot when it has work)%s", n_disk,
+                  n_waiting ? "; some have input-log records to re-apply and wait for a free slot (EVICT or CLOSE "
+                              "another channel)"
+                            : "");
     uint64_t now = rwkvd_now_ns();
     if (cfg->durability.snapshot_interval_ms)
         u->next_snap_ns = now + cfg->durability.snapshot_interval_ms * 1000000ull;
