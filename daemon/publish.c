@@ -81,6 +81,24 @@ static void fill_origin(rwkvp_pub *p, const rwkvd_channel *ch, const rwkvd_origi
     p->tokens_seen = o->tokens_seen;
 }
 
+/* Publish a JSON body the caller encoded (rc is the encoder's result), or count the message
+ * as dropped when encoding failed; buf is freed unless it is the caller's stack buffer. */
+static void send_json(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o, rwkvp_pub_kind kind,
+                      int rc, char *buf, size_t len, const char *stack)
+{
+    if (rc == 0) {
+        rwkvp_pub p = {.kind = kind};
+        fill_origin(&p, ch, o);
+        p.body.data = buf;
+        p.body.len = len;
+        send_pub(d, &p);
+    } else {
+        d->m.publish_dropped++;
+    }
+    if (buf && buf != stack)
+        free(buf);
+}
+
 void rwkvd_publish_class(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o,
                          const char *profile, int n, const char *const *labels, const float *probs)
 {
@@ -90,17 +108,7 @@ void rwkvd_publish_class(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_o
     int rc = rwkvp_class_encode(profile, (size_t)n, labels, probs, buf, sizeof stackbuf, &need);
     if (rc == -ENOBUFS && (buf = malloc(need)) != NULL)
         rc = rwkvp_class_encode(profile, (size_t)n, labels, probs, buf, need, &need);
-    if (rc == 0) {
-        rwkvp_pub p = {.kind = RWKVP_PUB_CLASS};
-        fill_origin(&p, ch, o);
-        p.body.data = buf;
-        p.body.len = need;
-        send_pub(d, &p);
-    } else {
-        d->m.publish_dropped++;
-    }
-    if (buf && buf != stackbuf)
-        free(buf);
+    send_json(d, ch, o, RWKVP_PUB_CLASS, rc, buf, need, stackbuf);
 }
 
 void rwkvd_publish_text(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o, uint64_t index,
@@ -123,17 +131,7 @@ void rwkvd_publish_end(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_ori
     int rc = rwkvp_end_encode(end, buf, sizeof small, &need);
     if (rc == -ENOBUFS && (buf = malloc(need)) != NULL)
         rc = rwkvp_end_encode(end, buf, need, &need);
-    if (rc == 0) {
-        rwkvp_pub p = {.kind = RWKVP_PUB_END};
-        fill_origin(&p, ch, o);
-        p.body.data = buf;
-        p.body.len = need;
-        send_pub(d, &p);
-    } else {
-        d->m.publish_dropped++;
-    }
-    if (buf && buf != small)
-        free(buf);
+    send_json(d, ch, o, RWKVP_PUB_END, rc, buf, need, small);
 }
 
 void rwkvd_publish_error(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o, int code,
