@@ -26,6 +26,7 @@
 
 typedef struct {
     uint64_t lsn;
+    size_t n_env;      /* envelope frames, then the reply's */
     size_t n;          /* frames */
     size_t len[RWKVD_ZMSG_MAX];
     unsigned char *data; /* frames back to back */
@@ -44,10 +45,42 @@ typedef struct rwkvd_durable {
     size_t q_head, q_n, q_cap;
     uint64_t next_snap_ns;    /* interval snapshots; 0 = off */
     uint64_t tokens_at_snap;  /* d->m.input_tokens_total at the last snapshot round */
-    bool wal_failed_logged;
+    bool wal_failed_logged;   /* the log failed for good (sticky): logged */
+    bool wal_refused_logged;  /* an append failed (the log stays usable): logged */
 } rwkvd_durable;
 
 /* ---- replies ----------------------------------------------------------------------- */
+
+/* Whether a reply confirms input (ACK, DUP; SYNC answers ACK) that the log may not hold:
+ * once the log has failed, one with an LSN past the durable one, or none (a DUP or SYNC
+ * names a seq accepted in memory, whose record may be among those never made durable). */
+static bool unconfirmable(const rwkvd_daemon *d, uint64_t lsn, const rwkvp_frame *f, size_t n)
+{
+    const rwkvd_durable *u = d->dur;
+    if (!rwkvd_wal_failed(u->wal) || (lsn && lsn <= rwkvd_wal_durable_lsn(u->wal)) || n < 5)
+        return false;
+    return (f[1].len == 3 && memcmp(f[1].data, "ACK", 3) == 0) || (f[1].len == 3 && memcmp(f[1].data, "DUP", 3) == 0);
+}
+
+/* Send a reply; one that would confirm input the failed log does not hold goes as ERROR 503
+ * instead (same signature, channel, producer and seq; PROTOCOL.md §7.4): the producer keeps
+ * the message and resends it, after a restart, to a daemon whose log works. */
+static void send_reply(rwkvd_daemon *d, uint64_t lsn, const rwkvp_frame *env, size_t n_env, const rwkvp_frame *f,
+                       size_t n)
+{
+    if (unconfirmable(d, lsn, f, n)) {
+        static const char text[] = "the input log failed (fsync); this message is not durable: resend it after rwkvd "
+                                   "restarts";
+        rwkvp_frame e[7] = {f[0], {"ERROR", 5}, f[2], f[3], f[4], {"503", 3}, {text, sizeof text - 1}};
+        f = e;
+        n = 7;
+        if (rwkvd_zmsg_send(d->ingest, env, n_env, f, n) != 0)
+            d->m.ingest_undeliverable++;
+        return;
+    }
+    if (rwkvd_zmsg_send(d->ingest, env, n_env, f, n) != 0)
+        d->m.ingest_undeliverable++;
+}
 
 static void send_pending(rwkvd_daemon *d, const pending_reply *p)
 {
@@ -58,17 +91,19 @@ static void send_pending(rwkvd_daemon *d, const pending_reply *p)
         f[i].len = p->len[i];
         off += p->len[i];
     }
-    if (rwkvd_zmsg_send(d->ingest, f, p->n, NULL, 0) != 0)
-        d->m.ingest_undeliverable++;
+    send_reply(d, p->lsn, f, p->n_env, f + p->n_env, p->n - p->n_env);
 }
 
+/* Send the queued replies the log now covers, in order; after a failed fsync (the log never
+ * becomes durable past it) every one left, with the unconfirmable ones as errors. */
 static void release(rwkvd_daemon *d)
 {
     rwkvd_durable *u = d->dur;
     uint64_t durable = rwkvd_wal_durable_lsn(u->wal);
+    bool failed = rwkvd_wal_failed(u->wal) != 0;
     while (u->q_n > 0) {
         pending_reply *p = &u->q[u->q_head];
-        if (p->lsn > durable)
+        if (p->lsn > durable && !failed)
             break;
         send_pending(d, p);
         free(p->data);
@@ -81,9 +116,8 @@ void rwkvd_durable_reply(rwkvd_daemon *d, uint64_t lsn, const rwkvp_frame *env, 
                          const rwkvp_frame *f, size_t n)
 {
     rwkvd_durable *u = d->dur;
-    if (u->q_n == 0 && lsn <= rwkvd_wal_durable_lsn(u->wal)) {
-        if (rwkvd_zmsg_send(d->ingest, env, n_env, f, n) != 0)
-            d->m.ingest_undeliverable++;
+    if (u->q_n == 0 && (lsn <= rwkvd_wal_durable_lsn(u->wal) || rwkvd_wal_failed(u->wal))) {
+        send_reply(d, lsn, env, n_env, f, n);
         return;
     }
     if (u->q_n == u->q_cap) {
@@ -98,7 +132,7 @@ void rwkvd_durable_reply(rwkvd_daemon *d, uint64_t lsn, const rwkvp_frame *env, 
         u->q_head = 0;
         u->q_cap = cap;
     }
-    pending_reply p = {.lsn = lsn, .n = n_env + n};
+    pending_reply p = {.lsn = lsn, .n_env = n_env, .n = n_env + n};
     if (p.n > RWKVD_ZMSG_MAX)
         goto fail;
     size_t total = 0;
@@ -123,10 +157,17 @@ fail:
 
 static void note_wal_error(rwkvd_daemon *d, int rc)
 {
-    if (rc && !d->dur->wal_failed_logged) {
-        rwkvd_log(LOG_ERR, "input log: %s; ingest answers 503 until rwkvd restarts", strerror(-rc));
-        d->dur->wal_failed_logged = true;
-    }
+    rwkvd_durable *u = d->dur;
+    bool sticky = rc && rwkvd_wal_failed(u->wal) != 0;
+    if (!rc || (sticky ? u->wal_failed_logged : u->wal_refused_logged))
+        return;
+    rwkvd_log(LOG_ERR, "input log: %s; %s", strerror(-rc),
+              sticky ? "nothing more becomes durable: ingest answers 503 (no ACK, no DUP) until rwkvd restarts"
+                     : "the message is refused with 503 (logged once; the next ones are refused alike)");
+    if (sticky)
+        u->wal_failed_logged = true;
+    else
+        u->wal_refused_logged = true;
 }
 
 void rwkvd_durable_commit(rwkvd_daemon *d)
