@@ -1,0 +1,410 @@
+#!/usr/bin/python3
+"""Fault injection on the real rwkvd (issue 4): file-system errors on the input log (WAL) and
+on snapshots (RWKVD_FAULT, daemon/fsio.h), a torn or damaged WAL tail after kill -9, and
+snapshots that must be refused (unknown version, another model's fingerprint).
+
+Usage: test_faults.py NAME. Every scenario ends the same way: restart without the fault,
+the producer resends everything after its last ACK, and every channel's state (read from the
+SIGTERM snapshots, test_durable.drained_states) must equal a run that had no fault, bit for
+bit. What each scenario adds is in its docstring. Every receive has a timeout."""
+import os
+import signal
+import struct
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_rwkvd as T  # noqa: E402  (skips with 77 when zmq/numpy are missing)
+import test_durable as D  # noqa: E402
+from test_rwkvd import Daemon, Fail, check, recv  # noqa: E402
+
+KW = D.KW
+CHANNELS = D.CHANNELS
+
+# ---- formats (daemon/FORMATS.md) ------------------------------------------------------
+
+_CRC_TABLE = []
+for _i in range(256):
+    _c = _i
+    for _ in range(8):
+        _c = (_c >> 1) ^ 0x82F63B78 if _c & 1 else _c >> 1
+    _CRC_TABLE.append(_c)
+
+
+def crc32c(data, crc=0):
+    crc ^= 0xFFFFFFFF
+    tab = _CRC_TABLE
+    for b in data:
+        crc = tab[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def snap_path(d, channel, suffix=".snap"):
+    return os.path.join(d.dir, "state", "snapshots", channel.decode().replace("/", "%2F") + suffix)
+
+
+def snap_valid(path):
+    """Whether a snapshot file has its magic and a matching trailing crc32c (FORMATS.md §1)."""
+    with open(path, "rb") as f:
+        b = f.read()
+    return len(b) > 12 and b[:8] == b"RWKVSNAP" and struct.unpack("<I", b[-4:])[0] == crc32c(b[:-4])
+
+
+def snap_rewrite(path, offset, fmt, value):
+    """Store value at offset and recompute the crc, so the file is whole but says something else."""
+    with open(path, "rb") as f:
+        b = bytearray(f.read())
+    struct.pack_into(fmt, b, offset, value)
+    b[-4:] = struct.pack("<I", crc32c(bytes(b[:-4])))
+    with open(path, "wb") as f:
+        f.write(b)
+
+
+def wal_dir(d):
+    return os.path.join(d.dir, "state", "wal")
+
+
+def wal_segments(d):
+    return sorted(f for f in os.listdir(wal_dir(d)) if f.startswith("wal-") and f.endswith(".log"))
+
+
+def wal_records(path):
+    """[(offset, frame+body length, lsn, channel, producer, seq)] of one segment (FORMATS.md §2)."""
+    with open(path, "rb") as f:
+        b = f.read()
+    check(b[:8] == b"RWKVWLOG", "%s: not a WAL segment" % path)
+    off, out = 32, []
+    while off + 16 <= len(b):
+        body_len, lsn = struct.unpack_from("<IQ", b, off + 4)
+        if off + 16 + body_len > len(b):
+            break
+        ch_len, pr_len = struct.unpack_from("<HH", b, off + 18)
+        seq, = struct.unpack_from("<Q", b, off + 24)
+        ch = b[off + 36:off + 36 + ch_len]
+        pr = b[off + 36 + ch_len:off + 36 + ch_len + pr_len]
+        out.append((off, 16 + body_len, lsn, ch, pr, seq))
+        off += 16 + body_len
+    return out
+
+
+# ---- producer that tolerates errors ---------------------------------------------------
+
+class Producer(D.Producer):
+    """test_durable.Producer that also takes ERROR replies: send(k) sends up to k unACKed
+    messages and returns their replies (every one must come: an unanswered message is a
+    failure). A retryable error (§8.2) stops the batch: resending waits for the restart."""
+
+    def send(self, k, timeout_ms=5000):
+        batch = self.pending()[:k]
+        for c, seq, op, payload in batch:
+            T.send(self.s, op, c, b"p", seq, payload)
+        replies = []
+        for _ in batch:
+            r = recv(self.s, timeout_ms, "an ingest reply")
+            replies.append(r)
+            if r[1] in (b"ACK", b"DUP"):
+                self.acked[r[2]] = max(self.acked[r[2]], int(r[4]))
+        return replies
+
+
+def settle(d):
+    deadline = time.time() + 20
+    while any(d.control_json(b"INFO", c)["queued_messages"] for c in CHANNELS if known(d, c)):
+        check(time.time() < deadline, "queues not drained:\n" + d.logtext())
+        time.sleep(0.02)
+
+
+def known(d, c):
+    return d.control(b"INFO", c)[0] == b"200"
+
+
+def finish(d, p, ref, what, kill=False, env_drop=True):
+    """Restart without the fault, resend everything after the last ACK, compare with ref."""
+    if env_drop:
+        d.env.pop("RWKVD_FAULT", None)
+    D.restart(d, kill=kill)
+    p.connect(d)
+    while p.pump(64):
+        pass
+    D.compare(D.drained_states(d), ref, what)
+
+
+def until_error(d, p, what):
+    """Send one message at a time until one is answered with an error; return that reply."""
+    for _ in range(len(p.msgs)):
+        rs = p.send(1)
+        check(rs, "%s: ran out of messages before any error\n%s" % (what, d.logtext()))
+        if rs[0][1] == b"ERROR":
+            return rs[0]
+    raise Fail("%s: no error reply" % what)
+
+
+def wal_fault(spec, fsync, cut_unacked):
+    """A WAL fault from the first failing call on: the message hit is answered ERROR 503 (never
+    ACK), later ones too, duplicates of it are not confirmed, control keeps answering, the log
+    names the error. With cut_unacked, kill -9 and cut the WAL at the first record the producer
+    got no ACK for, as a machine crash that lost the unsynced pages would: nothing ACKed may
+    depend on them."""
+    msgs = D.messages(11, 90)
+    ref = D.reference(msgs, **KW)
+    d = Daemon(durability="durability:\n  fsync: %s\n" % fsync, env={"RWKVD_FAULT": spec}, **KW)
+    try:
+        p = Producer(msgs)
+        p.connect(d)
+        r = until_error(d, p, spec)
+        check(r[5] == b"503", "%s: expected ERROR 503, got %r" % (spec, r))
+        n_acked = sum(p.acked.values())
+        check(n_acked > 0, "%s: the fault came before any ACK (spec too early)" % spec)
+        # the message that failed, again: still an error, not an ACK nor a DUP
+        c, seq = r[2], int(r[4])
+        m = [x for x in msgs if x[0] == c and x[1] == seq][0]
+        T.send(p.s, m[2], c, b"p", seq, m[3])
+        r2 = recv(p.s, what="the reply to a resent message under the fault")
+        check(r2[1] == b"ERROR" and r2[5] == b"503", "%s: resent seq %d answered %r" % (spec, seq, r2))
+        # other channels too, and nothing more was ACKed
+        for rr in p.send(8):
+            check(rr[1] == b"ERROR", "%s: reply %r under a failed input log" % (spec, rr))
+        check(sum(p.acked.values()) == n_acked, "%s: ACKs after the fault" % spec)
+        check(d.control(b"STATUS")[0] == b"200", "%s: STATUS answers" % spec)
+        some = [c for c in CHANNELS if p.acked[c]][0]
+        check(d.control_json(b"INFO", some)["tokens_seen"] > 0, "%s: INFO answers" % spec)
+        log = d.logtext()
+        want = "Input/output error" if "EIO" in spec else "No space left"
+        check("input log" in log and want in log, "%s: the log names the error:\n%s" % (spec, log))
+        if cut_unacked:
+            d.proc.kill()
+            d.proc.wait()
+            segs = wal_segments(d)
+            cut = None
+            for seg in segs:
+                for off, _, lsn, ch, _, seq in wal_records(os.path.join(wal_dir(d), seg)):
+                    if cut is None and seq > p.acked[ch]:
+                        cut = (seg, off, lsn)
+            check(cut is not None, "%s: no unacknowledged record in the WAL (nothing to lose)" % spec)
+            for seg in segs:  # everything from that record on goes, as lost pages would
+                path = os.path.join(wal_dir(d), seg)
+                if seg > cut[0]:
+                    os.unlink(path)
+                elif seg == cut[0]:
+                    os.truncate(path, cut[1])
+            print("%s: cut the WAL at LSN %d (first record not acknowledged)" % (spec, cut[2]))
+            finish(d, p, ref, spec + " then lost unsynced records", kill=True)
+        else:
+            finish(d, p, ref, spec, kill=True)
+        print("ok: %s, %d messages acknowledged before the fault" % (spec, n_acked))
+    finally:
+        d.close()
+
+
+def test_wal_write_eio():
+    """EIO on a WAL write (fsync no): 503, the write is cut back, restart recovers exactly."""
+    wal_fault("wal.write:EIO@20", "no", cut_unacked=False)
+
+
+def test_wal_write_enospc_restart():
+    """ENOSPC on a WAL write under fsync always, then kill -9 and a restart without it."""
+    wal_fault("wal.write:ENOSPC@15", "always", cut_unacked=False)
+
+
+def test_wal_fsync_eio():
+    """EIO on the WAL fdatasync under fsync always: the batch it covered is answered 503, not
+    ACKed; kill -9 with those records cut from the log (their pages lost) loses nothing ACKed."""
+    wal_fault("wal.fsync:EIO@12", "always", cut_unacked=True)
+
+
+def test_wal_fsync_everysec_enospc():
+    """ENOSPC on the everysec fdatasync: the replies waiting for it get 503, not ACK."""
+    wal_fault("wal.fsync:ENOSPC@4", "everysec", cut_unacked=True)
+
+
+# ---- snapshot faults ---------------------------------------------------------------
+
+def snapshot_fault(spec):
+    """Both generations on disk, then rwkvd restarted with a snapshot fault: control SNAPSHOT
+    fails (an error code and a log line naming the file), both files stay valid, ingest keeps
+    going, the input log is not truncated past what a valid snapshot covers (segments of 4 KiB,
+    so truncation has plenty to delete); kill -9 and a restart without the fault recover the
+    states exactly."""
+    msgs = D.messages(13, 140)
+    ref = D.reference(msgs, **KW)
+    dur = "durability:\n  fsync: no\n  wal_segment_bytes: 4096\n"
+    d = Daemon(durability=dur, **KW)
+    try:
+        p = Producer(msgs)
+        p.connect(d)
+        p.pump(30)
+        settle(d)
+        d.control_json(b"SNAPSHOT")
+        p.pump(30)
+        settle(d)
+        d.control_json(b"SNAPSHOT")
+        before = {c: (open(snap_path(d, c), "rb").read(), open(snap_path(d, c, ".snap.prev"), "rb").read())
+                  for c in CHANNELS}
+        d.env["RWKVD_FAULT"] = spec
+        D.restart(d, kill=True)
+        p.connect(d)
+        p.pump(30)
+        settle(d)
+        code, body = d.control(b"SNAPSHOT")
+        check(code != b"200", "%s: SNAPSHOT answered %r %r" % (spec, code, body))
+        log = d.logtext()
+        check("snapshot: channel" in log or "snapshots/" in log, "%s: no log line naming the file:\n%s" % (spec, log))
+        want = "Input/output error" if "EIO" in spec else "No space left"
+        check(want in log, "%s: the log names the error:\n%s" % (spec, log))
+        for c in CHANNELS:
+            check(snap_valid(snap_path(d, c)), "%s: %s.snap not valid after the fault" % (spec, c))
+            check(not os.path.exists(snap_path(d, c, ".snap.tmp")), "%s: a temp file stays behind" % spec)
+            now = open(snap_path(d, c), "rb").read()
+            prev = snap_path(d, c, ".snap.prev")
+            prev = open(prev, "rb").read() if os.path.exists(prev) else None
+            if now == before[c][0]:  # the newest good generation stays where readers look first
+                # .prev: kept, or (a failed rename into place) the same generation as .snap
+                check(prev in (before[c][1], None), "%s: %s.snap.prev changed" % (spec, c))
+            else:  # dirsync failed after the renames: the generations moved by one, both whole
+                check("dirsync" in spec and prev == before[c][0] and snap_valid(snap_path(d, c)),
+                      "%s: %s generations changed unexpectedly" % (spec, c))
+        # keeps serving, and more snapshot attempts (interval/token/EVICT) change nothing
+        for rr in p.send(20):
+            check(rr[1] in (b"ACK", b"DUP"), "%s: ingest under a snapshot fault: %r" % (spec, rr))
+        code, body = d.control(b"EVICT", CHANNELS[1])
+        check(code != b"200", "%s: EVICT needs a snapshot: %r" % (spec, code))
+        check(d.control_json(b"INFO", CHANNELS[1])["tier"] == "resident", "%s: EVICT failed, stays resident" % spec)
+        n_seg = len(wal_segments(d))
+        finish(d, p, ref, spec, kill=True)
+        print("ok: %s (%d WAL segments kept at the kill)" % (spec, n_seg))
+    finally:
+        d.close()
+
+
+def test_snapshot_write_enospc():
+    snapshot_fault("snapshot.write:ENOSPC")
+
+
+def test_snapshot_fsync_eio():
+    snapshot_fault("snapshot.fsync:EIO")
+
+
+def test_snapshot_rename_eio():
+    """The second rename of the first channel (.tmp into place, after .snap went to .prev)."""
+    snapshot_fault("snapshot.rename:EIO@2")
+
+
+def test_snapshot_dirsync_eio():
+    snapshot_fault("snapshot.dirsync:EIO")
+
+
+# ---- a torn or damaged WAL tail ---------------------------------------------------------
+
+def torn_tail(how):
+    """kill -9, then damage the last WAL record (cut mid-body, cut mid-frame-header, or one
+    flipped payload byte). rwkvd starts, logs the cut, and recovers to the last whole record;
+    the damaged record's message counts as never acknowledged (a crash before its ACK), so
+    the producer resends it; the states equal the reference."""
+    msgs = D.messages(17, 80)
+    ref = D.reference(msgs, **KW)
+    d = Daemon(**KW)
+    try:
+        p = Producer(msgs)
+        p.connect(d)
+        p.pump(50)
+        d.proc.kill()
+        d.proc.wait()
+        seg = os.path.join(wal_dir(d), wal_segments(d)[-1])
+        recs = wal_records(seg)
+        check(recs, "no records in the last segment")
+        off, n, lsn, ch, pr, seq = recs[-1]
+        size = os.path.getsize(seg)
+        check(off + n == size, "the last record ends the file")
+        if how == "body":
+            os.truncate(seg, off + n // 2)
+        elif how == "header":
+            os.truncate(seg, off + 7)
+        else:
+            with open(seg, "r+b") as f:
+                f.seek(off + n - 2)
+                b = f.read(1)
+                f.seek(off + n - 2)
+                f.write(bytes([b[0] ^ 0x10]))
+        p.acked[ch] = min(p.acked[ch], seq - 1)
+        D.restart(d, kill=True)  # already dead: start again
+        log = d.logtext()
+        check("torn tail cut" in log and os.path.basename(seg) in log,
+              "%s: no log line naming the cut file:\n%s" % (how, log))
+        check(os.path.getsize(seg) == off, "%s: the file is cut at the last whole record (%d, not %d)" %
+              (how, off, os.path.getsize(seg)))
+        info = d.control_json(b"STATUS")
+        check(info is not None, "STATUS")
+        p.connect(d)
+        while p.pump(64):
+            pass
+        D.compare(D.drained_states(d), ref, "after a torn WAL tail (%s)" % how)
+        print("ok: record LSN %d (%s seq %d) damaged (%s) and cut" % (lsn, ch.decode(), seq, how))
+    finally:
+        d.close()
+
+
+def test_wal_torn_body():
+    torn_tail("body")
+
+
+def test_wal_torn_header():
+    torn_tail("header")
+
+
+def test_wal_flipped_byte():
+    torn_tail("flip")
+
+
+# ---- snapshots that must be refused ----------------------------------------------------
+
+def refused_snapshot(offset, fmt, value, reason):
+    """The newest snapshot of c/0 rewritten as a whole, valid-crc file that this rwkvd must
+    not use: the .prev generation and the log instead, with a log line naming file and reason."""
+    msgs = D.messages(19, 80)
+    ref = D.reference(msgs, **KW)
+    d = Daemon(**KW)
+    try:
+        p = Producer(msgs)
+        p.connect(d)
+        p.pump(30)
+        d.control_json(b"SNAPSHOT")
+        p.pump(30)
+        check(d.stop(signal.SIGTERM) == 0, "SIGTERM")
+        path = snap_path(d, CHANNELS[0])
+        if fmt == "<Q" and value is None:
+            with open(path, "rb") as f:
+                value = struct.unpack_from(fmt, f.read(), offset)[0] ^ 0x1234
+        snap_rewrite(path, offset, fmt, value)
+        check(snap_valid(path), "the rewritten file has a valid crc")
+        D.restart(d)
+        log = d.logtext()
+        check("c%2F0.snap" in log and reason in log and "previous generation" in log,
+              "no log line naming the refused file (%s) and the fallback:\n%s" % (reason, log))
+        p.connect(d)
+        while p.pump(64):
+            pass
+        D.compare(D.drained_states(d), ref, "after a refused snapshot (%s)" % reason)
+    finally:
+        d.close()
+
+
+def test_snapshot_unknown_version():
+    refused_snapshot(8, "<I", 2, "version 2 not supported")
+
+
+def test_snapshot_foreign_model():
+    refused_snapshot(16, "<Q", None, "fingerprint")
+
+
+if __name__ == "__main__":
+    name = sys.argv[1] if len(sys.argv) > 1 else ""
+    fn = globals().get("test_" + name)
+    if not fn:
+        print("usage: test_faults.py NAME")
+        sys.exit(2)
+    try:
+        fn()
+    except Fail as e:
+        print("FAIL %s: %s" % (name, e))
+        sys.exit(1)
+    print("ok %s" % name)
