@@ -59,7 +59,45 @@ rwkvd_chantab *rwkvd_chantab_new(uint32_t max_channels, int first_slot, int n_sl
 static void channel_free(rwkvd_channel *ch)
 {
     rwkvd_chantab_clear_queue(ch);
+    free(ch->host_state);
     free(ch);
+}
+
+const char *rwkvd_tier_name(rwkvd_tier t)
+{
+    static const char *const names[RWKVD_N_TIERS] = {"resident", "host", "disk"};
+    return t >= 0 && t < RWKVD_N_TIERS ? names[t] : "?";
+}
+
+void rwkvd_chantab_set_tier(rwkvd_chantab *t, rwkvd_channel *ch, rwkvd_tier tier)
+{
+    if (!ch->dead) {
+        t->n_tier[ch->tier]--;
+        t->n_tier[tier]++;
+    }
+    if (tier < ch->tier)
+        t->promotions[ch->tier]++;
+    else if (tier > ch->tier)
+        t->demotions[ch->tier][tier]++;
+    ch->tier = tier;
+}
+
+bool rwkvd_channel_idle(const rwkvd_channel *ch)
+{
+    return !ch->dead && !ch->head && !ch->output_pending && !ch->gen && ch->in_job <= 0;
+}
+
+rwkvd_channel *rwkvd_chantab_lru_idle(const rwkvd_chantab *t, rwkvd_tier tier, uint64_t older_than_ns)
+{
+    rwkvd_channel *best = NULL;
+    for (size_t i = 0; i < t->n; i++) {
+        rwkvd_channel *ch = t->v[i];
+        if (ch->tier != tier || !rwkvd_channel_idle(ch) || (older_than_ns && ch->active_ns > older_than_ns))
+            continue;
+        if (!best || ch->active_ns < best->active_ns || (ch->active_ns == best->active_ns && ch->uid < best->uid))
+            best = ch;
+    }
+    return best;
 }
 
 void rwkvd_chantab_destroy(rwkvd_chantab **tp)
@@ -131,7 +169,8 @@ static int create(rwkvd_chantab *t, const void *name, size_t len, const char *pr
     ch->name_len = len;
     ch->uid = t->next_uid++;
     ch->slot = evicted ? -1 : rwkvd_chantab_slot_alloc(t);
-    ch->evicted = evicted;
+    ch->tier = evicted ? RWKVD_TIER_DISK : RWKVD_TIER_RESIDENT;
+    t->n_tier[ch->tier]++;
     ch->reset_pending = !evicted;
     ch->held = -1;
     snprintf(ch->profile, sizeof ch->profile, "%s", profile ? profile : "");
@@ -175,6 +214,9 @@ uint32_t rwkvd_chantab_remove(rwkvd_chantab *t, rwkvd_channel *ch)
             break;
         }
     ch->hnext = NULL;
+    t->n_tier[ch->tier]--; /* no longer live, whether freed now or reaped later */
+    free(ch->host_state);
+    ch->host_state = NULL;
     uint32_t dropped = rwkvd_chantab_clear_queue(ch);
     if (ch->in_job > 0) {
         ch->dead = true; /* stays in v (skipped by the scheduler) until reaped */

@@ -27,6 +27,13 @@
 
 typedef struct rwkvd_gen rwkvd_gen;
 
+/* Where a channel's state lives (PROTOCOL.md §10.3 `tier`): in an engine slot (compute
+ * memory), exported into a host-memory buffer (host_state), or only in its snapshot (disk).
+ * A non-resident channel may hold a slot reserved for its promotion (not yet imported). */
+typedef enum { RWKVD_TIER_RESIDENT = 0, RWKVD_TIER_HOST, RWKVD_TIER_DISK, RWKVD_N_TIERS } rwkvd_tier;
+
+const char *rwkvd_tier_name(rwkvd_tier t);
+
 /* One accepted, not yet (fully) applied message. */
 typedef struct rwkvd_entry {
     struct rwkvd_entry *next;
@@ -52,10 +59,13 @@ typedef struct rwkvd_channel {
     char name[RWKVP_CHANNEL_MAX + 1];
     size_t name_len;
     uint64_t uid;                 /* unique per creation, for logs and job bookkeeping */
-    int slot;                     /* engine state slot; -1 while evicted and none reserved */
-    bool evicted;                 /* state only in its snapshot (tier "disk"); a slot it holds
-                                   * meanwhile is reserved for the restore, not yet imported */
+    int slot;                     /* engine state slot; -1 while not resident and none reserved */
+    rwkvd_tier tier;              /* set through rwkvd_chantab_set_tier (it keeps the counts);
+                                   * a slot held while not resident is reserved for the
+                                   * promotion, not yet imported */
+    void *host_state;             /* tier host: the exported state (malloc'd), else NULL */
     bool restore_failed;          /* the restore failed once (logged once; retried) */
+    uint64_t active_ns;           /* monotonic time of its last input or job: LRU and idle_ttl */
     int32_t held;                 /* last input token not yet fed to slot, -1 none */
     bool reset_pending;           /* slot must be zeroed before its next use (next job) */
     char profile[RWKVP_NAME_MAX + 1]; /* "" = none */
@@ -116,6 +126,10 @@ typedef struct rwkvd_chantab {
     int n_free, n_slots;
     uint64_t next_uid;
     size_t rr;           /* round-robin cursor into v */
+    uint32_t n_tier[RWKVD_N_TIERS]; /* live (not dead) channels per tier */
+    /* tier moves through rwkvd_chantab_set_tier: [from] up, [from][to] down */
+    uint64_t promotions[RWKVD_N_TIERS], demotions[RWKVD_N_TIERS][RWKVD_N_TIERS];
+    uint64_t tier_wake_ns;          /* tier.c: next idle_ttl expiry of a host channel, 0 = none */
 } rwkvd_chantab;
 
 /* A table for up to max_channels channels over a pool of slots [first_slot, n_slots)
@@ -130,7 +144,7 @@ rwkvd_channel *rwkvd_chantab_find(const rwkvd_chantab *t, const void *name, size
  * free, -ENOMEM. */
 int rwkvd_chantab_create(rwkvd_chantab *t, const void *name, size_t len, const char *profile,
                          uint32_t max_channels, int64_t now_unix_ms, rwkvd_channel **out);
-/* The same without a slot: the channel starts evicted (tier "disk", slot -1, no reset
+/* The same without a slot: the channel starts on disk (tier disk, slot -1, no reset
  * pending); its state is its snapshot, which the caller (recovery) must have. -EMLINK, -ENOMEM. */
 int rwkvd_chantab_create_evicted(rwkvd_chantab *t, const void *name, size_t len, const char *profile,
                                  uint32_t max_channels, int64_t now_unix_ms, rwkvd_channel **out);
@@ -153,6 +167,15 @@ uint32_t rwkvd_chantab_clear_queue(rwkvd_channel *ch);
 /* Messages the channel accepts now: free token budget over the mean cost of the messages
  * it has accepted (1 for a new channel); 0 when full. */
 uint64_t rwkvd_channel_credit(const rwkvd_channel *ch, uint64_t max_queue_tokens);
+
+/* Move ch to another tier, keeping n_tier. Only the bookkeeping: the caller moves the state. */
+void rwkvd_chantab_set_tier(rwkvd_chantab *t, rwkvd_channel *ch, rwkvd_tier tier);
+/* Whether ch may change tier now: alive, nothing queued, no pending output or generation,
+ * not referenced by the in-flight job. */
+bool rwkvd_channel_idle(const rwkvd_channel *ch);
+/* The least recently active idle channel of `tier` (smallest active_ns, ties: lowest uid),
+ * or NULL. With older_than_ns > 0 only channels with active_ns <= older_than_ns count. */
+rwkvd_channel *rwkvd_chantab_lru_idle(const rwkvd_chantab *t, rwkvd_tier tier, uint64_t older_than_ns);
 
 /* Slots for generations and scratch: -1 when none is free. */
 int rwkvd_chantab_slot_alloc(rwkvd_chantab *t);

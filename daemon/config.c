@@ -12,8 +12,7 @@
  * config being built is always safe to free.
  *
  * The `durability:` section (issue 4) holds the WAL fsync policy and segment size and the
- * snapshot interval and token count; tiered residency keys (resident_channels, idle_ttl) go
- * there too when they come.
+ * snapshot interval and token count; `residency:` the tiered-residency bounds (tier.h).
  */
 #include "config.h"
 
@@ -189,6 +188,16 @@ static const key durability_keys[] = {
     {.name = NULL},
 };
 
+static const key residency_keys[] = {
+    {"resident_channels", K_UINT, 0, AT(rwkvd_config, residency.resident_channels), .def = "0",
+        .umin = 0, .umax = 65536},
+    {"idle_ttl", K_DURATION, 0, AT(rwkvd_config, residency.idle_ttl_ms), .def = "10m", .umin = 0,
+        .umax = SECONDS(30 * 86400)},
+    {"host_max_bytes", K_SIZE, 0, AT(rwkvd_config, residency.host_max_bytes), .def = "1GiB",
+        .umin = 0, .umax = 1ull << 44},
+    {.name = NULL},
+};
+
 static const key label_keys[] = {
     {"name", K_STR, F_REQUIRED, AT(rwkvd_label, name), STR_BYTES(1, 64)},
     {"text", K_STR, F_REQUIRED, AT(rwkvd_label, text), STR_BYTES(1, 256)},
@@ -252,6 +261,7 @@ static const key root_keys[] = {
     {"state_dir", K_STR, F_EXPAND, AT(rwkvd_config, state_dir),
         .def = "${STATE_DIRECTORY:-/var/lib/rwkvd}", STR_BYTES(1, 4096)},
     {"durability", K_SECTION, 0, 0, 0, .sub = durability_keys},
+    {"residency", K_SECTION, F_RELOAD, 0, 0, .sub = residency_keys},
     {"tasks", K_SECTION, F_RELOAD, 0, 0, .sub = task_keys},
     {.name = NULL},
 };
@@ -282,6 +292,7 @@ struct ctx {
     } eps[MAX_ENDPOINTS];
     int n_eps;
     yaml_mark_t profile_ref_mark;
+    yaml_mark_t residency_mark; /* residency.resident_channels, checked against model.state_slots */
 };
 
 static int fail(ctx *c, yaml_mark_t m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -1058,6 +1069,8 @@ static int convert_scalar(ctx *c, const key *k, void *base, const char *s, size_
             return fail(c, m, "%.*s is out of range (%s..%s)", (int)(n > 40 ? 40 : n), s, lo, hi);
         }
         store_uint(p, k->size, v);
+        if (p == (void *)&c->cfg->residency.resident_channels)
+            c->residency_mark = m;
         return 0;
     }
     case K_FLOAT: {
@@ -1597,6 +1610,16 @@ static int check_whole(ctx *c)
             rc = fail(c, c->eps[bad].mark, "\"%s\" is also %s%s", c->eps[bad].uri,
                       c->eps[other].path, c->eps[other].from_default ? " (by default)" : "");
         }
+    }
+    if (!rc && cfg->residency.resident_channels && cfg->model.state_slots >= 2 &&
+        cfg->residency.resident_channels > cfg->model.state_slots - 2) {
+        snprintf(c->path, sizeof c->path, "residency.resident_channels");
+        c->plen = strlen(c->path);
+        rc = fail(c, c->residency_mark,
+                  "%u is more than the %u state slots channels can use (model.state_slots %u "
+                  "less 2 scratch slots)",
+                  cfg->residency.resident_channels, cfg->model.state_slots - 2,
+                  cfg->model.state_slots);
     }
     if (!rc && cfg->tasks.default_profile[0] &&
         !rwkvd_config_find_profile(cfg, cfg->tasks.default_profile)) {

@@ -143,6 +143,12 @@ typedef struct rwkvd_config {
         uint64_t wal_segment_bytes;     /* WAL segment size */
     } durability;
     struct {
+        uint32_t resident_channels; /* states in engine slots at most; 0 = every channel slot */
+        uint64_t idle_ttl_ms;       /* a host-tier channel idle this long goes to disk; 0 = never */
+        uint64_t host_max_bytes;    /* host-tier states at most; past it LRU ones go to disk;
+                                     * 0 = no host tier (demotions go straight to disk) */
+    } residency;
+    struct {
         char *default_profile;  /* profile of a new channel; "" = none */
         rwkvd_profile *profiles; /* (n_profiles) in file order, names unique */
         size_t n_profiles;

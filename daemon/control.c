@@ -12,6 +12,7 @@
 #include "durable.h"
 #include "log.h"
 #include "rwkvd_version.h"
+#include "tier.h"
 #include "zmsg.h"
 
 #define CHANNELS_PER_REPLY 1000
@@ -63,33 +64,27 @@ static void reply_json(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, js
 
 static const char *tier_of(const rwkvd_channel *ch)
 {
-    return ch->evicted ? "disk" : "resident";
+    return rwkvd_tier_name(ch->tier);
 }
 
-static void count_tiers(const rwkvd_daemon *d, uint64_t *resident, uint64_t *disk)
-{
-    *resident = *disk = 0;
-    for (size_t i = 0; i < d->tab->n; i++)
-        if (!d->tab->v[i]->dead)
-            ++*(d->tab->v[i]->evicted ? disk : resident);
-}
-
-/* Control ops that change the state of an evicted channel bring it back first (the worker is
- * idle). false when it cannot, with the reply sent. */
+/* Control ops that change the state of a host- or disk-tier channel bring it back first (the
+ * worker is idle). false when it cannot, with the reply sent. */
 static bool restore_for(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, rwkvd_channel *ch)
 {
-    if (!ch->evicted)
+    if (ch->tier == RWKVD_TIER_RESIDENT)
         return true;
-    int rc = rwkvd_durable_restore(d, ch);
+    rwkvd_tier was = ch->tier;
+    int rc = rwkvd_tier_promote(d, ch);
     if (rc == 0)
         return true;
     char t[300];
     if (rc == -ENOSPC)
-        snprintf(t, sizeof t, "limit reached: no free state slot to restore evicted channel %s (model.state_slots is %u)",
-                 ch->name, d->cfg->model.state_slots);
+        snprintf(t, sizeof t, "limit reached: no free state slot to bring channel %s back from tier %s "
+                 "(model.state_slots is %u) and no idle channel to move out", ch->name, rwkvd_tier_name(was),
+                 d->cfg->model.state_slots);
     else
-        snprintf(t, sizeof t, "cannot restore evicted channel %s from its snapshot (%s); see the log", ch->name,
-                 strerror(-rc));
+        snprintf(t, sizeof t, "cannot bring channel %s back from tier %s (%s); see the log", ch->name,
+                 rwkvd_tier_name(was), strerror(-rc));
     reply(d, env, n_env, rc == -ENOSPC ? 507 : 500, t, strlen(t));
     return false;
 }
@@ -106,8 +101,7 @@ static json_t *status_json(rwkvd_daemon *d)
         q_msgs += ch->q_messages;
         q_tokens += ch->q_tokens;
     }
-    uint64_t n_res = 0, n_disk = 0;
-    count_tiers(d, &n_res, &n_disk);
+    const uint32_t *nt = d->tab->n_tier;
     static const char *const states[] = {"running", "reloading", "stopping"};
     return json_pack("{s:s, s:s, s:[i], s:I, s:s, s:f, s:s, s:{s:s, s:i, s:i, s:i, s:i, s:i, s:I}, "
                      "s:{s:I, s:I, s:I, s:I, s:I}, s:{s:i, s:i}, s:{s:I, s:I}, s:i, s:I, s:f}",
@@ -116,7 +110,8 @@ static json_t *status_json(rwkvd_daemon *d)
                      rwkv_engine_backend(d->engine), "model", "path", d->cfg->model.path, "n_layer", dm->n_layer,
                      "n_embd", dm->n_embd, "n_head", dm->n_head, "head_size", dm->head_size, "n_vocab", dm->n_vocab,
                      "n_params", (json_int_t)rwkv_model_n_params(d->model), "channels", "total", (json_int_t)live,
-                     "resident", (json_int_t)n_res, "host", (json_int_t)0, "disk", (json_int_t)n_disk, "limit",
+                     "resident", (json_int_t)nt[RWKVD_TIER_RESIDENT], "host", (json_int_t)nt[RWKVD_TIER_HOST], "disk",
+                     (json_int_t)nt[RWKVD_TIER_DISK], "limit",
                      (json_int_t)d->cfg->limits.max_channels, "slots", "total", rwkv_engine_n_slots(d->engine), "used",
                      rwkv_engine_n_slots(d->engine) - d->tab->n_free, "queued", "messages", (json_int_t)q_msgs, "tokens",
                      (json_int_t)q_tokens, "generations", d->n_gens, "tokens_total", (json_int_t)d->m.tokens_total,
@@ -211,6 +206,33 @@ __attribute__((format(printf, 2, 3))) static void sb_printf(sbuf *s, const char 
     }
 }
 
+/* Per tier: channels, state bytes held there (a disk-tier state counts its snapshot payload),
+ * and the moves between tiers since start. */
+static void tier_metrics(rwkvd_daemon *d, sbuf *s)
+{
+    const rwkvd_chantab *t = d->tab;
+    uint64_t one = rwkvd_tier_state_bytes(d);
+    sb_printf(s, "# HELP rwkvd_channels Channels by tier.\n# TYPE rwkvd_channels gauge\n");
+    for (int k = 0; k < RWKVD_N_TIERS; k++)
+        sb_printf(s, "rwkvd_channels{tier=\"%s\"} %u\n", rwkvd_tier_name((rwkvd_tier)k), t->n_tier[k]);
+    sb_printf(s, "# HELP rwkvd_tier_bytes Channel state bytes by tier.\n# TYPE rwkvd_tier_bytes gauge\n");
+    for (int k = 0; k < RWKVD_N_TIERS; k++)
+        sb_printf(s, "rwkvd_tier_bytes{tier=\"%s\"} %llu\n", rwkvd_tier_name((rwkvd_tier)k),
+                  (unsigned long long)(t->n_tier[k] * one));
+    sb_printf(s, "# HELP rwkvd_tier_promotions_total Channel states brought back into compute memory, by "
+                 "the tier they came from.\n# TYPE rwkvd_tier_promotions_total counter\n");
+    for (int k = RWKVD_TIER_HOST; k < RWKVD_N_TIERS; k++)
+        sb_printf(s, "rwkvd_tier_promotions_total{from=\"%s\"} %llu\n", rwkvd_tier_name((rwkvd_tier)k),
+                  (unsigned long long)t->promotions[k]);
+    sb_printf(s, "# HELP rwkvd_tier_demotions_total Channel states moved to a slower tier.\n"
+                 "# TYPE rwkvd_tier_demotions_total counter\n");
+    for (int a = 0; a < RWKVD_N_TIERS; a++)
+        for (int b = a + 1; b < RWKVD_N_TIERS; b++)
+            sb_printf(s, "rwkvd_tier_demotions_total{from=\"%s\",to=\"%s\"} %llu\n",
+                      rwkvd_tier_name((rwkvd_tier)a), rwkvd_tier_name((rwkvd_tier)b),
+                      (unsigned long long)t->demotions[a][b]);
+}
+
 static void metrics_text(rwkvd_daemon *d, sbuf *s)
 {
     const rwkvd_metrics *m = &d->m;
@@ -273,13 +295,8 @@ static void metrics_text(rwkvd_daemon *d, sbuf *s)
             live++;
             q_tokens += d->tab->v[i]->q_tokens;
         }
-    uint64_t n_res = 0, n_disk = 0;
-    count_tiers(d, &n_res, &n_disk);
     (void)live;
-    sb_printf(s, "# HELP rwkvd_channels Channels by tier.\n# TYPE rwkvd_channels gauge\n"
-                 "rwkvd_channels{tier=\"resident\"} %llu\nrwkvd_channels{tier=\"host\"} 0\n"
-                 "rwkvd_channels{tier=\"disk\"} %llu\n",
-              (unsigned long long)n_res, (unsigned long long)n_disk);
+    tier_metrics(d, s);
     sb_printf(s, "# HELP rwkvd_queued_tokens Input tokens accepted and not yet applied.\n"
                  "# TYPE rwkvd_queued_tokens gauge\nrwkvd_queued_tokens %llu\n",
               (unsigned long long)q_tokens);
@@ -375,21 +392,27 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
         break;
     }
     case RWKVP_CTL_EVICT: {
-        if (!d->dur) {
-            static const char t[] = "EVICT needs durability (the snapshot store holds evicted states): "
-                                    "durability.enabled is false";
+        /* to disk with a snapshot store; without one, to host memory (tier.c) */
+        bool to_host = !d->dur;
+        if (to_host && (!d->cfg->residency.host_max_bytes ||
+                        ((uint64_t)d->tab->n_tier[RWKVD_TIER_HOST] + 1) * rwkvd_tier_state_bytes(d) >
+                            d->cfg->residency.host_max_bytes) &&
+            ch->tier == RWKVD_TIER_RESIDENT) {
+            static const char t[] = "EVICT without durability moves the state to host memory, which "
+                                    "residency.host_max_bytes does not allow now; durability.enabled is false";
             reply(d, env, n_env, 409, t, sizeof t - 1);
             break;
         }
         rwkvd_daemon_quiesce(d);
-        int rc = rwkvd_durable_evict(d, ch);
+        int rc = to_host ? rwkvd_tier_to_host(d, ch) : rwkvd_durable_evict(d, ch);
         if (rc) {
             char t[300];
             if (rc == -EBUSY)
-                snprintf(t, sizeof t, "channel %s is generating; EVICT it after the generation ends", ch->name);
+                snprintf(t, sizeof t, "channel %s is %s; EVICT it after that ends", ch->name,
+                         ch->gen ? "generating" : "busy (input queued or an output pending)");
             else
-                snprintf(t, sizeof t, "EVICT of %s failed: snapshot: %s (it stays resident); see the log", ch->name,
-                         strerror(-rc));
+                snprintf(t, sizeof t, "EVICT of %s failed: %s: %s (it stays %s); see the log", ch->name,
+                         to_host ? "export" : "snapshot", strerror(-rc), tier_of(ch));
             reply(d, env, n_env, rc == -EBUSY ? 409 : 500, t, strlen(t));
             break;
         }

@@ -3,10 +3,11 @@
  * What it is: STATUS, CHANNELS, INFO, RESET, EVICT, DROP, SNAPSHOT, RELOAD and METRICS,
  * answered at once by the loop (a running step never delays them). JSON bodies are built
  * with jansson; METRICS is Prometheus text format 0.0.4.
- * EVICT moves a channel's state to its snapshot (tier "disk", durable.c) and frees its slot;
- * RESET/DROP of an evicted channel restore it first. Without durability SNAPSHOT answers 501
- * and EVICT 409.
- * What it is not: a snapshot store (durable.c), nor a host-memory tier (none yet).
+ * EVICT moves a channel's state to its snapshot (tier disk, durable.c) and frees its slot or
+ * host buffer; without durability it moves it to host memory (tier host, tier.c), 409 when
+ * residency.host_max_bytes leaves no room. RESET/DROP of a host- or disk-tier channel bring
+ * it back first. Without durability SNAPSHOT answers 501.
+ * What it is not: a snapshot store (durable.c), nor the residency policy (tier.c).
  * Loop thread only.
  */
 #ifndef RWKVD_CONTROL_H

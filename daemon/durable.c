@@ -21,6 +21,7 @@
 
 #include "log.h"
 #include "snapshot.h"
+#include "tier.h"
 #include "wal.h"
 #include "zmsg.h"
 
@@ -286,14 +287,18 @@ static int snapshot_one(rwkvd_daemon *d, rwkvd_channel *ch, uint64_t *bytes, cha
 {
     rwkvd_durable *u = d->dur;
     int rc;
-    if (ch->reset_pending) { /* a zeroing the scheduler has not run yet: run it now */
+    const void *payload = u->state;
+    if (ch->tier == RWKVD_TIER_HOST) { /* its state is the host buffer; no slot to read */
+        payload = ch->host_state;
+    } else if (ch->reset_pending) { /* a zeroing the scheduler has not run yet: run it now */
         if ((rc = rwkv_engine_state_reset(d->engine, ch->slot))) {
             snprintf(err, err_len, "channel %s: state reset: %s", ch->name, strerror(-rc));
             return rc;
         }
         ch->reset_pending = false;
     }
-    if ((rc = rwkv_engine_state_export(d->engine, ch->slot, u->state, u->state_bytes))) {
+    if (ch->tier == RWKVD_TIER_RESIDENT &&
+        (rc = rwkv_engine_state_export(d->engine, ch->slot, u->state, u->state_bytes))) {
         snprintf(err, err_len, "channel %s: state export: %s", ch->name, strerror(-rc));
         return rc;
     }
@@ -322,7 +327,7 @@ static int snapshot_one(rwkvd_daemon *d, rwkvd_channel *ch, uint64_t *bytes, cha
                         .applied_lsn = ch->applied_lsn,
                         .n_producers = pl.n,
                         .producers = pl.v,
-                        .payload = u->state,
+                        .payload = payload,
                         .payload_bytes = u->state_bytes};
     rc = rwkvd_snapstore_write(u->store, &s, err, err_len);
     free(pl.v);
@@ -385,7 +390,7 @@ int rwkvd_durable_snapshot(rwkvd_daemon *d, rwkvd_channel *only, bool only_chang
         rwkvd_channel *ch = d->tab->v[i];
         if (ch->dead || (only && ch != only) || (only_changed && covered(ch)))
             continue;
-        if (ch->evicted) { /* its snapshot already holds its state; nothing applied since */
+        if (ch->tier == RWKVD_TIER_DISK) { /* its snapshot already holds its state; nothing applied since */
             if (only)
                 n++;
             continue;
@@ -433,7 +438,7 @@ void rwkvd_durable_tick(rwkvd_daemon *d, uint64_t now_ns, bool worker_idle)
 
 int rwkvd_durable_evict(rwkvd_daemon *d, rwkvd_channel *ch)
 {
-    if (ch->evicted) { /* a slot reserved for a restore that has nothing to do goes back */
+    if (ch->tier == RWKVD_TIER_DISK) { /* a slot reserved for a restore that has nothing to do goes back */
         if (ch->slot >= 0 && !ch->head && !ch->output_pending && !ch->reset_pending) {
             rwkvd_chantab_slot_free(d->tab, ch->slot);
             ch->slot = -1;
@@ -447,9 +452,15 @@ int rwkvd_durable_evict(rwkvd_daemon *d, rwkvd_channel *ch)
         rc = rwkvd_durable_snapshot(d, ch, false, NULL, NULL);
     if (rc)
         return rc;
-    rwkvd_chantab_slot_free(d->tab, ch->slot);
-    ch->slot = -1;
-    ch->evicted = true;
+    /* a host-tier channel may hold a slot reserved for its promotion: the restore from disk
+     * takes it over when it has input queued, else it goes back */
+    if (ch->tier == RWKVD_TIER_RESIDENT || (!ch->head && !ch->output_pending)) {
+        rwkvd_chantab_slot_free(d->tab, ch->slot);
+        ch->slot = -1;
+    }
+    free(ch->host_state);
+    ch->host_state = NULL;
+    rwkvd_chantab_set_tier(d->tab, ch, RWKVD_TIER_DISK);
     ch->restore_failed = false;
     truncate_wal(d);
     rwkvd_log(LOG_DEBUG, "channel %s evicted (applied LSN %llu)", ch->name, (unsigned long long)ch->applied_lsn);
@@ -459,7 +470,7 @@ int rwkvd_durable_evict(rwkvd_daemon *d, rwkvd_channel *ch)
 int rwkvd_durable_restore(rwkvd_daemon *d, rwkvd_channel *ch)
 {
     rwkvd_durable *u = d->dur;
-    if (!ch->evicted)
+    if (ch->tier != RWKVD_TIER_DISK)
         return 0;
     if (!u)
         return -EINVAL;
@@ -483,7 +494,7 @@ int rwkvd_durable_restore(rwkvd_daemon *d, rwkvd_channel *ch)
         ch->restore_failed = true;
         return rc;
     }
-    ch->evicted = false;
+    rwkvd_chantab_set_tier(d->tab, ch, RWKVD_TIER_RESIDENT);
     ch->restore_failed = false;
     rwkvd_log(LOG_DEBUG, "channel %s restored from its snapshot into slot %d", ch->name, ch->slot);
     return 0;
@@ -504,8 +515,9 @@ void rwkvd_durable_shutdown(rwkvd_daemon *d)
 
 /* ---- recovery ------------------------------------------------------------------------- */
 
-/* Recovery with more channels than slots (EVICT makes that possible): a channel with a
- * snapshot that finds no free slot is created evicted (tier "disk", slot -1), exactly what
+/* Recovery with more channels than slots or than residency.resident_channels (EVICT and the
+ * residency policy make that possible): a channel with a snapshot that finds no free slot,
+ * or finds the resident bound reached, is created on disk (tier disk, slot -1), exactly what
  * EVICT leaves: its state is its snapshot, and the scheduler restores it into a slot when it
  * has work. WAL records beyond its snapshot are simply queued on it like any input (replay()
  * below): the restore imports the snapshot (applied_lsn), then the scheduler feeds the queue
@@ -523,11 +535,11 @@ static int steal_slot(rwkvd_daemon *d)
         rwkvd_channel *ch = d->tab->v[i];
         /* loaded from a snapshot (a channel created for the log alone has reset_pending) and
          * nothing queued: the slot holds exactly the snapshot */
-        if (ch->dead || ch->evicted || ch->slot < 0 || ch->reset_pending || ch->head)
+        if (ch->dead || ch->tier != RWKVD_TIER_RESIDENT || ch->slot < 0 || ch->reset_pending || ch->head)
             continue;
         int slot = ch->slot;
         ch->slot = -1;
-        ch->evicted = true;
+        rwkvd_chantab_set_tier(d->tab, ch, RWKVD_TIER_DISK);
         rwkvd_log(LOG_INFO, "recovery: channel %s left on disk (evicted) to free a state slot", ch->name);
         return slot;
     }
@@ -547,7 +559,9 @@ static rwkvd_channel *recover_channel(rwkvd_daemon *d, const char *name, int64_t
         return ch;
     const char *profile = d->cfg->tasks.default_profile;
     uint32_t max = d->cfg->limits.max_channels;
-    int rc = rwkvd_chantab_create(d->tab, name, strlen(name), profile, max, now_ms, &ch);
+    /* past residency.resident_channels a channel with a snapshot starts on disk */
+    bool full = d->tab->n_tier[RWKVD_TIER_RESIDENT] >= rwkvd_tier_resident_limit(d);
+    int rc = full && has_snapshot ? -ENOSPC : rwkvd_chantab_create(d->tab, name, strlen(name), profile, max, now_ms, &ch);
     if (rc == -ENOSPC && has_snapshot)
         rc = rwkvd_chantab_create_evicted(d->tab, name, strlen(name), profile, max, now_ms, &ch);
     else if (rc == -ENOSPC) {
@@ -585,7 +599,7 @@ static int load_snapshot(rwkvd_daemon *d, const char *name, int64_t now_ms)
         rwkvd_snapshot_destroy(&s);
         return -EMLINK;
     }
-    if (!ch->evicted && (rc = rwkv_engine_state_import(d->engine, ch->slot, s->payload, s->payload_bytes))) {
+    if (ch->tier == RWKVD_TIER_RESIDENT && (rc = rwkv_engine_state_import(d->engine, ch->slot, s->payload, s->payload_bytes))) {
         rwkvd_log(LOG_ERR, "recovery: channel %s: state import: %s", name, strerror(-rc));
         rwkvd_snapshot_destroy(&s);
         return rc;
@@ -643,7 +657,7 @@ static int replay(rwkvd_daemon *d, int64_t now_ms, uint64_t *n_records, uint64_t
         }
         if (!ch && !(ch = recover_channel(d, r.channel, now_ms, false)))
             continue;
-        if (ch->evicted && ch->slot < 0) /* reserve the restore's slot, as ingest does; else it waits */
+        if (ch->tier != RWKVD_TIER_RESIDENT && ch->slot < 0) /* reserve the restore's slot, as ingest does; else it waits */
             ch->slot = reserve_slot(d);
         bool toks = r.op == RWKVP_OP_TEXT || r.op == RWKVP_OP_TOKENS;
         uint32_t n_tokens = toks ? r.payload_bytes / 4 : 0;
@@ -765,13 +779,16 @@ int rwkvd_durable_open(rwkvd_daemon *d)
         rwkvd_channel *ch = d->tab->v[i];
         ch->partial_lsn = 0;
         ch->partial_pos = 0;
-        if (ch->evicted && ch->slot >= 0 && !ch->head) { /* reserved, then its records were all skipped */
+        if (ch->tier != RWKVD_TIER_RESIDENT && ch->slot >= 0 && !ch->head) { /* reserved, then its records were all skipped */
             rwkvd_chantab_slot_free(d->tab, ch->slot);
             ch->slot = -1;
         }
-        n_disk += ch->evicted;
-        n_waiting += ch->evicted && ch->head && ch->slot < 0;
+        n_disk += ch->tier == RWKVD_TIER_DISK;
+        n_waiting += ch->tier == RWKVD_TIER_DISK && ch->head && ch->slot < 0;
     }
+    /* recovery's own moves are not tier traffic */
+    memset(d->tab->promotions, 0, sizeof d->tab->promotions);
+    memset(d->tab->demotions, 0, sizeof d->tab->demotions);
     if (n_disk)
         rwkvd_log(n_waiting ? LOG_WARNING : LOG_NOTICE,
                   "recovery: %zu channel(s) start on disk (evicted; the scheduler restores each into a slot when it has work)%s", n_disk,

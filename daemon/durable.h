@@ -19,11 +19,13 @@
  *  - recovery: before the sockets are bound, every channel's newest valid snapshot (else
  *    .prev, with a log line naming the file and the reason), then the WAL records after it
  *    are queued again in order; applying them gives the uninterrupted run's state.
- *  - eviction: control EVICT snapshots a channel and frees its slot (tier "disk"); its next
- *    input reserves a slot (ingest.c) and the scheduler restores the snapshot before its
- *    next job; snapshots skip evicted channels (their snapshot is their state).
- * What it is not: the fsync/atomic-rename mechanics (wal.c, snapshot.c) or a policy that
- * evicts on its own (not yet).
+ *  - eviction: control EVICT, and the residency policy (tier.c) for idle channels, snapshot a
+ *    channel and free its slot or host buffer (tier disk); its next input reserves a slot
+ *    (ingest.c) and the scheduler restores the snapshot before its next job; snapshots skip
+ *    disk-tier channels (their snapshot is their state) and take a host-tier channel's
+ *    state from its host buffer.
+ * What it is not: the fsync/atomic-rename mechanics (wal.c, snapshot.c) or the residency
+ * policy (tier.c).
  * Threads: the loop thread; snapshot and recovery touch the engine, so the worker must be
  * idle (rwkvd_daemon_quiesce). */
 #ifndef RWKVD_DURABLE_H
@@ -64,14 +66,14 @@ uint64_t rwkvd_durable_next_ns(const rwkvd_daemon *d);
  * 0 or the first error (the others are still attempted); *n_written / *bytes may be NULL. */
 int rwkvd_durable_snapshot(rwkvd_daemon *d, rwkvd_channel *ch, bool only_changed, uint32_t *n_written,
                            uint64_t *bytes);
-/* EVICT: snapshot `ch` (twice when its queue is empty, so both generations cover it and the
- * input log need not be kept for it), then release its slot and mark it evicted. The worker
- * must be idle. 0 (also when already evicted), -EBUSY while it generates, or the snapshot's
- * error (it stays resident). */
+/* EVICT (tier resident or host -> disk): snapshot `ch` (twice when its queue is empty, so
+ * both generations cover it and the input log need not be kept for it), then release its
+ * slot or host buffer. The worker must be idle. 0 (also when already on disk), -EBUSY while
+ * it generates, or the snapshot's error (it stays where it was). */
 int rwkvd_durable_evict(rwkvd_daemon *d, rwkvd_channel *ch);
-/* Bring an evicted channel back: a free slot (or the one reserved for it), its snapshot's
+/* Bring a disk-tier channel back: a free slot (or the one reserved for it), its snapshot's
  * state imported (the snapshot must hold exactly what ch has applied). The worker must be
- * idle. 0, -ENOSPC when no slot is free, or the load/import error (it stays evicted). */
+ * idle. 0, -ENOSPC when no slot is free, or the load/import error (it stays on disk). */
 int rwkvd_durable_restore(rwkvd_daemon *d, rwkvd_channel *ch);
 /* Shutdown: snapshot every channel, sync the WAL, send the replies it now covers. */
 void rwkvd_durable_shutdown(rwkvd_daemon *d);

@@ -10,6 +10,7 @@
 
 #include "durable.h"
 #include "log.h"
+#include "tier.h"
 #include "zmsg.h"
 
 int rwkvd_ingest_open(rwkvd_daemon *d, char *err, size_t err_len)
@@ -250,15 +251,20 @@ static void handle_decoded(rwkvd_daemon *d, reply_ctx *rc, const rwkvp_ingest *m
             reject(rc, m, pair, RWKVP_E_LIMIT, "limit reached: limits.max_channels is %u", cfg->limits.max_channels);
             return;
         }
-        if (d->tab->n_free == 0) {
-            reject(rc, m, pair, RWKVP_E_LIMIT, "limit reached: no free state slot (model.state_slots is %u)",
-                   cfg->model.state_slots);
+        /* a slot for it: a free one, or one freed by demoting an idle channel (tier.c) */
+        if (d->tab->n_free == 0 && rwkvd_tier_make_room(d, NULL) != 0) {
+            reject(rc, m, pair, RWKVP_E_LIMIT, "limit reached: no free state slot (model.state_slots is %u) and "
+                   "no idle channel to move out of compute memory (residency.host_max_bytes%s)",
+                   cfg->model.state_slots, d->dur ? "" : "; no snapshot store to spill to");
             return;
         }
-    } else if (ch->evicted && ch->slot < 0 && (ch->slot = rwkvd_chantab_slot_alloc(d->tab)) < 0) {
-        /* the restore (scheduler) needs a slot: reserve it now, or turn the message away */
-        reject(rc, m, pair, RWKVP_E_LIMIT, "limit reached: no free state slot to restore evicted channel "
-               "(model.state_slots is %u)", cfg->model.state_slots);
+    } else if (ch->tier != RWKVD_TIER_RESIDENT && ch->slot < 0 &&
+               ((d->tab->n_free == 0 && rwkvd_tier_make_room(d, ch) != 0) ||
+                (ch->slot = rwkvd_chantab_slot_alloc(d->tab)) < 0)) {
+        /* the promotion (scheduler) needs a slot: reserve it now, or turn the message away */
+        reject(rc, m, pair, RWKVP_E_LIMIT, "limit reached: no free state slot to bring channel back from tier "
+               "%s (model.state_slots is %u) and no idle channel to move out of compute memory",
+               rwkvd_tier_name(ch->tier), cfg->model.state_slots);
         return;
     } else if (ch->q_tokens + cost > cfg->limits.max_queue_tokens) {
         reject(rc, m, pair, RWKVP_E_NO_CREDIT, "no credit: the queue holds %llu of limits.max_queue_tokens %u tokens",
@@ -326,6 +332,7 @@ static void handle_decoded(rwkvd_daemon *d, reply_ctx *rc, const rwkvp_ingest *m
     ch->n_accepted++;
     ch->accepted_cost += cost;
     ch->last_input_unix_ms = now_ms;
+    ch->active_ns = rwkvd_now_ns();
     pair->acked = m->seq;
     pair->paused_at = 0;
     ack(rc, m, RWKVP_REPLY_ACK, pair->acked, channel_credit(d, ch));

@@ -23,6 +23,7 @@
 #include "notify.h"
 #include "publish.h"
 #include "scheduler.h"
+#include "tier.h"
 
 #define STOP_GRACE_NS (10ull * 1000000000ull) /* most time SIGTERM waits for a running step */
 
@@ -506,6 +507,11 @@ int rwkvd_loop_run(rwkvd_daemon *d)
             if (t && t < wake)
                 wake = t;
         }
+        if (!busy) { /* idle_ttl expiries; a busy worker wakes the loop anyway */
+            uint64_t t = rwkvd_tier_next_ns(d);
+            if (t && t < wake)
+                wake = t;
+        }
         long timeout_ms = wake > now ? (long)((wake - now + 999999) / 1000000) : 0;
         zmq_pollitem_t items[5] = {
             {d->ingest, 0, ZMQ_POLLIN, 0},
@@ -538,6 +544,8 @@ int rwkvd_loop_run(rwkvd_daemon *d)
         now = rwkvd_now_ns();
         if (d->dur)
             rwkvd_durable_tick(d, now, !rwkvd_worker_busy(d->worker));
+        if (!rwkvd_worker_busy(d->worker) && d->state != RWKVD_STOPPING)
+            rwkvd_tier_tick(d, now);
         if (now >= d->next_status_ns) {
             status_tick(d, now);
             d->next_status_ns = now + status_ns;

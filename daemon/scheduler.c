@@ -9,6 +9,7 @@
 #include "durable.h"
 #include "log.h"
 #include "publish.h"
+#include "tier.h"
 
 static void add_reset(rwkvd_job *j, int slot)
 {
@@ -279,6 +280,8 @@ int rwkvd_sched_build(rwkvd_daemon *d)
     rwkvd_job_clear(j);
     rwkvd_chantab *t = d->tab;
     d->tick++;
+    uint64_t now = rwkvd_now_ns();
+    rwkvd_tier_tick(d, now); /* the worker is idle: demote past residency bounds first */
     /* generations first: each running one advances by one token */
     for (size_t i = 0; i < t->n; i++) {
         rwkvd_channel *ch = t->v[i];
@@ -315,10 +318,11 @@ int rwkvd_sched_build(rwkvd_daemon *d)
         ch->sched_tick = d->tick;
         if (!ch->head && !ch->output_pending && !ch->reset_pending)
             continue;
-        /* an evicted channel with work comes back before it is scheduled (the worker is
-         * idle while a job is built); without a slot it waits */
-        if (ch->evicted && rwkvd_durable_restore(d, ch) != 0)
+        /* a host- or disk-tier channel with work comes back before it is scheduled (the
+         * worker is idle while a job is built); without a slot it waits */
+        if (ch->tier != RWKVD_TIER_RESIDENT && rwkvd_tier_promote(d, ch) != 0)
             continue;
+        ch->active_ns = now;
         int left = n_busy > 1 ? n_busy : 1;
         int quota = (max_rows - rows + left - 1) / left;
         if (quota < 1)

@@ -16,6 +16,55 @@ static rwkvd_entry *entry(uint32_t n_tokens)
     return e;
 }
 
+/* Tier counts follow creation, moves and removal; the LRU pick takes the least recently
+ * active idle channel of a tier (ties: oldest), skips busy ones, and honours a cut-off. */
+static void test_tiers(void)
+{
+    rwkvd_chantab *t = rwkvd_chantab_new(8, 2, 8);
+    rwkvd_channel *c[5];
+    for (int i = 0; i < 5; i++) {
+        char name[2] = {(char)('a' + i), 0};
+        CHECK(rwkvd_chantab_create(t, name, 1, "", 8, 0, &c[i]) == 0);
+        c[i]->active_ns = 100;
+    }
+    rwkvd_channel *disk = NULL;
+    CHECK(rwkvd_chantab_create_evicted(t, "z", 1, "", 8, 0, &disk) == 0 && disk->tier == RWKVD_TIER_DISK);
+    CHECK(t->n_tier[RWKVD_TIER_RESIDENT] == 5 && t->n_tier[RWKVD_TIER_DISK] == 1);
+    c[0]->active_ns = 50;
+    c[1]->active_ns = 40;
+    c[2]->active_ns = 40;
+    /* equal times: the older channel (lower uid) first */
+    CHECK(rwkvd_chantab_lru_idle(t, RWKVD_TIER_RESIDENT, 0) == c[1]);
+    /* busy channels are never picked: queued input, pending output, in the in-flight job */
+    rwkvd_chantab_push(c[1], entry(1));
+    c[2]->in_job = 1;
+    CHECK(rwkvd_chantab_lru_idle(t, RWKVD_TIER_RESIDENT, 0) == c[0]);
+    c[0]->output_pending = true;
+    CHECK(rwkvd_chantab_lru_idle(t, RWKVD_TIER_RESIDENT, 0) == c[3]);
+    CHECK(rwkvd_chantab_lru_idle(t, RWKVD_TIER_RESIDENT, 99) == NULL); /* nothing idle since <= 99 */
+    /* moves keep the counts and count promotions / demotions by tier */
+    rwkvd_chantab_set_tier(t, c[3], RWKVD_TIER_HOST);
+    rwkvd_chantab_set_tier(t, c[4], RWKVD_TIER_HOST);
+    rwkvd_chantab_set_tier(t, c[4], RWKVD_TIER_DISK);
+    rwkvd_chantab_set_tier(t, disk, RWKVD_TIER_RESIDENT);
+    CHECK(t->n_tier[RWKVD_TIER_RESIDENT] == 4 && t->n_tier[RWKVD_TIER_HOST] == 1 && t->n_tier[RWKVD_TIER_DISK] == 1);
+    CHECK(t->demotions[RWKVD_TIER_RESIDENT][RWKVD_TIER_HOST] == 2 && t->demotions[RWKVD_TIER_HOST][RWKVD_TIER_DISK] == 1);
+    CHECK(t->promotions[RWKVD_TIER_DISK] == 1 && t->promotions[RWKVD_TIER_HOST] == 0);
+    CHECK(rwkvd_chantab_lru_idle(t, RWKVD_TIER_HOST, 0) == c[3]);
+    CHECK(rwkvd_chantab_lru_idle(t, RWKVD_TIER_DISK, 0) == c[4]);
+    /* a removed channel leaves its tier's count at once, even while the job holds it */
+    c[3]->host_state = malloc(16);
+    c[3]->in_job = 1;
+    rwkvd_chantab_remove(t, c[3]);
+    CHECK(t->n_tier[RWKVD_TIER_HOST] == 0 && c[3]->dead && c[3]->host_state == NULL);
+    CHECK(rwkvd_chantab_lru_idle(t, RWKVD_TIER_HOST, 0) == NULL);
+    c[3]->in_job = 0;
+    rwkvd_chantab_reap(t);
+    CHECK(t->n_tier[RWKVD_TIER_RESIDENT] == 4 && t->n_tier[RWKVD_TIER_DISK] == 1);
+    CHECK(strcmp(rwkvd_tier_name(RWKVD_TIER_HOST), "host") == 0);
+    rwkvd_chantab_destroy(&t);
+}
+
 int main(void)
 {
     rwkvd_chantab *t = rwkvd_chantab_new(3, 2, 6); /* slots 2..5 for channels and forks */
@@ -79,5 +128,6 @@ int main(void)
     rwkvd_chantab_destroy(&t);
     rwkvd_chantab_destroy(&t);
     CHECK(t == NULL);
+    test_tiers();
     return test_finish("test_chantab");
 }

@@ -257,6 +257,19 @@ static void test_errors(void)
     expect_error("threads: 4\n", "t.yaml:1:1: threads: unknown key (did you mean model.threads?)");
     expect_error("modle:\n  path: x\n", "t.yaml:1:1: modle: unknown key (did you mean \"model\"?)");
     expect_error("colour: blue\n", "t.yaml:1:1: colour: unknown key");
+    /* residency: the resident bound cannot pass the channel slots; units as elsewhere */
+    expect_error("model:\n  state_slots: 8\nresidency:\n  resident_channels: 7\n",
+                 "t.yaml:4:22: residency.resident_channels: 7 is more than the 6 state slots channels "
+                 "can use (model.state_slots 8 less 2 scratch slots)");
+    expect_error("residency:\n  idle_ttl: 5\n",
+                 "t.yaml:2:13: residency.idle_ttl: duration \"5\" needs a unit (ms, s, m, h, d)");
+    {
+        rwkvd_config *c = must_parse("model:\n  state_slots: 8\nresidency:\n  resident_channels: 6\n"
+                                     "  idle_ttl: 250ms\n  host_max_bytes: 64KiB\n");
+        CHECK(c->residency.resident_channels == 6 && c->residency.idle_ttl_ms == 250 &&
+              c->residency.host_max_bytes == 65536);
+        rwkvd_config_destroy(&c);
+    }
     expect_error("tasks:\n  profiles:\n    p:\n      kind: none\n      temprature: 1\n",
                  "t.yaml:5:7: tasks.profiles.p.temprature: unknown key");
     /* duplicate keys */

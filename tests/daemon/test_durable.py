@@ -44,11 +44,12 @@ def snap_state(path):
     return b[header_len:header_len + payload_len], tokens_seen, meta
 
 
-def drained_states(d):
+def drained_states(d, chans=None):
     """Wait until every channel applied its input, SIGTERM, and read every channel's snapshot."""
+    chans = chans or CHANNELS
     deadline = time.time() + 20
     while True:
-        busy = [c for c in CHANNELS if d.control_json(b"INFO", c)["queued_messages"] > 0]
+        busy = [c for c in chans if d.control_json(b"INFO", c)["queued_messages"] > 0]
         if not busy:
             break
         check(time.time() < deadline, "queues not drained: %r" % busy)
@@ -56,19 +57,20 @@ def drained_states(d):
     rc = d.stop(signal.SIGTERM)
     check(rc == 0, "exit status %r:\n%s" % (rc, d.logtext()))
     out = {}
-    for c in CHANNELS:
+    for c in chans:
         stem = c.decode().replace("/", "%2F")
         out[c] = snap_state(os.path.join(d.dir, "state", "snapshots", stem + ".snap"))
     return out
 
 
-def messages(seed, n):
-    """n ingest messages over CHANNELS: (channel, seq, op, payload); seqs rise per channel."""
+def messages(seed, n, chans=None):
+    """n ingest messages over chans (CHANNELS): (channel, seq, op, payload); seqs rise per channel."""
+    chans = chans or CHANNELS
     rng = random.Random(seed)
-    seq = {c: 0 for c in CHANNELS}
+    seq = {c: 0 for c in chans}
     out = []
     for _ in range(n):
-        c = rng.choice(CHANNELS)
+        c = rng.choice(chans)
         seq[c] += 1
         if rng.random() < 0.7:
             text = "".join(rng.choice("abcdefgh ijk\n") for _ in range(rng.randint(1, 40)))
@@ -85,7 +87,7 @@ class Producer:
 
     def __init__(self, msgs):
         self.msgs = msgs
-        self.acked = {c: 0 for c in CHANNELS}
+        self.acked = {m[0]: 0 for m in msgs}
         self.next = 0
 
     def connect(self, d):
@@ -117,20 +119,20 @@ class Producer:
             timeout_ms = 1
 
 
-def reference(msgs, **kw):
+def reference(msgs, chans=None, **kw):
     d = Daemon(**kw)
     try:
         p = Producer(msgs)
         p.connect(d)
         while p.pump(64):
             pass
-        return drained_states(d)
+        return drained_states(d, chans)
     finally:
         d.close()
 
 
-def compare(got, ref, what):
-    for c in CHANNELS:
+def compare(got, ref, what, chans=None):
+    for c in chans or CHANNELS:
         g, r = got[c], ref[c]
         check(g[1] == r[1], "%s: %s tokens_seen %d, reference %d" % (what, c, g[1], r[1]))
         check(g[2] == r[2], "%s: %s held/profile %r, reference %r" % (what, c, g[2], r[2]))
@@ -261,6 +263,126 @@ def info(d, c):
     return d.control_json(b"INFO", c)
 
 
+def metrics(d):
+    """The tier gauges and counters of METRICS: {'name{labels}': int}."""
+    code, body = d.control(b"METRICS")
+    check(code == b"200", "METRICS %r" % code)
+    out = {}
+    for line in body.decode().splitlines():
+        if line.startswith("rwkvd_channels{") or line.startswith("rwkvd_tier_"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = int(v)
+    return out
+
+
+def tier_counts(m):
+    n = {t: m['rwkvd_channels{tier="%s"}' % t] for t in ("resident", "host", "disk")}
+    dem = {(a, b): m['rwkvd_tier_demotions_total{from="%s",to="%s"}' % (a, b)]
+           for a, b in (("resident", "host"), ("resident", "disk"), ("host", "disk"))}
+    prom = {t: m['rwkvd_tier_promotions_total{from="%s"}' % t] for t in ("host", "disk")}
+    return n, dem, prom
+
+
+def check_tier_metrics(m, state_bytes, n_channels, disk0=None):
+    """Gauges add up to the channels; bytes are counts times one state; the counters explain
+    the host (and, given the channels on disk at start, the disk) population."""
+    n, dem, prom = tier_counts(m)
+    check(sum(n.values()) == n_channels, "tiers %r do not add up to %d channels" % (n, n_channels))
+    for t, k in n.items():
+        got = m['rwkvd_tier_bytes{tier="%s"}' % t]
+        check(got == k * state_bytes, "rwkvd_tier_bytes{%s} %d for %d states of %d bytes" % (t, got, k, state_bytes))
+    host = dem[("resident", "host")] - prom["host"] - dem[("host", "disk")]
+    check(n["host"] == host, "host tier %d, counters say %d: %r %r" % (n["host"], host, dem, prom))
+    if disk0 is not None:
+        disk = disk0 + dem[("resident", "disk")] + dem[("host", "disk")] - prom["disk"]
+        check(n["disk"] == disk, "disk tier %d, counters say %d: %r %r" % (n["disk"], disk, dem, prom))
+
+
+TIER_CHANNELS = [b"t/%d" % i for i in range(12)]
+
+
+def tiers_run(msgs, state_bytes, restart_kind):
+    """Feed msgs over 12 channels with resident_channels 4 (of 14 channel slots), host memory
+    for 3 states and idle_ttl 200ms, pausing so idle channels expire to disk; restart_kind
+    ("kill" or "term") restarts once half-way. Returns (final states, tiers seen, summed
+    counters)."""
+    conf = "residency:\n  resident_channels: 4\n  idle_ttl: 200ms\n  host_max_bytes: %d\n" % (3 * state_bytes + 100)
+    d = Daemon(extra=conf, max_batch=4, slots=16)
+    try:
+        p = Producer(msgs)
+        p.connect(d)
+        seen = set()
+        total_dem, total_prom = {}, {}
+        disk0 = 0
+        restarted = False
+        rounds = 0
+
+        def sample():
+            for ch in d.control_json(b"CHANNELS", b"t/")["channels"]:
+                seen.add(ch["tier"])
+            m = metrics(d)
+            created = sum(1 for c in TIER_CHANNELS if p.acked.get(c, 0) > 0)
+            check_tier_metrics(m, state_bytes, created, disk0)
+            return m
+
+        def add_counters(m):
+            _, dem, prom = tier_counts(m)
+            for k, v in dem.items():
+                total_dem[k] = total_dem.get(k, 0) + v
+            for k, v in prom.items():
+                total_prom[k] = total_prom.get(k, 0) + v
+
+        while p.pump(6):
+            rounds += 1
+            if rounds % 4:
+                continue
+            # everything applied: the bound holds once the channels are idle
+            deadline = time.time() + 10
+            while True:
+                st = d.control_json(b"STATUS")
+                if st["queued"]["messages"] == 0 and st["channels"]["resident"] <= 4:
+                    break
+                check(time.time() < deadline, "resident channels stay above 4: %r" % st)
+                time.sleep(0.02)
+            sample()  # just demoted: some in host memory
+            time.sleep(0.3)  # idle_ttl passes for every host-tier channel
+            sample()
+            if restart_kind and not restarted and len(p.pending()) < len(msgs) // 2:
+                add_counters(metrics(d))
+                restart(d, kill=restart_kind == "kill")
+                restarted = True
+                # recovery puts channels beyond resident_channels on disk; nothing in host
+                m = metrics(d)
+                n, dem, prom = tier_counts(m)
+                check(n["host"] == 0 or dem[("resident", "host")] > 0, "host tier after restart %r" % m)
+                disk0 = n["disk"] + prom["disk"] - dem[("resident", "disk")] - dem[("host", "disk")]
+                check(disk0 > 0, "recovery left no channel on disk: %r" % m)
+                p.connect(d)
+        m = sample()
+        add_counters(m)
+        return drained_states(d, TIER_CHANNELS), seen, total_dem, total_prom
+    finally:
+        d.close()
+
+
+def test_tiers():
+    """The tier test of issue 4: 12 channels, resident_channels 4, host memory for 3 states,
+    idle_ttl 200ms, so channels cycle resident -> host -> disk -> resident; every channel's
+    final state equals the run without tiering bit for bit, with a kill -9 and a SIGTERM
+    restart half-way; the tier gauges and counters stay consistent."""
+    msgs = messages(11, 240, TIER_CHANNELS)
+    ref = reference(msgs, TIER_CHANNELS, max_batch=4, slots=16)
+    state_bytes = len(next(iter(ref.values()))[0])
+    for kind in (None, "kill", "term"):
+        got, seen, dem, prom = tiers_run(msgs, state_bytes, kind)
+        what = "tiered run (restart: %s)" % kind
+        check(seen >= {"resident", "host", "disk"}, "%s: tiers seen %r" % (what, seen))
+        check(dem[("resident", "host")] > 0 and dem[("host", "disk")] > 0 and prom["host"] > 0 and prom["disk"] > 0,
+              "%s: no full cycle: demotions %r promotions %r" % (what, dem, prom))
+        print("%s: demotions %r, promotions %r" % (what, dem, prom))
+        compare(got, ref, what, TIER_CHANNELS)
+
+
 def test_evict():
     """EVICT mid-stream (channels with and without queued input, again and again): later
     input restores them from their snapshots, and the final states equal the run without
@@ -297,30 +419,42 @@ def test_evict():
 
 
 def test_evict_slots():
-    """state_slots bounds resident channels: with every slot taken a new channel is turned
-    away (507); EVICT frees a slot it can take; an evicted channel's next input needs a slot
-    (507 without one) and is restored into it. Without durability EVICT is 409."""
-    d = Daemon(max_batch=4, slots=5)  # 2 scratch slots + 3 channel slots
+    """state_slots bounds resident channels: with every slot taken and no channel that can
+    move out (host tier off, no snapshot store... here: nothing idle to demote is simulated by
+    residency.host_max_bytes 0 and EVICTed channels only) a new channel is turned away (507);
+    EVICT frees a slot it can take; an evicted channel's next input needs a slot (507
+    without one) and is restored into it. Without durability EVICT moves to host memory,
+    and is 409 when the host tier has no room."""
+    # 2 scratch slots + 3 channel slots; no durability, no host tier: nothing can move out
+    d = Daemon(max_batch=4, slots=5, durability="durability:\n  enabled: false\n",
+               extra="residency:\n  host_max_bytes: 0\n")
+    try:
+        s = d.dealer()
+        for i, c in enumerate([b"s/0", b"s/1", b"s/2"]):
+            T.send(s, b"TEXT", c, b"p", 1, b"hello %d" % i)
+            check(recv(s, what="ACK")[1] == b"ACK", "ACK")
+        T.send(s, b"TEXT", b"s/3", b"p", 1, b"new")
+        r = recv(s, what="507")
+        check(r[1] == b"ERROR" and r[5] == b"507" and b"no idle channel" in r[6], "no slot: expected 507, got %r" % r)
+        code, body = d.control(b"EVICT", b"s/0")
+        check(code == b"409" and b"host_max_bytes" in body, "EVICT without a host tier: %r %r" % (code, body))
+    finally:
+        d.close()
+    d = Daemon(max_batch=4, slots=5, extra="residency:\n  host_max_bytes: 0\n")
     try:
         s = d.dealer()
         for i, c in enumerate([b"s/0", b"s/1", b"s/2"]):
             T.send(s, b"TEXT", c, b"p", 1, b"hello %d" % i)
             r = recv(s, what="ACK")
             check(r[1] == b"ACK", "reply %r" % r)
-        T.send(s, b"TEXT", b"s/3", b"p", 1, b"new")
-        r = recv(s, what="507")
-        check(r[1] == b"ERROR" and r[5] == b"507", "no slot: expected 507, got %r" % r)
         check(d.control_json(b"EVICT", b"s/0")["tier"] == "disk", "EVICT s/0")
         st = d.control_json(b"STATUS")["slots"]
         check(st["used"] == st["total"] - 1, "EVICT freed a slot: %r" % st)
         T.send(s, b"TEXT", b"s/3", b"p", 1, b"new")
         r = recv(s, what="ACK for the new channel")
         check(r[1] == b"ACK", "the freed slot takes a new channel: %r" % r)
-        T.send(s, b"TEXT", b"s/0", b"p", 2, b" more")
-        r = recv(s, what="507 for the evicted channel")
-        check(r[1] == b"ERROR" and r[5] == b"507", "evicted channel without a slot: %r" % r)
-        check(info(d, b"s/0")["tier"] == "disk", "still on disk")
-        d.control_json(b"EVICT", b"s/1")
+        # every slot taken again: the evicted channel's input demotes the least recently
+        # active idle channel (s/1; host tier off: to disk) and takes its slot
         T.send(s, b"TEXT", b"s/0", b"p", 2, b" more")
         r = recv(s, what="ACK for the restored channel")
         check(r[1] == b"ACK", "restore into the freed slot: %r" % r)
@@ -332,7 +466,10 @@ def test_evict_slots():
             check(time.time() < deadline, "s/0 not restored: %r" % i0)
             time.sleep(0.02)
         check(i0["tokens_seen"] == len(b"hello 0\n") + len(b" more\n"), "tokens_seen across the restore %r" % i0)
-        check(info(d, b"s/1")["tier"] == "disk", "s/1 evicted")
+        check(info(d, b"s/1")["tier"] == "disk", "s/1 demoted to disk for s/0: %r" % info(d, b"s/1"))
+        m = metrics(d)
+        check(m['rwkvd_tier_promotions_total{from="disk"}'] == 1 and
+              m['rwkvd_tier_demotions_total{from="resident",to="disk"}'] == 2, "tier counters %r" % m)
     finally:
         d.close()
     d = Daemon(durability="durability:\n  enabled: false\n")
@@ -340,8 +477,19 @@ def test_evict_slots():
         s = d.dealer()
         T.send(s, b"TEXT", b"x", b"p", 1, b"hi")
         check(recv(s, what="ACK")[1] == b"ACK", "ACK")
-        code, body = d.control(b"EVICT", b"x")
-        check(code == b"409" and b"durability" in body, "EVICT without durability: %r %r" % (code, body))
+        deadline = time.time() + 10
+        while info(d, b"x")["queued_messages"]:
+            check(time.time() < deadline, "not drained")
+            time.sleep(0.02)
+        r = d.control_json(b"EVICT", b"x")
+        check(r["tier"] == "host", "EVICT without durability goes to host memory: %r" % r)
+        T.send(s, b"TEXT", b"x", b"p", 2, b" there")
+        check(recv(s, what="ACK")[1] == b"ACK", "ACK")
+        deadline = time.time() + 10
+        while info(d, b"x")["tier"] != "resident" or info(d, b"x")["queued_messages"]:
+            check(time.time() < deadline, "not promoted: %r" % info(d, b"x"))
+            time.sleep(0.02)
+        check(info(d, b"x")["tokens_seen"] == len(b"hi\n there\n"), "tokens_seen %r" % info(d, b"x"))
     finally:
         d.close()
 

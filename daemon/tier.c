@@ -1,0 +1,182 @@
+/* tier.c — see tier.h. */
+#include "tier.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "durable.h"
+#include "log.h"
+
+uint32_t rwkvd_tier_resident_limit(const rwkvd_daemon *d)
+{
+    uint32_t all = d->cfg->model.state_slots > 2 ? d->cfg->model.state_slots - 2 : 1;
+    uint32_t lim = d->cfg->residency.resident_channels;
+    return lim && lim < all ? lim : all;
+}
+
+uint64_t rwkvd_tier_state_bytes(const rwkvd_daemon *d)
+{
+    return rwkv_engine_state_bytes(d->engine);
+}
+
+static uint64_t host_bytes(const rwkvd_daemon *d)
+{
+    return (uint64_t)d->tab->n_tier[RWKVD_TIER_HOST] * rwkvd_tier_state_bytes(d);
+}
+
+static void note_host(rwkvd_daemon *d, const rwkvd_channel *ch)
+{
+    uint64_t ttl = d->cfg->residency.idle_ttl_ms * 1000000ull;
+    if (!ttl || !d->dur)
+        return;
+    uint64_t due = ch->active_ns + ttl;
+    if (!d->tab->tier_wake_ns || due < d->tab->tier_wake_ns)
+        d->tab->tier_wake_ns = due;
+}
+
+int rwkvd_tier_to_host(rwkvd_daemon *d, rwkvd_channel *ch)
+{
+    if (ch->tier != RWKVD_TIER_RESIDENT)
+        return 0;
+    if (!rwkvd_channel_idle(ch) || ch->slot < 0)
+        return -EBUSY;
+    size_t n = (size_t)rwkvd_tier_state_bytes(d);
+    void *buf = malloc(n ? n : 1);
+    if (!buf)
+        return -ENOMEM;
+    int rc = 0;
+    if (ch->reset_pending && (rc = rwkv_engine_state_reset(d->engine, ch->slot)) == 0)
+        ch->reset_pending = false;
+    if (rc == 0)
+        rc = rwkv_engine_state_export(d->engine, ch->slot, buf, n);
+    if (rc) {
+        free(buf);
+        rwkvd_log(LOG_ERR, "channel %s: state export to host memory: %s (it stays resident)", ch->name,
+                  strerror(-rc));
+        return rc;
+    }
+    ch->host_state = buf;
+    rwkvd_chantab_slot_free(d->tab, ch->slot);
+    ch->slot = -1;
+    rwkvd_chantab_set_tier(d->tab, ch, RWKVD_TIER_HOST);
+    note_host(d, ch);
+    rwkvd_log(LOG_DEBUG, "channel %s demoted to host memory", ch->name);
+    return 0;
+}
+
+/* Host tier -> disk for one idle channel (durability only). */
+static int host_to_disk(rwkvd_daemon *d, rwkvd_channel *ch)
+{
+    if (!d->dur)
+        return -ENOSPC;
+    return rwkvd_durable_evict(d, ch);
+}
+
+/* Room in the host tier for one more state: push the least recently active idle host
+ * channels to disk while it would pass the bound. */
+static int host_room(rwkvd_daemon *d)
+{
+    uint64_t max = d->cfg->residency.host_max_bytes, one = rwkvd_tier_state_bytes(d);
+    while (host_bytes(d) + one > max) {
+        rwkvd_channel *x = rwkvd_chantab_lru_idle(d->tab, RWKVD_TIER_HOST, 0);
+        if (!x || host_to_disk(d, x) != 0)
+            return -ENOSPC;
+    }
+    return 0;
+}
+
+/* Demote one idle resident channel (not `keep`): to host when the host tier has room, else
+ * to disk when there is a snapshot store. */
+static int demote_one(rwkvd_daemon *d, rwkvd_channel *keep)
+{
+    rwkvd_channel *x = NULL;
+    for (size_t i = 0; i < d->tab->n; i++) { /* rwkvd_chantab_lru_idle, skipping keep */
+        rwkvd_channel *ch = d->tab->v[i];
+        if (ch == keep || ch->tier != RWKVD_TIER_RESIDENT || !rwkvd_channel_idle(ch))
+            continue;
+        if (!x || ch->active_ns < x->active_ns || (ch->active_ns == x->active_ns && ch->uid < x->uid))
+            x = ch;
+    }
+    if (!x)
+        return -ENOSPC;
+    if (d->cfg->residency.host_max_bytes && host_room(d) == 0)
+        return rwkvd_tier_to_host(d, x);
+    if (d->dur)
+        return rwkvd_durable_evict(d, x);
+    return -ENOSPC;
+}
+
+int rwkvd_tier_make_room(rwkvd_daemon *d, rwkvd_channel *keep)
+{
+    if (rwkvd_worker_busy(d->worker))
+        rwkvd_daemon_quiesce(d);
+    return demote_one(d, keep);
+}
+
+int rwkvd_tier_promote(rwkvd_daemon *d, rwkvd_channel *ch)
+{
+    if (ch->tier == RWKVD_TIER_RESIDENT)
+        return 0;
+    if (ch->slot < 0) {
+        /* keep the resident bound: make room first when it is reached (a failure only
+         * matters when no slot is free at all) */
+        if (d->tab->n_tier[RWKVD_TIER_RESIDENT] >= rwkvd_tier_resident_limit(d) || d->tab->n_free == 0)
+            demote_one(d, ch);
+        if ((ch->slot = rwkvd_chantab_slot_alloc(d->tab)) < 0)
+            return -ENOSPC;
+    }
+    if (ch->tier == RWKVD_TIER_DISK)
+        return rwkvd_durable_restore(d, ch);
+    size_t n = (size_t)rwkvd_tier_state_bytes(d);
+    int rc = rwkv_engine_state_import(d->engine, ch->slot, ch->host_state, n);
+    if (rc) {
+        if (!ch->restore_failed)
+            rwkvd_log(LOG_ERR, "channel %s: state import from host memory: %s", ch->name, strerror(-rc));
+        ch->restore_failed = true;
+        return rc;
+    }
+    free(ch->host_state);
+    ch->host_state = NULL;
+    ch->restore_failed = false;
+    rwkvd_chantab_set_tier(d->tab, ch, RWKVD_TIER_RESIDENT);
+    rwkvd_log(LOG_DEBUG, "channel %s promoted from host memory into slot %d", ch->name, ch->slot);
+    return 0;
+}
+
+void rwkvd_tier_tick(rwkvd_daemon *d, uint64_t now_ns)
+{
+    rwkvd_chantab *t = d->tab;
+    uint32_t limit = rwkvd_tier_resident_limit(d);
+    while (t->n_tier[RWKVD_TIER_RESIDENT] > limit)
+        if (demote_one(d, NULL) != 0)
+            break;
+    if (!d->dur || !t->n_tier[RWKVD_TIER_HOST])
+        return;
+    uint64_t max = d->cfg->residency.host_max_bytes;
+    while (host_bytes(d) > max) {
+        rwkvd_channel *x = rwkvd_chantab_lru_idle(t, RWKVD_TIER_HOST, 0);
+        if (!x || host_to_disk(d, x) != 0)
+            break;
+    }
+    uint64_t ttl = d->cfg->residency.idle_ttl_ms * 1000000ull;
+    if (!ttl || (t->tier_wake_ns && now_ns < t->tier_wake_ns))
+        return;
+    t->tier_wake_ns = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        rwkvd_channel *ch = t->v[i];
+        if (ch->tier != RWKVD_TIER_HOST || ch->dead)
+            continue;
+        if (rwkvd_channel_idle(ch) && now_ns >= ch->active_ns + ttl && host_to_disk(d, ch) == 0)
+            continue;
+        /* not idle, or its write failed: look again after another ttl at the latest */
+        uint64_t due = ch->active_ns + ttl > now_ns ? ch->active_ns + ttl : now_ns + ttl;
+        if (!t->tier_wake_ns || due < t->tier_wake_ns)
+            t->tier_wake_ns = due;
+    }
+}
+
+uint64_t rwkvd_tier_next_ns(const rwkvd_daemon *d)
+{
+    return d->dur && d->tab->n_tier[RWKVD_TIER_HOST] ? d->tab->tier_wake_ns : 0;
+}

@@ -1,0 +1,57 @@
+/* tier.h — tiered residency (issue 4 §5): which channels keep their state in an engine slot
+ * (tier resident), in a host-memory buffer (tier host) or only in their snapshot (tier disk).
+ *
+ * What it is: the policy and the moves between tiers.
+ *  - residency.resident_channels bounds the resident channels (0: every channel slot). When
+ *    more are resident, or a channel needs a slot and none is free, the least recently active
+ *    idle resident channel (nothing queued, no pending output or generation, not in the
+ *    in-flight job) is demoted: its state is exported into a host buffer and its slot freed;
+ *  - a host-tier channel idle for residency.idle_ttl, or the least recently active ones while
+ *    the host tier holds more than residency.host_max_bytes, are written to their snapshot
+ *    and their buffer freed (tier disk; needs durability). Without a snapshot store the host
+ *    tier cannot overflow to disk: a demotion that would pass the bound is refused, and a
+ *    channel needing a slot then gets 507. host_max_bytes 0 disables the host tier: demotions
+ *    go straight to disk (or do not happen without durability);
+ *  - promotion: a non-resident channel with input gets a slot (ingest reserves it, demoting
+ *    another channel if need be, else answers 507) and its state is imported before the
+ *    scheduler gives it its next job (from the host buffer, or from the snapshot).
+ * Demotions happen only while the worker is idle: before each job is built, from the loop
+ * when it has nothing to run, and in ingest after waiting for the in-flight job
+ * (rwkvd_daemon_quiesce) when no slot is free. Counts per tier and the transition counters
+ * live in the channel table (chantab.h); a buffer is allocated per demotion, never per token.
+ * What it is not: the snapshot mechanics (durable.c: rwkvd_durable_evict/restore move
+ * to and from disk) or the scheduler.
+ * Threads: the loop thread. */
+#ifndef RWKVD_TIER_H
+#define RWKVD_TIER_H
+
+#include <stdint.h>
+
+#include "loop.h"
+
+/* The bound on resident channels in effect (the config's, or every channel slot). */
+uint32_t rwkvd_tier_resident_limit(const rwkvd_daemon *d);
+/* Bytes of one channel state (the engine's export size). */
+uint64_t rwkvd_tier_state_bytes(const rwkvd_daemon *d);
+
+/* Demote one idle channel, preferring tier host, so that a slot is free (or the resident
+ * bound holds). `keep` (may be NULL) is never chosen. Waits for the in-flight job first when
+ * the worker is busy. 0 when a channel was demoted, -ENOSPC when none could be (nothing
+ * idle, or the host bound reached without a snapshot store), or a demotion's error. */
+int rwkvd_tier_make_room(rwkvd_daemon *d, rwkvd_channel *keep);
+
+/* Bring ch into a slot (its reserved one, a free one, or one freed by demoting another
+ * idle channel) and import its state. The worker must be idle. 0 (also when resident),
+ * -ENOSPC, or the import/restore error (ch stays where it was, its slot stays reserved). */
+int rwkvd_tier_promote(rwkvd_daemon *d, rwkvd_channel *ch);
+
+/* Move a resident idle channel to the host tier (state exported into a buffer, slot freed).
+ * The worker must be idle. 0, -EBUSY when not idle, -ENOMEM. */
+int rwkvd_tier_to_host(rwkvd_daemon *d, rwkvd_channel *ch);
+
+/* Enforce the bounds (resident count, idle_ttl, host bytes) while the worker is idle. */
+void rwkvd_tier_tick(rwkvd_daemon *d, uint64_t now_ns);
+/* When rwkvd_tier_tick next has time-driven work (an idle_ttl expiring), 0 = none. */
+uint64_t rwkvd_tier_next_ns(const rwkvd_daemon *d);
+
+#endif
