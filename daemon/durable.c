@@ -526,9 +526,9 @@ void rwkvd_durable_shutdown(rwkvd_daemon *d)
  * for it, taking one from a recovered channel that holds only its snapshot state and has no
  * records to replay (that channel becomes evicted in memory: its snapshot on disk already
  * is its state). A channel with records but no snapshot needs a slot the same way; without
- * any it cannot be recovered (logged). Evicted recovered channels leave snap_written false,
- * which keeps the input log from LSN 1 on while they stay on disk (conservative: a fallback
- * to an older generation of their snapshot can still replay). */
+ * any it cannot be recovered (logged). An evicted recovered channel takes no part in the
+ * snapshot rounds, so recovery records what its two generations cover (note_generations):
+ * the input log is then truncated past it like past any snapshotted channel. */
 static int steal_slot(rwkvd_daemon *d)
 {
     for (size_t i = 0; i < d->tab->n; i++) {
@@ -577,6 +577,23 @@ static rwkvd_channel *recover_channel(rwkvd_daemon *d, const char *name, int64_t
         return NULL;
     }
     return ch;
+}
+
+/* What an evicted recovered channel's generations cover, for truncate_wal: snap_lsn is the
+ * one loaded; snap_prev_lsn that of .prev when .snap was loaded and .prev is valid (a later
+ * fallback replays from there), else snap_lsn (no older generation exists to fall back to).
+ * Resident channels need none of this: their next snapshot rotates the loaded one to .prev. */
+static void note_generations(rwkvd_daemon *d, rwkvd_channel *ch)
+{
+    rwkvd_durable *u = d->dur;
+    rwkvd_snapshot *s = NULL;
+    char err[1200];
+    ch->snap_prev_lsn = ch->snap_lsn; /* also when .prev is the one loaded (.snap was refused) */
+    if (rwkvd_snapstore_read(u->store, ch->name, RWKVD_SNAP_PREV, &u->model, &s, err, sizeof err) == 0 &&
+        s->applied_lsn < ch->snap_lsn)
+        ch->snap_prev_lsn = s->applied_lsn;
+    rwkvd_snapshot_destroy(&s);
+    ch->snap_written = true;
 }
 
 static int load_snapshot(rwkvd_daemon *d, const char *name, int64_t now_ms)
@@ -783,6 +800,8 @@ int rwkvd_durable_open(rwkvd_daemon *d)
             rwkvd_chantab_slot_free(d->tab, ch->slot);
             ch->slot = -1;
         }
+        if (ch->tier == RWKVD_TIER_DISK && !ch->snap_written)
+            note_generations(d, ch);
         n_disk += ch->tier == RWKVD_TIER_DISK;
         n_waiting += ch->tier == RWKVD_TIER_DISK && ch->head && ch->slot < 0;
     }
