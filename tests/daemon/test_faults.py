@@ -396,6 +396,71 @@ def test_snapshot_foreign_model():
     refused_snapshot(16, "<Q", None, "fingerprint")
 
 
+# ---- known gaps ---------------------------------------------------------------------------
+
+def evicted_run(restart):
+    """4 channels on 2 channel slots (EVICT), an optional SIGTERM restart that leaves 2 of them
+    on disk, then a long stream on c/0 over 4 KiB WAL segments and two SNAPSHOTs. Returns
+    (segments before the SNAPSHOTs, after them, first LSN kept, final states); with restart, a
+    kill -9 and a restart come before the final states."""
+    d = Daemon(max_batch=4, slots=4, durability="durability:\n  fsync: no\n  wal_segment_bytes: 4096\n")
+    try:
+        s = d.dealer()
+        seq = {c: 0 for c in CHANNELS}
+
+        def feed(c, text, evict_others=True):
+            if evict_others:
+                for o in CHANNELS:
+                    if o != c and seq[o] and D.info(d, o)["tier"] != "disk":
+                        check(d.control_json(b"EVICT", o)["tier"] == "disk", "EVICT %s" % o)
+            seq[c] += 1
+            T.send(s, b"TEXT", c, b"p", seq[c], text)
+            r = recv(s, what="ACK")
+            check(r[1] == b"ACK", "%s: %r\n%s" % (c, r, d.logtext()))
+            settle(d)
+
+        for i, c in enumerate(CHANNELS):
+            feed(c, b"hello %d" % i)
+        if restart:
+            D.restart(d)
+            s = d.dealer()
+            st = d.control_json(b"STATUS")["channels"]
+            check(st["disk"] >= 2, "after the restart, channels on disk: %r" % st)
+        for o in CHANNELS[2:]:
+            if D.info(d, o)["tier"] != "disk":
+                d.control_json(b"EVICT", o)
+        for i in range(60):
+            feed(CHANNELS[0], b" and so on, message number %d of the long stream" % i, evict_others=False)
+        feed(CHANNELS[1], b" one more", evict_others=False)
+        before = wal_segments(d)
+        d.control_json(b"SNAPSHOT")
+        d.control_json(b"SNAPSHOT")  # both generations past the stream
+        after = wal_segments(d)
+        first = int(after[0][4:-4], 16)
+        if restart:
+            D.restart(d, kill=True)
+            s = d.dealer()
+        for c in CHANNELS:
+            feed(c, b" the end", evict_others=False) if D.info(d, c)["tier"] != "disk" else None
+        return before, after, first, D.drained_states(d)
+    finally:
+        d.close()
+
+
+def test_evicted_truncate():
+    """Channels that come back evicted at recovery do not pin the input log: after a restart
+    that leaves 2 of 4 channels on disk, two SNAPSHOTs delete the old segments (the first LSN
+    kept moves past 1), and a kill -9 + restart still gives the states of the run without
+    restarts."""
+    _, _, _, ref = evicted_run(False)
+    before, after, first, got = evicted_run(True)
+    print("WAL segments: %d before the SNAPSHOTs, %d after; first LSN kept %d" % (len(before), len(after), first))
+    check(len(before) >= 4, "the stream filled several segments: %r" % before)
+    check(first > 1 and len(after) < len(before),
+          "segments not deleted past the evicted channels: %r -> %r" % (before, after))
+    D.compare(got, ref, "evicted at recovery, WAL truncated, kill -9")
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)
