@@ -188,6 +188,39 @@ uint64_t rwkvd_durable_next_ns(const rwkvd_daemon *d)
 
 /* ---- logging ----------------------------------------------------------------------- */
 
+/* The record payload of e's token ids (little-endian i32) in u->rec_buf. */
+static int token_payload(rwkvd_durable *u, const rwkvd_entry *e, rwkvd_wal_rec *r)
+{
+    size_t need = (size_t)e->n_tokens * 4;
+    if (need > u->rec_cap) {
+        unsigned char *b = realloc(u->rec_buf, need);
+        if (!b)
+            return -ENOMEM;
+        u->rec_buf = b;
+        u->rec_cap = need;
+    }
+    for (uint32_t i = 0; i < e->n_tokens; i++)
+        rwkvd_le32_put(u->rec_buf + 4 * i, (uint32_t)e->tokens[i]);
+    r->payload = u->rec_buf;
+    r->payload_bytes = (uint32_t)need;
+    return 0;
+}
+
+int rwkvd_durable_log_commit(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_entry *e)
+{
+    rwkvd_durable *u = d->dur;
+    /* no producer: replay must not take it for producer input (FORMATS.md §2, daemon records) */
+    rwkvd_wal_rec r = {.op = RWKVP_OP_TOKENS, .channel = ch->name, .producer = "", .seq = ch->applied_lsn};
+    int rc = token_payload(u, e, &r);
+    if (!rc)
+        rc = rwkvd_wal_append(u->wal, &r, NULL);
+    if (rc)
+        rwkvd_log(LOG_ERR, "channel %s: committed generation (%u tokens) not in the input log: %s; a crash before "
+                           "the channel's next snapshot samples it again at recovery",
+                  ch->name, e->n_tokens, strerror(-rc));
+    return rc;
+}
+
 int rwkvd_durable_log(rwkvd_daemon *d, const char *channel, size_t channel_len, const rwkvd_entry *e,
                       const void *gen_json, size_t gen_len, uint64_t *lsn)
 {
@@ -199,18 +232,9 @@ int rwkvd_durable_log(rwkvd_daemon *d, const char *channel, size_t channel_len, 
     name[channel_len] = '\0';
     rwkvd_wal_rec r = {.op = (uint8_t)e->op, .channel = name, .producer = e->producer, .seq = e->seq};
     if (e->op == RWKVP_OP_TEXT || e->op == RWKVP_OP_TOKENS) {
-        size_t need = (size_t)e->n_tokens * 4;
-        if (need > u->rec_cap) {
-            unsigned char *b = realloc(u->rec_buf, need);
-            if (!b)
-                return -ENOMEM;
-            u->rec_buf = b;
-            u->rec_cap = need;
-        }
-        for (uint32_t i = 0; i < e->n_tokens; i++)
-            rwkvd_le32_put(u->rec_buf + 4 * i, (uint32_t)e->tokens[i]);
-        r.payload = u->rec_buf;
-        r.payload_bytes = (uint32_t)need;
+        int rc = token_payload(u, e, &r);
+        if (rc)
+            return rc;
     } else if (e->op == RWKVP_OP_TASK) {
         r.payload = e->arg;
         r.payload_bytes = (uint32_t)strlen(e->arg);
@@ -342,6 +366,15 @@ static int snapshot_one(rwkvd_daemon *d, rwkvd_channel *ch, uint64_t *bytes, cha
     return 0;
 }
 
+/* A committing generation runs, or its tokens are not all applied yet. A snapshot then
+ * would hold a state that its applied_lsn does not place (the tokens are logged after records
+ * that come later in the channel's order): snapshots wait, so that a commit record
+ * (rwkvd_durable_log_commit) is in a snapshot exactly when the record it follows is. */
+static bool commit_pending(const rwkvd_channel *ch)
+{
+    return (ch->gen && ch->gen->commit) || (ch->head && ch->head->committed);
+}
+
 /* Whether both generations already hold everything logged for the channel. */
 static bool covered(const rwkvd_channel *ch)
 {
@@ -393,6 +426,12 @@ int rwkvd_durable_snapshot(rwkvd_daemon *d, rwkvd_channel *only, bool only_chang
         if (ch->tier == RWKVD_TIER_DISK) { /* its snapshot already holds its state; nothing applied since */
             if (only)
                 n++;
+            continue;
+        }
+        if (commit_pending(ch)) { /* deferred: the log still covers it, and replay needs this */
+            if (only && !first)
+                first = -EBUSY;
+            rwkvd_log(LOG_INFO, "snapshot of channel %s deferred: a committing generation is in progress", ch->name);
             continue;
         }
         if ((rc = snapshot_one(d, ch, &b, err, sizeof err))) {
@@ -649,6 +688,51 @@ static int load_snapshot(rwkvd_daemon *d, const char *name, int64_t now_ms)
     return 0;
 }
 
+/* A committed generation's record (producer "", seq = the LSN it follows): when that record
+ * is a GEN still queued, the GEN becomes the committed tokens (applied where the generation
+ * ran; sampling again could give other tokens, and its outputs went out already). When the
+ * channel's snapshot is at or past that LSN it holds them (snapshots wait for commits). A
+ * generation started by an event (a continue profile with commit) samples again. 0 or -ENOMEM. */
+static int place_commit(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_wal_rec *r)
+{
+    (void)d;
+    if (r->seq <= ch->applied_lsn)
+        return 0;
+    rwkvd_entry *prev = NULL, *g = ch->head;
+    while (g && g->lsn != r->seq) {
+        prev = g;
+        g = g->next;
+    }
+    if (!g || g->op != RWKVP_OP_GEN) {
+        rwkvd_log(LOG_NOTICE, "recovery: channel %s: committed generation after LSN %llu not placed (%s); the "
+                              "channel samples it again", ch->name, (unsigned long long)r->seq,
+                  g ? "started by an event" : "its GEN is not in the log");
+        return 0;
+    }
+    uint32_t n = r->payload_bytes / 4;
+    rwkvd_entry *e = calloc(1, sizeof *e + (size_t)n * sizeof(int32_t));
+    if (!e)
+        return -ENOMEM;
+    e->op = RWKVP_OP_TOKENS;
+    e->seq = g->seq;
+    e->lsn = g->lsn;
+    memcpy(e->producer, g->producer, sizeof e->producer);
+    e->committed = true;
+    e->n_tokens = n;
+    for (uint32_t i = 0; i < n; i++)
+        e->tokens[i] = (int32_t)rwkvd_le32_get((const unsigned char *)r->payload + 4 * i);
+    e->next = g->next;
+    if (prev)
+        prev->next = e;
+    else
+        ch->head = e;
+    if (ch->tail == g)
+        ch->tail = e;
+    ch->q_tokens += rwkvd_entry_cost(e) - rwkvd_entry_cost(g);
+    rwkvd_entry_free(g);
+    return 0;
+}
+
 static int replay(rwkvd_daemon *d, int64_t now_ms, uint64_t *n_records, uint64_t *n_skipped)
 {
     rwkvd_durable *u = d->dur;
@@ -662,6 +746,12 @@ static int replay(rwkvd_daemon *d, int64_t now_ms, uint64_t *n_records, uint64_t
         rwkvd_channel *ch = rwkvd_chantab_find(d->tab, r.channel, strlen(r.channel));
         if (ch && r.lsn <= ch->applied_lsn) {
             ++*n_skipped;
+            continue;
+        }
+        if (!r.producer[0] && r.op == RWKVP_OP_TOKENS) {
+            if (ch && (rc = place_commit(d, ch, &r)) < 0)
+                break;
+            ++*n_records;
             continue;
         }
         rwkvd_pair *pair = NULL;

@@ -49,6 +49,11 @@ void rwkvd_durable_destroy(rwkvd_daemon *d);
  * WAL's negative errno (nothing was logged). */
 int rwkvd_durable_log(rwkvd_daemon *d, const char *channel, size_t channel_len, const rwkvd_entry *e,
                       const void *gen_json, size_t gen_len, uint64_t *lsn);
+/* A committing generation of ch ended; e, its tokens, is queued at the head. Log them
+ * (FORMATS.md §2: op TOKENS, no producer, seq = ch->applied_lsn, the record they follow) so
+ * that recovery applies them where they were instead of sampling again. 0 or the WAL's
+ * errno (logged). */
+int rwkvd_durable_log_commit(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_entry *e);
 /* Send an ingest reply (envelope + frames) now, or queue it until the WAL is durable up to
  * `lsn` and every earlier queued reply is sent. */
 void rwkvd_durable_reply(rwkvd_daemon *d, uint64_t lsn, const rwkvp_frame *env, size_t n_env,

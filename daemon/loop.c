@@ -79,6 +79,8 @@ static void gen_end(rwkvd_daemon *d, rwkvd_gen *g, rwkvp_end_reason reason, cons
             e->n_tokens = g->n_sampled;
             memcpy(e->tokens, g->sampled, g->n_sampled * sizeof(int32_t));
             rwkvd_chantab_push_front(ch, e);
+            if (d->dur)
+                rwkvd_durable_log_commit(d, ch, e);
         } else {
             rwkvd_log(LOG_ERR, "channel %s: out of memory committing a generation", ch->name);
         }
