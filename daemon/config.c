@@ -251,6 +251,20 @@ static const key task_keys[] = {
     {.name = NULL},
 };
 
+/* Warm standby (issue 4, replica.c): a primary publishes its input log on `bind`; a daemon
+ * started with --standby-of follows it. `peer` is the other daemon's control endpoint, asked
+ * for its fencing epoch before this one serves. The endpoints are connect/bind strings
+ * checked when used (zmq_bind/zmq_connect name the bad one). */
+static const key replication_keys[] = {
+    {"bind", K_STR, F_EXPAND, AT(rwkvd_config, replication.bind), .def = "\"\"", STR_BYTES(0, 1024)},
+    {"peer", K_STR, F_EXPAND, AT(rwkvd_config, replication.peer), .def = "\"\"", STR_BYTES(0, 1024)},
+    {"heartbeat_interval", K_DURATION, 0, AT(rwkvd_config, replication.heartbeat_interval_ms),
+        .def = "200ms", .umin = MS(10), .umax = SECONDS(60)},
+    {"failover_timeout", K_DURATION, 0, AT(rwkvd_config, replication.failover_timeout_ms),
+        .def = "3s", .umin = MS(50), .umax = SECONDS(3600)},
+    {.name = NULL},
+};
+
 static const key root_keys[] = {
     {"model", K_SECTION, 0, 0, 0, .sub = model_keys},
     {"endpoints", K_SECTION, 0, 0, 0, .sub = endpoint_keys},
@@ -263,6 +277,7 @@ static const key root_keys[] = {
     {"durability", K_SECTION, 0, 0, 0, .sub = durability_keys},
     {"residency", K_SECTION, F_RELOAD, 0, 0, .sub = residency_keys},
     {"tasks", K_SECTION, F_RELOAD, 0, 0, .sub = task_keys},
+    {"replication", K_SECTION, 0, 0, 0, .sub = replication_keys},
     {.name = NULL},
 };
 

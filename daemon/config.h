@@ -153,6 +153,12 @@ typedef struct rwkvd_config {
         rwkvd_profile *profiles; /* (n_profiles) in file order, names unique */
         size_t n_profiles;
     } tasks;
+    struct {
+        char *bind;                     /* replication stream endpoint of a primary; "" = none */
+        char *peer;                     /* the other daemon's control endpoint (fencing); "" = none */
+        uint64_t heartbeat_interval_ms; /* primary -> standby heartbeats */
+        uint64_t failover_timeout_ms;   /* a standby takes over after this long without one */
+    } replication;
 } rwkvd_config;
 
 /* Load and validate a YAML file. Returns 0 and *out (free with rwkvd_config_destroy), or

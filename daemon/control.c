@@ -11,6 +11,7 @@
 
 #include "durable.h"
 #include "log.h"
+#include "replica.h"
 #include "rwkvd_version.h"
 #include "tier.h"
 #include "zmsg.h"
@@ -353,10 +354,19 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
             return;
         }
     }
+    if (rwkvd_replica_standby(d) && (req.cmd == RWKVP_CTL_RESET || req.cmd == RWKVP_CTL_DROP)) {
+        static const char t[] = "this rwkvd is a standby: its states follow the primary; send it there";
+        reply(d, env, n_env, 409, t, sizeof t - 1);
+        return;
+    }
     switch (req.cmd) {
-    case RWKVP_CTL_STATUS:
-        reply_json(d, env, n_env, status_json(d));
+    case RWKVP_CTL_STATUS: {
+        json_t *st = status_json(d);
+        if (d->rep)
+            rwkvd_replica_status(d, st);
+        reply_json(d, env, n_env, st);
         break;
+    }
     case RWKVP_CTL_CHANNELS:
         reply_json(d, env, n_env, channels_json(d, &req.prefix, &req.after));
         break;
@@ -371,6 +381,7 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
         rwkvd_daemon_reset_channel(d, ch);
         if (d->dur) /* not in the input log: a snapshot of the zeroed state makes it durable */
             rwkvd_durable_snapshot(d, ch, false, NULL, NULL);
+        rwkvd_replica_diverged(d, "control RESET changed a state outside the input log");
         reply_json(d, env, n_env, json_pack("{s:s%, s:i}", "name", ch->name, ch->name_len, "tokens_seen", 0));
         break;
     case RWKVP_CTL_DROP: {
@@ -387,6 +398,7 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
             rwkvd_durable_snapshot(d, ch, false, NULL, NULL);
         }
         dropped += rwkvd_daemon_drop_channel(d, ch);
+        rwkvd_replica_diverged(d, "control DROP changed a state outside the input log");
         json_object_set_new(j, "dropped_messages", json_integer(dropped));
         reply_json(d, env, n_env, j);
         break;

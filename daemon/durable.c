@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 
 #include "log.h"
+#include "replica.h"
 #include "snapshot.h"
 #include "tier.h"
 #include "wal.h"
@@ -211,9 +212,13 @@ int rwkvd_durable_log_commit(rwkvd_daemon *d, const rwkvd_channel *ch, const rwk
     rwkvd_durable *u = d->dur;
     /* no producer: replay must not take it for producer input (FORMATS.md §2, daemon records) */
     rwkvd_wal_rec r = {.op = RWKVP_OP_TOKENS, .channel = ch->name, .producer = "", .seq = ch->applied_lsn};
+    if (rwkvd_replica_standby(d)) /* its log holds the primary's LSNs only; the primary's commit record comes */
+        return 0;
     int rc = token_payload(u, e, &r);
     if (!rc)
-        rc = rwkvd_wal_append(u->wal, &r, NULL);
+        rc = rwkvd_wal_append(u->wal, &r, &r.lsn);
+    if (!rc && d->rep)
+        rwkvd_replica_record(d, &r);
     if (rc)
         rwkvd_log(LOG_ERR, "channel %s: committed generation (%u tokens) not in the input log: %s; a crash before "
                            "the channel's next snapshot samples it again at recovery",
@@ -244,6 +249,10 @@ int rwkvd_durable_log(rwkvd_daemon *d, const char *channel, size_t channel_len, 
     }
     int rc = rwkvd_wal_append(u->wal, &r, lsn);
     note_wal_error(d, rc);
+    if (rc == 0 && d->rep) { /* standbys get the record as it is logged (replica.c) */
+        r.lsn = *lsn;
+        rwkvd_replica_record(d, &r);
+    }
     return rc;
 }
 
@@ -733,6 +742,66 @@ static int place_commit(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_wal_rec 
     return 0;
 }
 
+/* Queue one input-log record on its channel as ingest did (recovery and a standby's replication
+ * stream): 1 queued, 0 skipped (already in the channel's snapshot, or unusable), -ENOMEM. */
+static int queue_record(rwkvd_daemon *d, const rwkvd_wal_rec *rp, int64_t now_ms)
+{
+    const rwkvd_wal_rec r = *rp;
+    rwkvd_channel *ch = rwkvd_chantab_find(d->tab, r.channel, strlen(r.channel));
+    if (ch && r.lsn <= ch->applied_lsn)
+        return 0;
+    if (!r.producer[0] && r.op == RWKVP_OP_TOKENS) { /* a committed generation */
+        int rc = ch ? place_commit(d, ch, &r) : 0;
+        return rc < 0 ? rc : 1;
+    }
+    rwkvd_pair *pair = NULL;
+    if (r.producer[0]) {
+        pair = rwkvd_chantab_pair(d->tab, r.channel, strlen(r.channel), r.producer, strlen(r.producer), true);
+        if (pair && r.seq <= pair->snap_seq)
+            return 0;
+    }
+    if (!ch && !(ch = recover_channel(d, r.channel, now_ms, false)))
+        return 0;
+    if (ch->tier != RWKVD_TIER_RESIDENT && ch->slot < 0) /* reserve the restore's slot, as ingest does; else it waits */
+        ch->slot = reserve_slot(d);
+    bool toks = r.op == RWKVP_OP_TEXT || r.op == RWKVP_OP_TOKENS;
+    uint32_t n_tokens = toks ? r.payload_bytes / 4 : 0;
+    rwkvd_entry *e = calloc(1, sizeof *e + (size_t)n_tokens * sizeof(int32_t));
+    if (!e)
+        return -ENOMEM;
+    e->op = (rwkvp_op)r.op;
+    e->seq = r.seq;
+    e->lsn = r.lsn;
+    snprintf(e->producer, sizeof e->producer, "%s", r.producer);
+    e->n_tokens = n_tokens;
+    e->event = r.op == RWKVP_OP_TEXT;
+    for (uint32_t i = 0; i < n_tokens; i++)
+        e->tokens[i] = (int32_t)rwkvd_le32_get((const unsigned char *)r.payload + 4 * i);
+    if (r.op == RWKVP_OP_TASK) {
+        size_t n = r.payload_bytes < sizeof e->arg - 1 ? r.payload_bytes : sizeof e->arg - 1;
+        memcpy(e->arg, r.payload, n);
+    } else if (r.op == RWKVP_OP_GEN) {
+        rwkvp_error ge;
+        memset(&ge, 0, sizeof ge);
+        e->gen = malloc(sizeof *e->gen);
+        if (!e->gen || rwkvp_gen_params_parse(r.payload, r.payload_bytes, e->gen, &ge) != 0) {
+            rwkvd_log(LOG_WARNING, "recovery: LSN %llu (GEN on %s): parameters not usable; skipped",
+                      (unsigned long long)r.lsn, r.channel);
+            rwkvd_entry_free(e);
+            return 0;
+        }
+    }
+    if (ch->partial_lsn && r.lsn == ch->partial_lsn && ch->partial_pos <= n_tokens)
+        e->pos = ch->partial_pos;
+    rwkvd_chantab_push(ch, e);
+    ch->n_accepted++;
+    ch->accepted_cost += rwkvd_entry_cost(e);
+    ch->logged_lsn = r.lsn;
+    if (pair && r.seq > pair->acked)
+        pair->acked = r.seq;
+    return 1;
+}
+
 static int replay(rwkvd_daemon *d, int64_t now_ms, uint64_t *n_records, uint64_t *n_skipped)
 {
     rwkvd_durable *u = d->dur;
@@ -743,67 +812,12 @@ static int replay(rwkvd_daemon *d, int64_t now_ms, uint64_t *n_records, uint64_t
     char err[512] = "";
     rwkvd_wal_rec r;
     while ((rc = rwkvd_wal_iter_next(it, &r, err, sizeof err)) == 1) {
-        rwkvd_channel *ch = rwkvd_chantab_find(d->tab, r.channel, strlen(r.channel));
-        if (ch && r.lsn <= ch->applied_lsn) {
-            ++*n_skipped;
-            continue;
-        }
-        if (!r.producer[0] && r.op == RWKVP_OP_TOKENS) {
-            if (ch && (rc = place_commit(d, ch, &r)) < 0)
-                break;
-            ++*n_records;
-            continue;
-        }
-        rwkvd_pair *pair = NULL;
-        if (r.producer[0]) {
-            pair = rwkvd_chantab_pair(d->tab, r.channel, strlen(r.channel), r.producer, strlen(r.producer), true);
-            if (pair && r.seq <= pair->snap_seq) {
-                ++*n_skipped;
-                continue;
-            }
-        }
-        if (!ch && !(ch = recover_channel(d, r.channel, now_ms, false)))
-            continue;
-        if (ch->tier != RWKVD_TIER_RESIDENT && ch->slot < 0) /* reserve the restore's slot, as ingest does; else it waits */
-            ch->slot = reserve_slot(d);
-        bool toks = r.op == RWKVP_OP_TEXT || r.op == RWKVP_OP_TOKENS;
-        uint32_t n_tokens = toks ? r.payload_bytes / 4 : 0;
-        rwkvd_entry *e = calloc(1, sizeof *e + (size_t)n_tokens * sizeof(int32_t));
-        if (!e) {
-            rc = -ENOMEM;
+        int q = queue_record(d, &r, now_ms);
+        if (q < 0) {
+            rc = q;
             break;
         }
-        e->op = (rwkvp_op)r.op;
-        e->seq = r.seq;
-        e->lsn = r.lsn;
-        snprintf(e->producer, sizeof e->producer, "%s", r.producer);
-        e->n_tokens = n_tokens;
-        e->event = r.op == RWKVP_OP_TEXT;
-        for (uint32_t i = 0; i < n_tokens; i++)
-            e->tokens[i] = (int32_t)rwkvd_le32_get((const unsigned char *)r.payload + 4 * i);
-        if (r.op == RWKVP_OP_TASK) {
-            size_t n = r.payload_bytes < sizeof e->arg - 1 ? r.payload_bytes : sizeof e->arg - 1;
-            memcpy(e->arg, r.payload, n);
-        } else if (r.op == RWKVP_OP_GEN) {
-            rwkvp_error ge;
-            memset(&ge, 0, sizeof ge);
-            e->gen = malloc(sizeof *e->gen);
-            if (!e->gen || rwkvp_gen_params_parse(r.payload, r.payload_bytes, e->gen, &ge) != 0) {
-                rwkvd_log(LOG_WARNING, "recovery: LSN %llu (GEN on %s): parameters not usable; skipped",
-                          (unsigned long long)r.lsn, r.channel);
-                rwkvd_entry_free(e);
-                continue;
-            }
-        }
-        if (ch->partial_lsn && r.lsn == ch->partial_lsn && ch->partial_pos <= n_tokens)
-            e->pos = ch->partial_pos;
-        rwkvd_chantab_push(ch, e);
-        ch->n_accepted++;
-        ch->accepted_cost += rwkvd_entry_cost(e);
-        ch->logged_lsn = r.lsn;
-        if (pair && r.seq > pair->acked)
-            pair->acked = r.seq;
-        ++*n_records;
+        ++*(q ? n_records : n_skipped);
     }
     if (rc < 0)
         rwkvd_log(LOG_ERR, "recovery: input log: %s", err[0] ? err : strerror(-rc));
@@ -915,6 +929,26 @@ int rwkvd_durable_open(rwkvd_daemon *d)
               (unsigned long long)rwkvd_wal_next_lsn(u->wal), rwkvd_wal_fsync_name(wo.fsync));
     return 0;
 }
+
+/* ---- replication (replica.c) ------------------------------------------------------- */
+
+int rwkvd_durable_apply(rwkvd_daemon *d, const rwkvd_wal_rec *r)
+{
+    rwkvd_durable *u = d->dur;
+    uint64_t next = rwkvd_wal_next_lsn(u->wal), lsn = 0;
+    if (r->lsn != next)
+        return -EPROTO;
+    rwkvd_wal_rec copy = *r;
+    int rc = rwkvd_wal_append(u->wal, &copy, &lsn);
+    note_wal_error(d, rc);
+    if (rc)
+        return rc;
+    rc = queue_record(d, r, rwkvd_unix_ms());
+    return rc < 0 ? rc : 0;
+}
+
+rwkvd_wal *rwkvd_durable_wal(rwkvd_daemon *d) { return d->dur ? d->dur->wal : NULL; }
+rwkvd_snapstore *rwkvd_durable_store(rwkvd_daemon *d) { return d->dur ? d->dur->store : NULL; }
 
 void rwkvd_durable_destroy(rwkvd_daemon *d)
 {

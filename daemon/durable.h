@@ -35,6 +35,8 @@
 #include <stdint.h>
 
 #include "loop.h"
+#include "snapshot.h"
+#include "wal.h"
 
 /* WAL op codes: the protocol's ops (rwkvp_op) for ingest records. */
 
@@ -80,6 +82,13 @@ int rwkvd_durable_evict(rwkvd_daemon *d, rwkvd_channel *ch);
  * state imported (the snapshot must hold exactly what ch has applied). The worker must be
  * idle. 0, -ENOSPC when no slot is free, or the load/import error (it stays on disk). */
 int rwkvd_durable_restore(rwkvd_daemon *d, rwkvd_channel *ch);
+/* Warm standby (replica.c). apply: append a record of the primary's replication stream to
+ * this daemon's log under the same LSN (it must be the next one: else -EPROTO, nothing
+ * logged) and queue it as recovery does; 0 or the log's error / -ENOMEM. The accessors give
+ * the primary's full sync its log and store (NULL without durability). */
+int rwkvd_durable_apply(rwkvd_daemon *d, const rwkvd_wal_rec *r);
+rwkvd_wal *rwkvd_durable_wal(rwkvd_daemon *d);
+rwkvd_snapstore *rwkvd_durable_store(rwkvd_daemon *d);
 /* Shutdown: snapshot every channel, sync the WAL, send the replies it now covers. */
 void rwkvd_durable_shutdown(rwkvd_daemon *d);
 

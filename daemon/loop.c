@@ -22,6 +22,7 @@
 #include "log.h"
 #include "notify.h"
 #include "publish.h"
+#include "replica.h"
 #include "scheduler.h"
 #include "tier.h"
 
@@ -292,6 +293,23 @@ static void mkdir_ipc_parents(const rwkvd_strlist *eps)
     }
 }
 
+int rwkvd_daemon_bind_serving(rwkvd_daemon *d, char *err, size_t err_len)
+{
+    mkdir_ipc_parents(&d->cfg->endpoints.ingest);
+    mkdir_ipc_parents(&d->cfg->endpoints.publish);
+    int rc = rwkvd_ingest_open(d, err, err_len);
+    if (rc == 0)
+        rc = rwkvd_publish_open(d, err, err_len);
+    if (rc) {
+        if (d->ingest)
+            zmq_close(d->ingest);
+        if (d->publish)
+            zmq_close(d->publish);
+        d->ingest = d->publish = NULL;
+    }
+    return rc;
+}
+
 int rwkvd_daemon_init(rwkvd_daemon *d, const char *config_path, rwkvd_config **cfgp)
 {
     char err[1024] = "";
@@ -362,15 +380,16 @@ int rwkvd_daemon_init(rwkvd_daemon *d, const char *config_path, rwkvd_config **c
         rwkvd_log(LOG_ERR, "worker: %s", err);
         return rc;
     }
-    if (cfg->durability.enabled && (rc = rwkvd_durable_open(d))) /* recovery, before any socket is bound */
-        return rc;
     if (!(d->zctx = zmq_ctx_new()))
         return -ENOMEM;
-    mkdir_ipc_parents(&cfg->endpoints.ingest);
-    mkdir_ipc_parents(&cfg->endpoints.publish);
+    if ((rc = rwkvd_replica_init(d, d->standby_of))) /* a standby's full sync, fencing */
+        return rc;
+    if (cfg->durability.enabled && (rc = rwkvd_durable_open(d))) /* recovery, before any socket is bound */
+        return rc;
     mkdir_ipc_parents(&cfg->endpoints.control);
-    if ((rc = rwkvd_ingest_open(d, err, sizeof err)) || (rc = rwkvd_publish_open(d, err, sizeof err)) ||
-        (rc = rwkvd_control_open(d, err, sizeof err))) {
+    /* a standby binds only its control socket until it takes over */
+    if ((!rwkvd_replica_standby(d) && (rc = rwkvd_daemon_bind_serving(d, err, sizeof err))) ||
+        (rc = rwkvd_control_open(d, err, sizeof err)) || (rc = rwkvd_replica_open(d, err, sizeof err))) {
         rwkvd_log(LOG_ERR, "%s", err);
         return rc;
     }
@@ -404,6 +423,7 @@ void rwkvd_daemon_fini(rwkvd_daemon *d)
         zmq_close(d->publish);
     if (d->control)
         zmq_close(d->control);
+    rwkvd_replica_destroy(d);
     if (d->zctx)
         zmq_ctx_term(d->zctx);
     if (d->sigfd >= 0)
@@ -460,6 +480,8 @@ static void begin_stop(rwkvd_daemon *d, const char *why)
     d->stop_deadline_ns = rwkvd_now_ns() + STOP_GRACE_NS;
 }
 
+void rwkvd_daemon_stop(rwkvd_daemon *d, const char *why) { begin_stop(d, why); }
+
 static void handle_signals(rwkvd_daemon *d)
 {
     struct signalfd_siginfo si;
@@ -484,9 +506,16 @@ int rwkvd_loop_run(rwkvd_daemon *d)
     char ready[160];
     snprintf(ready, sizeof ready, "ready: model loaded, %zu+%zu+%zu endpoints bound", d->cfg->endpoints.ingest.n,
              d->cfg->endpoints.publish.n, d->cfg->endpoints.control.n);
-    rwkvd_notify_ready(ready);
-    rwkvd_log(LOG_NOTICE, "ready: ingest %s, publish %s, control %s", d->cfg->endpoints.ingest.v[0],
-              d->cfg->endpoints.publish.v[0], d->cfg->endpoints.control.v[0]);
+    if (rwkvd_replica_standby(d)) {
+        snprintf(ready, sizeof ready, "standby of %s", d->standby_of);
+        rwkvd_notify_ready(ready);
+        rwkvd_log(LOG_NOTICE, "ready as standby of %s: control %s (ingest and publish are bound on takeover)",
+                  d->standby_of, d->cfg->endpoints.control.v[0]);
+    } else {
+        rwkvd_notify_ready(ready);
+        rwkvd_log(LOG_NOTICE, "ready: ingest %s, publish %s, control %s", d->cfg->endpoints.ingest.v[0],
+                  d->cfg->endpoints.publish.v[0], d->cfg->endpoints.control.v[0]);
+    }
     int exit_status = 0;
     d->exit_status = 0;
     for (;;) {
@@ -514,35 +543,55 @@ int rwkvd_loop_run(rwkvd_daemon *d)
             if (t && t < wake)
                 wake = t;
         }
-        long timeout_ms = wake > now ? (long)((wake - now + 999999) / 1000000) : 0;
-        zmq_pollitem_t items[5] = {
-            {d->ingest, 0, ZMQ_POLLIN, 0},
-            {d->control, 0, ZMQ_POLLIN, 0},
-            {d->publish, 0, ZMQ_POLLIN, 0},
-            {NULL, rwkvd_worker_fd(d->worker), ZMQ_POLLIN, 0},
-            {NULL, d->sigfd, ZMQ_POLLIN, 0},
-        };
-        int rc = zmq_poll(items, 5, timeout_ms);
+        long timeout_ms;
+        if (d->rep) {
+            uint64_t t = rwkvd_replica_next_ns(d);
+            if (t && t < wake)
+                wake = t;
+        }
+        timeout_ms = wake > now ? (long)((wake - now + 999999) / 1000000) : 0;
+        /* a standby has no ingest or publish socket until it takes over */
+        enum { P_SIG, P_WORKER, P_CONTROL, P_INGEST, P_PUBLISH, P_REPL, P_N };
+        zmq_pollitem_t items[P_N];
+        int at[P_N], n_items = 0;
+        void *socks[P_N] = {NULL, NULL, d->control, d->ingest, d->publish, rwkvd_replica_socket(d)};
+        for (int k = 0; k < P_N; k++) {
+            at[k] = -1;
+            if (k == P_SIG || k == P_WORKER) {
+                items[n_items] = (zmq_pollitem_t){NULL, k == P_SIG ? d->sigfd : rwkvd_worker_fd(d->worker), ZMQ_POLLIN, 0};
+                at[k] = n_items++;
+            } else if (socks[k]) {
+                items[n_items] = (zmq_pollitem_t){socks[k], 0, ZMQ_POLLIN, 0};
+                at[k] = n_items++;
+            }
+        }
+        int rc = zmq_poll(items, n_items, timeout_ms);
         if (rc < 0 && zmq_errno() != EINTR) {
             rwkvd_log(LOG_ERR, "zmq_poll: %s", zmq_strerror(zmq_errno()));
             exit_status = 1;
             break;
         }
+#define READY(k) (at[k] >= 0 && (items[at[k]].revents & ZMQ_POLLIN))
         if (rc > 0) {
-            if (items[4].revents & ZMQ_POLLIN)
+            if (READY(P_SIG))
                 handle_signals(d);
-            if (items[3].revents & ZMQ_POLLIN) {
+            if (READY(P_WORKER)) {
                 rwkvd_job *j = rwkvd_worker_collect(d->worker);
                 if (j)
                     complete_job(d, j);
             }
-            if (items[1].revents & ZMQ_POLLIN)
+            if (READY(P_CONTROL))
                 rwkvd_control_handle(d, 64);
-            if (items[0].revents & ZMQ_POLLIN)
+            if (READY(P_REPL))
+                rwkvd_replica_handle(d);
+            if (READY(P_INGEST))
                 rwkvd_ingest_handle(d, 256);
-            if (items[2].revents & ZMQ_POLLIN)
+            if (READY(P_PUBLISH))
                 rwkvd_publish_drain(d);
         }
+#undef READY
+        if (d->rep)
+            rwkvd_replica_tick(d, rwkvd_now_ns());
         now = rwkvd_now_ns();
         if (d->dur)
             rwkvd_durable_tick(d, now, !rwkvd_worker_busy(d->worker));

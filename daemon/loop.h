@@ -80,6 +80,10 @@ typedef struct rwkvd_daemon {
     struct rwkvd_durable *dur; /* WAL + snapshots (durable.c); NULL when durability is off */
     bool quit;
     int exit_status;          /* set when something fatal asks the loop to stop */
+    /* warm standby (replica.c) */
+    struct rwkvd_replica *rep; /* NULL when no replication is configured */
+    const char *standby_of;   /* --standby-of: the primary's control endpoint, or NULL */
+    bool restart;             /* a standby resyncs: main() runs rwkvd again after fini */
 } rwkvd_daemon;
 
 /* Load the model and config-derived state, bind every socket. 0, or a negative errno with
@@ -104,6 +108,12 @@ void rwkvd_daemon_reset_channel(rwkvd_daemon *d, rwkvd_channel *ch);
 void rwkvd_daemon_cancel_gen(rwkvd_daemon *d, rwkvd_channel *ch);
 /* Delete a channel now (DROP/CLOSE): returns queued messages discarded. */
 uint32_t rwkvd_daemon_drop_channel(rwkvd_daemon *d, rwkvd_channel *ch);
+
+/* Begin a graceful stop (as SIGTERM does); `why` is logged. */
+void rwkvd_daemon_stop(rwkvd_daemon *d, const char *why);
+/* Bind the INGEST and PUBLISH sockets (a standby taking over; init for a primary). 0, or a
+ * negative errno with err, and neither socket left open. */
+int rwkvd_daemon_bind_serving(rwkvd_daemon *d, char *err, size_t err_len);
 
 /* Wait for the in-flight job, if any, and complete it (publishing its results), so the
  * engine may be used from the loop thread (snapshots). */

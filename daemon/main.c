@@ -2,6 +2,7 @@
  *
  *   rwkvd -c FILE                 run in the foreground (systemd Type=notify)
  *   rwkvd -c FILE --check-config  validate FILE, print file:line:col errors; exit 0 or 1
+ *   rwkvd -c FILE --standby-of EP follow the primary whose control endpoint is EP (replica.h)
  *         [-v]                    with --check-config: print the effective configuration
  *   rwkvd --version | --help
  *
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
@@ -24,11 +26,14 @@
 static void usage(FILE *f)
 {
     fputs("usage: rwkvd -c FILE [--check-config [-v]]\n"
+          "       rwkvd -c FILE --standby-of PRIMARY_CONTROL_ENDPOINT\n"
           "       rwkvd --version | --help\n"
           "\n"
           "  -c, --config FILE   configuration (YAML; see conf/rwkvd.yaml); without it the defaults\n"
           "      --check-config  validate the configuration and exit: 0 valid, 1 invalid\n"
           "  -v, --verbose       with --check-config: print the effective configuration\n"
+          "      --standby-of EP warm standby of the primary whose control endpoint is EP: follow its\n"
+          "                      replication stream, take over when it goes silent (README \"Failover\")\n"
           "      --version       print the version and exit\n"
           "  -h, --help          this text\n",
           f);
@@ -39,9 +44,11 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'C'},
         {"verbose", no_argument, NULL, 'v'},      {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},         {"standby-of", required_argument, NULL, 'S'},
+        {NULL, 0, NULL, 0},
     };
     const char *path = NULL;
+    const char *standby_of = NULL;
     bool check = false, verbose = false;
     int c;
     while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
@@ -51,6 +58,9 @@ int main(int argc, char **argv)
             break;
         case 'C':
             check = true;
+            break;
+        case 'S':
+            standby_of = optarg;
             break;
         case 'v':
             verbose = true;
@@ -100,10 +110,17 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     rwkvd_daemon d;
     memset(&d, 0, sizeof d);
+    d.standby_of = standby_of;
     int status = 1;
     if (rwkvd_daemon_init(&d, path, &cfg) == 0)
         status = rwkvd_loop_run(&d);
+    bool restart = d.restart;
     rwkvd_daemon_fini(&d);
     rwkvd_config_destroy(&cfg);
+    if (restart) { /* a standby resyncs: the same command again, same pid (systemd keeps tracking it) */
+        execv("/proc/self/exe", argv);
+        rwkvd_log(LOG_ERR, "standby resync: cannot re-execute rwkvd: %s", strerror(errno));
+        return 1;
+    }
     return status;
 }

@@ -52,6 +52,8 @@ void rwkvd_publish_drain(rwkvd_daemon *d)
 
 static void send_pub(rwkvd_daemon *d, const rwkvp_pub *p)
 {
+    if (!d->publish) /* a standby publishes nothing until it takes over (replica.h) */
+        return;
     rwkvp_msg msg;
     rwkvp_error e;
     if (rwkvp_pub_encode(p, &msg, &e) != 0) {

@@ -8,6 +8,7 @@
 
 #include "durable.h"
 #include "log.h"
+#include "replica.h"
 #include "publish.h"
 #include "tier.h"
 
@@ -91,6 +92,17 @@ static void zero_channel(rwkvd_daemon *d, rwkvd_channel *ch)
     ch->tokens_seen = 0;
     ch->tokens_since_output = 0;
     ch->output_pending = false;
+}
+
+/* A standby runs no generation: one that does not commit changes no state, and the tokens of
+ * one that commits come as the primary's commit record. Whether it commits, as
+ * rwkvd_gen_new decides it: the request's value, else a continue profile's, else not. */
+static bool standby_gen_commits(const rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_entry *e)
+{
+    if (e->gen && (e->gen->present & RWKVP_GEN_HAS_COMMIT))
+        return e->gen->commit;
+    const rwkvd_task_profile *prof = rwkvd_tasks_find(d->tasks, ch->profile);
+    return prof && prof->cfg->kind == RWKVD_TASK_CONTINUE && prof->cfg->generate.commit;
 }
 
 /* Start a generation for ch (from a GEN entry, or from an event trigger when e is NULL).
@@ -210,6 +222,14 @@ static int sched_channel(rwkvd_daemon *d, rwkvd_channel *ch, int quota)
             rwkvd_chantab_pop(ch);
             continue;
         case RWKVP_OP_GEN: /* after this job's tokens: the fork copies the slot after them */
+            if (rwkvd_replica_standby(d)) { /* the primary generates (replica.h) */
+                if (!standby_gen_commits(d, ch, e)) {
+                    set_origin(ch, e);
+                    rwkvd_chantab_pop(ch);
+                    continue;
+                }
+                goto out; /* until the primary's commit record replaces it with the tokens */
+            }
             if (ch->gen || j->n_tasks >= j->cap_tasks)
                 goto out;
             {

@@ -1,0 +1,179 @@
+#!/usr/bin/python3
+"""Warm-standby failover (issue 4 item 7) on the real rwkvd binary.
+
+Usage: test_failover.py NAME (takeover).
+
+takeover: a primary streams input over several channels; a standby started with --standby-of
+gets a full sync (snapshots + input log) and then the live records; the primary is killed
+with SIGKILL mid-stream (messages in flight); the standby must take over within
+failover_timeout (+ slack) with epoch 2, the producers resend everything after their last ACK
+to the standby's endpoints, a subscriber gets publications from it, and at the end every
+channel's state equals the reference run that had no failure, bit for bit (CPU). Then the old
+primary, restarted with replication.peer pointing at the new one, must refuse to serve
+(fenced), and restarted with --standby-of the new primary it must follow it (epoch 2, same
+LSN). States are compared as in test_durable.py (SIGTERM snapshots, exported state bytes).
+Every receive has a timeout."""
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_rwkvd as T  # noqa: E402  (skips with 77 when zmq/numpy are missing)
+from test_rwkvd import Daemon, Fail, check, next_pub  # noqa: E402
+import test_durable as D  # noqa: E402
+
+HEARTBEAT_MS = 100
+FAILOVER_MS = 1000
+PROFILE = T.SEV_PROFILE
+KW = dict(max_batch=4, slots=16, profiles=PROFILE, default_profile="sev")
+
+
+def repl_config(d, peer):
+    return ("replication:\n  bind: ipc://%s/repl.sock\n  peer: %s\n  heartbeat_interval: %dms\n"
+            "  failover_timeout: %dms\n" % (d.dir, peer, HEARTBEAT_MS, FAILOVER_MS))
+
+
+def configure(d, peer):
+    d.write_config(PROFILE, repl_config(d, peer), "sev", KW["max_batch"], KW["slots"])
+
+
+def launch(d, *args):
+    """Start rwkvd with extra arguments; return once it answers STATUS (or exits)."""
+    d.log = open(os.path.join(d.dir, "rwkvd.log"), "a")
+    d.proc = subprocess.Popen([T.RWKVD, "-c", d.conf] + list(args), stdout=d.log, stderr=subprocess.STDOUT,
+                              env=d.env)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if d.proc.poll() is not None:
+            return False
+        if os.path.exists(d.ctl_ep[6:]):
+            try:
+                if d.control(b"STATUS")[0] == b"200":
+                    return True
+            except Fail:
+                pass
+        time.sleep(0.05)
+    raise Fail("rwkvd did not answer STATUS:\n" + d.logtext())
+
+
+def logtext(d):
+    try:
+        with open(os.path.join(d.dir, "rwkvd.log"), "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def repl(d):
+    return d.control_json(b"STATUS")["replication"]
+
+
+def wait_for(what, fn, timeout):
+    deadline = time.time() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        check(time.time() < deadline, "timed out waiting for " + what)
+        time.sleep(0.02)
+
+
+def test_takeover():
+    seed = int(os.environ.get("RWKVD_FAILOVER_SEED", "11"))
+    rng = random.Random(seed)
+    msgs = D.messages(seed, 240)
+    ref = D.reference(msgs, **KW)
+    pri = Daemon(start=False, **KW)
+    sby = Daemon(start=False, **KW)
+    old = None
+    try:
+        configure(pri, sby.ctl_ep)  # the standby is not up yet: the peer check times out, it serves
+        configure(sby, pri.ctl_ep)
+        check(launch(pri), "primary exited at start:\n" + logtext(pri))
+        r = repl(pri)
+        check(r["role"] == "primary" and r["epoch"] == 1 and r["endpoint"].startswith("ipc://"),
+              "primary replication status %r" % r)
+        p = D.Producer(msgs)
+        p.connect(pri)
+        p.pump(40)
+        pri.control(b"SNAPSHOT")  # the full sync then carries snapshots and a log tail
+        p.pump(20)
+        check(launch(sby, "--standby-of", pri.ctl_ep), "standby exited at start:\n" + logtext(sby))
+        r = repl(sby)
+        check(r["role"] == "standby" and r["epoch"] == 1 and r["following"] == pri.ctl_ep,
+              "standby replication status %r" % r)
+        check(b"full sync" in open(os.path.join(sby.dir, "rwkvd.log"), "rb").read(), "no full sync logged")
+        code, _ = sby.control(b"RESET", D.CHANNELS[0])
+        check(code == b"409", "RESET on a standby answered %r, expected 409" % code)
+        sub = sby.sub()  # connects now; the standby binds its publish endpoint on takeover
+        for _ in range(8):  # the live stream
+            p.pump(rng.randint(5, 15))
+        wait_for("the standby to catch up",
+                 lambda: repl(sby)["next_lsn"] == repl(pri)["next_lsn"], 10)
+        check(repl(pri)["standbys"] == 1, "primary counts %r standbys" % repl(pri)["standbys"])
+        p.pump(rng.randint(5, 15))
+        p.pump(20, wait=False)  # in flight when the primary dies
+        time.sleep(0.02)
+        pri.proc.kill()
+        pri.proc.wait()
+        t_kill = time.time()
+        wait_for("the standby to take over", lambda: repl(sby)["role"] == "primary", FAILOVER_MS / 1000 + 5)
+        took = time.time() - t_kill
+        r = repl(sby)
+        check(r["epoch"] == 2, "epoch after takeover %r" % r)
+        print("takeover %.2f s after SIGKILL (failover_timeout %d ms)" % (took, FAILOVER_MS))
+        # silence starts at the last heartbeat before the kill
+        check(took >= (FAILOVER_MS - 2 * HEARTBEAT_MS) / 1000, "took over after %.2f s, before failover_timeout" % took)
+        check(took < FAILOVER_MS / 1000 + 3, "took over only after %.2f s" % took)
+        # the subscriber's reconnect reaches the new publish endpoint (slow joiner)
+        wait_for("the subscriber to reach the new primary",
+                 lambda: b"rwkvd_subscriptions 1" in sby.control(b"METRICS")[1], 5)
+        p.connect(sby)  # resend everything after the last ACK; duplicates come back as DUP
+        while p.pump(32):
+            pass
+        pub = next_pub(sub, kinds=(b"CLASS",))
+        check(pub[0] in D.CHANNELS, "publication from the new primary on %r" % pub[0])
+        # fencing: the old primary restarted with peer = the new primary must not serve
+        old = Daemon(start=False, **KW)
+        old.dir, old.conf = pri.dir, pri.conf
+        old.ingest_ep, old.pub_ep, old.ctl_ep = pri.ingest_ep, pri.pub_ep, pri.ctl_ep
+        for ep in (old.ingest_ep, old.pub_ep, old.ctl_ep):
+            try:
+                os.unlink(ep[6:])
+            except OSError:
+                pass
+        configure(old, sby.ctl_ep)
+        check(not launch(old), "the old primary serves beside the new one (not fenced)")
+        check(old.proc.returncode != 0, "fenced primary exit status %r" % old.proc.returncode)
+        log = logtext(old)
+        check("fencing" in log and "epoch 2" in log, "fencing not explained in the log:\n" + log)
+        check(not os.path.exists(old.ingest_ep[6:]), "the fenced primary bound its ingest endpoint")
+        # ... and as a standby of the new primary it follows it
+        check(launch(old, "--standby-of", sby.ctl_ep), "old primary as standby exited:\n" + logtext(old))
+        r = repl(old)
+        check(r["role"] == "standby" and r["epoch"] == 2, "old primary as standby: %r" % r)
+        wait_for("the old primary to follow", lambda: repl(old)["next_lsn"] == repl(sby)["next_lsn"], 10)
+        check(old.stop(signal.SIGTERM) == 0, "standby exit status:\n" + logtext(old))
+        D.compare(D.drained_states(sby), ref, "after failover (seed %d)" % seed)
+    finally:
+        if old:
+            old.stop()
+        pri.close()
+        sby.close()
+
+
+if __name__ == "__main__":
+    name = sys.argv[1] if len(sys.argv) > 1 else ""
+    fn = globals().get("test_" + name)
+    if not fn:
+        print("usage: test_failover.py NAME")
+        sys.exit(2)
+    try:
+        fn()
+    except Fail as e:
+        print("FAIL %s: %s" % (name, e))
+        sys.exit(1)
+    print("ok %s" % name)
