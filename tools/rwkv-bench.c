@@ -21,6 +21,15 @@
 #include <sys/resource.h>
 #include <time.h>
 
+/* Process CPU time (all threads): with --threads 1 a figure that other load on the machine
+ * disturbs much less than the wall clock, for comparing two builds on a busy machine. */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -205,8 +214,8 @@ int main(int argc, char **argv)
     printf("\n# tokens/s = B x steps / time, median of %d runs; logits for every slot: %s\n", runs,
            want_logits ? "yes" : "no (hidden only)");
     printf("# floor = min(bytes/step / bandwidth, 2 x MACs/step / GEMM rate), as tokens/s\n");
-    printf("%-22s %-7s %5s %3s %9s %9s %9s %7s %9s %9s %9s %7s\n", "model", "weights", "B", "thr", "step_ms", "tok/s",
-           "MB/step", "GB/s", "mem_floor", "cmp_floor", "floor", "%floor");
+    printf("%-22s %-7s %5s %3s %9s %9s %9s %7s %9s %9s %9s %7s %8s\n", "model", "weights", "B", "thr", "step_ms", "tok/s",
+           "MB/step", "GB/s", "mem_floor", "cmp_floor", "floor", "%floor", "cpu_ms");
     for (int mi = 0; mi < n_models; mi++) {
         char wbuf[128];
         snprintf(wbuf, sizeof wbuf, "%s", weights_arg);
@@ -257,17 +266,19 @@ int main(int argc, char **argv)
                         S = 3;
                     if (S > 2000)
                         S = 2000;
-                    double times[99];
+                    double times[99], cpu[99];
                     for (int r = 0; r < runs; r++) {
-                        double ts = now_s();
+                        double ts = now_s(), cs = cpu_s();
                         for (int k = 0; k < S; k++) {
                             for (int s = 0; s < B; s++)
                                 items[s].token = (int32_t)((s * 131 + k * 17 + r) % d->n_vocab);
                             rwkv_engine_step(e, items, B);
                         }
                         times[r] = (now_s() - ts) / S;
+                        cpu[r] = (cpu_s() - cs) / S;
                     }
                     qsort(times, (size_t)runs, sizeof(double), cmp_double);
+                    qsort(cpu, (size_t)runs, sizeof(double), cmp_double);
                     double step = times[runs / 2];
                     double tok_s = B / step;
                     double bytes = weight_bytes_per_step(m, B) + 2.0 * B * state_bytes;
@@ -278,9 +289,9 @@ int main(int argc, char **argv)
                     double mem_floor = bw[tk] > 0 ? B / (bytes / (bw[tk] * 1e9)) : 0;
                     double cmp_floor = rate[tk] > 0 ? rate[tk] / (2.0 * macs_per_token(m, want_logits)) : 0;
                     double floor_tok = mem_floor < cmp_floor ? mem_floor : cmp_floor;
-                    printf("%-22s %-7s %5d %3d %9.2f %9.1f %9.1f %7.1f %9.1f %9.1f %9.1f %6.0f%%\n", base, w, B, threads[ti],
+                    printf("%-22s %-7s %5d %3d %9.2f %9.1f %9.1f %7.1f %9.1f %9.1f %9.1f %6.0f%% %8.2f\n", base, w, B, threads[ti],
                            step * 1e3, tok_s, bytes / 1e6, gbs, mem_floor, cmp_floor, floor_tok,
-                           floor_tok > 0 ? 100.0 * tok_s / floor_tok : 0);
+                           floor_tok > 0 ? 100.0 * tok_s / floor_tok : 0, cpu[runs / 2] * 1e3);
                     fflush(stdout);
                     free(items);
                 }
