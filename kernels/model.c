@@ -25,6 +25,7 @@ const char *rwkv_dtype_name(rwkv_dtype t)
     case RWKV_DTYPE_F32: return "f32";
     case RWKV_DTYPE_F16: return "f16";
     case RWKV_DTYPE_BF16: return "bf16";
+    case RWKV_DTYPE_BF16X2: return "bf16x2";
     }
     return "?";
 }
@@ -34,18 +35,28 @@ size_t rwkv_dtype_size(rwkv_dtype t) { return t == RWKV_DTYPE_F32 ? 4 : 2; }
 size_t rwkv_mat_bytes(int rows, int cols, rwkv_dtype t)
 {
     size_t panels = ((size_t)rows + RWKV_PANEL - 1) / RWKV_PANEL;
-    return panels * RWKV_PANEL * (size_t)cols * rwkv_dtype_size(t);
+    size_t k = t == RWKV_DTYPE_BF16X2 ? (size_t)(cols + 1) / 2 * 2 : (size_t)cols;
+    return panels * RWKV_PANEL * k * rwkv_dtype_size(t);
+}
+
+size_t rwkv_mat_index(rwkv_dtype t, int cols, int r, int k)
+{
+    const size_t p = (size_t)r / RWKV_PANEL, j = (size_t)r % RWKV_PANEL;
+    if (t == RWKV_DTYPE_BF16X2) {
+        const size_t kp = (size_t)(cols + 1) / 2;
+        return ((p * kp + (size_t)k / 2) * RWKV_PANEL + j) * 2 + (size_t)(k & 1);
+    }
+    return (p * (size_t)cols + (size_t)k) * RWKV_PANEL + j;
 }
 
 
 void rwkv_mat_get_row(const rwkv_mat *m, int r, float *out)
 {
-    const size_t p = (size_t)r / RWKV_PANEL, j = (size_t)r % RWKV_PANEL;
-    const size_t base = p * (size_t)m->cols * RWKV_PANEL + j;
     for (int k = 0; k < m->cols; k++) {
-        size_t i = base + (size_t)k * RWKV_PANEL;
+        const size_t i = rwkv_mat_index(m->dtype, m->cols, r, k);
         out[k] = m->dtype == RWKV_DTYPE_F32 ? ((const float *)m->data)[i]
-                                             : (m->dtype == RWKV_DTYPE_BF16 ? rwkv_bf16_to_f32 : rwkv_f16_to_f32)(((const uint16_t *)m->data)[i]);
+                 : m->dtype == RWKV_DTYPE_F16 ? rwkv_f16_to_f32(((const uint16_t *)m->data)[i])
+                                               : rwkv_bf16_to_f32(((const uint16_t *)m->data)[i]);
     }
 }
 
@@ -54,6 +65,7 @@ int rwkv_weights_parse(const char *s, rwkv_weights *out)
     static const struct { const char *n; rwkv_weights w; } tab[] = {
         {"f32", RWKV_WEIGHTS_F32}, {"fp32", RWKV_WEIGHTS_F32}, {"stored", RWKV_WEIGHTS_STORED},
         {"bf16", RWKV_WEIGHTS_BF16}, {"f16", RWKV_WEIGHTS_F16}, {"fp16", RWKV_WEIGHTS_F16},
+        {"bf16dot", RWKV_WEIGHTS_BF16DOT},
     };
     for (size_t i = 0; s && i < sizeof tab / sizeof tab[0]; i++) {
         if (strcmp(s, tab[i].n) == 0) {
@@ -319,6 +331,7 @@ static rwkv_dtype mat_dtype(rwkv_weights w, rwkv_pth_type stored)
     case RWKV_WEIGHTS_F32: return RWKV_DTYPE_F32;
     case RWKV_WEIGHTS_BF16: return RWKV_DTYPE_BF16;
     case RWKV_WEIGHTS_F16: return RWKV_DTYPE_F16;
+    case RWKV_WEIGHTS_BF16DOT: return RWKV_DTYPE_BF16X2;
     case RWKV_WEIGHTS_STORED:
         return stored == RWKV_PTH_BF16 ? RWKV_DTYPE_BF16 : stored == RWKV_PTH_F16 ? RWKV_DTYPE_F16 : RWKV_DTYPE_F32;
     }
@@ -360,20 +373,20 @@ static int convert(const rwkv_pth *p, plan_item *it, uint8_t *arena, float *tmp,
         const int panels = (rows + RWKV_PANEL - 1) / RWKV_PANEL;
         for (int pnl = 0; pnl < panels; pnl++) {
             for (int k = 0; k < cols; k++) {
-                const size_t o = ((size_t)pnl * cols + k) * RWKV_PANEL;
                 for (int j = 0; j < RWKV_PANEL; j++) {
                     const int r = pnl * RWKV_PANEL + j;
                     if (r >= rows)
                         break;
+                    const size_t o = rwkv_mat_index(it->dtype, cols, r, k);
                     const float v = lora ? tmp[(size_t)k * rows + r] : tmp[(size_t)r * cols + k];
                     if (it->dtype == RWKV_DTYPE_F32) {
-                        ((float *)dst)[o + j] = v;
+                        ((float *)dst)[o] = v;
                     } else {
-                        uint16_t h = it->dtype == RWKV_DTYPE_BF16 ? rwkv_f32_to_bf16(v) : rwkv_f32_to_f16(v);
+                        uint16_t h = it->dtype == RWKV_DTYPE_F16 ? rwkv_f32_to_f16(v) : rwkv_f32_to_bf16(v);
                         if (it->dtype == RWKV_DTYPE_F16 && (h & 0x7c00u) == 0x7c00u)
                             return fail(err, err_len, "%s: tensor '%s' value %g at [%d][%d] overflows float16 (load with f32 or bf16 weights)",
                                         rwkv_pth_name(p), t->name, (double)v, lora ? k : r, lora ? r : k);
-                        ((uint16_t *)dst)[o + j] = h;
+                        ((uint16_t *)dst)[o] = h;
                     }
                 }
             }
@@ -391,7 +404,7 @@ static int convert(const rwkv_pth *p, plan_item *it, uint8_t *arena, float *tmp,
 int rwkv_model_load(const char *path, const rwkv_load_opts *opts, rwkv_model **out, char *err, size_t err_len)
 {
     rwkv_load_opts o = opts ? *opts : (rwkv_load_opts){0};
-    if ((unsigned)o.weights > RWKV_WEIGHTS_F16)
+    if ((unsigned)o.weights > RWKV_WEIGHTS_BF16DOT)
         return fail(err, err_len, "%s: invalid weights option %d", path, (int)o.weights);
     rwkv_pth *p = NULL;
     int rc = rwkv_pth_open(path, &p, err, err_len);

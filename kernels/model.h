@@ -2,7 +2,8 @@
  *
  * Every matrix y = W·x (out × in) is stored in "panels" of RWKV_PANEL output rows: panel p
  * holds, for k = 0..in-1, the RWKV_PANEL weights W[p*RWKV_PANEL + j][k] contiguously
- * (k-major), and the last panel is zero-padded. The CPU GEMM streams one panel with vector
+ * (k-major), and the last panel is zero-padded (weights bf16dot: pairs of inputs, see
+ * rwkv_mat_index). The CPU GEMM streams one panel with vector
  * loads and no transposes or horizontal sums; the LoRA matrices (stored [in][out] in the
  * checkpoint) land in the same form. rwkv_mat_get_row() gives the plain row-major view
  * other backends need. Vectors are fp32. The embedding has ln0 folded in (spec §1.3).
@@ -16,12 +17,17 @@
 #define RWKV_PANEL 64
 
 typedef struct {
-    const void *data; /* (ceil(rows / RWKV_PANEL), cols, RWKV_PANEL) elements of `dtype` */
+    const void *data; /* (ceil(rows / RWKV_PANEL), cols, RWKV_PANEL) elements of `dtype`;
+                       * BF16X2: (ceil(rows / RWKV_PANEL), ceil(cols / 2), RWKV_PANEL, 2) */
     rwkv_dtype dtype;
     int rows;         /* out */
     int cols;         /* in */
 } rwkv_mat;
 
+/* Element index of W[r][k] (output r, input k) in a packed matrix of `cols` inputs: panel
+ * r / RWKV_PANEL, then k-major within the panel; for RWKV_DTYPE_BF16X2 the inputs go in
+ * pairs (2i, 2i+1) adjacent per output, cols rounded up to even (the pad is zero). */
+size_t rwkv_mat_index(rwkv_dtype t, int cols, int r, int k);
 /* Bytes of a packed matrix. */
 size_t rwkv_mat_bytes(int rows, int cols, rwkv_dtype t);
 /* Row r of W (cols values) as fp32, e.g. for uploading to another backend. */

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh — the CPU benchmark of the engine issue: random checkpoints of the published 0.1B
-# (L12 C768) and 0.4B (L24 C1024) shapes, V = 65536, fp32 and bf16 storage, batch
+# (L12 C768) and 0.4B (L24 C1024) shapes, V = 65536, fp32 and bf16 storage (the bf16 file
+# also with weights bf16dot: bf16 dot products, inputs rounded to bf16), batch
 # 1/8/16/32/64/128 (BATCH=...), threads 1/2. Checkpoints are generated once into $BENCH_DIR (default build/bench).
 # Usage: tools/bench.sh [extra rwkv-bench options]
 set -eu
@@ -22,5 +23,5 @@ echo "# machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ 
 BATCH=${BATCH:-1,8,16,32,64,128}
 for m in 0.1b 0.4b; do
   "$BUILD/tools/rwkv-bench" --model "$DIR/rwkv7-$m-fp32.pth" --weights f32 --batch "$BATCH" "$@"
-  "$BUILD/tools/rwkv-bench" --model "$DIR/rwkv7-$m-bf16.pth" --weights stored --batch "$BATCH" "$@"
+  "$BUILD/tools/rwkv-bench" --model "$DIR/rwkv7-$m-bf16.pth" --weights stored,bf16dot --batch "$BATCH" "$@"
 done

@@ -38,7 +38,8 @@ static void usage(FILE *f)
             "  --seed S                default 42\n"
             "  --threads N             CPU threads (default: all online CPUs)\n"
             "  --backend cpu|cuda      default cpu\n"
-            "  --weights f32|stored|bf16|f16  in-memory weight type (default f32)\n"
+            "  --weights f32|stored|bf16|f16|bf16dot  in-memory weight type (default f32; bf16dot:\n"
+            "                 bf16 weights and bf16-rounded inputs with bf16 dot products, fast and lossy)\n"
             "  --verbose               print load and speed figures to stderr\n");
 }
 

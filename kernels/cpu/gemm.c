@@ -56,6 +56,42 @@ static inline __attribute__((always_inline)) __m512 load_w16(const void *w, rwkv
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+/* Epilogue straight from the registers: activation, optional residual add, masked stores
+ * for a last panel narrower than P. */
+static inline __attribute__((always_inline)) void store512(const gemm_job *j, int panel, int b0, int bt,
+                                                          __m512 a[NV][BT])
+{
+    const int o = panel * P, n = j->w->rows - o < P ? j->w->rows - o : P;
+    for (int v = 0; v < NV; v++) {
+        const int nv = n - 16 * v;
+        const __mmask16 m = nv >= 16 ? 0xffff : nv <= 0 ? 0 : (__mmask16)((1u << nv) - 1);
+        if (!m)
+            break;
+        for (int c = 0; c < bt; c++) {
+            float *y = (j->y_rows ? j->y_rows[b0 + c] : j->y + (size_t)(b0 + c) * j->ldy) + o + 16 * v;
+            __m512 r = act512(j->act, a[v][c]);
+            if (j->accumulate)
+                r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, y));
+            _mm512_mask_storeu_ps(y, m, r);
+        }
+    }
+}
+
+/* acc + w.odd * x.odd + w.even * x.even per 32-bit lane of bf16 pairs: VDPBF16PS where the
+ * CPU has AVX512_BF16; otherwise the same sum from widened halves (each product is exact
+ * in fp32, so only the two additions round). */
+static inline __attribute__((always_inline)) __m512 dot2(__m512 acc, __m512i w, __m512i x)
+{
+#if defined(__AVX512BF16__)
+    return _mm512_dpbf16_ps(acc, (__m512bh)w, (__m512bh)x);
+#else
+    const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
+    const __m512 wo = _mm512_castsi512_ps(_mm512_and_si512(w, hi)), xo = _mm512_castsi512_ps(_mm512_and_si512(x, hi));
+    const __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)), xe = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
+    return _mm512_add_ps(acc, _mm512_add_ps(_mm512_mul_ps(wo, xo), _mm512_mul_ps(we, xe)));
+#endif
+}
+
 /* k0..k1 of one tile; partial sums live in `acc` between k blocks (saving and reloading
  * an fp32 register is exact, so blocking does not change any result). */
 static inline __attribute__((always_inline)) void tile(const gemm_job *j, const float *xt, int panel, int b0, int bt,
@@ -83,22 +119,38 @@ static inline __attribute__((always_inline)) void tile(const gemm_job *j, const 
                 _mm512_storeu_ps(acc[c] + 16 * v, a[v][c]);
         return;
     }
-    /* epilogue straight from the registers: activation, optional residual add, masked
-     * stores for a last panel narrower than P */
-    const int o = panel * P, n = j->w->rows - o < P ? j->w->rows - o : P;
-    for (int v = 0; v < NV; v++) {
-        const int nv = n - 16 * v;
-        const __mmask16 m = nv >= 16 ? 0xffff : nv <= 0 ? 0 : (__mmask16)((1u << nv) - 1);
-        if (!m)
-            break;
+    store512(j, panel, b0, bt, a);
+}
+
+/* The same for bf16 pairs (RWKV_DTYPE_BF16X2; kp0..kp1 are pair indices): each 32-bit lane
+ * of a weight vector holds one output's weights for inputs 2kp and 2kp+1, xt holds the
+ * matching bf16 input pairs, and one dot-product instruction does both multiply-adds. */
+static inline __attribute__((always_inline)) void tile_x2(const gemm_job *j, const uint32_t *xt, int panel, int b0,
+                                                         int bt, int kp0, int kp1, float (*acc)[P])
+{
+    const int KP = (j->w->cols + 1) / 2;
+    const uint32_t *wp = (const uint32_t *)j->w->data + (size_t)panel * KP * P;
+    __m512 a[NV][BT];
+    for (int c = 0; c < bt; c++)
+        for (int v = 0; v < NV; v++)
+            a[v][c] = kp0 ? _mm512_loadu_ps(acc[c] + 16 * v) : _mm512_setzero_ps();
+    for (int k = kp0; k < kp1; k++) {
+        __m512i w[NV];
+        for (int v = 0; v < NV; v++)
+            w[v] = _mm512_loadu_si512((const void *)(wp + (size_t)k * P + 16 * v));
         for (int c = 0; c < bt; c++) {
-            float *y = (j->y_rows ? j->y_rows[b0 + c] : j->y + (size_t)(b0 + c) * j->ldy) + o + 16 * v;
-            __m512 r = act512(j->act, a[v][c]);
-            if (j->accumulate)
-                r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, y));
-            _mm512_mask_storeu_ps(y, m, r);
+            const __m512i xb = _mm512_set1_epi32((int)xt[(size_t)k * BT + c]);
+            for (int v = 0; v < NV; v++)
+                a[v][c] = dot2(a[v][c], w[v], xb);
         }
     }
+    if (kp1 < KP) {
+        for (int c = 0; c < bt; c++)
+            for (int v = 0; v < NV; v++)
+                _mm512_storeu_ps(acc[c] + 16 * v, a[v][c]);
+        return;
+    }
+    store512(j, panel, b0, bt, a);
 }
 #else
 static inline float act_apply(gemm_act a, float v)
@@ -162,6 +214,32 @@ static inline __attribute__((always_inline)) void tile(const gemm_job *j, const 
             store(j, b0 + c, o, acc[c], n);
     }
 }
+
+static inline float bf16_hi(uint32_t v) { return rwkv_bf16_to_f32((uint16_t)(v >> 16)); }
+static inline float bf16_lo(uint32_t v) { return rwkv_bf16_to_f32((uint16_t)v); }
+
+static inline __attribute__((always_inline)) void tile_x2(const gemm_job *j, const uint32_t *xt, int panel, int b0,
+                                                         int bt, int kp0, int kp1, float (*acc)[P])
+{
+    const int KP = (j->w->cols + 1) / 2;
+    const uint32_t *wp = (const uint32_t *)j->w->data + (size_t)panel * KP * P;
+    if (kp0 == 0)
+        memset(acc, 0, sizeof(float) * P * (size_t)bt);
+    for (int k = kp0; k < kp1; k++) {
+        for (int c = 0; c < bt; c++) {
+            const uint32_t x = xt[(size_t)k * BT + c];
+            for (int i = 0; i < P; i++) {
+                const uint32_t w = wp[(size_t)k * P + i];
+                acc[c][i] = acc[c][i] + (bf16_hi(w) * bf16_hi(x) + bf16_lo(w) * bf16_lo(x));
+            }
+        }
+    }
+    if (kp1 == KP) {
+        const int o = panel * P, n = j->w->rows - o < P ? j->w->rows - o : P;
+        for (int c = 0; c < bt; c++)
+            store(j, b0 + c, o, acc[c], n);
+    }
+}
 #endif
 
 /* Instantiate the tile for each batch width and weight type, so the accumulators are
@@ -204,12 +282,41 @@ TILES(RWKV_DTYPE_F32)
 TILES(RWKV_DTYPE_F16)
 TILES(RWKV_DTYPE_BF16)
 
+/* bf16 pairs: the same blocking over pair indices (KBP pairs: 32 KiB of a panel). xt is
+ * the regrouped input as bf16 pairs, (KP, BT) 32-bit words per tile at the float tiles'
+ * stride of K x BT. */
+#define KBP 128
+static void tiles_x2(const gemm_job *j, const uint32_t *xt, int panel, int b0, int b1)
+{
+    float acc[GROUP][BT][P];
+    const int KP = (j->w->cols + 1) / 2;
+    for (int g0 = b0; g0 < b1; g0 += GROUP * BT) {
+        const int g1 = b1 - g0 < GROUP * BT ? b1 : g0 + GROUP * BT;
+        for (int k0 = 0; k0 < KP; k0 += KBP) {
+            const int k1 = KP - k0 < KBP ? KP : k0 + KBP;
+            for (int b = g0; b < g1; b += BT) {
+                const uint32_t *x = xt + (size_t)(b / BT) * j->w->cols * BT; /* tile stride as for floats */
+                float(*a)[P] = acc[(b - g0) / BT];
+                switch (g1 - b < BT ? g1 - b : BT) {
+                case 1: tile_x2(j, x, panel, b, 1, k0, k1, a); break;
+                case 2: tile_x2(j, x, panel, b, 2, k0, k1, a); break;
+                case 3: tile_x2(j, x, panel, b, 3, k0, k1, a); break;
+                case 4: tile_x2(j, x, panel, b, 4, k0, k1, a); break;
+                case 5: tile_x2(j, x, panel, b, 5, k0, k1, a); break;
+                default: tile_x2(j, x, panel, b, BT, k0, k1, a); break;
+                }
+            }
+        }
+    }
+}
+
 static void run_unit(const gemm_job *j, const float *xt, int panel, int b0, int b1)
 {
     switch (j->w->dtype) {
     case RWKV_DTYPE_F32: tiles_RWKV_DTYPE_F32(j, xt, panel, b0, b1); break;
     case RWKV_DTYPE_F16: tiles_RWKV_DTYPE_F16(j, xt, panel, b0, b1); break;
     case RWKV_DTYPE_BF16: tiles_RWKV_DTYPE_BF16(j, xt, panel, b0, b1); break;
+    case RWKV_DTYPE_BF16X2: tiles_x2(j, (const uint32_t *)(const void *)xt, panel, b0, b1); break;
     }
 }
 
@@ -282,13 +389,31 @@ void rwkv_gemm_run(rwkv_pool *pool, float *ws, const gemm_job *jobs, int n_jobs)
          * broadcasts instead of BT. A last tile of bt < BT rows reads only its bt columns. */
         const int K = j->w->cols;
         float *xt = ws;
-        for (int tb = 0; tb < t; tb++) {
-            float *dst = xt + (size_t)tb * K * BT;
-            int rows = j->n - tb * BT < BT ? j->n - tb * BT : BT;
-            for (int c = 0; c < rows; c++) {
-                const float *src = j->x + (size_t)(tb * BT + c) * j->ldx;
-                for (int i = 0; i < K; i++)
-                    dst[(size_t)i * BT + c] = src[i];
+        if (j->w->dtype == RWKV_DTYPE_BF16X2) {
+            /* bf16 pairs (rounded to nearest even), a zero after an odd last input; the
+             * (KP x BT) words per tile fit in the K x BT floats reserved for it */
+            const int KP = (K + 1) / 2;
+            for (int tb = 0; tb < t; tb++) {
+                uint32_t *dst = (uint32_t *)(void *)(xt + (size_t)tb * K * BT);
+                int rows = j->n - tb * BT < BT ? j->n - tb * BT : BT;
+                for (int c = 0; c < rows; c++) {
+                    const float *src = j->x + (size_t)(tb * BT + c) * j->ldx;
+                    for (int i = 0; i < KP; i++) {
+                        const uint32_t lo = rwkv_f32_to_bf16(src[2 * i]);
+                        const uint32_t hi = 2 * i + 1 < K ? rwkv_f32_to_bf16(src[2 * i + 1]) : 0;
+                        dst[(size_t)i * BT + c] = lo | hi << 16;
+                    }
+                }
+            }
+        } else {
+            for (int tb = 0; tb < t; tb++) {
+                float *dst = xt + (size_t)tb * K * BT;
+                int rows = j->n - tb * BT < BT ? j->n - tb * BT : BT;
+                for (int c = 0; c < rows; c++) {
+                    const float *src = j->x + (size_t)(tb * BT + c) * j->ldx;
+                    for (int i = 0; i < K; i++)
+                        dst[(size_t)i * BT + c] = src[i];
+                }
             }
         }
         g.xt[k] = xt;

@@ -26,6 +26,7 @@ typedef enum {
     RWKV_DTYPE_F32 = 0,
     RWKV_DTYPE_F16 = 1,
     RWKV_DTYPE_BF16 = 2,
+    RWKV_DTYPE_BF16X2 = 3, /* bf16, stored as pairs of consecutive inputs (weights bf16dot) */
 } rwkv_dtype;
 
 const char *rwkv_dtype_name(rwkv_dtype t);
@@ -44,16 +45,21 @@ typedef struct {
 typedef struct rwkv_model rwkv_model;
 
 /* In-memory type of the large matrices (r/k/v/o, ffn, head). Computation is fp32 with fp32
- * accumulation in every case; 16-bit weights are widened in the inner loop. */
+ * accumulation in every case but bf16dot; 16-bit weights are widened in the inner loop. */
 typedef enum {
     RWKV_WEIGHTS_F32 = 0, /* upcast everything at load (default; exact) */
     RWKV_WEIGHTS_STORED,  /* keep each matrix in its stored type (lossless, half the bytes
                              for 16-bit checkpoints) */
     RWKV_WEIGHTS_BF16,    /* round every matrix to bf16 (lossy for fp32/fp16 files) */
     RWKV_WEIGHTS_F16,     /* round every matrix to fp16 (lossy) */
+    RWKV_WEIGHTS_BF16DOT, /* round every matrix to bf16 AND round each matrix's input vector
+                             to bf16, multiplying pairs with bf16 dot-product instructions
+                             (AVX512_BF16: twice the FMA rate; fp32 accumulation). The fast,
+                             lossy choice for large batches, like llama.cpp's f16 path that
+                             rounds activations to f16. Not bit-comparable to the others. */
 } rwkv_weights;
 
-/* Parse "f32" | "stored" | "bf16" | "f16"; -EINVAL otherwise. */
+/* Parse "f32" | "stored" | "bf16" | "f16" | "bf16dot"; -EINVAL otherwise. */
 int rwkv_weights_parse(const char *s, rwkv_weights *out);
 
 typedef struct {

@@ -1,6 +1,8 @@
 /* test_compat_model — the tiny trained RWKV-7 in ../shared/testdata must give the logits the
- * upstream reference computed after tokens 34, 105, 110 ("in) within 1e-5.
- * Usage: test_compat_model fp32|bf16 f32|stored. Exit 77 where the data is absent. */
+ * upstream reference computed after tokens 34, 105, 110 ("in) within 1e-5 — or, with the
+ * lossy weights bf16dot (bf16 weights and bf16-rounded matrix inputs), within 1e-2 and the
+ * same most likely next byte.
+ * Usage: test_compat_model fp32|bf16 f32|stored|bf16dot. Exit 77 where the data is absent. */
 #include "rwkv.h"
 #include "testutil.h"
 
@@ -44,7 +46,16 @@ int main(int argc, char **argv)
     }
     double dmax = want ? test_max_abs_diff(lg, want, 256) : 1e9;
     printf("tiny model %s, weights %s: max |diff| vs upstream %.3g\n", argv[1], argv[2], dmax);
-    CHECKF(dmax <= 1e-5, "max |diff| %.3g > 1e-5", dmax);
+    const double tol = lo.weights == RWKV_WEIGHTS_BF16DOT ? 1e-2 : 1e-5;
+    CHECKF(dmax <= tol, "max |diff| %.3g > %.0e", dmax, tol);
+    if (want && lo.weights == RWKV_WEIGHTS_BF16DOT) {
+        int am = 0, aw = 0;
+        for (int i = 1; i < 256; i++) {
+            am = lg[i] > lg[am] ? i : am;
+            aw = want[i] > want[aw] ? i : aw;
+        }
+        CHECKF(am == aw, "most likely byte %d, upstream %d", am, aw);
+    }
     free(want);
     rwkv_engine_destroy(&e);
     rwkv_model_destroy(&m);

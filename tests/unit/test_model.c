@@ -65,6 +65,7 @@ int main(int argc, char **argv)
     CHECK(rwkv_model_load(argv[1], &lo, &m, err, sizeof err) == -EINVAL && !m);
     rwkv_weights w;
     CHECK(rwkv_weights_parse("stored", &w) == 0 && w == RWKV_WEIGHTS_STORED);
+    CHECK(rwkv_weights_parse("bf16dot", &w) == 0 && w == RWKV_WEIGHTS_BF16DOT);
     CHECK(rwkv_weights_parse("f64", &w) == -EINVAL);
 
     /* layer-0 v0/v1/v2 absent loads and computes like present (they are never used) */
