@@ -1,7 +1,9 @@
 /* rwkvctl — operator commands for rwkvd over its CONTROL socket (PROTOCOL.md §10).
  *
- *   rwkvctl [-e ENDPOINT] [-t TIMEOUT] [--json] COMMAND [ARG]
+ *   rwkvctl [-e ENDPOINT] [-t TIMEOUT] [--json] COMMAND [ARG...]
  *
+ * export/import move a channel's state as a snapshot image (daemon/FORMATS.md §1) between
+ * the daemon and a file ("-": stdout/stdin); the image is binary and never printed.
  * Sends one request (CHANNELS: one per page until "more" is false) on a REQ socket and
  * prints the reply for a human by default: an object as aligned "key: value" lines (nested
  * objects flattened to dotted keys, lists of objects as a table), CHANNELS as one table;
@@ -25,7 +27,7 @@ enum { EXIT_USAGE = 2, EXIT_TIMEOUT = 3, EXIT_LOCAL = 4 };
 
 static void usage(FILE *f)
 {
-    fputs("usage: rwkvctl [options] COMMAND [ARG]\n"
+    fputs("usage: rwkvctl [options] COMMAND [ARG...]\n"
           "\n"
           "commands:\n"
           "  status               daemon summary\n"
@@ -37,6 +39,9 @@ static void usage(FILE *f)
           "  snapshot [CHANNEL|--all]  write snapshots (all channels without CHANNEL)\n"
           "  reload               re-read the configuration file\n"
           "  metrics              Prometheus metrics text\n"
+          "  export CHANNEL FILE  write the channel's state (a snapshot image) to FILE (- stdout)\n"
+          "  import CHANNEL FILE  create or replace CHANNEL from an image in FILE (- stdin)\n"
+          "  fork SOURCE NEW      create channel NEW with a copy of SOURCE's state\n"
           "\n"
           "options:\n"
           "  -e, --endpoint EP    control endpoint (default: $RWKVD_CONTROL, else\n"
@@ -61,12 +66,76 @@ static const cmd_def cmds[] = {
     {"info", RWKVP_CTL_INFO, 1, 1},         {"reset", RWKVP_CTL_RESET, 1, 1},
     {"evict", RWKVP_CTL_EVICT, 1, 1},       {"drop", RWKVP_CTL_DROP, 1, 1},
     {"snapshot", RWKVP_CTL_SNAPSHOT, 0, 1}, {"reload", RWKVP_CTL_RELOAD, 0, 0},
-    {"metrics", RWKVP_CTL_METRICS, 0, 0},
+    {"metrics", RWKVP_CTL_METRICS, 0, 0},   {"export", RWKVP_CTL_EXPORT, 2, 2},
+    {"import", RWKVP_CTL_IMPORT, 2, 2},     {"fork", RWKVP_CTL_FORK, 2, 2},
 };
 
-/* One request/reply. 0 with *code and *body (malloc'd, NUL-terminated); EXIT_* otherwise. */
+/* A whole file ("-": stdin) in a malloc'd buffer. 0, or EXIT_* with the reason printed. */
+static int read_file(const char *path, void **out, size_t *out_len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "rwkvctl: cannot open %s: %s\n", path, strerror(errno));
+        return EXIT_USAGE;
+    }
+    size_t len = 0, cap = 1 << 16;
+    unsigned char *b = malloc(cap);
+    while (b) {
+        size_t n = fread(b + len, 1, cap - len, f);
+        len += n;
+        if (n == 0)
+            break;
+        if (len == cap) {
+            unsigned char *nb = realloc(b, cap * 2);
+            if (!nb) {
+                free(b);
+                b = NULL;
+                break;
+            }
+            b = nb;
+            cap *= 2;
+        }
+    }
+    int err = ferror(f);
+    if (f != stdin)
+        fclose(f);
+    if (!b || err) {
+        fprintf(stderr, "rwkvctl: cannot read %s: %s\n", path, b ? "read error" : "out of memory");
+        free(b);
+        return b ? EXIT_USAGE : EXIT_LOCAL;
+    }
+    *out = b;
+    *out_len = len;
+    return 0;
+}
+
+/* Write buf to path ("-": stdout) through a temporary file and a rename, so a failed export
+ * leaves no partial image under the name. 0 or EXIT_LOCAL with the reason printed. */
+static int write_file(const char *path, const void *buf, size_t len)
+{
+    if (strcmp(path, "-") == 0)
+        return fwrite(buf, 1, len, stdout) == len && fflush(stdout) == 0 ? 0 : EXIT_LOCAL;
+    char tmp[4200];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) {
+        fprintf(stderr, "rwkvctl: file name too long\n");
+        return EXIT_USAGE;
+    }
+    FILE *f = fopen(tmp, "wb");
+    bool ok = f && fwrite(buf, 1, len, f) == len;
+    if (f && fclose(f) != 0)
+        ok = false;
+    if (!ok || rename(tmp, path) != 0) {
+        fprintf(stderr, "rwkvctl: cannot write %s: %s\n", path, strerror(errno));
+        remove(tmp);
+        return EXIT_LOCAL;
+    }
+    return 0;
+}
+
+/* One request/reply. 0 with *code and *body (malloc'd, NUL-terminated), and, when blob is
+ * not NULL, the reply's blob frame (malloc'd, NULL when absent); EXIT_* otherwise. */
 static int roundtrip(void *sock, const rwkvp_ctl_request *req, long timeout_ms, const char *ep, int *code,
-                     char **body, size_t *body_len)
+                     char **body, size_t *body_len, void **blob, size_t *blob_len)
 {
     rwkvp_msg msg;
     rwkvp_error e;
@@ -107,6 +176,18 @@ static int roundtrip(void *sock, const rwkvp_ctl_request *req, long timeout_ms, 
     if (resp.body.len)
         memcpy(b, resp.body.data, resp.body.len);
     b[resp.body.len] = '\0';
+    if (blob) {
+        *blob = NULL;
+        *blob_len = resp.blob.len;
+        if (resp.blob.len && !(*blob = malloc(resp.blob.len))) {
+            free(b);
+            rwkvc_zmsg_close(&zm);
+            fprintf(stderr, "rwkvctl: out of memory\n");
+            return EXIT_LOCAL;
+        }
+        if (resp.blob.len)
+            memcpy(*blob, resp.blob.data, resp.blob.len);
+    }
     *code = resp.code;
     *body = b;
     *body_len = resp.body.len;
@@ -458,6 +539,8 @@ int main(int argc, char **argv)
     if (nargs < def->min_args || nargs > def->max_args) {
         fprintf(stderr, "rwkvctl: %s takes %s\n", name,
                 def->max_args == 0   ? "no argument"
+                : def->cmd == RWKVP_CTL_FORK ? "two arguments: SOURCE NEW"
+                : def->min_args == 2 ? "two arguments: CHANNEL FILE"
                 : def->min_args == 1 ? "one argument: CHANNEL"
                 : def->cmd == RWKVP_CTL_CHANNELS ? "at most one argument: PREFIX"
                                                  : "at most one argument: CHANNEL (or --all)");
@@ -482,6 +565,27 @@ int main(int argc, char **argv)
             req.prefix = (rwkvp_frame){arg, strlen(arg)};
         else
             req.channel = (rwkvp_frame){arg, strlen(arg)};
+    }
+    const char *arg2 = nargs > 1 ? argv[optind + 1] : NULL;
+    void *image = NULL; /* IMPORT: the file's bytes */
+    size_t image_len = 0;
+    if (def->cmd == RWKVP_CTL_FORK) {
+        size_t bad = 0;
+        if (rwkvp_channel_check(arg2, strlen(arg2), &bad) != 0) {
+            fprintf(stderr, "rwkvctl: '%s' is not a valid channel name\n", arg2);
+            return EXIT_USAGE;
+        }
+        req.dst = (rwkvp_frame){arg2, strlen(arg2)};
+    } else if (def->cmd == RWKVP_CTL_IMPORT) {
+        int rr = read_file(arg2, &image, &image_len);
+        if (rr)
+            return rr;
+        if (image_len == 0) {
+            fprintf(stderr, "rwkvctl: %s is empty\n", arg2);
+            free(image);
+            return EXIT_USAGE;
+        }
+        req.blob = (rwkvp_frame){image, image_len};
     }
     if (ep_opt) {
         if (strlen(ep_opt) >= sizeof ep) {
@@ -513,9 +617,27 @@ int main(int argc, char **argv)
         int code = 0;
         char *body = NULL;
         size_t body_len = 0;
-        status = roundtrip(sock, &req, (long)timeout_ms, ep, &code, &body, &body_len);
+        void *blob = NULL;
+        size_t blob_len = 0;
+        status = roundtrip(sock, &req, (long)timeout_ms, ep, &code, &body, &body_len, &blob, &blob_len);
+        free(image);
         if (status)
             goto out;
+        if (code == 200 && def->cmd == RWKVP_CTL_EXPORT) {
+            if (!blob) {
+                fprintf(stderr, "rwkvctl: the EXPORT reply carries no image\n");
+                status = EXIT_LOCAL;
+            } else {
+                status = write_file(arg2, blob, blob_len);
+            }
+            free(blob);
+            if (status || strcmp(arg2, "-") == 0) { /* the image went to stdout: no summary there */
+                free(body);
+                goto out;
+            }
+        } else {
+            free(blob);
+        }
         if (code != 200) {
             status = error_exit(code, body);
         } else if (def->cmd == RWKVP_CTL_METRICS) {
@@ -551,7 +673,7 @@ int main(int argc, char **argv)
         int code = 0;
         char *body = NULL;
         size_t body_len = 0;
-        status = roundtrip(sock, &req, (long)timeout_ms, ep, &code, &body, &body_len);
+        status = roundtrip(sock, &req, (long)timeout_ms, ep, &code, &body, &body_len, NULL, NULL);
         if (status)
             break;
         if (code != 200) {

@@ -18,6 +18,12 @@
 
 #define CHANNELS_PER_REPLY 1000
 
+/* The largest control request: IMPORT of a state with its producers. */
+static size_t max_request_bytes(const rwkvd_daemon *d)
+{
+    return (size_t)rwkv_engine_state_bytes(d->engine) + (4u << 20);
+}
+
 int rwkvd_control_open(rwkvd_daemon *d, char *err, size_t err_len)
 {
     d->control = zmq_socket(d->zctx, ZMQ_ROUTER);
@@ -26,7 +32,7 @@ int rwkvd_control_open(rwkvd_daemon *d, char *err, size_t err_len)
         return -EIO;
     }
     int one = 1, zero = 0;
-    int64_t maxmsg = 65536;
+    int64_t maxmsg = (int64_t)max_request_bytes(d);
     zmq_setsockopt(d->control, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(d->control, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(d->control, ZMQ_LINGER, &zero, sizeof zero);
@@ -38,6 +44,19 @@ int rwkvd_control_open(rwkvd_daemon *d, char *err, size_t err_len)
         }
     }
     return 0;
+}
+
+static void reply_blob(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, int code, const char *body,
+                       size_t len, const void *blob, size_t blob_len)
+{
+    rwkvp_ctl_response r = {.code = code, .body = {body, len}, .blob = {blob, blob_len}};
+    rwkvp_msg msg;
+    rwkvp_error e;
+    if (rwkvp_ctl_response_encode(&r, &msg, &e) != 0) {
+        rwkvd_log(LOG_ERR, "cannot encode a control reply: %s", e.text);
+        return;
+    }
+    rwkvd_zmsg_send(d->control, env, n_env, msg.frames, msg.n);
 }
 
 static void reply(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, int code, const char *body, size_t len)
@@ -322,6 +341,97 @@ static void on_changed(const char *path, bool reloadable, void *user)
     json_array_append_new(((reload_ctx *)user)->changed, json_string(path));
 }
 
+/* ---- portability: EXPORT, IMPORT, FORK (durable.c does the work) ------------------ */
+
+static void do_export(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, rwkvd_channel *ch)
+{
+    char err[1024] = "";
+    void *blob = NULL;
+    size_t len = 0;
+    rwkvd_daemon_quiesce(d); /* the engine's slot is read, and no job is half applied */
+    int rc = rwkvd_durable_export(d, ch, &blob, &len, err, sizeof err);
+    if (rc) {
+        rwkvd_log(LOG_ERR, "EXPORT: %s", err);
+        reply(d, env, n_env, 500, err, strlen(err));
+        return;
+    }
+    json_t *j = json_pack("{s:s%, s:s, s:I, s:I}", "name", ch->name, ch->name_len, "tier", tier_of(ch), "tokens_seen",
+                          (json_int_t)ch->tokens_seen, "bytes", (json_int_t)len);
+    char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (body)
+        reply_blob(d, env, n_env, 200, body, strlen(body), blob, len);
+    else
+        reply(d, env, n_env, 500, "out of memory", 13);
+    free(body);
+    json_decref(j);
+    free(blob);
+}
+
+/* A negative errno of rwkvd_durable_import/fork as a control code (PROTOCOL.md §10.3). */
+static int install_code(int rc)
+{
+    switch (rc) {
+    case -EBADMSG:
+        return 400; /* corrupt or truncated image */
+    case -EPROTO: /* unknown format version, layout or dtype */
+    case -ESTALE: /* another model */
+        return 422;
+    case -EBUSY:
+        return 409;
+    case -EMLINK:
+    case -ENOSPC:
+        return 507;
+    default:
+        return 500;
+    }
+}
+
+static void do_install(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, const rwkvp_ctl_request *req,
+                       rwkvd_channel *src)
+{
+    const rwkvp_frame *target = req->cmd == RWKVP_CTL_FORK ? &req->dst : &req->channel;
+    char name[RWKVP_CHANNEL_MAX + 1], err[1024] = "";
+    if (target->len > d->cfg->limits.max_channel_name_bytes) {
+        snprintf(err, sizeof err, "frame %d (channel): name is %zu octets; limits.max_channel_name_bytes is %u",
+                 req->cmd == RWKVP_CTL_FORK ? 3 : 2, target->len, d->cfg->limits.max_channel_name_bytes);
+        reply(d, env, n_env, 422, err, strlen(err));
+        return;
+    }
+    memcpy(name, target->data, target->len);
+    name[target->len] = '\0';
+    rwkvd_channel *old = rwkvd_chantab_find(d->tab, name, target->len);
+    if (req->cmd == RWKVP_CTL_FORK && old) {
+        snprintf(err, sizeof err, "channel %s exists; FORK creates a new channel (DROP it first, or IMPORT an "
+                                  "EXPORT of the source over it)", name);
+        reply(d, env, n_env, 409, err, strlen(err));
+        return;
+    }
+    bool replaced = old != NULL;
+    uint32_t dropped = 0;
+    rwkvd_daemon_quiesce(d);
+    int rc = req->cmd == RWKVP_CTL_FORK
+                 ? rwkvd_durable_fork(d, src, name, err, sizeof err)
+                 : rwkvd_durable_import(d, name, req->blob.data, req->blob.len, &dropped, err, sizeof err);
+    if (rc) {
+        int code = install_code(rc);
+        char t[1200];
+        snprintf(t, sizeof t, "%s %s refused: %s", rwkvp_ctl_cmd_name(req->cmd), name, err[0] ? err : strerror(-rc));
+        rwkvd_log(code >= 500 && code != 507 ? LOG_ERR : LOG_WARNING, "%s", t);
+        reply(d, env, n_env, code, t, strlen(t));
+        return;
+    }
+    rwkvd_channel *ch = rwkvd_chantab_find(d->tab, name, target->len);
+    json_t *j = json_pack("{s:s, s:s, s:I}", "name", name, "tier", tier_of(ch), "tokens_seen",
+                          (json_int_t)ch->tokens_seen);
+    if (j && req->cmd == RWKVP_CTL_FORK)
+        json_object_set_new(j, "from", json_stringn(src->name, src->name_len));
+    if (j && req->cmd == RWKVP_CTL_IMPORT) {
+        json_object_set_new(j, "replaced", json_boolean(replaced));
+        json_object_set_new(j, "dropped_messages", json_integer(dropped));
+    }
+    reply_json(d, env, n_env, j);
+}
+
 static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
 {
     size_t n_env = 0;
@@ -336,8 +446,11 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
     const rwkvp_frame *env = zm->f;
     rwkvp_ctl_request req;
     rwkvp_error e;
+    rwkvp_limits lim;
+    rwkvp_limits_default(&lim);
+    lim.max_message_bytes = max_request_bytes(d);
     memset(&e, 0, sizeof e);
-    if (rwkvp_ctl_request_decode(zm->f + n_env, zm->n - n_env, NULL, &req, &e) != 0) {
+    if (rwkvp_ctl_request_decode(zm->f + n_env, zm->n - n_env, &lim, &req, &e) != 0) {
         reply(d, env, n_env, e.code, e.text, strlen(e.text));
         d->m.control[0]++;
         return;
@@ -345,7 +458,7 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
     d->m.control[req.cmd]++;
     rwkvd_channel *ch = NULL;
     if (req.cmd == RWKVP_CTL_INFO || req.cmd == RWKVP_CTL_RESET || req.cmd == RWKVP_CTL_EVICT ||
-        req.cmd == RWKVP_CTL_DROP) {
+        req.cmd == RWKVP_CTL_DROP || req.cmd == RWKVP_CTL_EXPORT || req.cmd == RWKVP_CTL_FORK) {
         ch = rwkvd_chantab_find(d->tab, req.channel.data, req.channel.len);
         if (!ch) {
             char t[200];
@@ -473,6 +586,13 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
         }
         break;
     }
+    case RWKVP_CTL_EXPORT:
+        do_export(d, env, n_env, ch);
+        break;
+    case RWKVP_CTL_IMPORT:
+    case RWKVP_CTL_FORK:
+        do_install(d, env, n_env, &req, ch);
+        break;
     case RWKVP_CTL_METRICS: {
         sbuf s = {0};
         metrics_text(d, &s);

@@ -965,3 +965,313 @@ void rwkvd_durable_destroy(rwkvd_daemon *d)
     free(u);
     d->dur = NULL;
 }
+
+/* ---- portability: EXPORT, IMPORT, FORK ------------------------------------------------ */
+
+/* The model a blob must match; the same as u->model, also without durability. */
+static rwkvd_snap_model model_of(const rwkvd_daemon *d)
+{
+    const rwkv_dims *dm = rwkv_model_dims(d->model);
+    return (rwkvd_snap_model){.fingerprint = rwkv_model_fingerprint(d->model),
+                              .n_layer = (uint32_t)dm->n_layer,
+                              .n_embd = (uint32_t)dm->n_embd,
+                              .n_head = (uint32_t)dm->n_head,
+                              .head_size = (uint32_t)dm->head_size,
+                              .n_vocab = (uint32_t)dm->n_vocab};
+}
+
+/* A channel's state as a snapshot, from any tier: the engine slot (exported), the host
+ * buffer, or the snapshot file. Meta ids as in snapshot_one, without $partial/$pos (they
+ * name this daemon's input log, meaningless elsewhere). */
+typedef struct {
+    rwkvd_snapshot s;
+    prod_list pl;
+    void *state;             /* resident: the exported state */
+    rwkvd_snapshot *loaded;  /* disk: the file read */
+} chan_image;
+
+static void image_free(chan_image *im)
+{
+    free(im->pl.v);
+    free(im->pl.ids);
+    free(im->state);
+    rwkvd_snapshot_destroy(&im->loaded);
+    memset(im, 0, sizeof *im);
+}
+
+static int image_of(rwkvd_daemon *d, rwkvd_channel *ch, chan_image *im, char *err, size_t err_len)
+{
+    memset(im, 0, sizeof *im);
+    rwkvd_snap_model model = model_of(d);
+    uint64_t bytes = rwkvd_snap_state_bytes(&model);
+    const void *payload = ch->host_state;
+    int rc;
+    if (ch->tier == RWKVD_TIER_DISK) {
+        rwkvd_snap_gen gen = RWKVD_SNAP_CUR;
+        if (!d->dur)
+            return -EINVAL;
+        if ((rc = rwkvd_snapstore_load(d->dur->store, ch->name, &model, &im->loaded, &gen, err, err_len))) {
+            if (!err[0])
+                snprintf(err, err_len, "snapshot of %s: %s", ch->name, strerror(-rc));
+            return rc;
+        }
+        im->s = *im->loaded; /* its state, producers and meta are the channel's */
+        return 0;
+    }
+    if (ch->tier == RWKVD_TIER_RESIDENT) {
+        if (!(im->state = malloc(bytes ? bytes : 1)))
+            return -ENOMEM;
+        if (ch->reset_pending && (rc = rwkv_engine_state_reset(d->engine, ch->slot)) != 0)
+            return rc;
+        ch->reset_pending = false;
+        if ((rc = rwkv_engine_state_export(d->engine, ch->slot, im->state, bytes))) {
+            snprintf(err, err_len, "channel %s: state export: %s", ch->name, strerror(-rc));
+            return rc;
+        }
+        payload = im->state;
+    }
+    im->pl.ch = ch;
+    rwkvd_chantab_each_pair(d->tab, ch->name, ch->name_len, add_pair, &im->pl);
+    char meta[RWKVP_NAME_MAX + 16];
+    add_meta(&im->pl, "$held", ch->held >= 0 ? (uint64_t)ch->held + 1 : 0);
+    add_meta(&im->pl, "$tso", ch->tokens_since_output);
+    snprintf(meta, sizeof meta, "$profile:%s", ch->profile);
+    add_meta(&im->pl, meta, 0);
+    if (im->pl.oom)
+        return -ENOMEM;
+    im->s = (rwkvd_snapshot){.model = model,
+                             .layout = RWKVD_SNAP_LAYOUT_V1,
+                             .dtype = RWKVD_SNAP_DTYPE_F32,
+                             .channel = ch->name,
+                             .tokens_seen = ch->tokens_seen,
+                             .applied_lsn = ch->applied_lsn,
+                             .n_producers = im->pl.n,
+                             .producers = im->pl.v,
+                             .payload = payload,
+                             .payload_bytes = bytes};
+    return 0;
+}
+
+int rwkvd_durable_export(rwkvd_daemon *d, rwkvd_channel *ch, void **blob, size_t *len, char *err, size_t err_len)
+{
+    chan_image im;
+    err[0] = '\0';
+    int rc = image_of(d, ch, &im, err, err_len);
+    if (rc == 0 && (rc = rwkvd_snapshot_encode(&im.s, blob, len)))
+        snprintf(err, err_len, "channel %s: encoding the snapshot: %s", ch->name, strerror(-rc));
+    image_free(&im);
+    if (rc && !err[0])
+        snprintf(err, err_len, "channel %s: %s", ch->name, strerror(-rc));
+    return rc;
+}
+
+/* Producers of the installed state: the blob's (when carried) merged with the target name's
+ * pairs, each at the highest seq applied (its queue is discarded, so that is its acked). */
+static void merge_pair(const rwkvd_pair *pair, void *user)
+{
+    prod_list *pl = user;
+    const char *producer = pair->key + pair->channel_len + 1;
+    for (uint32_t i = 0; i < pl->n; i++)
+        if (strcmp(pl->v[i].id, producer) == 0) {
+            if (pair->acked > pl->v[i].seq)
+                pl->v[i].seq = pair->acked;
+            return;
+        }
+    if (pair->acked == 0)
+        return;
+    rwkvd_snap_producer *p = prod_add(pl);
+    if (!p)
+        return;
+    snprintf((char *)p->id, RWKVP_NAME_MAX + 16, "%s", producer);
+    p->seq = pair->acked;
+}
+
+/* The host tier has room for one more state (tier.c's bound). */
+static bool host_has_room(const rwkvd_daemon *d)
+{
+    uint64_t max = d->cfg->residency.host_max_bytes, one = rwkv_engine_state_bytes(d->engine);
+    return max && ((uint64_t)d->tab->n_tier[RWKVD_TIER_HOST] + 1) * one <= max;
+}
+
+static void prod_free(prod_list *pl)
+{
+    free(pl->v);
+    free(pl->ids);
+}
+
+int rwkvd_durable_install(rwkvd_daemon *d, const char *name, const rwkvd_snapshot *src, bool carry_producers,
+                          uint32_t *dropped, char *err, size_t err_len)
+{
+    size_t name_len = strlen(name);
+    rwkvd_channel *ch = rwkvd_chantab_find(d->tab, name, name_len);
+    *dropped = 0;
+    err[0] = '\0';
+    if (ch && (ch->gen || ch->in_job > 0)) {
+        snprintf(err, err_len, "channel %s is generating; retry after the generation ends", name);
+        return -EBUSY;
+    }
+    if (!ch) {
+        size_t live = 0;
+        for (size_t i = 0; i < d->tab->n; i++)
+            live += !d->tab->v[i]->dead;
+        if (live >= d->cfg->limits.max_channels) {
+            snprintf(err, err_len, "limit reached: limits.max_channels is %u", d->cfg->limits.max_channels);
+            return -EMLINK;
+        }
+    }
+    /* where the state goes: host memory, else its snapshot; never a slot (the next message
+     * promotes it like any host- or disk-tier channel) */
+    bool host = host_has_room(d) || (ch && ch->tier == RWKVD_TIER_HOST);
+    if (!host && !d->dur) {
+        snprintf(err, err_len, "limit reached: no room in host memory (residency.host_max_bytes) and no snapshot "
+                               "store to hold the state");
+        return -ENOSPC;
+    }
+    /* meta and producers of the installed state */
+    int32_t held = -1;
+    uint64_t tso = 0;
+    char profile[RWKVP_NAME_MAX + 1];
+    snprintf(profile, sizeof profile, "%s", d->cfg->tasks.default_profile);
+    prod_list pl = {0};
+    for (uint32_t i = 0; i < src->n_producers; i++) {
+        const rwkvd_snap_producer *p = &src->producers[i];
+        if (strcmp(p->id, "$held") == 0) {
+            if (p->seq > (uint64_t)rwkv_model_dims(d->model)->n_vocab) {
+                snprintf(err, err_len, "snapshot image: $held token %llu is outside the vocabulary",
+                         (unsigned long long)p->seq - 1);
+                prod_free(&pl);
+                return -EBADMSG;
+            }
+            held = p->seq ? (int32_t)(p->seq - 1) : -1;
+        } else if (strcmp(p->id, "$tso") == 0) {
+            tso = p->seq;
+        } else if (strncmp(p->id, "$profile:", 9) == 0) {
+            snprintf(profile, sizeof profile, "%s", p->id + 9);
+        } else if (p->id[0] != '$' && carry_producers) {
+            rwkvd_snap_producer *q = prod_add(&pl);
+            if (q) {
+                snprintf((char *)q->id, RWKVP_NAME_MAX + 16, "%s", p->id);
+                q->seq = p->seq;
+            }
+        }
+    }
+    if (profile[0] && !rwkvd_tasks_find(d->tasks, profile)) {
+        rwkvd_log(LOG_WARNING, "import into %s: profile '%s' is not configured here; the channel gets the default "
+                               "profile '%s'", name, profile, d->cfg->tasks.default_profile);
+        snprintf(profile, sizeof profile, "%s", d->cfg->tasks.default_profile);
+    }
+    uint32_t n_carried = pl.n;
+    rwkvd_chantab_each_pair(d->tab, name, name_len, merge_pair, &pl);
+    char meta[RWKVP_NAME_MAX + 16];
+    add_meta(&pl, "$held", held >= 0 ? (uint64_t)held + 1 : 0);
+    add_meta(&pl, "$tso", tso);
+    snprintf(meta, sizeof meta, "$profile:%s", profile);
+    add_meta(&pl, meta, 0);
+    void *buf = host ? malloc(src->payload_bytes ? src->payload_bytes : 1) : NULL;
+    if (pl.oom || (host && !buf)) {
+        prod_free(&pl);
+        free(buf);
+        snprintf(err, err_len, "out of memory");
+        return -ENOMEM;
+    }
+    /* durable first: both generations hold the new state, at an LSN past every record of
+     * the name so far, so recovery neither replays the replaced channel's input on top of it
+     * nor falls back to the old state */
+    uint64_t lsn = 0;
+    if (d->dur) {
+        rwkvd_durable *u = d->dur;
+        lsn = rwkvd_wal_next_lsn(u->wal) - 1;
+        rwkvd_snapshot s = *src;
+        s.model = u->model;
+        s.channel = name;
+        s.applied_lsn = lsn;
+        s.created_ns = 0;
+        s.n_producers = pl.n;
+        s.producers = pl.v;
+        int rc = rwkvd_snapstore_write(u->store, &s, err, err_len);
+        if (rc) {
+            prod_free(&pl);
+            free(buf);
+            return rc;
+        }
+        char err2[512] = "";
+        if (rwkvd_snapstore_write(u->store, &s, err2, sizeof err2) != 0)
+            rwkvd_log(LOG_WARNING, "import into %s: second snapshot generation: %s (the first is durable)", name,
+                      err2);
+    }
+    /* then in memory */
+    if (ch) {
+        rwkvd_daemon_cancel_gen(d, ch);
+        *dropped = rwkvd_chantab_clear_queue(ch);
+        if (ch->slot >= 0) /* its own, or one reserved for a promotion */
+            rwkvd_chantab_slot_free(d->tab, ch->slot);
+        ch->slot = -1;
+        free(ch->host_state);
+        ch->host_state = NULL;
+    } else {
+        int rc = rwkvd_chantab_create_evicted(d->tab, name, name_len, profile, d->cfg->limits.max_channels,
+                                              rwkvd_unix_ms(), &ch);
+        if (rc) { /* the limit was checked above: out of memory (the snapshot is written and
+                   * recovery will find it) */
+            prod_free(&pl);
+            free(buf);
+            snprintf(err, err_len, "cannot create channel %s: %s", name, strerror(-rc));
+            return rc;
+        }
+    }
+    if (host) {
+        memcpy(buf, src->payload, src->payload_bytes);
+        ch->host_state = buf;
+    }
+    rwkvd_chantab_set_tier(d->tab, ch, host ? RWKVD_TIER_HOST : RWKVD_TIER_DISK);
+    ch->reset_pending = false;
+    ch->restore_failed = false;
+    ch->output_pending = false;
+    ch->held = held;
+    ch->tokens_seen = src->tokens_seen;
+    ch->tokens_since_output = tso;
+    snprintf(ch->profile, sizeof ch->profile, "%s", profile);
+    ch->active_ns = rwkvd_now_ns();
+    ch->applied_lsn = ch->logged_lsn = ch->snap_lsn = ch->snap_prev_lsn = lsn;
+    ch->snap_written = d->dur != NULL;
+    for (uint32_t i = 0; i < n_carried; i++) {
+        rwkvd_pair *pair = rwkvd_chantab_pair(d->tab, name, name_len, pl.v[i].id, strlen(pl.v[i].id), true);
+        if (pair && pl.v[i].seq > pair->acked)
+            pair->acked = pl.v[i].seq;
+    }
+    prod_free(&pl);
+    if (d->dur)
+        truncate_wal(d);
+    return 0;
+}
+
+int rwkvd_durable_import(rwkvd_daemon *d, const char *name, const void *blob, size_t len, uint32_t *dropped,
+                         char *err, size_t err_len)
+{
+    rwkvd_snap_model model = model_of(d);
+    rwkvd_snapshot *s = NULL;
+    err[0] = '\0';
+    int rc = rwkvd_snapshot_decode(blob, len, "snapshot image", &model, &s, err, err_len);
+    if (rc)
+        return rc;
+    /* producers carry over only to the channel the image was taken from (a migration): under
+     * another name they are other pairs */
+    bool same = strcmp(s->channel, name) == 0;
+    rc = rwkvd_durable_install(d, name, s, same, dropped, err, err_len);
+    rwkvd_snapshot_destroy(&s);
+    return rc;
+}
+
+int rwkvd_durable_fork(rwkvd_daemon *d, rwkvd_channel *src, const char *dst, char *err, size_t err_len)
+{
+    chan_image im;
+    uint32_t dropped = 0;
+    err[0] = '\0';
+    int rc = image_of(d, src, &im, err, err_len);
+    if (rc == 0)
+        rc = rwkvd_durable_install(d, dst, &im.s, false, &dropped, err, err_len);
+    image_free(&im);
+    if (rc && !err[0])
+        snprintf(err, err_len, "fork of %s: %s", src->name, strerror(-rc));
+    return rc;
+}

@@ -89,6 +89,30 @@ int rwkvd_durable_restore(rwkvd_daemon *d, rwkvd_channel *ch);
 int rwkvd_durable_apply(rwkvd_daemon *d, const rwkvd_wal_rec *r);
 rwkvd_wal *rwkvd_durable_wal(rwkvd_daemon *d);
 rwkvd_snapstore *rwkvd_durable_store(rwkvd_daemon *d);
+/* State portability (control EXPORT, IMPORT, FORK; PROTOCOL.md §10). These work with or
+ * without durability (d->dur may be NULL) and need the worker idle.
+ * export: ch's state from any tier as a snapshot image (FORMATS.md §1; the blob is
+ * malloc'd). Its producer list holds the channel's applied seqs and the meta ids ($held,
+ * $tso, $profile:); an entry partly applied counts as not applied. 0 or a negative errno
+ * with err. */
+int rwkvd_durable_export(rwkvd_daemon *d, rwkvd_channel *ch, void **blob, size_t *len, char *err, size_t err_len);
+/* install: create channel `name`, or replace it (its generation cancelled, its queued input
+ * discarded and counted in *dropped), with the state, tokens seen, held token, profile and
+ * (carry_producers) producer seqs of `src`; it lands in tier host (room permitting) or disk,
+ * never half-applied: with durability both snapshot generations are written first, at an
+ * applied LSN past every input-log record of the name so far. 0, or -EBUSY (generating),
+ * -EMLINK (limits.max_channels), -ENOSPC (no host room and no snapshot store), -EBADMSG (a
+ * bad $held), -ENOMEM, or the snapshot write's error; err says which. */
+int rwkvd_durable_install(rwkvd_daemon *d, const char *name, const rwkvd_snapshot *src, bool carry_producers,
+                          uint32_t *dropped, char *err, size_t err_len);
+/* import: decode and validate the blob (rwkvd_snapshot_decode: -EBADMSG corrupt or
+ * truncated, -EPROTO unknown version/layout/dtype, -ESTALE another model) and install it;
+ * producers carry over when the blob names the same channel (a migration). */
+int rwkvd_durable_import(rwkvd_daemon *d, const char *name, const void *blob, size_t len, uint32_t *dropped,
+                         char *err, size_t err_len);
+/* fork: install src's state under the new name dst (producers do not carry over). */
+int rwkvd_durable_fork(rwkvd_daemon *d, rwkvd_channel *src, const char *dst, char *err, size_t err_len);
+
 /* Shutdown: snapshot every channel, sync the WAL, send the replies it now covers. */
 void rwkvd_durable_shutdown(rwkvd_daemon *d);
 

@@ -830,12 +830,13 @@ int rwkvp_pub_encode(const rwkvp_pub *m, rwkvp_msg *out, rwkvp_error *err)
 
 /* ---- control ---------------------------------------------------------------------------------- */
 
-static const char *const ctl_names[] = {"STATUS", "CHANNELS", "INFO", "RESET", "EVICT",
-                                        "DROP", "SNAPSHOT", "RELOAD", "METRICS", NULL};
+static const char *const ctl_names[] = {"STATUS", "CHANNELS", "INFO",     "RESET",  "EVICT",
+                                        "DROP",   "SNAPSHOT", "RELOAD",   "METRICS", "EXPORT",
+                                        "IMPORT", "FORK",     NULL};
 
 const char *rwkvp_ctl_cmd_name(rwkvp_ctl_cmd c)
 {
-    return c >= RWKVP_CTL_STATUS && c <= RWKVP_CTL_METRICS ? ctl_names[c - 1] : NULL;
+    return c >= RWKVP_CTL_STATUS && c <= RWKVP_CTL_FORK ? ctl_names[c - 1] : NULL;
 }
 
 int rwkvp_ctl_request_decode(const rwkvp_frame *f, size_t n, const rwkvp_limits *lim,
@@ -862,7 +863,14 @@ int rwkvp_ctl_request_decode(const rwkvp_frame *f, size_t n, const rwkvp_limits 
     case RWKVP_CTL_RESET:
     case RWKVP_CTL_EVICT:
     case RWKVP_CTL_DROP:
+    case RWKVP_CTL_EXPORT:
         lo = hi = 3;
+        if (n > 2)
+            salvage(f, n, 2, SIZE_MAX, SIZE_MAX, err);
+        break;
+    case RWKVP_CTL_IMPORT:
+    case RWKVP_CTL_FORK:
+        lo = hi = 4;
         if (n > 2)
             salvage(f, n, 2, SIZE_MAX, SIZE_MAX, err);
         break;
@@ -890,6 +898,15 @@ int rwkvp_ctl_request_decode(const rwkvp_frame *f, size_t n, const rwkvp_limits 
         if ((rc = check_name_frame(&f[2], 2, "channel", true, false, err)))
             return rc;
         r.channel = f[2];
+        if (cmd == RWKVP_CTL_FORK) {
+            if ((rc = check_name_frame(&f[3], 3, "channel", true, false, err)))
+                return rc;
+            r.dst = f[3];
+        } else if (cmd == RWKVP_CTL_IMPORT) {
+            if (f[3].len == 0)
+                return fail(err, RWKVP_E_INVALID, 3, "blob", "empty snapshot image");
+            r.blob = f[3];
+        }
     }
     *out = r;
     return 0;
@@ -897,7 +914,8 @@ int rwkvp_ctl_request_decode(const rwkvp_frame *f, size_t n, const rwkvp_limits 
 
 int rwkvp_ctl_request_encode(const rwkvp_ctl_request *m, rwkvp_msg *out, rwkvp_error *err)
 {
-    if (!m || !out || !view_ok(&m->channel) || !view_ok(&m->prefix) || !view_ok(&m->after))
+    if (!m || !out || !view_ok(&m->channel) || !view_ok(&m->prefix) || !view_ok(&m->after) ||
+        !view_ok(&m->dst) || !view_ok(&m->blob))
         return encode_fail(err, RWKVP_E_MALFORMED, "message", "NULL argument");
     const char *name = rwkvp_ctl_cmd_name(m->cmd);
     if (!name)
@@ -916,7 +934,16 @@ int rwkvp_ctl_request_encode(const rwkvp_ctl_request *m, rwkvp_msg *out, rwkvp_e
     case RWKVP_CTL_RESET:
     case RWKVP_CTL_EVICT:
     case RWKVP_CTL_DROP:
+    case RWKVP_CTL_EXPORT:
         put(out, m->channel.data, m->channel.len);
+        break;
+    case RWKVP_CTL_IMPORT:
+        put(out, m->channel.data, m->channel.len);
+        put(out, m->blob.data, m->blob.len);
+        break;
+    case RWKVP_CTL_FORK:
+        put(out, m->channel.data, m->channel.len);
+        put(out, m->dst.data, m->dst.len);
         break;
     case RWKVP_CTL_SNAPSHOT:
         if (m->channel.len)
@@ -938,25 +965,32 @@ int rwkvp_ctl_response_decode(const rwkvp_frame *f, size_t n, const rwkvp_limits
     if (rc)
         return rc;
     if ((rc = check_message(f, n, lim, err)) || (rc = check_signature(&f[0], 0, err)) ||
-        (rc = check_count(n, 3, 3, "a control reply", err)))
+        (rc = check_count(n, 3, 4, "a control reply", err)))
         return rc;
     int code = 0;
     if ((rc = check_code(&f[1], 1, true, &code, err)) ||
         (rc = check_text(&f[2], 2, "body", code != RWKVP_OK, err)))
         return rc;
+    if (n == 4 && code != RWKVP_OK)
+        return fail(err, RWKVP_E_MALFORMED, 3, "blob", "only a 200 reply carries a blob frame");
+    if (n == 4 && f[3].len == 0)
+        return fail(err, RWKVP_E_MALFORMED, 3, "blob", "empty blob frame");
     out->code = code;
     out->body = f[2];
+    out->blob = n == 4 ? f[3] : (rwkvp_frame){"", 0};
     return 0;
 }
 
 int rwkvp_ctl_response_encode(const rwkvp_ctl_response *m, rwkvp_msg *out, rwkvp_error *err)
 {
-    if (!m || !out || !view_ok(&m->body))
+    if (!m || !out || !view_ok(&m->body) || !view_ok(&m->blob))
         return encode_fail(err, RWKVP_E_MALFORMED, "message", "NULL argument");
     out->n = 0;
     put_str(out, RWKVP_SIGNATURE);
     put_code(out, 0, m->code);
     put(out, m->body.data, m->body.len);
+    if (m->blob.len)
+        put(out, m->blob.data, m->blob.len);
     rwkvp_ctl_response check;
     return rwkvp_ctl_response_decode(out->frames, out->n, &no_limits, &check, err) ? -EINVAL : 0;
 }

@@ -255,18 +255,25 @@ typedef enum {
     RWKVP_CTL_SNAPSHOT,
     RWKVP_CTL_RELOAD,
     RWKVP_CTL_METRICS,
+    RWKVP_CTL_EXPORT,
+    RWKVP_CTL_IMPORT,
+    RWKVP_CTL_FORK,
 } rwkvp_ctl_cmd;
 
 typedef struct {
     rwkvp_ctl_cmd cmd;
-    rwkvp_frame channel; /* INFO RESET EVICT DROP: required; SNAPSHOT: empty = all */
+    rwkvp_frame channel; /* INFO RESET EVICT DROP EXPORT IMPORT: required; FORK: the source;
+                          * SNAPSHOT: empty = all */
     rwkvp_frame prefix;  /* CHANNELS: empty = all */
     rwkvp_frame after;   /* CHANNELS: empty = from the first */
+    rwkvp_frame dst;     /* FORK: the channel to create */
+    rwkvp_frame blob;    /* IMPORT: a snapshot image (binary, non-empty; checked by the daemon) */
 } rwkvp_ctl_request;
 
 typedef struct {
     int code;         /* 200 or 400..599 */
     rwkvp_frame body; /* UTF-8; 200: JSON or metrics text; error: non-empty reason */
+    rwkvp_frame blob; /* 200 of EXPORT: the snapshot image (binary, frame 3); empty = absent */
 } rwkvp_ctl_response;
 
 const char *rwkvp_ctl_cmd_name(rwkvp_ctl_cmd c);

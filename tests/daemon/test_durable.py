@@ -554,6 +554,176 @@ def test_evict_restart():
         compare(got, ref, "evict + restart (%s)" % kind)
 
 
+def crc32c(b):
+    """CRC-32C (Castagnoli), as FORMATS.md specifies, to forge images whose crc is valid."""
+    table = crc32c.table
+    if table is None:
+        table = crc32c.table = []
+        for i in range(256):
+            c = i
+            for _ in range(8):
+                c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+            table.append(c)
+    c = 0xFFFFFFFF
+    for x in b:
+        c = table[(c ^ x) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+crc32c.table = None
+
+
+def reseal(img):
+    """The image with its trailing crc recomputed."""
+    return img[:-4] + struct.pack("<I", crc32c(img[:-4]))
+
+
+def control_raw(d, *frames):
+    """A control request whose reply may carry a blob frame: (code, body, blob or None)."""
+    s = d.ctx.socket(T.zmq.REQ)
+    s.setsockopt(T.zmq.LINGER, 0)
+    s.connect(d.ctl_ep)
+    s.send_multipart([T.SIG] + list(frames))
+    r = recv(s, what="control reply to %r" % (frames[:1],))
+    s.close()
+    check(r[0] == T.SIG and len(r) in (3, 4), "control reply frames %r" % r[:3])
+    return r[1], r[2], r[3] if len(r) == 4 else None
+
+
+def export(d, c):
+    code, body, blob = control_raw(d, b"EXPORT", c)
+    check(code == b"200" and blob is not None, "EXPORT %s: %r %r" % (c, code, body))
+    j = T.json.loads(body)
+    check(j["name"] == c.decode() and j["bytes"] == len(blob) and blob[:8] == b"RWKVSNAP", "EXPORT reply %r" % j)
+    return blob
+
+
+def feed(d, pairs, msgs):
+    """Send msgs ((seq, op, payload), producer "q") to every channel of pairs; wait for the ACKs
+    and for the queues to drain."""
+    s = d.dealer()
+    for c in pairs:
+        for seq, op, payload in msgs:
+            T.send(s, op, c, b"q", seq, payload)
+            r = recv(s, what="ACK")
+            check(r[1] == b"ACK", "%s: %r" % (c, r))
+    s.close()
+    deadline = time.time() + 20
+    while any(info(d, c)["queued_messages"] for c in pairs):
+        check(time.time() < deadline, "queues not drained")
+        time.sleep(0.02)
+
+
+def test_portable():
+    """EXPORT / IMPORT / FORK over the control socket: an image imported under a new name, a
+    fork, and an image migrated into a second daemon each end, fed the same further input, with
+    states equal to their source bit for bit; imports and forks survive kill -9 (durable at
+    once); corrupt, truncated, unknown-version and foreign-model images are refused with
+    400/422 and change nothing; rwkvctl export/import round-trips through a file."""
+    msgs = messages(21, 80)
+    rng = random.Random(21)
+    later = []
+    for seq in range(1, 9):
+        toks = [rng.randint(0, 255) for _ in range(rng.randint(1, 20))]
+        later.append((seq, b"TOKENS", struct.pack("<%dI" % len(toks), *toks)))
+    a = Daemon(**KW)
+    b = Daemon(**KW)
+    try:
+        p = Producer(msgs)
+        p.connect(a)
+        while p.pump(64):
+            pass
+        deadline = time.time() + 20
+        while any(info(a, c)["queued_messages"] for c in CHANNELS):
+            check(time.time() < deadline, "queues not drained")
+            time.sleep(0.02)
+        img0 = export(a, b"c/0")
+        check(d_tier(a, b"c/0") == "resident", "c/0 resident")
+        # any tier: EVICT c/3 to disk, the image is its snapshot's state
+        img3_before = export(a, b"c/3")
+        a.control_json(b"EVICT", b"c/3")
+        check(d_tier(a, b"c/3") == "disk" and snap_payload(export(a, b"c/3")) == snap_payload(img3_before),
+              "EXPORT of a disk-tier channel gives its state")
+        r = a.control_json(b"IMPORT", b"x/0", img0)
+        check(r["name"] == "x/0" and r["tier"] in ("host", "disk") and not r["replaced"] and
+              r["tokens_seen"] == info(a, b"c/0")["tokens_seen"], "IMPORT reply %r" % r)
+        r = a.control_json(b"FORK", b"c/1", b"f/1")
+        check(r["name"] == "f/1" and r["from"] == "c/1" and r["tokens_seen"] == info(a, b"c/1")["tokens_seen"],
+              "FORK reply %r" % r)
+        code, body = a.control(b"FORK", b"c/1", b"f/1")
+        check(code == b"409" and b"exists" in body, "FORK onto an existing channel: %r %r" % (code, body))
+        code, body = a.control(b"FORK", b"nope", b"f/2")
+        check(code == b"404", "FORK of an unknown channel: %r" % code)
+        # bad images: refused with the right code, nothing created or changed
+        before = info(a, b"x/0")
+        bad = [("truncated", img0[:len(img0) // 2], b"400"),
+               ("flipped", img0[:200] + bytes([img0[200] ^ 1]) + img0[201:], b"400"),
+               ("version 9", reseal(img0[:8] + struct.pack("<I", 9) + img0[12:]), b"422"),
+               ("other model", reseal(img0[:16] + struct.pack("<Q", struct.unpack_from("<Q", img0, 16)[0] ^ 1) +
+                                      img0[24:]), b"422"),
+               ("garbage", b"not a snapshot at all", b"400")]
+        for what, img, want in bad:
+            for target in (b"y/new", b"x/0"):
+                code, body = a.control(b"IMPORT", target, img)
+                check(code == want, "%s image into %s: %r %r (want %r)" % (what, target, code, body, want))
+                print("%s: %s %s" % (what, code.decode(), body.decode()))
+        check(a.control(b"INFO", b"y/new")[0] == b"404", "a refused import created nothing")
+        check(info(a, b"x/0") == before, "a refused import changed nothing: %r" % info(a, b"x/0"))
+        check("fingerprint" in a.control(b"IMPORT", b"y/new", bad[3][1])[1].decode(), "names the fingerprint")
+        # durable at once: kill -9 and the imported and forked channels are back
+        restart(a, kill=True)
+        for src, dst in ((b"c/0", b"x/0"), (b"c/1", b"f/1")):
+            check(info(a, dst)["tokens_seen"] == info(a, src)["tokens_seen"], "%s after kill -9: %r" % (dst, info(a, dst)))
+        # migration: c/2's image into a second daemon, under the same name: its producers come along
+        img2 = export(a, b"c/2")
+        r = b.control_json(b"IMPORT", b"c/2", img2)
+        check(r["tokens_seen"] == info(a, b"c/2")["tokens_seen"], "migration %r" % r)
+        acked = {x["id"]: x["acked"] for x in info(b, b"c/2")["producers"]}
+        check(acked.get("p") == p.acked[b"c/2"], "producer seqs migrate: %r vs %d" % (acked, p.acked[b"c/2"]))
+        # IMPORT over an existing channel replaces it
+        r = a.control_json(b"IMPORT", b"c/3", img0)
+        check(r["replaced"] and r["tokens_seen"] == info(a, b"c/0")["tokens_seen"], "replace %r" % r)
+        # rwkvctl export/import through a file
+        path = os.path.join(a.dir, "c1.img")
+        rc = T.subprocess.run([RWKVCTL, "-e", a.ctl_ep, "export", "c/1", path], capture_output=True)
+        check(rc.returncode == 0, "rwkvctl export: %r" % (rc,))
+        with open(path, "rb") as f:
+            check(snap_payload(f.read()) == snap_payload(export(a, b"c/1")), "rwkvctl export wrote the image")
+        rc = T.subprocess.run([RWKVCTL, "-e", a.ctl_ep, "import", "r/1", path], capture_output=True)
+        check(rc.returncode == 0 and b"r/1" in rc.stdout, "rwkvctl import: %r" % (rc,))
+        with open(path, "r+b") as f:
+            f.truncate(100)
+        rc = T.subprocess.run([RWKVCTL, "-e", a.ctl_ep, "import", "r/2", path], capture_output=True)
+        check(rc.returncode == 10 and b"400" in rc.stderr, "rwkvctl import of a truncated image: %r" % (rc,))
+        # the same further input everywhere
+        feed(a, [b"c/0", b"x/0", b"c/1", b"f/1", b"c/2", b"c/3", b"r/1"], later)
+        feed(b, [b"c/2"], later)
+        pairs = [(b"c/0", b"x/0"), (b"c/1", b"f/1"), (b"c/0", b"c/3"), (b"c/1", b"r/1")]
+        chans = sorted({c for pr in pairs for c in pr} | {b"c/2"})
+        got = drained_states(a, chans)
+        got_b = drained_states(b, [b"c/2"])
+        for x, y in pairs:
+            check(got[x][1] == got[y][1] and got[x][2] == got[y][2], "%s vs %s: tokens_seen/meta" % (x, y))
+            check(got[x][0] == got[y][0], "%s and %s differ after the same input" % (x, y))
+        check(got[b"c/2"] == got_b[b"c/2"], "the migrated channel differs from its source")
+    finally:
+        a.close()
+        b.close()
+
+
+def snap_payload(img):
+    header_len, = struct.unpack_from("<I", img, 12)
+    payload_len, = struct.unpack_from("<Q", img, 80)
+    return img[header_len:header_len + payload_len]
+
+
+def d_tier(d, c):
+    return info(d, c)["tier"]
+
+
+RWKVCTL = os.environ.get("RWKVCTL", "")
+
+
 if __name__ == "__main__":
     name = sys.argv[1] if len(sys.argv) > 1 else ""
     fn = globals().get("test_" + name)

@@ -45,7 +45,7 @@ static void check_failure(int rc, const rwkvp_error *e, bool ingest_side)
     if (ingest_side) {
         rwkvp_msg m;
         require(rwkvp_reply_encode_error(e, &m) == 0);
-        rwkvp_ctl_response r = {e->code, {e->text, strlen(e->text)}};
+        rwkvp_ctl_response r = {e->code, {e->text, strlen(e->text)}, {"", 0}};
         require(rwkvp_ctl_response_encode(&r, &m, NULL) == 0);
     }
 }

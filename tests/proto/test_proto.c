@@ -781,7 +781,7 @@ static void test_ctl(void)
         {RWKVP_CTL_METRICS, "", "", "", 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        rwkvp_ctl_request q = {cases[i].cmd, fr(cases[i].channel), fr(cases[i].prefix), fr(cases[i].after)};
+        rwkvp_ctl_request q = {cases[i].cmd, fr(cases[i].channel), fr(cases[i].prefix), fr(cases[i].after), fr(""), fr("")};
         CHECKF(rwkvp_ctl_request_encode(&q, &m, &err) == 0, "case %zu: %s", i, err.text);
         CHECKF(m.n == cases[i].frames, "case %zu: %zu frames", i, m.n);
         CHECK(frame_eq(m.frames[1], rwkvp_ctl_cmd_name(q.cmd)));
@@ -791,7 +791,7 @@ static void test_ctl(void)
         CHECK(frame_eq(out.prefix, cases[i].prefix));
         CHECK(frame_eq(out.after, cases[i].after));
     }
-    rwkvp_ctl_request q = {RWKVP_CTL_INFO, fr(""), fr(""), fr("")};
+    rwkvp_ctl_request q = {RWKVP_CTL_INFO, fr(""), fr(""), fr(""), fr(""), fr("")};
     CHECK(rwkvp_ctl_request_encode(&q, &m, &err) == -EINVAL && err.code == 422 && err.frame == 2);
     q.cmd = (rwkvp_ctl_cmd)0;
     CHECK(rwkvp_ctl_request_encode(&q, &m, &err) == -EINVAL && err.code == 405);
@@ -837,7 +837,7 @@ static void test_ctl(void)
           frame_eq(out.after, "zz"));
 
     /* Responses. */
-    rwkvp_ctl_response r = {200, fr("{\"name\":\"app/nginx\"}")}, rout;
+    rwkvp_ctl_response r = {200, fr("{\"name\":\"app/nginx\"}"), {NULL, 0}}, rout;
     CHECK(rwkvp_ctl_response_encode(&r, &m, &err) == 0 && m.n == 3 && frame_eq(m.frames[1], "200"));
     CHECK(rwkvp_ctl_response_decode(m.frames, m.n, NULL, &rout, &err) == 0);
     CHECK(rout.code == 200 && frame_eq(rout.body, r.body.data));
@@ -852,9 +852,38 @@ static void test_ctl(void)
     CHECK(rwkvp_ctl_response_encode(&r, &m, &err) == -EINVAL && err.frame == 1);
     r.code = -1;
     CHECK(rwkvp_ctl_response_encode(&r, &m, &err) == -EINVAL && err.frame == 1);
-    rwkvp_frame rf[4] = {fr("RWKV1"), fr("200"), fr("{}"), fr("extra")};
-    CHECK(rwkvp_ctl_response_decode(rf, 4, NULL, &rout, &err) == -EBADMSG && err.code == 400);
+    rwkvp_frame rf[5] = {fr("RWKV1"), fr("200"), fr("{}"), frn("\0\xff", 2), fr("extra")};
+    CHECK(rwkvp_ctl_response_decode(rf, 5, NULL, &rout, &err) == -EBADMSG && err.code == 400);
     CHECK(rwkvp_ctl_response_decode(rf, 2, NULL, &rout, &err) == -EBADMSG && err.code == 400);
+    /* a 200 may carry a binary blob frame (EXPORT); an error may not; an empty one is absent */
+    CHECK(rwkvp_ctl_response_decode(rf, 4, NULL, &rout, &err) == 0 && rout.blob.len == 2 &&
+          memcmp(rout.blob.data, "\0\xff", 2) == 0);
+    CHECK(rwkvp_ctl_response_encode(&rout, &m, &err) == 0 && m.n == 4);
+    rf[1] = fr("404");
+    rf[2] = fr("no");
+    CHECK(rwkvp_ctl_response_decode(rf, 4, NULL, &rout, &err) == -EBADMSG && err.code == 400 && err.frame == 3);
+    rf[1] = fr("200");
+    rf[3] = fr("");
+    CHECK(rwkvp_ctl_response_decode(rf, 4, NULL, &rout, &err) == -EBADMSG && err.code == 400 && err.frame == 3);
+    /* EXPORT, IMPORT (binary blob), FORK */
+    rwkvp_ctl_request e = {RWKVP_CTL_EXPORT, fr("a/b"), fr(""), fr(""), fr(""), fr("")};
+    CHECK(rwkvp_ctl_request_encode(&e, &m, &err) == 0 && m.n == 3 && frame_eq(m.frames[1], "EXPORT"));
+    rwkvp_ctl_request im = {RWKVP_CTL_IMPORT, fr("a/c"), fr(""), fr(""), fr(""), frn("RWKVSNAP\0\x01\xfe", 11)};
+    CHECK(rwkvp_ctl_request_encode(&im, &m, &err) == 0 && m.n == 4);
+    CHECK(rwkvp_ctl_request_decode(m.frames, m.n, NULL, &out, &err) == 0 && out.cmd == RWKVP_CTL_IMPORT &&
+          frame_eq(out.channel, "a/c") && out.blob.len == 11 && memcmp(out.blob.data, "RWKVSNAP\0\x01\xfe", 11) == 0);
+    rwkvp_ctl_request fk = {RWKVP_CTL_FORK, fr("a/b"), fr(""), fr(""), fr("a/d"), fr("")};
+    CHECK(rwkvp_ctl_request_encode(&fk, &m, &err) == 0 && m.n == 4);
+    CHECK(rwkvp_ctl_request_decode(m.frames, m.n, NULL, &out, &err) == 0 && out.cmd == RWKVP_CTL_FORK &&
+          frame_eq(out.channel, "a/b") && frame_eq(out.dst, "a/d"));
+    rwkvp_frame q4[4] = {fr("RWKV1"), fr("IMPORT"), fr("a/c"), fr("")};
+    CHECK(rwkvp_ctl_request_decode(q4, 4, NULL, &out, &err) == -EBADMSG && err.code == 422 && err.frame == 3);
+    CHECK(rwkvp_ctl_request_decode(q4, 3, NULL, &out, &err) == -EBADMSG && err.code == 400);
+    q4[1] = fr("FORK");
+    q4[3] = fr("b c");
+    CHECK(rwkvp_ctl_request_decode(q4, 4, NULL, &out, &err) == -EBADMSG && err.code == 422 && err.frame == 3);
+    q4[1] = fr("EXPORT");
+    CHECK(rwkvp_ctl_request_decode(q4, 4, NULL, &out, &err) == -EBADMSG && err.code == 400);
     rf[2] = fr("\xC3(");
     CHECK(rwkvp_ctl_response_decode(rf, 3, NULL, &rout, &err) == -EBADMSG && err.code == 415);
 }

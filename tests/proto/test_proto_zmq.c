@@ -247,7 +247,7 @@ static void test_control(void *ctx)
     CHECK(router && req);
     if (!router || !req)
         goto out;
-    rwkvp_ctl_request q = {RWKVP_CTL_INFO, fr("app/nginx"), {NULL, 0}, {NULL, 0}};
+    rwkvp_ctl_request q = {RWKVP_CTL_INFO, fr("app/nginx"), {NULL, 0}, {NULL, 0}, {NULL, 0}, {NULL, 0}};
     rwkvp_msg m;
     rwkvp_error err;
     CHECK(rwkvp_ctl_request_encode(&q, &m, &err) == 0);
@@ -259,7 +259,7 @@ static void test_control(void *ctx)
     rwkvp_ctl_request got;
     CHECK(rwkvp_ctl_request_decode(r.f + env, r.n - env, NULL, &got, &err) == 0);
     CHECK(got.cmd == RWKVP_CTL_INFO && frame_eq(got.channel, "app/nginx"));
-    rwkvp_ctl_response resp = {200, fr("{\"name\":\"app/nginx\",\"tier\":\"resident\"}")};
+    rwkvp_ctl_response resp = {200, fr("{\"name\":\"app/nginx\",\"tier\":\"resident\"}"), {NULL, 0}};
     CHECK(rwkvp_ctl_response_encode(&resp, &m, &err) == 0);
     CHECK(send_frames(router, r.f, env, m.frames, m.n) == 0);
     received_close(&r);
