@@ -420,6 +420,8 @@ static void do_install(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, co
         reply(d, env, n_env, code, t, strlen(t));
         return;
     }
+    rwkvd_replica_diverged(d, req->cmd == RWKVP_CTL_FORK ? "control FORK made a state outside the input log"
+                                                         : "control IMPORT made a state outside the input log");
     rwkvd_channel *ch = rwkvd_chantab_find(d->tab, name, target->len);
     json_t *j = json_pack("{s:s, s:s, s:I}", "name", name, "tier", tier_of(ch), "tokens_seen",
                           (json_int_t)ch->tokens_seen);
@@ -467,7 +469,8 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
             return;
         }
     }
-    if (rwkvd_replica_standby(d) && (req.cmd == RWKVP_CTL_RESET || req.cmd == RWKVP_CTL_DROP)) {
+    if (rwkvd_replica_standby(d) && (req.cmd == RWKVP_CTL_RESET || req.cmd == RWKVP_CTL_DROP ||
+                                     req.cmd == RWKVP_CTL_IMPORT || req.cmd == RWKVP_CTL_FORK)) {
         static const char t[] = "this rwkvd is a standby: its states follow the primary; send it there";
         reply(d, env, n_env, 409, t, sizeof t - 1);
         return;
