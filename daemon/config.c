@@ -101,6 +101,7 @@ static const enum_name backend_names[] = {
     {"cpu", RWKVD_BACKEND_CPU}, {"cuda", RWKVD_BACKEND_CUDA}, {NULL, 0}};
 static const enum_name weights_names[] = {{"f32", RWKVD_WEIGHTS_F32},
     {"stored", RWKVD_WEIGHTS_STORED}, {"bf16", RWKVD_WEIGHTS_BF16}, {"f16", RWKVD_WEIGHTS_F16},
+    {"bf16dot", RWKVD_WEIGHTS_BF16DOT},
     {NULL, 0}};
 static const enum_name log_level_names[] = {{"error", RWKVD_LOG_ERROR},
     {"warning", RWKVD_LOG_WARNING}, {"notice", RWKVD_LOG_NOTICE}, {"info", RWKVD_LOG_INFO},

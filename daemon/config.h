@@ -34,6 +34,7 @@ typedef enum {
     RWKVD_WEIGHTS_STORED,
     RWKVD_WEIGHTS_BF16,
     RWKVD_WEIGHTS_F16,
+    RWKVD_WEIGHTS_BF16DOT,
 } rwkvd_weights;
 
 /* Values are syslog priorities, so a message is logged when its priority <= level. */

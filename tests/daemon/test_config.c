@@ -334,7 +334,7 @@ static void test_errors(void)
     expect_error("model:\n  backend: gpu\n",
                  "t.yaml:2:12: model.backend: bad value \"gpu\" (expected one of: cpu, cuda)");
     expect_error("model:\n  weights: fp16\n", "t.yaml:2:12: model.weights: bad value \"fp16\" "
-                                              "(expected one of: f32, stored, bf16, f16)");
+                                              "(expected one of: f32, stored, bf16, f16, bf16dot)");
     expect_error("log:\n  level: verbose\n", "t.yaml:2:10: log.level: bad value \"verbose\" "
                                              "(expected one of: error, warning, notice, info, "
                                              "debug)");
@@ -664,6 +664,7 @@ static void test_strings(void)
     unsetenv("RWKVD_TEST_DIR");
     CHECK(!strcmp(rwkvd_backend_name(RWKVD_BACKEND_CUDA), "cuda"));
     CHECK(!strcmp(rwkvd_weights_name(RWKVD_WEIGHTS_STORED), "stored"));
+    CHECK(!strcmp(rwkvd_weights_name(RWKVD_WEIGHTS_BF16DOT), "bf16dot"));
     CHECK(!strcmp(rwkvd_log_level_name(RWKVD_LOG_DEBUG), "debug"));
     CHECK(!strcmp(rwkvd_task_kind_name(RWKVD_TASK_CLASSIFY_LINEAR), "classify_linear"));
     CHECK(!strcmp(rwkvd_trigger_name(RWKVD_TRIGGER_REQUEST), "request"));
