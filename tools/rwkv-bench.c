@@ -8,6 +8,7 @@
  * Checkpoints come from tools/gen-checkpoint.py (random weights of the published shapes).
  * A benchmark, not a test: it asserts nothing.
  */
+#include "half.h"
 #include "cpu/gemm.h"
 #include "model.h"
 #include "rwkv.h"
@@ -94,22 +95,30 @@ static double read_bandwidth(int threads)
     return best;
 }
 
-/* FLOP/s of the engine's own GEMM on a cache-resident 768 x 768 problem, batch 64: the
- * compute rate the floor is measured against. */
-static double gemm_rate(int threads)
+/* FLOP/s of the engine's own GEMM on a cache-resident 768 x 768 problem, batch 64, with
+ * weights of type t: the compute rate the floor is measured against. */
+static double gemm_rate(int threads, rwkv_dtype t)
 {
     const int O = 768, K = 768, B = 64;
-    size_t wb = rwkv_mat_bytes(O, K, RWKV_DTYPE_F32);
-    float *w = calloc(wb / 4, 4), *x = calloc((size_t)B * K, 4), *y = calloc((size_t)B * O, 4);
+    size_t wb = rwkv_mat_bytes(O, K, t);
+    void *w = calloc(wb, 1);
+    float *x = calloc((size_t)B * K, 4), *y = calloc((size_t)B * O, 4);
     float *ws = calloc(rwkv_gemm_workspace_floats(B, K), 4);
     rwkv_pool *pool = rwkv_pool_new(threads);
     double best = 0;
     if (w && x && y && ws && pool) {
-        for (size_t i = 0; i < wb / 4; i++)
-            w[i] = (float)(i % 13) * 0.01f;
+        for (int r = 0; r < O; r++)
+            for (int k = 0; k < K; k++) {
+                float v = (float)((r * K + k) % 13) * 0.01f;
+                size_t i = rwkv_mat_index(t, K, r, k);
+                if (t == RWKV_DTYPE_F32)
+                    ((float *)w)[i] = v;
+                else
+                    ((uint16_t *)w)[i] = t == RWKV_DTYPE_F16 ? rwkv_f32_to_f16(v) : rwkv_f32_to_bf16(v);
+            }
         for (size_t i = 0; i < (size_t)B * K; i++)
             x[i] = (float)(i % 7) * 0.1f;
-        rwkv_mat m = {w, RWKV_DTYPE_F32, O, K};
+        rwkv_mat m = {w, t, O, K};
         gemm_job j = {&m, x, K, y, O, NULL, B, GEMM_ACT_NONE, 0};
         for (int rep = 0; rep < 5; rep++) {
             double t0 = now_s();
@@ -200,16 +209,21 @@ int main(int argc, char **argv)
         usage();
         return 2;
     }
-    double bw[65] = {0}, rate[65] = {0};
+    /* rate[threads][weight type]: f32, f16, bf16, bf16 pairs */
+    double bw[65] = {0}, rate[65][4] = {{0}};
     for (int i = 0; i < n_t; i++) {
         int t = threads[i] < 64 ? threads[i] : 64;
         bw[t] = read_bandwidth(t);
-        rate[t] = gemm_rate(t);
+        for (int dt = 0; dt < 4; dt++)
+            if (dt != RWKV_DTYPE_F16)
+                rate[t][dt] = gemm_rate(t, (rwkv_dtype)dt);
+        rate[t][RWKV_DTYPE_F16] = rate[t][RWKV_DTYPE_BF16];
     }
-    printf("# memory read bandwidth / GEMM rate (768x768, B=64):");
+    printf("# memory read bandwidth / GEMM rate (768x768, B=64; weights f32, bf16, bf16 pairs):");
     for (int i = 0; i < n_t; i++) {
         int t = threads[i] < 64 ? threads[i] : 64;
-        printf(" %d thread(s) %.1f GB/s %.1f GFLOP/s;", t, bw[t], rate[t] / 1e9);
+        printf(" %d thread(s) %.1f GB/s %.1f/%.1f/%.1f GFLOP/s;", t, bw[t], rate[t][RWKV_DTYPE_F32] / 1e9,
+               rate[t][RWKV_DTYPE_BF16] / 1e9, rate[t][RWKV_DTYPE_BF16X2] / 1e9);
     }
     printf("\n# tokens/s = B x steps / time, median of %d runs; logits for every slot: %s\n", runs,
            want_logits ? "yes" : "no (hidden only)");
@@ -287,7 +301,8 @@ int main(int argc, char **argv)
                     double gbs = bytes / step / 1e9;
                     int tk = threads[ti] < 64 ? threads[ti] : 64;
                     double mem_floor = bw[tk] > 0 ? B / (bytes / (bw[tk] * 1e9)) : 0;
-                    double cmp_floor = rate[tk] > 0 ? rate[tk] / (2.0 * macs_per_token(m, want_logits)) : 0;
+                    const double rt = rate[tk][m->layers[0].ffn_k.dtype];
+                    double cmp_floor = rt > 0 ? rt / (2.0 * macs_per_token(m, want_logits)) : 0;
                     double floor_tok = mem_floor < cmp_floor ? mem_floor : cmp_floor;
                     printf("%-22s %-7s %5d %3d %9.2f %9.1f %9.1f %7.1f %9.1f %9.1f %9.1f %6.0f%% %8.2f\n", base, w, B, threads[ti],
                            step * 1e3, tok_s, bytes / 1e6, gbs, mem_floor, cmp_floor, floor_tok,
