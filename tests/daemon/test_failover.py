@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Warm-standby failover (issue 4 item 7) on the real rwkvd binary.
 
-Usage: test_failover.py NAME (takeover).
+Usage: test_failover.py NAME (takeover | follow).
 
 takeover: a primary streams input over several channels; a standby started with --standby-of
 gets a full sync (snapshots + input log) and then the live records; the primary is killed
@@ -11,7 +11,14 @@ to the standby's endpoints, a subscriber gets publications from it, and at the e
 channel's state equals the reference run that had no failure, bit for bit (CPU). Then the old
 primary, restarted with replication.peer pointing at the new one, must refuse to serve
 (fenced), and restarted with --standby-of the new primary it must follow it (epoch 2, same
-LSN). States are compared as in test_durable.py (SIGTERM snapshots, exported state bytes).
+LSN).
+
+follow: no failure; the standby must end with the primary's states bit for bit although
+(1) channel c/0 runs two committing generations without a seed (the standby samples nothing:
+it applies the primary's commit records in place of the GEN) and (2) a control RESET on the
+primary, which is not in the input log, makes the standby restart itself in place (same pid)
+and sync again. States are compared as in test_durable.py (SIGTERM snapshots, exported state
+bytes).
 Every receive has a timeout."""
 import os
 import random
@@ -32,12 +39,14 @@ KW = dict(max_batch=4, slots=16, profiles=PROFILE, default_profile="sev")
 
 
 def repl_config(d, peer):
-    return ("replication:\n  bind: ipc://%s/repl.sock\n  peer: %s\n  heartbeat_interval: %dms\n"
+    return ("replication:\n  bind: ipc://%s/repl.sock\n  peer: \"%s\"\n  heartbeat_interval: %dms\n"
             "  failover_timeout: %dms\n" % (d.dir, peer, HEARTBEAT_MS, FAILOVER_MS))
 
 
-def configure(d, peer):
-    d.write_config(PROFILE, repl_config(d, peer), "sev", KW["max_batch"], KW["slots"])
+def configure(d, peer, profiles=True):
+    """profiles=False: no task profile (only generations publish)."""
+    d.write_config(PROFILE if profiles else "", repl_config(d, peer), "sev" if profiles else "", KW["max_batch"],
+                   KW["slots"])
 
 
 def launch(d, *args):
@@ -79,6 +88,64 @@ def wait_for(what, fn, timeout):
             return v
         check(time.time() < deadline, "timed out waiting for " + what)
         time.sleep(0.02)
+
+
+GEN_COMMIT = b'{"commit":true,"max_tokens":12,"temperature":1.0}'  # no seed: the daemon picks it
+
+
+def test_follow():
+    pri = Daemon(start=False, **KW)
+    sby = Daemon(start=False, **KW)
+    try:
+        configure(pri, "", profiles=False)
+        configure(sby, "", profiles=False)
+        check(launch(pri), "primary exited at start:\n" + logtext(pri))
+        check(launch(sby, "--standby-of", pri.ctl_ep), "standby exited at start:\n" + logtext(sby))
+        pid = sby.control_json(b"STATUS")["pid"]
+        sub = pri.sub(D.CHANNELS[0])
+        s = pri.dealer()
+        seq = {c: 0 for c in D.CHANNELS}
+
+        def send(c, op, payload):
+            seq[c] += 1
+            T.send(s, op, c, b"p", seq[c], payload)
+            r = T.recv(s, what="ACK")
+            check(r[1] == b"ACK", "%s %s: %r" % (c, op, r))
+
+        def filler(i):
+            for c in D.CHANNELS[1:]:
+                send(c, b"TEXT", b"filler %d on %s" % (i, c))
+
+        send(D.CHANNELS[0], b"TEXT", b"Once upon a time")
+        send(D.CHANNELS[0], b"GEN", GEN_COMMIT)
+        send(D.CHANNELS[0], b"TEXT", b" queued behind the generation")
+        filler(1)
+        _, end = T.collect_gen(sub, D.CHANNELS[0])
+        check(end["committed"], "END %r" % end)
+        filler(2)
+        code, _ = pri.control(b"RESET", D.CHANNELS[1])
+        check(code == b"200", "RESET on the primary answered %r" % code)
+        wait_for("the standby to resync", lambda: b"restarting to resync" in logtext(sby).encode(), 10)
+
+        def synced():
+            try:
+                return repl(sby)["next_lsn"] == repl(pri)["next_lsn"]
+            except Fail:  # the standby is restarting
+                return False
+        wait_for("the standby to come back", synced, 20)
+        check(sby.control_json(b"STATUS")["pid"] == pid, "the standby did not restart in place (pid changed)")
+        check(logtext(sby).count("full sync from") == 2, "expected two full syncs:\n" + logtext(sby))
+        send(D.CHANNELS[0], b"TEXT", b" and later")
+        send(D.CHANNELS[0], b"GEN", GEN_COMMIT)
+        send(D.CHANNELS[0], b"TEXT", b" the end")
+        filler(3)
+        T.collect_gen(sub, D.CHANNELS[0])
+        wait_for("the standby to catch up", synced, 10)
+        want = D.drained_states(pri)  # draining logs nothing more: the standby has every record
+        D.compare(D.drained_states(sby), want, "standby vs primary")
+    finally:
+        pri.close()
+        sby.close()
 
 
 def test_takeover():
