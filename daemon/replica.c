@@ -1,4 +1,4 @@
-/* replica.c — see replica.h; the wire format is FORMATS.md §4.
+/* replica.c — see replica.h; the wire format is FORMATS.md §3.
  *
  * Key invariant: a standby's input log holds the primary's records under the primary's LSNs,
  * with no gap (every record is checked against the log's next LSN and a heartbeat's LSN
@@ -519,7 +519,7 @@ int rwkvd_replica_open(rwkvd_daemon *d, char *err, size_t err_len)
     int one = 1, zero = 0;
     zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(s, ZMQ_SNDHWM, &zero, sizeof zero); /* a standby must not miss records; see FORMATS.md §4 */
+    zmq_setsockopt(s, ZMQ_SNDHWM, &zero, sizeof zero); /* a standby must not miss records; see FORMATS.md §3 */
     if (zmq_bind(s, ep) != 0) {
         snprintf(err, err_len, "replication.bind: cannot bind %s: %s", ep, zmq_strerror(zmq_errno()));
         zmq_close(s);
@@ -579,7 +579,7 @@ static int send_record(void *s, const standby_peer *to, const rwkvd_wal_rec *r)
     return send_msg(s, to, "REC", f, 4);
 }
 
-/* The full sync (FORMATS.md §4): BEGIN, every channel's newest valid snapshot, the whole input
+/* The full sync (FORMATS.md §3): BEGIN, every channel's newest valid snapshot, the whole input
  * log, SYNCED; then the standby gets the live records. All of it is sent from the loop thread
  * between two ingest batches, so nothing is logged in between. */
 static void serve_sync(rwkvd_daemon *d, standby_peer *to)

@@ -22,7 +22,7 @@
  * What it is not: synchronous replication (an ACK does not wait for the standby; see
  * README "Failover" for what that means), or a consensus protocol (fencing is the start-time
  * peer check plus the epoch; without replication.peer a partition allows two primaries).
- * Wire format: FORMATS.md §4. Threads: the loop thread only. */
+ * Wire format and the epoch file: FORMATS.md §3. Threads: the loop thread only. */
 #ifndef RWKVD_REPLICA_H
 #define RWKVD_REPLICA_H
 
