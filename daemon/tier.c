@@ -73,11 +73,25 @@ static int host_to_disk(rwkvd_daemon *d, rwkvd_channel *ch)
     return rwkvd_durable_evict(d, ch);
 }
 
+/* Host-tier states on their way out: they hold a slot reserved for their promotion. */
+static uint64_t host_leaving(const rwkvd_daemon *d)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < d->tab->n; i++)
+        n += d->tab->v[i]->tier == RWKVD_TIER_HOST && d->tab->v[i]->slot >= 0 && !d->tab->v[i]->dead;
+    return n;
+}
+
 /* Room in the host tier for one more state: push the least recently active idle host
- * channels to disk while it would pass the bound. */
-static int host_room(rwkvd_daemon *d)
+ * channels to disk while it would pass the bound. States about to leave the host tier (a
+ * reserved slot, or `keep`, which the slot being freed is for: a swap) do not count, so the
+ * bound may be passed for a moment by exactly those. */
+static int host_room(rwkvd_daemon *d, const rwkvd_channel *keep)
 {
     uint64_t max = d->cfg->residency.host_max_bytes, one = rwkvd_tier_state_bytes(d);
+    if (!d->tab->n_tier[RWKVD_TIER_HOST] || host_bytes(d) + one <= max)
+        return 0;
+    max += (host_leaving(d) + (keep && keep->tier == RWKVD_TIER_HOST && keep->slot < 0)) * one;
     while (host_bytes(d) + one > max) {
         rwkvd_channel *x = rwkvd_chantab_lru_idle(d->tab, RWKVD_TIER_HOST, 0);
         if (!x || host_to_disk(d, x) != 0)
@@ -100,7 +114,7 @@ static int demote_one(rwkvd_daemon *d, rwkvd_channel *keep)
     }
     if (!x)
         return -ENOSPC;
-    if (d->cfg->residency.host_max_bytes && host_room(d) == 0)
+    if (d->cfg->residency.host_max_bytes && host_room(d, keep) == 0)
         return rwkvd_tier_to_host(d, x);
     if (d->dur)
         return rwkvd_durable_evict(d, x);
@@ -154,6 +168,8 @@ void rwkvd_tier_tick(rwkvd_daemon *d, uint64_t now_ns)
     if (!d->dur || !t->n_tier[RWKVD_TIER_HOST])
         return;
     uint64_t max = d->cfg->residency.host_max_bytes;
+    if (host_bytes(d) > max) /* states on their way out are not pushed past */
+        max += host_leaving(d) * rwkvd_tier_state_bytes(d);
     while (host_bytes(d) > max) {
         rwkvd_channel *x = rwkvd_chantab_lru_idle(t, RWKVD_TIER_HOST, 0);
         if (!x || host_to_disk(d, x) != 0)

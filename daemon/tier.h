@@ -10,8 +10,10 @@
  *    the host tier holds more than residency.host_max_bytes, are written to their snapshot
  *    and their buffer freed (tier disk; needs durability). Without a snapshot store the host
  *    tier cannot overflow to disk: a demotion that would pass the bound is refused, and a
- *    channel needing a slot then gets 507. host_max_bytes 0 disables the host tier: demotions
- *    go straight to disk (or do not happen without durability);
+ *    channel needing a slot then gets 507. A host-tier channel's own promotion is a swap
+ *    and always allowed: the bound may be passed for a moment by the states holding a slot
+ *    reserved to leave the host tier. host_max_bytes 0 disables the host tier: demotions go
+ *    straight to disk (or do not happen without durability);
  *  - promotion: a non-resident channel with input gets a slot (ingest reserves it, demoting
  *    another channel if need be, else answers 507) and its state is imported before the
  *    scheduler gives it its next job (from the host buffer, or from the snapshot).

@@ -711,6 +711,77 @@ def test_portable():
         b.close()
 
 
+def test_tiers_nodurable():
+    """Without a snapshot store host memory is the last tier: a new channel demotes the least
+    recently active idle one to host memory; with host memory full (host_max_bytes) the next
+    new channel gets 507, EVICT 409 and IMPORT 507 (nothing changed); a host-tier channel's
+    input swaps it with a resident one even with host memory full; DROP frees host memory.
+    States, read with EXPORT (any tier), equal a daemon with slots for every channel."""
+    nodur = "durability:\n  enabled: false\n"
+    one = 2 * (2 * 64 + 64 * 64) * 4  # the test model's state: 2 layers, C 64, one head of 64
+    ref = Daemon(max_batch=4, slots=16, durability=nodur)
+    d = Daemon(max_batch=4, slots=5, durability=nodur,  # 3 channel slots, host memory for 1 state
+               extra="residency:\n  host_max_bytes: %d\n" % (one + one // 2))
+    try:
+        rs, s = ref.dealer(), d.dealer()
+        seq = {}
+
+        def send(c, text, want=b"ACK"):
+            seq[c] = seq.get(c, 0) + 1
+            for sock, dm in ((s, d), (rs, ref)):
+                T.send(sock, b"TEXT", c, b"p", seq[c], text)
+                r = recv(sock, what="reply")
+                if dm is ref or want == b"ACK":
+                    check(r[1] == b"ACK", "%s: %r" % (c, r))
+                else:
+                    check(r[1] == b"ERROR" and r[5] == want, "%s: expected %r, got %r" % (c, want, r))
+                    seq[c] -= 1
+                    return r
+            for dm in (d, ref):
+                deadline = time.time() + 10
+                while info(dm, c)["queued_messages"]:
+                    check(time.time() < deadline, "not drained")
+                    time.sleep(0.02)
+
+        for i in range(3):
+            send(b"s/%d" % i, b"hello %d" % i)
+        send(b"s/3", b"new")  # every slot taken: s/0, least recently active, goes to host memory
+        check(info(d, b"s/0")["tier"] == "host", "s/0 demoted: %r" % info(d, b"s/0"))
+        T.send(s, b"TEXT", b"s/4", b"p", 1, b"full")
+        r = recv(s, what="507")
+        check(r[1] == b"ERROR" and r[5] == b"507", "host memory full, no store: expected 507, got %r" % r)
+        code, body = d.control(b"EVICT", b"s/2")
+        check(code == b"409" and b"host_max_bytes" in body, "EVICT with host memory full: %r %r" % (code, body))
+        send(b"s/0", b" again")  # swaps with s/1 although host memory is full
+        check(info(d, b"s/0")["tier"] == "resident" and info(d, b"s/1")["tier"] == "host",
+              "swap: %r %r" % (info(d, b"s/0"), info(d, b"s/1")))
+        n, dem, prom = tier_counts(metrics(d))
+        check(n == {"resident": 3, "host": 1, "disk": 0} and dem[("resident", "host")] == 2 and prom["host"] == 1,
+              "tiers %r %r %r" % (n, dem, prom))
+        img1 = export(d, b"s/1")  # from host memory
+        code, body = d.control(b"IMPORT", b"n/1", img1)
+        check(code == b"507" and d.control(b"INFO", b"n/1")[0] == b"404", "IMPORT with host memory full: %r" % code)
+        for c in (b"s/0", b"s/1", b"s/2", b"s/3"):
+            check(snap_payload(export(d, c)) == snap_payload(export(ref, c)), "%s differs from the reference" % c)
+        d.control_json(b"DROP", b"s/1")
+        r = d.control_json(b"IMPORT", b"n/1", img1)
+        check(r["tier"] == "host" and not r["replaced"], "IMPORT after DROP freed host memory: %r" % r)
+        T.send(rs, b"TEXT", b"s/1", b"p", 2, b" later")  # the reference's s/1 and n/1 get the same
+        check(recv(rs, what="ACK")[1] == b"ACK", "ref s/1 ACK")
+        T.send(s, b"TEXT", b"n/1", b"p", 1, b" later")  # host -> resident: swaps with s/2
+        check(recv(s, what="ACK")[1] == b"ACK", "n/1 ACK")
+        while info(ref, b"s/1")["queued_messages"]:
+            time.sleep(0.02)
+        deadline = time.time() + 10
+        while info(d, b"n/1")["queued_messages"] or info(d, b"n/1")["tier"] != "resident":
+            check(time.time() < deadline, "n/1 not promoted: %r" % info(d, b"n/1"))
+            time.sleep(0.02)
+        check(snap_payload(export(d, b"n/1")) == snap_payload(export(ref, b"s/1")), "n/1 differs from ref s/1")
+    finally:
+        d.close()
+        ref.close()
+
+
 def snap_payload(img):
     header_len, = struct.unpack_from("<I", img, 12)
     payload_len, = struct.unpack_from("<Q", img, 80)
