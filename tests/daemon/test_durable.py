@@ -301,12 +301,27 @@ def check_tier_metrics(m, state_bytes, n_channels, disk0=None):
 TIER_CHANNELS = [b"t/%d" % i for i in range(12)]
 
 
-def tiers_run(msgs, state_bytes, restart_kind):
+def tier_tail(msgs):
+    """Messages after msgs for t/0..t/4 then t/0 again, each applied before the next: with 4
+    resident channels t/4 demotes t/0 (least recently active) to host memory and t/0's next
+    message promotes it from there, whatever the timing of the main phase."""
+    seq = {}
+    for c, sq, _, _ in msgs:
+        seq[c] = max(seq.get(c, 0), sq)
+    out = []
+    for i, c in enumerate(TIER_CHANNELS[:5] + TIER_CHANNELS[:1]):
+        seq[c] += 1
+        toks = [(7 * i + k) % 256 for k in range(5)]
+        out.append((c, seq[c], b"TOKENS", struct.pack("<5I", *toks)))
+    return out
+
+
+def tiers_run(msgs, tail, state_bytes, restart_kind):
     """Feed msgs over 12 channels with resident_channels 4 (of 14 channel slots), host memory
-    for 3 states and idle_ttl 200ms, pausing so idle channels expire to disk; restart_kind
-    ("kill" or "term") restarts once half-way. Returns (final states, tiers seen, summed
-    counters)."""
-    conf = "residency:\n  resident_channels: 4\n  idle_ttl: 200ms\n  host_max_bytes: %d\n" % (3 * state_bytes + 100)
+    for 3 states and idle_ttl 500ms, pausing so idle channels expire to disk; restart_kind
+    ("kill" or "term") restarts once half-way; then the tail (tier_tail) one message at a
+    time. Returns (final states, tiers seen, summed counters)."""
+    conf = "residency:\n  resident_channels: 4\n  idle_ttl: 500ms\n  host_max_bytes: %d\n" % (3 * state_bytes + 100)
     d = Daemon(extra=conf, max_batch=4, slots=16)
     try:
         p = Producer(msgs)
@@ -345,7 +360,7 @@ def tiers_run(msgs, state_bytes, restart_kind):
                 check(time.time() < deadline, "resident channels stay above 4: %r" % st)
                 time.sleep(0.02)
             sample()  # just demoted: some in host memory
-            time.sleep(0.3)  # idle_ttl passes for every host-tier channel
+            time.sleep(0.6)  # idle_ttl passes for every host-tier channel
             sample()
             if restart_kind and not restarted and len(p.pending()) < len(msgs) // 2:
                 add_counters(metrics(d))
@@ -358,6 +373,19 @@ def tiers_run(msgs, state_bytes, restart_kind):
                 disk0 = n["disk"] + prom["disk"] - dem[("resident", "disk")] - dem[("host", "disk")]
                 check(disk0 > 0, "recovery left no channel on disk: %r" % m)
                 p.connect(d)
+        prom_host = tier_counts(metrics(d))[2]["host"]
+        for i, (c, seq, op, payload) in enumerate(tail):
+            T.send(p.s, op, c, b"p", seq, payload)
+            r = recv(p.s, what="ACK")
+            check(r[1] == b"ACK", "tail %s: %r" % (c, r))
+            deadline = time.time() + 10
+            while info(d, c)["queued_messages"] or info(d, c)["tier"] != "resident":
+                check(time.time() < deadline, "tail %s not applied: %r" % (c, info(d, c)))
+                time.sleep(0.01)
+            if i == 4:
+                check(info(d, tail[0][0])["tier"] == "host", "tail: %s not demoted to host memory: %r" %
+                      (tail[0][0], info(d, tail[0][0])))
+        check(tier_counts(metrics(d))[2]["host"] == prom_host + 1, "tail: no promotion from host memory")
         m = sample()
         add_counters(m)
         return drained_states(d, TIER_CHANNELS), seen, total_dem, total_prom
@@ -367,14 +395,15 @@ def tiers_run(msgs, state_bytes, restart_kind):
 
 def test_tiers():
     """The tier test of issue 4: 12 channels, resident_channels 4, host memory for 3 states,
-    idle_ttl 200ms, so channels cycle resident -> host -> disk -> resident; every channel's
+    idle_ttl 500ms, so channels cycle resident -> host -> disk -> resident; every channel's
     final state equals the run without tiering bit for bit, with a kill -9 and a SIGTERM
     restart half-way; the tier gauges and counters stay consistent."""
     msgs = messages(11, 240, TIER_CHANNELS)
-    ref = reference(msgs, TIER_CHANNELS, max_batch=4, slots=16)
+    tail = tier_tail(msgs)
+    ref = reference(msgs + tail, TIER_CHANNELS, max_batch=4, slots=16)
     state_bytes = len(next(iter(ref.values()))[0])
     for kind in (None, "kill", "term"):
-        got, seen, dem, prom = tiers_run(msgs, state_bytes, kind)
+        got, seen, dem, prom = tiers_run(msgs, tail, state_bytes, kind)
         what = "tiered run (restart: %s)" % kind
         check(seen >= {"resident", "host", "disk"}, "%s: tiers seen %r" % (what, seen))
         check(dem[("resident", "host")] > 0 and dem[("host", "disk")] > 0 and prom["host"] > 0 and prom["disk"] > 0,
@@ -447,6 +476,12 @@ def test_evict_slots():
             T.send(s, b"TEXT", c, b"p", 1, b"hello %d" % i)
             r = recv(s, what="ACK")
             check(r[1] == b"ACK", "reply %r" % r)
+        # applied first: EVICT of a channel with queued input frees its slot, but its input
+        # takes one back at once (the restore comes before its next job)
+        deadline = time.time() + 10
+        while d.control_json(b"STATUS")["queued"]["messages"]:
+            check(time.time() < deadline, "not drained")
+            time.sleep(0.02)
         check(d.control_json(b"EVICT", b"s/0")["tier"] == "disk", "EVICT s/0")
         st = d.control_json(b"STATUS")["slots"]
         check(st["used"] == st["total"] - 1, "EVICT freed a slot: %r" % st)
@@ -672,6 +707,10 @@ def test_portable():
         check("fingerprint" in a.control(b"IMPORT", b"y/new", bad[3][1])[1].decode(), "names the fingerprint")
         # durable at once: kill -9 and the imported and forked channels are back
         restart(a, kill=True)
+        deadline = time.time() + 20  # the input log's records are applied again first
+        while any(info(a, c)["queued_messages"] for c in CHANNELS):
+            check(time.time() < deadline, "queues not drained after kill -9")
+            time.sleep(0.02)
         for src, dst in ((b"c/0", b"x/0"), (b"c/1", b"f/1")):
             check(info(a, dst)["tokens_seen"] == info(a, src)["tokens_seen"], "%s after kill -9: %r" % (dst, info(a, dst)))
         # migration: c/2's image into a second daemon, under the same name: its producers come along
