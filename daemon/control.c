@@ -478,8 +478,7 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
     switch (req.cmd) {
     case RWKVP_CTL_STATUS: {
         json_t *st = status_json(d);
-        if (d->rep)
-            rwkvd_replica_status(d, st);
+        rwkvd_replica_status(d, st);
         reply_json(d, env, n_env, st);
         break;
     }

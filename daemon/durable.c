@@ -443,6 +443,8 @@ int rwkvd_durable_snapshot(rwkvd_daemon *d, rwkvd_channel *only, bool only_chang
             rwkvd_log(LOG_INFO, "snapshot of channel %s deferred: a committing generation is in progress", ch->name);
             continue;
         }
+        if (d->rep) /* a long round must not look like a dead primary to the standbys */
+            rwkvd_replica_heartbeat(d);
         if ((rc = snapshot_one(d, ch, &b, err, sizeof err))) {
             rwkvd_log(LOG_ERR, "snapshot: %s", err);
             if (!first)

@@ -551,6 +551,8 @@ void *rwkvd_replica_socket(const rwkvd_daemon *d) { return d->rep ? d->rep->sock
 
 /* ---- primary ------------------------------------------------------------------------------- */
 
+static void primary_heartbeat(rwkvd_daemon *d, uint64_t now);
+
 static void drop_peer(rwkvd_daemon *d, int i, const char *why)
 {
     rwkvd_replica *p = d->rep;
@@ -628,6 +630,7 @@ static void serve_sync(rwkvd_daemon *d, standby_peer *to)
             rwkvp_frame sf = {blob, len};
             rc = send_msg(p->sock, to, "SNAP", &sf, 1);
             n_snaps++;
+            primary_heartbeat(d, rwkvd_now_ns());
         }
         free(blob);
     }
@@ -639,7 +642,8 @@ static void serve_sync(rwkvd_daemon *d, standby_peer *to)
     int more = 0;
     while (rc == 0 && (more = rwkvd_wal_iter_next(it, &r, err, sizeof err)) == 1) {
         rc = send_record(p->sock, to, &r);
-        n_recs++;
+        if (++n_recs % 4096 == 0)
+            primary_heartbeat(d, rwkvd_now_ns()); /* the other standbys */
     }
     rwkvd_wal_iter_destroy(&it);
     if (rc == 0 && more < 0)
@@ -814,13 +818,22 @@ void rwkvd_replica_handle(rwkvd_daemon *d)
         primary_handle(d);
 }
 
+void rwkvd_replica_heartbeat(rwkvd_daemon *d)
+{
+    rwkvd_replica *p = d->rep;
+    if (p && p->sock && !p->standby)
+        primary_heartbeat(d, rwkvd_now_ns());
+}
+
 void rwkvd_replica_tick(rwkvd_daemon *d, uint64_t now)
 {
     rwkvd_replica *p = d->rep;
     if (!p || !p->sock || d->state == RWKVD_STOPPING)
         return;
     if (p->standby) {
-        if (now - p->heard_ns >= timeout_ns(d) && now >= p->retry_ns) {
+        if (now - p->heard_ns >= timeout_ns(d)) /* this loop may have stalled: read what waits first */
+            standby_handle(d);
+        if (p->standby && !p->resyncing && now - p->heard_ns >= timeout_ns(d) && now >= p->retry_ns) {
             take_over(d, now);
             return;
         }
@@ -833,18 +846,25 @@ void rwkvd_replica_tick(rwkvd_daemon *d, uint64_t now)
         }
         return;
     }
+    /* ALIVEs that waited through a stall of this loop were read just before (rwkvd_loop_run) */
+    for (int i = p->n_peers - 1; i >= 0; i--)
+        if (now - p->peers[i].heard_ns > 2 * timeout_ns(d))
+            drop_peer(d, i, "silent for two failover timeouts");
+    primary_heartbeat(d, now);
+}
+
+static void primary_heartbeat(rwkvd_daemon *d, uint64_t now)
+{
+    rwkvd_replica *p = d->rep;
     if (now < p->next_hb_ns)
         return;
     unsigned char b[2][8];
     rwkvd_le64_put(b[0], p->epoch);
     rwkvd_le64_put(b[1], rwkvd_wal_next_lsn(rwkvd_durable_wal(d)));
     rwkvp_frame f[2] = {{b[0], 8}, {b[1], 8}};
-    for (int i = p->n_peers - 1; i >= 0; i--) {
-        if (now - p->peers[i].heard_ns > 2 * timeout_ns(d))
-            drop_peer(d, i, "silent for two failover timeouts");
-        else if (send_msg(p->sock, &p->peers[i], "HB", f, 2) != 0)
+    for (int i = p->n_peers - 1; i >= 0; i--)
+        if (send_msg(p->sock, &p->peers[i], "HB", f, 2) != 0)
             drop_peer(d, i, "unreachable");
-    }
     p->next_hb_ns = now + hb_ns(d);
 }
 

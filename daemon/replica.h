@@ -52,12 +52,16 @@ void rwkvd_replica_handle(rwkvd_daemon *d);
 /* Heartbeats (primary), failover deadline (standby). */
 void rwkvd_replica_tick(rwkvd_daemon *d, uint64_t now_ns);
 uint64_t rwkvd_replica_next_ns(const rwkvd_daemon *d); /* 0 = nothing timed */
+/* Primary: send the heartbeat if it is due (inside long loop-thread work such as a snapshot
+ * round, so standbys do not take a busy primary for a dead one). No-op on a standby. */
+void rwkvd_replica_heartbeat(rwkvd_daemon *d);
 
 /* Primary: send a logged record (r->lsn set) to every synced standby. */
 void rwkvd_replica_record(rwkvd_daemon *d, const rwkvd_wal_rec *r);
 /* Primary: a state changed outside the log (control RESET/DROP): every standby resyncs. */
 void rwkvd_replica_diverged(rwkvd_daemon *d, const char *why);
-/* Add "replication": {role, epoch, endpoint, next_lsn, standbys} to a STATUS object. */
+/* Add "replication": {role, epoch, endpoint, following, next_lsn, standbys} to a STATUS
+ * object (also without replication: role primary, epoch 0). */
 void rwkvd_replica_status(const rwkvd_daemon *d, json_t *status);
 
 #endif

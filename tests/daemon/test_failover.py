@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Warm-standby failover (issue 4 item 7) on the real rwkvd binary.
 
-Usage: test_failover.py NAME (takeover | follow).
+Usage: test_failover.py NAME (takeover | follow | errors).
 
 takeover: a primary streams input over several channels; a standby started with --standby-of
 gets a full sync (snapshots + input log) and then the live records; the primary is killed
@@ -19,6 +19,10 @@ it applies the primary's commit records in place of the GEN) and (2) a control R
 primary, which is not in the input log, makes the standby restart itself in place (same pid)
 and sync again. States are compared as in test_durable.py (SIGTERM snapshots, exported state
 bytes).
+
+errors: what refuses to start, each with a log line naming the reason: --standby-of an
+endpoint nobody answers, --standby-of a primary without replication.bind, replication without
+durability, a damaged state_dir/epoch, failover_timeout under two heartbeats.
 Every receive has a timeout."""
 import os
 import random
@@ -146,6 +150,47 @@ def test_follow():
     finally:
         pri.close()
         sby.close()
+
+
+def test_errors():
+    plain = Daemon(**KW)  # a primary without a replication stream
+    d = Daemon(start=False, **KW)
+    try:
+        def refused(args, want, what):
+            d.log = open(os.path.join(d.dir, "rwkvd.log"), "w")
+            t0 = time.time()
+            rc = subprocess.run([T.RWKVD, "-c", d.conf] + args, stdout=d.log, stderr=subprocess.STDOUT,
+                                env=d.env, timeout=30).returncode
+            d.log.close()
+            log = logtext(d)
+            check(rc != 0, "%s: exit status 0:\n%s" % (what, log))
+            check(want in log, "%s: the log does not say %r:\n%s" % (what, want, log))
+            check(not os.path.exists(d.ingest_ep[6:]), "%s: ingest bound" % what)
+            return time.time() - t0
+
+        configure(d, "")
+        dt = refused(["--standby-of", "ipc://%s/nobody.sock" % d.dir], "no answer to STATUS", "unreachable primary")
+        check(dt < 15, "unreachable primary: gave up only after %.1f s" % dt)
+        refused(["--standby-of", plain.ctl_ep], "without a replication stream (replication.bind)",
+                "primary without a stream")
+        d.write_config(PROFILE, "durability:\n  enabled: false\n" + repl_config(d, ""), "sev", 4, 16)
+        with open(d.conf) as f:
+            text = f.read().replace("durability:\n  fsync: no\n", "", 1)
+        with open(d.conf, "w") as f:
+            f.write(text)
+        refused([], "replication needs durability", "no durability")
+        configure(d, "")
+        os.makedirs(os.path.join(d.dir, "state"), exist_ok=True)
+        with open(os.path.join(d.dir, "state", "epoch"), "w") as f:
+            f.write("two\n")
+        refused([], "epoch: not a positive decimal number", "damaged epoch file")
+        os.unlink(os.path.join(d.dir, "state", "epoch"))
+        d.write_config(PROFILE, repl_config(d, "").replace("failover_timeout: %dms" % FAILOVER_MS,
+                                                           "failover_timeout: 150ms"), "sev", 4, 16)
+        refused([], "must be at least two heartbeat_interval", "failover_timeout too short")
+    finally:
+        plain.close()
+        d.close()
 
 
 def test_takeover():
