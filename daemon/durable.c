@@ -702,8 +702,8 @@ static int load_snapshot(rwkvd_daemon *d, const char *name, int64_t now_ms)
 /* A committed generation's record (producer "", seq = the LSN it follows): when that record
  * is a GEN still queued, the GEN becomes the committed tokens (applied where the generation
  * ran; sampling again could give other tokens, and its outputs went out already). When the
- * channel's snapshot is at or past that LSN it holds them (snapshots wait for commits). A
- * generation started by an event (a continue profile with commit) samples again. 0 or -ENOMEM. */
+ * channel's snapshot is at or past that LSN it holds them (snapshots wait for commits). Only
+ * generations asked for by GEN are logged (loop.c); an event's samples again. 0 or -ENOMEM. */
 static int place_commit(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_wal_rec *r)
 {
     (void)d;
@@ -715,9 +715,9 @@ static int place_commit(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_wal_rec 
         g = g->next;
     }
     if (!g || g->op != RWKVP_OP_GEN) {
-        rwkvd_log(LOG_NOTICE, "recovery: channel %s: committed generation after LSN %llu not placed (%s); the "
-                              "channel samples it again", ch->name, (unsigned long long)r->seq,
-                  g ? "started by an event" : "its GEN is not in the log");
+        rwkvd_log(LOG_WARNING, "recovery: input log LSN %llu: channel %s: committed generation of LSN %llu, which "
+                               "is not a GEN still to apply; ignored", (unsigned long long)r->lsn, ch->name,
+                  (unsigned long long)r->seq);
         return 0;
     }
     uint32_t n = r->payload_bytes / 4;

@@ -62,6 +62,8 @@ typedef struct rwkvd_gen {
     uint32_t max_tokens;
     uint64_t seed;
     bool commit, cancel, started, in_job;
+    uint64_t gen_lsn;           /* LSN of the GEN record that asked for it; 0: an event's, or
+                                 * no input log (a commit is logged only after a GEN record) */
     size_t n_stop;
     char (*stop)[RWKVP_STOP_BYTES + 1];
     size_t *stop_len;

@@ -80,7 +80,9 @@ static void gen_end(rwkvd_daemon *d, rwkvd_gen *g, rwkvp_end_reason reason, cons
             e->n_tokens = g->n_sampled;
             memcpy(e->tokens, g->sampled, g->n_sampled * sizeof(int32_t));
             rwkvd_chantab_push_front(ch, e);
-            if (d->dur)
+            /* replay puts the tokens in place of their GEN record; an event's generation is
+             * not logged (nothing to place it by) and samples again at recovery */
+            if (d->dur && g->gen_lsn && g->gen_lsn == ch->applied_lsn)
                 rwkvd_durable_log_commit(d, ch, e);
         } else {
             rwkvd_log(LOG_ERR, "channel %s: out of memory committing a generation", ch->name);

@@ -235,12 +235,14 @@ static int sched_channel(rwkvd_daemon *d, rwkvd_channel *ch, int quota)
             {
                 char producer[RWKVP_NAME_MAX + 1];
                 memcpy(producer, e->producer, sizeof producer);
-                uint64_t seq = e->seq;
+                uint64_t seq = e->seq, lsn = e->lsn;
                 rwkvp_gen_params *gp = e->gen;
                 e->gen = NULL;
                 set_origin(ch, e);
                 rwkvd_chantab_pop(ch);
                 task = start_gen(d, ch, gp, producer, seq);
+                if (task)
+                    ch->gen->gen_lsn = lsn;
                 free(gp);
             }
             if (task)
