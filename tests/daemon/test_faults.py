@@ -269,6 +269,15 @@ def snapshot_fault(spec):
         code, body = d.control(b"EVICT", CHANNELS[1])
         check(code != b"200", "%s: EVICT needs a snapshot: %r" % (spec, code))
         check(d.control_json(b"INFO", CHANNELS[1])["tier"] == "resident", "%s: EVICT failed, stays resident" % spec)
+        # the input log still reaches back to the oldest generation on disk
+        first = int(wal_segments(d)[0][4:-4], 16)
+        for c in CHANNELS:
+            for suf in (".snap", ".snap.prev"):
+                if os.path.exists(snap_path(d, c, suf)):
+                    with open(snap_path(d, c, suf), "rb") as f:
+                        applied, = struct.unpack_from("<Q", f.read(72), 64)
+                    check(first <= applied + 1, "%s: the WAL starts at LSN %d, past %s%s (LSN %d)" %
+                          (spec, first, c.decode(), suf, applied))
         n_seg = len(wal_segments(d))
         finish(d, p, ref, spec, kill=True)
         print("ok: %s (%d WAL segments kept at the kill)" % (spec, n_seg))
