@@ -219,7 +219,7 @@ def test_wal_fsync_everysec_enospc():
 
 # ---- snapshot faults ---------------------------------------------------------------
 
-def snapshot_fault(spec):
+def snapshot_fault(spec, sigterm=False):
     """Both generations on disk, then rwkvd restarted with a snapshot fault: control SNAPSHOT
     fails (an error code and a log line naming the file), both files stay valid, ingest keeps
     going, the input log is not truncated past what a valid snapshot covers (segments of 4 KiB,
@@ -279,6 +279,11 @@ def snapshot_fault(spec):
                     check(first <= applied + 1, "%s: the WAL starts at LSN %d, past %s%s (LSN %d)" %
                           (spec, first, c.decode(), suf, applied))
         n_seg = len(wal_segments(d))
+        if sigterm:  # the shutdown snapshot fails too: exit 0, logged, the log covers the rest
+            d.proc.send_signal(signal.SIGTERM)
+            check(d.proc.wait(20) == 0, "%s: exit status after a failed shutdown snapshot" % spec)
+            check("shutdown snapshot" in d.logtext() and "input log still covers" in d.logtext(),
+                  "%s: the failed shutdown snapshot is logged:\n%s" % (spec, d.logtext()))
         finish(d, p, ref, spec, kill=True)
         print("ok: %s (%d WAL segments kept at the kill)" % (spec, n_seg))
     finally:
@@ -286,7 +291,8 @@ def snapshot_fault(spec):
 
 
 def test_snapshot_write_enospc():
-    snapshot_fault("snapshot.write:ENOSPC")
+    """... and SIGTERM with the fault: the shutdown snapshot fails, rwkvd exits 0."""
+    snapshot_fault("snapshot.write:ENOSPC", sigterm=True)
 
 
 def test_snapshot_fsync_eio():
