@@ -268,6 +268,7 @@ int rwkvd_daemon_reload(rwkvd_daemon *d, char *err, size_t err_len,
     }
     d->tasks = tasks;
     d->cfg = next;
+    d->tab->tier_wake_ns = 0; /* residency.idle_ttl may have changed: tier.c recomputes its timer */
     rwkvd_log_set_level((int)d->cfg->log.level);
     d->m.reloads_ok++;
     d->state = prev;

@@ -816,6 +816,19 @@ def test_tiers_nodurable():
             check(time.time() < deadline, "n/1 not promoted: %r" % info(d, b"n/1"))
             time.sleep(0.02)
         check(snap_payload(export(d, b"n/1")) == snap_payload(export(ref, b"s/1")), "n/1 differs from ref s/1")
+        # residency reloads: a lower resident bound (and room in host memory) demotes at once
+        d.write_config(extra="residency:\n  resident_channels: 1\n  host_max_bytes: %d\n" % (4 * one),
+                       max_batch=4, slots=5)
+        r = d.control_json(b"RELOAD")
+        check("residency.resident_channels" in r["changed"], "RELOAD %r" % r)
+        deadline = time.time() + 10
+        while d.control_json(b"STATUS")["channels"]["resident"] > 1:
+            check(time.time() < deadline, "resident bound not applied: %r" % d.control_json(b"STATUS")["channels"])
+            time.sleep(0.02)
+        check(d.control_json(b"STATUS")["channels"] == {"total": 4, "resident": 1, "host": 3, "disk": 0,
+                                                       "limit": 1024}, "%r" % d.control_json(b"STATUS")["channels"])
+        for c in (b"s/0", b"s/2", b"s/3"):
+            check(snap_payload(export(d, c)) == snap_payload(export(ref, c)), "%s differs after demotion" % c)
     finally:
         d.close()
         ref.close()
