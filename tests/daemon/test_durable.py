@@ -719,9 +719,26 @@ def test_portable():
         check(r["tokens_seen"] == info(a, b"c/2")["tokens_seen"], "migration %r" % r)
         acked = {x["id"]: x["acked"] for x in info(b, b"c/2")["producers"]}
         check(acked.get("p") == p.acked[b"c/2"], "producer seqs migrate: %r vs %d" % (acked, p.acked[b"c/2"]))
-        # IMPORT over an existing channel replaces it
+        # IMPORT over an existing channel replaces it; input it had logged is never applied to
+        # the new state, not even by recovery after kill -9
+        zs = a.dealer()
+        T.send(zs, b"TEXT", b"c/3", b"z", 1, b"logged before the import")
+        check(recv(zs, what="ACK")[1] == b"ACK", "c/3 ACK")
+        zs.close()
+        deadline = time.time() + 20
+        while info(a, b"c/3")["queued_messages"] or info(a, b"c/3")["tier"] != "resident":
+            check(time.time() < deadline, "c/3 not applied")
+            time.sleep(0.02)
         r = a.control_json(b"IMPORT", b"c/3", img0)
         check(r["replaced"] and r["tokens_seen"] == info(a, b"c/0")["tokens_seen"], "replace %r" % r)
+        restart(a, kill=True)
+        deadline = time.time() + 20
+        while any(info(a, c)["queued_messages"] for c in CHANNELS):
+            check(time.time() < deadline, "queues not drained after kill -9")
+            time.sleep(0.02)
+        check(info(a, b"c/3")["tokens_seen"] == info(a, b"c/0")["tokens_seen"],
+              "replaced channel after kill -9: %r" % info(a, b"c/3"))
+        check(snap_payload(export(a, b"c/3")) == snap_payload(export(a, b"c/0")), "replaced state after kill -9")
         # rwkvctl export/import through a file
         path = os.path.join(a.dir, "c1.img")
         rc = T.subprocess.run([RWKVCTL, "-e", a.ctl_ep, "export", "c/1", path], capture_output=True)
