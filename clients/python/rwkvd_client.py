@@ -56,6 +56,14 @@ class RejectedError(Exception):
         super().__init__("; ".join("seq %d: %d %s" % e for e in errors))
 
 
+class CommandError(Exception):
+    """A control command refused: status (the code, e.g. 404, 422) and reason (its text)."""
+
+    def __init__(self, status, reason):
+        self.status, self.reason = status, reason
+        super().__init__("%d %s" % (status, reason))
+
+
 class TimeoutError_(Exception):
     """No (complete) answer within the timeout."""
 
@@ -423,24 +431,57 @@ class Control:
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.connect(self.endpoint)
 
-    def command(self, name, *args):
-        """command("INFO", "app/x") -> (status, body): body is the parsed JSON for 200 (text for
-        METRICS), the reason text otherwise. Raises Timeout when no reply comes in time (the
-        socket is then recreated, since a REQ that lost its reply cannot send again)."""
+    def _request(self, name, args):
         if self._sock is None:
             self._connect()
-        self._sock.send_multipart([SIGNATURE, name.upper().encode("ascii")] + [a.encode("ascii") for a in args])
+        frames = [SIGNATURE, name.upper().encode("ascii")]
+        frames += [a if isinstance(a, (bytes, bytearray, memoryview)) else a.encode("ascii") for a in args]
+        self._sock.send_multipart(frames)
         if not self._sock.poll(int(self.timeout * 1000)):
             self._sock.close(0)
             self._sock = None
             raise Timeout("no reply to %s from %s within %.1fs" % (name, self.endpoint, self.timeout))
         frames = self._sock.recv_multipart()
-        if len(frames) != 3 or frames[0] != SIGNATURE:
-            raise ProtocolError("malformed control reply: %r" % frames[:3])
+        image = None
+        if len(frames) == 4 and frames[0] == SIGNATURE and frames[1] == b"200" and name.upper() == "EXPORT":
+            image = frames[3]
+        elif len(frames) != 3 or frames[0] != SIGNATURE:
+            raise ProtocolError("malformed control reply to %s: %d frames %r" % (name, len(frames), frames[:3]))
         status, body = int(frames[1]), frames[2].decode("utf-8")
         if status == 200 and name.upper() != "METRICS":
             body = json.loads(body)
+        return status, body, image
+
+    def command(self, name, *args):
+        """command("INFO", "app/x") -> (status, body): body is the parsed JSON for 200 (text for
+        METRICS), the reason text otherwise; arguments are str (names) or bytes (an IMPORT
+        image). Raises Timeout when no reply comes in time (the socket is then recreated, since
+        a REQ that lost its reply cannot send again). EXPORT's image: use export()."""
+        status, body, _ = self._request(name, args)
         return status, body
+
+    def export(self, channel):
+        """The channel's state as a snapshot image (bytes; PROTOCOL.md section 10.4). Raises
+        CommandError with the daemon's status and reason when refused."""
+        status, body, image = self._request("EXPORT", (channel,))
+        if status != 200 or not image:
+            raise CommandError(status, body if status != 200 else "200 reply without an image")
+        return image
+
+    def import_state(self, channel, image):
+        """Create or replace `channel` from an image exported by export() (here or on another
+        daemon of the same model). Returns the reply body; raises CommandError when refused."""
+        status, body, _ = self._request("IMPORT", (channel, bytes(image)))
+        if status != 200:
+            raise CommandError(status, body)
+        return body
+
+    def fork(self, source, new):
+        """Create channel `new` with a copy of `source`'s state; raises CommandError when refused."""
+        status, body, _ = self._request("FORK", (source, new))
+        if status != 200:
+            raise CommandError(status, body)
+        return body
 
     def close(self):
         if self._sock is not None:

@@ -7,7 +7,7 @@ byte-level model, a label-scoring profile and a continuation profile), then:
   rwkvcat again with -s 1     every line answered DUP (nothing applied twice);
   rwkvcat --gen               TEXT pieces and one END with n_tokens = max_tokens;
   rwkvctl                     status/channels/info/metrics, exit 14 for an unknown channel;
-  the Python example.
+  the Python example, and the Python client's EXPORT / IMPORT / FORK.
 Every step has a timeout; the whole test takes a few seconds.
 usage: test_clients_e2e.py MODEL.pth
 """
@@ -163,6 +163,37 @@ tasks:
         rc, out, err = run([PY, os.path.join(PYDIR, "example.py"), ing, pub, ctl], timeout=30, env=env)
         check(rc == 0 and out.count("CLASS") == 3 and out.splitlines()[-1].startswith("200 "),
               "python example (%d %s)" % (rc, err.strip()[-300:]))
+
+        # the Python client's state portability: export, import under a new name, fork
+        sys.path.insert(0, PYDIR)
+        import rwkvd_client
+        with rwkvd_client.Control(ctl, timeout=10) as c:
+            st, log_info = c.command("INFO", "e2e/chat")
+            image = c.export("e2e/chat")
+            check(st == 200 and len(image) > 0 and image[:4] != b"\0\0\0\0", "Control.export returns the image")
+            body = c.import_state("e2e/copy", image)
+            check(body.get("name") == "e2e/copy", "Control.import_state (%r)" % body)
+            c.fork("e2e/chat", "e2e/forked")
+            for name in ("e2e/copy", "e2e/forked"):
+                st, inf = c.command("INFO", name)
+                check(st == 200 and inf["tokens_seen"] == log_info["tokens_seen"],
+                      "%s has the source's tokens_seen (%r)" % (name, inf))
+            # (state equality of imports and forks is proven in tests/daemon/test_durable.py;
+            # here the client's wiring: the copies export images of the source's size)
+            a, b = c.export("e2e/copy"), c.export("e2e/forked")
+            check(abs(len(a) - len(image)) < 64 and abs(len(b) - len(image)) < 64, "exported sizes match")
+            bad = bytearray(image)
+            bad[len(bad) // 2] ^= 0xFF
+            try:
+                c.import_state("e2e/bad", bytes(bad))
+                check(False, "a damaged image is refused")
+            except rwkvd_client.CommandError as e:
+                check(e.status == 400, "a damaged image gets 400 (%s)" % e)
+            try:
+                c.fork("e2e/none", "e2e/x")
+                check(False, "FORK of an unknown channel is refused")
+            except rwkvd_client.CommandError as e:
+                check(e.status == 404, "FORK of an unknown channel gets 404 (%s)" % e)
     finally:
         d.send_signal(signal.SIGTERM)
         try:
