@@ -160,7 +160,8 @@ static int epoch_write(const char *state_dir, uint64_t epoch)
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
-    int rc = write(fd, buf, (size_t)len) == len && fsync(fd) == 0 ? 0 : -errno;
+    ssize_t w = write(fd, buf, (size_t)len);
+    int rc = w < 0 ? -errno : w != len ? -EIO : fsync(fd) != 0 ? -errno : 0;
     close(fd);
     if (rc == 0 && rename(tmp, path) != 0)
         rc = -errno;
