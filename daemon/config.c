@@ -263,6 +263,7 @@ static const key replication_keys[] = {
         .def = "200ms", .umin = MS(10), .umax = SECONDS(60)},
     {"failover_timeout", K_DURATION, 0, AT(rwkvd_config, replication.failover_timeout_ms),
         .def = "3s", .umin = MS(50), .umax = SECONDS(3600)},
+    {"sync", K_BOOL, 0, AT(rwkvd_config, replication.sync), .def = "false"},
     {.name = NULL},
 };
 

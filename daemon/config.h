@@ -159,6 +159,7 @@ typedef struct rwkvd_config {
         char *peer;                     /* the other daemon's control endpoint (fencing); "" = none */
         uint64_t heartbeat_interval_ms; /* primary -> standby heartbeats */
         uint64_t failover_timeout_ms;   /* a standby takes over after this long without one */
+        bool sync;                      /* ACKs wait until every synced standby logged the record */
     } replication;
 } rwkvd_config;
 

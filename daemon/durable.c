@@ -96,12 +96,25 @@ static void send_pending(rwkvd_daemon *d, const pending_reply *p)
     send_reply(d, p->lsn, f, p->n_env, f + p->n_env, p->n - p->n_env);
 }
 
+/* The highest LSN an ACK may confirm: durable here and, with replication.sync, in the log of
+ * every synced standby (replica.c). */
+static uint64_t ack_bound(const rwkvd_daemon *d)
+{
+    uint64_t lsn = rwkvd_wal_durable_lsn(d->dur->wal);
+    if (d->rep) {
+        uint64_t r = rwkvd_replica_acked_lsn(d);
+        if (r < lsn)
+            lsn = r;
+    }
+    return lsn;
+}
+
 /* Send the queued replies the log now covers, in order; after a failed fsync (the log never
  * becomes durable past it) every one left, with the unconfirmable ones as errors. */
 static void release(rwkvd_daemon *d)
 {
     rwkvd_durable *u = d->dur;
-    uint64_t durable = rwkvd_wal_durable_lsn(u->wal);
+    uint64_t durable = ack_bound(d);
     bool failed = rwkvd_wal_failed(u->wal) != 0;
     while (u->q_n > 0) {
         pending_reply *p = &u->q[u->q_head];
@@ -118,7 +131,7 @@ void rwkvd_durable_reply(rwkvd_daemon *d, uint64_t lsn, const rwkvp_frame *env, 
                          const rwkvp_frame *f, size_t n)
 {
     rwkvd_durable *u = d->dur;
-    if (u->q_n == 0 && (lsn <= rwkvd_wal_durable_lsn(u->wal) || rwkvd_wal_failed(u->wal))) {
+    if (u->q_n == 0 && (lsn <= ack_bound(d) || rwkvd_wal_failed(u->wal))) {
         send_reply(d, lsn, env, n_env, f, n);
         return;
     }

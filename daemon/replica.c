@@ -51,6 +51,7 @@ typedef struct rwkvd_replica {
     uint64_t next_hb_ns;     /* primary: HB; standby: ALIVE */
     uint64_t heard_ns;       /* standby: last message from the primary */
     uint64_t retry_ns;       /* standby: next takeover attempt after a failed bind */
+    uint64_t last_tick_ns;   /* standby: the previous rwkvd_replica_tick (stall detection) */
     bool resyncing;
 } rwkvd_replica;
 
@@ -667,6 +668,18 @@ static void serve_sync(rwkvd_daemon *d, standby_peer *to)
               (double)(rwkvd_now_ns() - t0) / 1e9);
 }
 
+uint64_t rwkvd_replica_acked_lsn(const rwkvd_daemon *d)
+{
+    const rwkvd_replica *p = d->rep;
+    uint64_t lsn = UINT64_MAX;
+    if (!p || p->standby || !d->cfg->replication.sync)
+        return lsn;
+    for (int i = 0; i < p->n_peers; i++)
+        if (p->peers[i].lsn - 1 < lsn)
+            lsn = p->peers[i].lsn - 1; /* ALIVE carries the next LSN; lsn >= 1 once synced */
+    return lsn;
+}
+
 void rwkvd_replica_record(rwkvd_daemon *d, const rwkvd_wal_rec *r)
 {
     rwkvd_replica *p = d->rep;
@@ -692,11 +705,12 @@ void rwkvd_replica_diverged(rwkvd_daemon *d, const char *why)
 static void primary_handle(rwkvd_daemon *d)
 {
     rwkvd_replica *p = d->rep;
+    bool released = false;
     for (int budget = 0; budget < 256; budget++) {
         zmq_msg_t parts[4];
         size_t n = 0;
         if (recv_msg(p->sock, parts, 4, &n, ZMQ_DONTWAIT) != 1)
-            return;
+            break;
         standby_peer from = {.id_len = 0};
         if (n >= 3 && zmq_msg_size(&parts[0]) <= sizeof from.id && frame_is(&parts[1], RWKVD_REPL_SIG)) {
             from.id_len = zmq_msg_size(&parts[0]);
@@ -706,7 +720,10 @@ static void primary_handle(rwkvd_daemon *d)
                 serve_sync(d, &from);
             } else if (frame_is(&parts[2], "ALIVE") && i >= 0) {
                 p->peers[i].heard_ns = rwkvd_now_ns();
-                p->peers[i].lsn = n >= 4 ? frame_u64(&parts[3]) : 0;
+                uint64_t lsn = n >= 4 ? frame_u64(&parts[3]) : 0;
+                if (lsn > p->peers[i].lsn) /* with replication.sync, ACKs up to it may go now */
+                    p->peers[i].lsn = lsn;
+                released = d->cfg->replication.sync;
             } else if (frame_is(&parts[2], "ALIVE")) { /* it followed an earlier primary process */
                 static const char t[] = "this primary does not know the standby (it restarted)";
                 rwkvp_frame f = {t, sizeof t - 1};
@@ -715,6 +732,8 @@ static void primary_handle(rwkvd_daemon *d)
         }
         close_msg(parts, n);
     }
+    if (released)
+        rwkvd_durable_commit(d);
 }
 
 /* ---- standby -------------------------------------------------------------------------------- */
@@ -803,8 +822,14 @@ static void standby_handle(rwkvd_daemon *d)
         }
         close_msg(parts, n);
     }
-    if (logged)
+    if (logged) { /* durable here under this log's policy, then told (replication.sync waits for it) */
         rwkvd_durable_commit(d);
+        unsigned char b[8];
+        rwkvd_le64_put(b, rwkvd_wal_next_lsn(rwkvd_durable_wal(d)));
+        rwkvp_frame f = {b, 8};
+        if (p->sock)
+            send_msg(p->sock, NULL, "ALIVE", &f, 1);
+    }
 }
 
 /* ---- loop hooks ----------------------------------------------------------------------------- */
@@ -832,7 +857,13 @@ void rwkvd_replica_tick(rwkvd_daemon *d, uint64_t now)
     if (!p || !p->sock || d->state == RWKVD_STOPPING)
         return;
     if (p->standby) {
-        if (now - p->heard_ns >= timeout_ns(d)) /* this loop may have stalled: read what waits first */
+        /* a stall of this daemon (SIGSTOP, a paused VM, a long snapshot round) is no evidence
+         * against the primary: its messages may still sit in the kernel, not yet read by ZeroMQ's
+         * I/O thread. Give it two more heartbeats from now. */
+        if (p->last_tick_ns && now - p->last_tick_ns > 2 * hb_ns(d) && now - p->heard_ns + 2 * hb_ns(d) > timeout_ns(d))
+            p->heard_ns = now + 2 * hb_ns(d) - timeout_ns(d);
+        p->last_tick_ns = now;
+        if (now - p->heard_ns >= timeout_ns(d)) /* read what waits first */
             standby_handle(d);
         if (p->standby && !p->resyncing && now - p->heard_ns >= timeout_ns(d) && now >= p->retry_ns) {
             take_over(d, now);
@@ -849,8 +880,13 @@ void rwkvd_replica_tick(rwkvd_daemon *d, uint64_t now)
     }
     /* ALIVEs that waited through a stall of this loop were read just before (rwkvd_loop_run) */
     for (int i = p->n_peers - 1; i >= 0; i--)
-        if (now - p->peers[i].heard_ns > 2 * timeout_ns(d))
+        if (now - p->peers[i].heard_ns > 2 * timeout_ns(d)) {
+            /* a standby only stalled (not dead) reads this before it could take over */
+            static const char t[] = "the primary stopped streaming to this standby (silent too long)";
+            rwkvp_frame f = {t, sizeof t - 1};
+            send_msg(p->sock, &p->peers[i], "RESYNC", &f, 1);
             drop_peer(d, i, "silent for two failover timeouts");
+        }
     primary_heartbeat(d, now);
 }
 

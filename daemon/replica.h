@@ -19,8 +19,8 @@
  *  - resync: a standby that finds a gap in the stream, is told to resync (the primary
  *    restarted, or a control RESET/DROP changed a state outside the log) restarts itself in
  *    place (rwkvd_daemon.restart: main() re-executes rwkvd with the same arguments).
- * What it is not: synchronous replication (an ACK does not wait for the standby; see
- * README "Failover" for what that means), or a consensus protocol (fencing is the start-time
+ * What it is not: synchronous replication unless replication.sync is set (then ACKs wait for
+ * every synced standby's ALIVE past their LSN; README "Failover"), or a consensus protocol (fencing is the start-time
  * peer check plus the epoch; without replication.peer a partition allows two primaries).
  * Wire format and the epoch file: FORMATS.md §3. Threads: the loop thread only. */
 #ifndef RWKVD_REPLICA_H
@@ -58,6 +58,9 @@ void rwkvd_replica_heartbeat(rwkvd_daemon *d);
 
 /* Primary: send a logged record (r->lsn set) to every synced standby. */
 void rwkvd_replica_record(rwkvd_daemon *d, const rwkvd_wal_rec *r);
+/* Primary with replication.sync: the highest LSN every synced standby has in its log (ACKs
+ * wait for it; durable.c); UINT64_MAX when nothing gates (async, a standby, none synced). */
+uint64_t rwkvd_replica_acked_lsn(const rwkvd_daemon *d);
 /* Primary: a state changed outside the log (control RESET/DROP): every standby resyncs. */
 void rwkvd_replica_diverged(rwkvd_daemon *d, const char *why);
 /* Add "replication": {role, epoch, endpoint, following, next_lsn, standbys} to a STATUS

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Warm-standby failover (issue 4 item 7) on the real rwkvd binary.
 
-Usage: test_failover.py NAME (takeover | follow | errors).
+Usage: test_failover.py NAME (takeover | follow | sync | errors).
 
 takeover: a primary streams input over several channels; a standby started with --standby-of
 gets a full sync (snapshots + input log) and then the live records; the primary is killed
@@ -19,6 +19,11 @@ it applies the primary's commit records in place of the GEN) and (2) a control R
 primary, which is not in the input log, makes the standby restart itself in place (same pid)
 and sync again. States are compared as in test_durable.py (SIGTERM snapshots, exported state
 bytes).
+
+sync: with replication.sync an ACK waits for the standby: a stopped (SIGSTOP) standby holds
+the ACK back until it runs again; without it the ACK comes at once. A standby stopped longer
+than two failover timeouts is dropped (the ACK is released) and told to resync, which it does
+when it runs again, instead of taking over.
 
 errors: what refuses to start, each with a log line naming the reason: --standby-of an
 endpoint nobody answers, --standby-of a primary without replication.bind, replication without
@@ -42,15 +47,16 @@ PROFILE = T.SEV_PROFILE
 KW = dict(max_batch=4, slots=16, profiles=PROFILE, default_profile="sev")
 
 
-def repl_config(d, peer):
+def repl_config(d, peer, sync=False):
     return ("replication:\n  bind: ipc://%s/repl.sock\n  peer: \"%s\"\n  heartbeat_interval: %dms\n"
-            "  failover_timeout: %dms\n" % (d.dir, peer, HEARTBEAT_MS, FAILOVER_MS))
+            "  failover_timeout: %dms\n  sync: %s\n" % (d.dir, peer, HEARTBEAT_MS, FAILOVER_MS,
+                                                       "true" if sync else "false"))
 
 
-def configure(d, peer, profiles=True):
+def configure(d, peer, profiles=True, sync=False):
     """profiles=False: no task profile (only generations publish)."""
-    d.write_config(PROFILE if profiles else "", repl_config(d, peer), "sev" if profiles else "", KW["max_batch"],
-                   KW["slots"])
+    d.write_config(PROFILE if profiles else "", repl_config(d, peer, sync), "sev" if profiles else "",
+                   KW["max_batch"], KW["slots"])
 
 
 def launch(d, *args):
@@ -150,6 +156,55 @@ def test_follow():
     finally:
         pri.close()
         sby.close()
+
+
+def test_sync():
+    for sync in (False, True):
+        pri = Daemon(start=False, **KW)
+        sby = Daemon(start=False, **KW)
+        try:
+            configure(pri, "", sync=sync)
+            configure(sby, "")
+            check(launch(pri), "primary exited at start:\n" + logtext(pri))
+            check(launch(sby, "--standby-of", pri.ctl_ep), "standby exited at start:\n" + logtext(sby))
+            s = pri.dealer()
+            T.send(s, b"TEXT", b"c/0", b"p", 1, b"hello")
+            T.expect_reply(s, "ACK", 1)
+            sby.proc.send_signal(signal.SIGSTOP)
+            T.send(s, b"TEXT", b"c/0", b"p", 2, b"while the standby is stopped")
+            if not sync:
+                T.expect_reply(s, "ACK", 2)
+                sby.proc.send_signal(signal.SIGCONT)
+                continue
+            check(not s.poll(500), "sync: an ACK came while the standby was stopped")
+            sby.proc.send_signal(signal.SIGCONT)
+            r = T.recv(s, 3000, "the ACK after the standby resumed")
+            check(r[1] == b"ACK" and r[4] == b"2", "reply %r" % r)
+            # stopped past two failover timeouts: dropped (the ACK goes), told to resync
+            sby.proc.send_signal(signal.SIGSTOP)
+            T.send(s, b"TEXT", b"c/0", b"p", 3, b"the standby is gone for good?")
+            r = T.recv(s, 4 * FAILOVER_MS, "the ACK once the silent standby was dropped")
+            check(r[1] == b"ACK" and r[4] == b"3", "reply %r" % r)
+            check(repl(pri)["standbys"] == 0, "the silent standby is still counted")
+            sby.proc.send_signal(signal.SIGCONT)
+            try:
+                wait_for("the standby to resync", lambda: "restarting to resync" in logtext(sby), 5)
+            except Fail as e:
+                raise Fail("%s; standby log:\n%s" % (e, logtext(sby)))
+
+            def back():
+                try:
+                    return repl(sby)["next_lsn"] == repl(pri)["next_lsn"] and repl(pri)["standbys"] == 1
+                except Fail:
+                    return False
+            wait_for("the standby to follow again", back, 15)
+            check("took over" not in logtext(sby), "the stalled standby took over:\n" + logtext(sby))
+            check(repl(sby)["role"] == "standby", "role after the resync %r" % repl(sby))
+        finally:
+            if sby.proc and sby.proc.poll() is None:
+                sby.proc.send_signal(signal.SIGCONT)
+            pri.close()
+            sby.close()
 
 
 def test_errors():
