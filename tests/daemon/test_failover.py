@@ -7,11 +7,12 @@ takeover: a primary streams input over several channels; a standby started with 
 gets a full sync (snapshots + input log) and then the live records; the primary is killed
 with SIGKILL mid-stream (messages in flight); the standby must take over within
 failover_timeout (+ slack) with epoch 2, the producers resend everything after their last ACK
-to the standby's endpoints, a subscriber gets publications from it, and at the end every
-channel's state equals the reference run that had no failure, bit for bit (CPU). Then the old
-primary, restarted with replication.peer pointing at the new one, must refuse to serve
-(fenced), and restarted with --standby-of the new primary it must follow it (epoch 2, same
-LSN).
+to the standby's endpoints and a subscriber gets publications from it. Then the old primary,
+restarted with replication.peer pointing at the new one, must refuse to serve (fenced), and
+restarted with --standby-of the new primary it must follow it (epoch 2, same LSN); then the
+new primary is killed mid-stream too, the old one takes over with epoch 3, the producers
+resend to it, and at the end every channel's state equals the reference run that had no
+failure, bit for bit (CPU).
 
 follow: no failure; the standby must end with the primary's states bit for bit although
 (1) channel c/0 runs two committing generations without a seed (the standby samples nothing:
@@ -251,7 +252,7 @@ def test_errors():
 def test_takeover():
     seed = int(os.environ.get("RWKVD_FAILOVER_SEED", "11"))
     rng = random.Random(seed)
-    msgs = D.messages(seed, 240)
+    msgs = D.messages(seed, 320)
     ref = D.reference(msgs, **KW)
     pri = Daemon(start=False, **KW)
     sby = Daemon(start=False, **KW)
@@ -299,8 +300,7 @@ def test_takeover():
         wait_for("the subscriber to reach the new primary",
                  lambda: b"rwkvd_subscriptions 1" in sby.control(b"METRICS")[1], 5)
         p.connect(sby)  # resend everything after the last ACK; duplicates come back as DUP
-        while p.pump(32):
-            pass
+        p.pump(40)
         pub = next_pub(sub, kinds=(b"CLASS",))
         check(pub[0] in D.CHANNELS, "publication from the new primary on %r" % pub[0])
         # fencing: the old primary restarted with peer = the new primary must not serve
@@ -323,8 +323,18 @@ def test_takeover():
         r = repl(old)
         check(r["role"] == "standby" and r["epoch"] == 2, "old primary as standby: %r" % r)
         wait_for("the old primary to follow", lambda: repl(old)["next_lsn"] == repl(sby)["next_lsn"], 10)
-        check(old.stop(signal.SIGTERM) == 0, "standby exit status:\n" + logtext(old))
-        D.compare(D.drained_states(sby), ref, "after failover (seed %d)" % seed)
+        # second failure: the new primary dies mid-stream, the old one takes over with epoch 3
+        p.pump(10)
+        p.pump(10, wait=False)
+        check(len(p.pending()) > 30, "too little input left for the second failover")
+        sby.proc.kill()
+        sby.proc.wait()
+        wait_for("the second takeover", lambda: repl(old)["role"] == "primary", FAILOVER_MS / 1000 + 5)
+        check(repl(old)["epoch"] == 3, "epoch after the second takeover %r" % repl(old))
+        p.connect(old)
+        while p.pump(32):
+            pass
+        D.compare(D.drained_states(old), ref, "after two failovers (seed %d)" % seed)
     finally:
         if old:
             old.stop()
