@@ -84,6 +84,7 @@ typedef struct rwkvd_daemon {
     struct rwkvd_replica *rep; /* NULL when no replication is configured */
     const char *standby_of;   /* --standby-of: the primary's control endpoint, or NULL */
     bool restart;             /* a standby resyncs: main() runs rwkvd again after fini */
+    char restart_standby_of[1100]; /* non-empty: run again as a standby of this (fenced primary) */
 } rwkvd_daemon;
 
 /* Load the model and config-derived state, bind every socket. 0, or a negative errno with

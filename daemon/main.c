@@ -118,7 +118,22 @@ int main(int argc, char **argv)
     rwkvd_daemon_fini(&d);
     rwkvd_config_destroy(&cfg);
     if (restart) { /* a standby resyncs: the same command again, same pid (systemd keeps tracking it) */
-        execv("/proc/self/exe", argv);
+        char **args = argv;
+        if (d.restart_standby_of[0] && (args = calloc((size_t)argc + 3, sizeof *args))) {
+            int n = 0; /* a fenced primary steps down: the same command with --standby-of its peer */
+            for (int i = 0; i < argc; i++) {
+                if (strcmp(argv[i], "--standby-of") == 0 && i + 1 < argc) {
+                    i++;
+                    continue;
+                }
+                if (strncmp(argv[i], "--standby-of=", 13) != 0)
+                    args[n++] = argv[i];
+            }
+            args[n++] = "--standby-of";
+            args[n++] = d.restart_standby_of;
+            args[n] = NULL;
+        }
+        execv("/proc/self/exe", args ? args : argv);
         rwkvd_log(LOG_ERR, "standby resync: cannot re-execute rwkvd: %s", strerror(errno));
         return 1;
     }

@@ -52,6 +52,8 @@ typedef struct rwkvd_replica {
     uint64_t heard_ns;       /* standby: last message from the primary */
     uint64_t retry_ns;       /* standby: next takeover attempt after a failed bind */
     uint64_t last_tick_ns;   /* standby: the previous rwkvd_replica_tick (stall detection) */
+    void *peer;              /* primary with replication.peer: DEALER to its control socket */
+    uint64_t next_peer_ns;   /* next STATUS request to the peer */
     bool resyncing;
 } rwkvd_replica;
 
@@ -465,11 +467,13 @@ int rwkvd_replica_init(rwkvd_daemon *d, const char *standby_of)
             return -EINVAL;
         }
         json_decref(r);
-        if (own > epoch) {
-            rwkvd_log(LOG_ERR, "--standby-of %s: its epoch %llu is lower than this state_dir's %llu (this daemon "
-                               "took over after it): refusing to follow a fenced primary",
+        if (own > epoch) { /* this state_dir took over from it: serve, do not follow a fenced primary */
+            rwkvd_log(LOG_NOTICE, "--standby-of %s: its epoch %llu is lower than this state_dir's %llu (this daemon "
+                                  "took over from it): serving as primary",
                       standby_of, (unsigned long long)epoch, (unsigned long long)own);
-            return -ESTALE;
+            p->standby = false;
+            p->epoch = own;
+            return 0;
         }
         if ((rc = standby_sync(d, stream, err, sizeof err))) {
             rwkvd_log(LOG_ERR, "standby of %s: %s", standby_of, err);
@@ -507,11 +511,39 @@ int rwkvd_replica_init(rwkvd_daemon *d, const char *standby_of)
     return 0;
 }
 
+/* A primary keeps asking replication.peer for its epoch: after a partition heals, a primary
+ * that was taken over finds out within a failover_timeout and steps down (rwkvd_replica_tick). */
+static void open_peer_watch(rwkvd_daemon *d)
+{
+    rwkvd_replica *p = d->rep;
+    const char *ep = d->cfg->replication.peer;
+    if (!ep[0] || p->peer)
+        return;
+    void *s = zmq_socket(d->zctx, ZMQ_DEALER);
+    if (!s)
+        return;
+    int zero = 0, one = 1;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(s, ZMQ_IMMEDIATE, &one, sizeof one); /* no requests piling up for an absent peer */
+    zmq_setsockopt(s, ZMQ_SNDHWM, &one, sizeof one);
+    if (zmq_connect(s, ep) != 0) {
+        rwkvd_log(LOG_WARNING, "replication.peer %s: cannot connect: %s; no fencing check while running", ep,
+                  zmq_strerror(zmq_errno()));
+        zmq_close(s);
+        return;
+    }
+    p->peer = s;
+    p->next_peer_ns = rwkvd_now_ns() + timeout_ns(d);
+}
+
 int rwkvd_replica_open(rwkvd_daemon *d, char *err, size_t err_len)
 {
     rwkvd_replica *p = d->rep;
     const char *ep = d->cfg->replication.bind;
-    if (!p || p->standby || !ep[0] || p->sock)
+    if (!p || p->standby)
+        return 0;
+    open_peer_watch(d);
+    if (!ep[0] || p->sock)
         return 0;
     void *s = zmq_socket(d->zctx, ZMQ_ROUTER);
     if (!s) {
@@ -541,6 +573,8 @@ void rwkvd_replica_destroy(rwkvd_daemon *d)
     rwkvd_replica *p = d->rep;
     if (!p)
         return;
+    if (p->peer)
+        zmq_close(p->peer);
     if (p->sock)
         zmq_close(p->sock);
     free(p->following);
@@ -851,10 +885,48 @@ void rwkvd_replica_heartbeat(rwkvd_daemon *d)
         primary_heartbeat(d, rwkvd_now_ns());
 }
 
+/* The peer's STATUS replies: step down (restart as its standby) when it has a higher epoch. */
+static void peer_watch(rwkvd_daemon *d, uint64_t now)
+{
+    rwkvd_replica *p = d->rep;
+    for (int budget = 0; budget < 16; budget++) {
+        zmq_msg_t parts[3];
+        size_t n = 0;
+        if (recv_msg(p->peer, parts, 3, &n, ZMQ_DONTWAIT) != 1)
+            break;
+        json_t *j = NULL;
+        if (n == 3 && frame_is(&parts[1], "200"))
+            j = json_loadb(zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]), 0, NULL);
+        close_msg(parts, n);
+        json_t *r = json_object_get(j, "replication");
+        uint64_t epoch = (uint64_t)json_integer_value(json_object_get(r, "epoch"));
+        const char *role = json_string_value(json_object_get(r, "role"));
+        if (epoch > p->epoch && role && strcmp(role, "primary") == 0 && d->state != RWKVD_STOPPING) {
+            rwkvd_log(LOG_ERR, "fencing: replication.peer %s serves as primary with epoch %llu, this daemon has %llu "
+                               "(it was taken over, e.g. across a network partition): stepping down to follow it; "
+                               "input accepted here since the takeover is discarded by the full sync",
+                      d->cfg->replication.peer, (unsigned long long)epoch, (unsigned long long)p->epoch);
+            snprintf(d->restart_standby_of, sizeof d->restart_standby_of, "%s", d->cfg->replication.peer);
+            d->restart = true;
+            rwkvd_daemon_stop(d, "fenced by a newer primary");
+        }
+        json_decref(j);
+    }
+    if (now >= p->next_peer_ns) {
+        zmq_send(p->peer, RWKVP_SIGNATURE, RWKVP_SIGNATURE_LEN, ZMQ_DONTWAIT | ZMQ_SNDMORE);
+        zmq_send(p->peer, "STATUS", 6, ZMQ_DONTWAIT);
+        p->next_peer_ns = now + timeout_ns(d);
+    }
+}
+
 void rwkvd_replica_tick(rwkvd_daemon *d, uint64_t now)
 {
     rwkvd_replica *p = d->rep;
-    if (!p || !p->sock || d->state == RWKVD_STOPPING)
+    if (!p || d->state == RWKVD_STOPPING)
+        return;
+    if (p->peer && !p->standby)
+        peer_watch(d, now);
+    if (!p->sock || d->state == RWKVD_STOPPING)
         return;
     if (p->standby) {
         /* a stall of this daemon (SIGSTOP, a paused VM, a long snapshot round) is no evidence
@@ -908,9 +980,15 @@ static void primary_heartbeat(rwkvd_daemon *d, uint64_t now)
 uint64_t rwkvd_replica_next_ns(const rwkvd_daemon *d)
 {
     const rwkvd_replica *p = d->rep;
-    if (!p || !p->sock)
+    if (!p)
         return 0;
+    /* the peer watch's replies are read on the tick: at least every heartbeat interval */
+    uint64_t peer = p->peer && !p->standby ? rwkvd_now_ns() + hb_ns(d) : 0;
+    if (!p->sock)
+        return peer;
     uint64_t t = p->next_hb_ns;
+    if (peer && peer < t)
+        t = peer;
     if (p->standby) {
         uint64_t fo = p->heard_ns + timeout_ns(d);
         if (fo < p->retry_ns)

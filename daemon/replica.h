@@ -15,13 +15,16 @@
  *    persisted in state_dir/epoch (atomic) before it binds its ingest and publish endpoints;
  *  - fencing: the epoch is in STATUS ("replication"); a daemon about to serve as primary
  *    asks replication.peer's STATUS first and refuses to start when the peer has a higher
- *    epoch or serves as primary with the same one;
+ *    epoch or serves as primary with the same one; a serving primary asks again every
+ *    failover_timeout and, finding a primary with a higher epoch, steps down (restarts in
+ *    place as its standby: rwkvd_daemon.restart_standby_of); a --standby-of whose own epoch
+ *    is higher than its primary's serves as primary;
  *  - resync: a standby that finds a gap in the stream, is told to resync (the primary
  *    restarted, or a control RESET/DROP changed a state outside the log) restarts itself in
  *    place (rwkvd_daemon.restart: main() re-executes rwkvd with the same arguments).
  * What it is not: synchronous replication unless replication.sync is set (then ACKs wait for
  * every synced standby's ALIVE past their LSN; README "Failover"), or a consensus protocol (fencing is the start-time
- * peer check plus the epoch; without replication.peer a partition allows two primaries).
+ * peer checks plus the epoch; a partition allows two primaries until it heals).
  * Wire format and the epoch file: FORMATS.md §3. Threads: the loop thread only. */
 #ifndef RWKVD_REPLICA_H
 #define RWKVD_REPLICA_H

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Warm-standby failover (issue 4 item 7) on the real rwkvd binary.
 
-Usage: test_failover.py NAME (takeover | follow | sync | errors).
+Usage: test_failover.py NAME (takeover | follow | sync | heal | errors).
 
 takeover: a primary streams input over several channels; a standby started with --standby-of
 gets a full sync (snapshots + input log) and then the live records; the primary is killed
@@ -25,6 +25,11 @@ sync: with replication.sync an ACK waits for the standby: a stopped (SIGSTOP) st
 the ACK back until it runs again; without it the ACK comes at once. A standby stopped longer
 than two failover timeouts is dropped (the ACK is released) and told to resync, which it does
 when it runs again, instead of taking over.
+
+heal: a partition, simulated by SIGSTOP of the primary: the standby takes over (epoch 2); when
+the old primary runs again it still believes it is primary, finds the peer's higher epoch
+with its running check of replication.peer, steps down (same pid) and follows the new
+primary; both end with the same states.
 
 errors: what refuses to start, each with a log line naming the reason: --standby-of an
 endpoint nobody answers, --standby-of a primary without replication.bind, replication without
@@ -206,6 +211,48 @@ def test_sync():
                 sby.proc.send_signal(signal.SIGCONT)
             pri.close()
             sby.close()
+
+
+def test_heal():
+    pri = Daemon(start=False, **KW)
+    sby = Daemon(start=False, **KW)
+    try:
+        configure(pri, sby.ctl_ep)
+        configure(sby, pri.ctl_ep)
+        check(launch(pri), "primary exited at start:\n" + logtext(pri))
+        check(launch(sby, "--standby-of", pri.ctl_ep), "standby exited at start:\n" + logtext(sby))
+        pid = pri.control_json(b"STATUS")["pid"]
+        msgs = D.messages(5, 120)
+        p = D.Producer(msgs)
+        p.connect(pri)
+        p.pump(40)
+        pri.proc.send_signal(signal.SIGSTOP)  # the partition
+        wait_for("the takeover", lambda: repl(sby)["role"] == "primary", FAILOVER_MS / 1000 + 5)
+        p.connect(sby)
+        p.pump(40)
+        pri.proc.send_signal(signal.SIGCONT)  # the partition heals: two primaries, for a moment
+
+        def following():
+            try:
+                r = repl(pri)
+                return r["role"] == "standby" and r["following"] == sby.ctl_ep and \
+                    r["next_lsn"] == repl(sby)["next_lsn"]
+            except Fail:
+                return False
+        wait_for("the old primary to step down and follow", following, FAILOVER_MS / 1000 + 10)
+        check(repl(pri)["epoch"] == 2, "epoch of the old primary %r" % repl(pri))
+        check(pri.control_json(b"STATUS")["pid"] == pid, "the old primary did not step down in place")
+        check("stepping down" in logtext(pri), "no fencing line in the log:\n" + logtext(pri))
+        while p.pump(32):
+            pass
+        wait_for("the old primary to catch up", following, 10)
+        want = D.drained_states(sby)
+        D.compare(D.drained_states(pri), want, "old primary (now standby) vs new primary")
+    finally:
+        if pri.proc and pri.proc.poll() is None:
+            pri.proc.send_signal(signal.SIGCONT)
+        pri.close()
+        sby.close()
 
 
 def test_errors():
