@@ -23,8 +23,9 @@
  *    restarted, or a control RESET/DROP changed a state outside the log) restarts itself in
  *    place (rwkvd_daemon.restart: main() re-executes rwkvd with the same arguments).
  * What it is not: synchronous replication unless replication.sync is set (then ACKs wait for
- * every synced standby's ALIVE past their LSN; README "Failover"), or a consensus protocol (fencing is the start-time
- * peer checks plus the epoch; a partition allows two primaries until it heals).
+ * every synced standby's ALIVE past their LSN; README "Failover"), or a consensus protocol
+ * (fencing is the peer checks plus the epoch; a partition allows two primaries until it
+ * heals).
  * Wire format and the epoch file: FORMATS.md §3. Threads: the loop thread only. */
 #ifndef RWKVD_REPLICA_H
 #define RWKVD_REPLICA_H
