@@ -8,6 +8,7 @@
 #include <zmq.h>
 
 #include "log.h"
+#include "replica.h"
 #include "rwkvp_json.h"
 
 int rwkvd_publish_open(rwkvd_daemon *d, char *err, size_t err_len)
@@ -88,10 +89,18 @@ static void fill_origin(rwkvp_pub *p, const rwkvd_channel *ch, const rwkvd_origi
 static void send_json(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o, rwkvp_pub_kind kind,
                       int rc, char *buf, size_t len, const char *stack)
 {
+    char *fenced = NULL;
+    uint64_t epoch = rwkvd_replica_epoch(d);
+    if (rc == 0 && epoch && len >= 2 && buf[0] == '{' && (fenced = malloc(len + 32))) {
+        /* with replication, the fencing epoch leads the object (PROTOCOL.md §9.2, §9.4) */
+        int k = snprintf(fenced, 32, "{\"epoch\":%llu%s", (unsigned long long)epoch, len > 2 ? "," : "");
+        memcpy(fenced + k, buf + 1, len - 1);
+        len = (size_t)k + len - 1;
+    }
     if (rc == 0) {
         rwkvp_pub p = {.kind = kind};
         fill_origin(&p, ch, o);
-        p.body.data = buf;
+        p.body.data = fenced ? fenced : buf;
         p.body.len = len;
         send_pub(d, &p);
     } else {
@@ -99,6 +108,7 @@ static void send_json(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_orig
     }
     if (buf && buf != stack)
         free(buf);
+    free(fenced);
 }
 
 void rwkvd_publish_class(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o,

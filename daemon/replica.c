@@ -583,6 +583,7 @@ void rwkvd_replica_destroy(rwkvd_daemon *d)
 }
 
 bool rwkvd_replica_standby(const rwkvd_daemon *d) { return d->rep && d->rep->standby; }
+uint64_t rwkvd_replica_epoch(const rwkvd_daemon *d) { return d->rep ? d->rep->epoch : 0; }
 void *rwkvd_replica_socket(const rwkvd_daemon *d) { return d->rep ? d->rep->sock : NULL; }
 
 /* ---- primary ------------------------------------------------------------------------------- */

@@ -49,6 +49,8 @@ int rwkvd_replica_open(rwkvd_daemon *d, char *err, size_t err_len);
 void rwkvd_replica_destroy(rwkvd_daemon *d);
 
 bool rwkvd_replica_standby(const rwkvd_daemon *d);
+/* The fencing epoch; 0 without replication (publications then carry none). */
+uint64_t rwkvd_replica_epoch(const rwkvd_daemon *d);
 /* The socket the loop polls for input (NULL: none). */
 void *rwkvd_replica_socket(const rwkvd_daemon *d);
 /* Handle what arrived on it. */

@@ -7,7 +7,8 @@ takeover: a primary streams input over several channels; a standby started with 
 gets a full sync (snapshots + input log) and then the live records; the primary is killed
 with SIGKILL mid-stream (messages in flight); the standby must take over within
 failover_timeout (+ slack) with epoch 2, the producers resend everything after their last ACK
-to the standby's endpoints and a subscriber gets publications from it. Then the old primary,
+to the standby's endpoints and a subscriber gets publications from it (CLASS bodies carry
+epoch 2). Then the old primary,
 restarted with replication.peer pointing at the new one, must refuse to serve (fenced), and
 restarted with --standby-of the new primary it must follow it (epoch 2, same LSN); then the
 new primary is killed mid-stream too, the old one takes over with epoch 3, the producers
@@ -137,7 +138,7 @@ def test_follow():
         send(D.CHANNELS[0], b"TEXT", b" queued behind the generation")
         filler(1)
         _, end = T.collect_gen(sub, D.CHANNELS[0])
-        check(end["committed"], "END %r" % end)
+        check(end["committed"] and end["epoch"] == 1, "END %r" % end)
         filler(2)
         code, _ = pri.control(b"RESET", D.CHANNELS[1])
         check(code == b"200", "RESET on the primary answered %r" % code)
@@ -350,6 +351,9 @@ def test_takeover():
         p.pump(40)
         pub = next_pub(sub, kinds=(b"CLASS",))
         check(pub[0] in D.CHANNELS, "publication from the new primary on %r" % pub[0])
+        body = T.json.loads(pub[-1])
+        check(body.get("epoch") == 2 and body.get("top") in ("ok", "bad", "meh"),
+              "CLASS body from the new primary %r" % body)
         # fencing: the old primary restarted with peer = the new primary must not serve
         old = Daemon(start=False, **KW)
         old.dir, old.conf = pri.dir, pri.conf
