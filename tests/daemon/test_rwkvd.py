@@ -728,7 +728,7 @@ def test_notify():
     ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     ns.bind(path)
     ns.settimeout(5)
-    d = Daemon(env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000", "RWKVD_TEST_STEP_DELAY_MS": "2500"},
+    d = Daemon(env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000", "RWKVD_TEST_STEP_DELAY_MS": "4000"},
                start=False)
     msgs = []
 
@@ -749,7 +749,8 @@ def test_notify():
         read_until(lambda m: "READY=1" in m)
         read_until(lambda m: m.startswith("STATUS=") and "channels" in m)
         read_until(lambda m: m == "WATCHDOG=1")
-        # a step that takes 2.5 s (> step_timeout 1 s): pings stop while it runs
+        # a step that takes 4 s (> step_timeout 1 s): pings stop while it runs; the 0.8 s window
+        # below ends about 2.2 s after it began, leaving 1.8 s of slack for a loaded machine
         s = d.dealer()
         send(s, b"TEXT", b"w", b"p", 1, b"ab")
         expect_reply(s, "ACK", 1)
