@@ -865,14 +865,4 @@ RWKVCTL = os.environ.get("RWKVCTL", "")
 
 
 if __name__ == "__main__":
-    name = sys.argv[1] if len(sys.argv) > 1 else ""
-    fn = globals().get("test_" + name)
-    if not fn:
-        print("usage: test_durable.py NAME")
-        sys.exit(2)
-    try:
-        fn()
-    except Fail as e:
-        print("FAIL %s: %s" % (name, e))
-        sys.exit(1)
-    print("ok %s" % name)
+    T.run_named(globals(), "test_durable.py")

@@ -394,14 +394,4 @@ def test_takeover():
 
 
 if __name__ == "__main__":
-    name = sys.argv[1] if len(sys.argv) > 1 else ""
-    fn = globals().get("test_" + name)
-    if not fn:
-        print("usage: test_failover.py NAME")
-        sys.exit(2)
-    try:
-        fn()
-    except Fail as e:
-        print("FAIL %s: %s" % (name, e))
-        sys.exit(1)
-    print("ok %s" % name)
+    T.run_named(globals(), "test_failover.py")

@@ -924,11 +924,13 @@ def test_world_vocab():
         d.close()
 
 
-if __name__ == "__main__":
+def run_named(scope, prog):
+    """Run the test named by argv[1] (test_NAME in scope, a module's globals()): exit 0 and
+    print "ok NAME", exit 1 on Fail, exit 2 with the list of names when unknown."""
     name = sys.argv[1] if len(sys.argv) > 1 else ""
-    fn = globals().get("test_" + name)
+    fn = scope.get("test_" + name)
     if not fn:
-        print("usage: test_rwkvd.py NAME; names: " + " ".join(k[5:] for k in globals() if k.startswith("test_")))
+        print("usage: %s NAME; names: %s" % (prog, " ".join(k[5:] for k in scope if k.startswith("test_"))))
         sys.exit(2)
     try:
         fn()
@@ -936,3 +938,7 @@ if __name__ == "__main__":
         print("FAIL %s: %s" % (name, e))
         sys.exit(1)
     print("ok %s" % name)
+
+
+if __name__ == "__main__":
+    run_named(globals(), "test_rwkvd.py")
