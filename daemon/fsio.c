@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 static const char *const op_names[RWKVD_FSIO_N_OPS] = {
-    "open", "write", "fsync", "rename", "unlink", "truncate", "dirsync",
+    "open", "write", "fsync", "rename", "unlink", "truncate", "dirsync", "link",
 };
 
 const char *rwkvd_fsio_op_name(rwkvd_fsio_op op)
@@ -180,6 +180,14 @@ int rwkvd_fsio_rename(rwkvd_fsio *io, const char *from, const char *to)
     if (r < 0)
         return r;
     return rename(from, to) < 0 ? -errno : 0;
+}
+
+int rwkvd_fsio_link(rwkvd_fsio *io, const char *from, const char *to)
+{
+    int r = gate(io, RWKVD_FSIO_LINK, to, 0);
+    if (r < 0)
+        return r;
+    return link(from, to) < 0 ? -errno : 0;
 }
 
 int rwkvd_fsio_unlink(rwkvd_fsio *io, const char *path)

@@ -11,7 +11,7 @@
  *     RWKVD_FAULT="snapshot.write:ENOSPC,wal.fsync:EIO@3"
  * a comma-separated list of MODULE.OP:ERRNO[@N]: the N-th call (1-based, default 1) of OP
  * made by MODULE and every later one fail with ERRNO. OP is one of open, write, fsync,
- * rename, unlink, truncate, dirsync; ERRNO one of ENOSPC, EIO, EDQUOT, EROFS, EACCES, EFBIG. */
+ * rename, unlink, truncate, dirsync, link; ERRNO one of ENOSPC, EIO, EDQUOT, EROFS, EACCES, EFBIG. */
 #ifndef RWKVD_FSIO_H
 #define RWKVD_FSIO_H
 
@@ -28,6 +28,7 @@ typedef enum {
     RWKVD_FSIO_UNLINK,
     RWKVD_FSIO_TRUNCATE, /* ftruncate */
     RWKVD_FSIO_DIRSYNC,  /* fsync of the directory */
+    RWKVD_FSIO_LINK,     /* a second name for a file (link(2)) */
     RWKVD_FSIO_N_OPS
 } rwkvd_fsio_op;
 
@@ -68,6 +69,7 @@ int rwkvd_fsio_write_all(rwkvd_fsio *io, int fd, const void *buf, size_t len,
                          const char *path);
 int rwkvd_fsio_fsync(rwkvd_fsio *io, int fd, const char *path, int data_only);
 int rwkvd_fsio_rename(rwkvd_fsio *io, const char *from, const char *to);
+int rwkvd_fsio_link(rwkvd_fsio *io, const char *from, const char *to);
 int rwkvd_fsio_unlink(rwkvd_fsio *io, const char *path);
 int rwkvd_fsio_truncate(rwkvd_fsio *io, int fd, off_t len, const char *path);
 int rwkvd_fsio_dirsync(rwkvd_fsio *io, int dirfd, const char *dir);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -469,12 +470,13 @@ int rwkvd_snapstore_open(const char *dir, rwkvd_fsio *io, rwkvd_snapstore **out,
         rwkvd_snapstore_destroy(&st);
         return -e;
     }
-    /* Leftovers of a write that never reached its rename are garbage by construction. */
+    /* Leftovers of a write that never reached its rename are garbage by construction (a
+     * .link is a second name of a generation that has its own). */
     DIR *d = fdopendir(dup(st->dirfd));
     if (d) {
         struct dirent *de;
         while ((de = readdir(d)))
-            if (has_suffix(de->d_name, ".snap.tmp"))
+            if (has_suffix(de->d_name, ".snap.tmp") || has_suffix(de->d_name, ".snap.link"))
                 unlinkat(st->dirfd, de->d_name, 0);
         closedir(d);
     }
@@ -496,7 +498,7 @@ void rwkvd_snapstore_destroy(rwkvd_snapstore **st)
 int rwkvd_snapstore_write(rwkvd_snapstore *st, const rwkvd_snapshot *snap, char *err,
                           size_t err_len)
 {
-    char tmp[PATH_MAX], cur[PATH_MAX], prev[PATH_MAX];
+    char tmp[PATH_MAX], cur[PATH_MAX], prev[PATH_MAX], lnk[PATH_MAX];
     int r = check_fields(snap);
     if (r < 0) {
         say(err, err_len, "%s: snapshot of channel '%s' refused: bad field (name, producers or "
@@ -505,7 +507,8 @@ int rwkvd_snapstore_write(rwkvd_snapstore *st, const rwkvd_snapshot *snap, char 
     }
     if (file_path(st, snap->channel, ".snap.tmp", tmp, sizeof tmp) < 0 ||
         file_path(st, snap->channel, ".snap", cur, sizeof cur) < 0 ||
-        file_path(st, snap->channel, ".snap.prev", prev, sizeof prev) < 0) {
+        file_path(st, snap->channel, ".snap.prev", prev, sizeof prev) < 0 ||
+        file_path(st, snap->channel, ".snap.link", lnk, sizeof lnk) < 0) {
         say(err, err_len, "%s: path too long for channel '%s'", st->dir, snap->channel);
         return -ENAMETOOLONG;
     }
@@ -547,17 +550,45 @@ int rwkvd_snapstore_write(rwkvd_snapstore *st, const rwkvd_snapshot *snap, char 
         goto fail_fd;
     }
     fd = -1;
-    /* Keep the current generation as .prev; absent on the first write. */
-    step = "rename to .prev";
-    if (access(cur, F_OK) == 0 && (r = rwkvd_fsio_rename(st->io, cur, prev)) < 0)
-        goto fail_fd;
+    /* Rotate without a moment that loses a generation: a second name for the current file,
+     * the new file over .snap (one atomic step), then that second name over .prev. A failure
+     * before the new file is in place leaves both old generations as they were; one after
+     * leaves .snap new and .prev one generation older than it should be, which is reported
+     * (so the caller keeps the log the older .prev needs). Without hard links (some file
+     * systems) .snap is renamed to .prev first, as before: a failed rename into place then
+     * leaves only the current generation. */
+    bool have_cur = access(cur, F_OK) == 0, linked = false;
+    if (have_cur) {
+        unlink(lnk); /* a leftover of a crash between the link and its rename */
+        step = "link";
+        r = rwkvd_fsio_link(st->io, cur, lnk);
+        if (r == -EPERM || r == -EOPNOTSUPP || r == -EMLINK) {
+            step = "rename to .prev";
+            if ((r = rwkvd_fsio_rename(st->io, cur, prev)) < 0)
+                goto fail_fd;
+        } else if (r < 0) {
+            goto fail_fd;
+        } else {
+            linked = true;
+        }
+    }
     step = "rename into place";
     if ((r = rwkvd_fsio_rename(st->io, tmp, cur)) < 0) {
-        /* .snap is gone and .prev holds it: put it back where readers look first. The
-         * loader's fallback covers us if this fails too. */
-        if (access(prev, F_OK) == 0 && access(cur, F_OK) != 0)
+        if (linked) {
+            unlink(lnk);
+        } else if (have_cur && access(prev, F_OK) == 0 && access(cur, F_OK) != 0) {
+            /* .snap is gone and .prev holds it: put it back where readers look first. The
+             * loader's fallback covers us if this fails too. */
             rename(prev, cur);
+        }
         goto fail_fd;
+    }
+    if (linked && (r = rwkvd_fsio_rename(st->io, lnk, prev)) < 0) {
+        unlink(lnk);
+        free(h);
+        say(err, err_len, "%s: rename to .prev: %s (the new snapshot is in place; .prev is the "
+            "generation before the previous one)", cur, strerror(-r));
+        return r;
     }
     free(h);
     step = "fsync directory";

@@ -10,9 +10,11 @@
  * '~' and 16 hex digits of FNV-1a-64 of the name (the file holds the full name either way).
  *
  * A write is atomic and keeps the previous generation until the new one is durable:
- * write <stem>.snap.tmp, fsync it, rename .snap -> .snap.prev, rename .tmp -> .snap, fsync
- * the directory. A crash or an error at any step leaves a loadable newest-or-previous
- * generation and never a partial file under a final name.
+ * write <stem>.snap.tmp, fsync it, link .snap -> .snap.link, rename .tmp -> .snap, rename
+ * .snap.link -> .snap.prev, fsync the directory (without hard links: rename .snap ->
+ * .snap.prev, then .tmp -> .snap). A crash or an error at any step leaves a loadable
+ * newest-or-previous generation and never a partial file under a final name; an error
+ * before the new file is in place leaves both old generations untouched.
  * What it is not: a cache or a policy (when to snapshot is the daemon's business); it does
  * not touch the engine: the payload is opaque bytes of rwkv_engine_state_export().
  * Threads: a store may be used by one thread at a time (the writes of one channel race
@@ -97,9 +99,10 @@ void rwkvd_snapstore_destroy(rwkvd_snapstore **st);
 /* Write a snapshot atomically (sequence in the file comment). 0 once the new generation is
  * durable (file and directory fsynced). On error (the errno of the failed step, -EINVAL for a
  * bad field): err = "path: step: reason"; the previous newest generation is still loadable
- * (as .snap, or as .prev when the failure came between the two renames) and no partial file
- * exists under a final name. A failed directory fsync leaves the new file in place but
- * reports the error: treat the snapshot as not durable. */
+ * and no partial file exists under a final name. Up to the rename into place, .snap and
+ * .prev are unchanged. A failed rename to .prev (after it) or directory fsync leaves the
+ * new file in place but reports the error: treat the snapshot as not written (the older
+ * generations may be the ones on disk, so keep the log they need). */
 int rwkvd_snapstore_write(rwkvd_snapstore *st, const rwkvd_snapshot *snap, char *err,
                           size_t err_len);
 

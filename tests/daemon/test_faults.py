@@ -257,11 +257,12 @@ def snapshot_fault(spec, sigterm=False):
             now = open(snap_path(d, c), "rb").read()
             prev = snap_path(d, c, ".snap.prev")
             prev = open(prev, "rb").read() if os.path.exists(prev) else None
-            if now == before[c][0]:  # the newest good generation stays where readers look first
-                # .prev: kept, or (a failed rename into place) the same generation as .snap
-                check(prev in (before[c][1], None), "%s: %s.snap.prev changed" % (spec, c))
-            else:  # dirsync failed after the renames: the generations moved by one, both whole
-                check("dirsync" in spec and prev == before[c][0] and snap_valid(snap_path(d, c)),
+            if now == before[c][0]:  # failed before the new file went in: both generations as they were
+                check(prev == before[c][1], "%s: %s.snap.prev changed" % (spec, c))
+            elif "dirsync" in spec:  # failed after the renames: the generations moved by one, both whole
+                check(prev == before[c][0], "%s: %s generations did not move by one" % (spec, c))
+            else:  # the rotation to .prev failed after the new file went in: .prev is one older
+                check("rename" in spec and prev == before[c][1],
                       "%s: %s generations changed unexpectedly" % (spec, c))
         # keeps serving, and more snapshot attempts (interval/token/EVICT) change nothing
         for rr in p.send(20):
@@ -300,8 +301,14 @@ def test_snapshot_fsync_eio():
 
 
 def test_snapshot_rename_eio():
-    """The second rename of the first channel (.tmp into place, after .snap went to .prev)."""
+    """The second rename of the first channel (.snap.link to .prev, after .tmp went into
+    place), and every rename after it (the other channels' renames into place)."""
     snapshot_fault("snapshot.rename:EIO@2")
+
+
+def test_snapshot_link_eio():
+    """The second name of the current generation cannot be made: nothing changes."""
+    snapshot_fault("snapshot.link:EIO")
 
 
 def test_snapshot_dirsync_eio():

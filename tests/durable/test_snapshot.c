@@ -357,8 +357,9 @@ static void test_faults(const char *dir)
         {RWKVD_FSIO_WRITE, 3, 0, "write", 2, 1},    /* crc */
         {RWKVD_FSIO_WRITE, 2, 100, "write", 2, 1},  /* short payload write, then the error */
         {RWKVD_FSIO_FSYNC, 1, 0, "fsync", 2, 1},
-        {RWKVD_FSIO_RENAME, 1, 0, "rename to .prev", 2, 1},
-        {RWKVD_FSIO_RENAME, 2, 0, "rename into place", 2, 0},
+        {RWKVD_FSIO_LINK, 1, 0, "link", 2, 1},                /* .snap -> .snap.link */
+        {RWKVD_FSIO_RENAME, 1, 0, "rename into place", 2, 1}, /* both generations untouched */
+        {RWKVD_FSIO_RENAME, 2, 0, "rename to .prev", 3, 1},   /* new in place, .prev not rotated */
         {RWKVD_FSIO_DIRSYNC, 1, 0, "fsync directory", 3, 2},
     };
     static const int errs[] = {ENOSPC, EIO};
@@ -384,7 +385,7 @@ static void test_faults(const char *dir)
             CHECKF(strstr(err, cases[c].step) && strstr(err, "f%2Fch.snap"), "case %zu: %s", c,
                    err);
             plan.armed = 0;
-            CHECK(count_suffix(sub, ".tmp") == 0);
+            CHECK(count_suffix(sub, ".tmp") == 0 && count_suffix(sub, ".link") == 0);
             /* Whatever is under a final name is a whole, valid generation. */
             rwkvd_snapshot *s = NULL;
             int gens[2];
@@ -417,7 +418,8 @@ static void test_faults(const char *dir)
     CHECK(io.n_calls[RWKVD_FSIO_OPEN] == 1 && io.n_calls[RWKVD_FSIO_FSYNC] == 1 &&
           io.n_calls[RWKVD_FSIO_RENAME] == 1 && io.n_calls[RWKVD_FSIO_DIRSYNC] == 1);
     CHECK(rwkvd_snapstore_write(st, &s1, err, sizeof err) == 0);
-    CHECK(io.n_calls[RWKVD_FSIO_RENAME] == 3 && io.n_calls[RWKVD_FSIO_FSYNC] == 2);
+    CHECK(io.n_calls[RWKVD_FSIO_RENAME] == 3 && io.n_calls[RWKVD_FSIO_FSYNC] == 2 &&
+          io.n_calls[RWKVD_FSIO_LINK] == 1);
 
     /* RWKVD_FAULT-style rules: only this module's apply, from the N-th call on. */
     CHECK(rwkvd_fsio_faults(&io, "snapshot", "wal.write:ENOSPC,snapshot.fsync:EIO@4") == 0);
