@@ -122,6 +122,10 @@ static bool start_gen(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvp_gen_params
     seed &= RWKVP_SEED_MAX;
     rwkvd_gen *g = rwkvd_gen_new(prof, gp, d->tok, n_vocab, seed, err, sizeof err);
     int slot = g ? rwkvd_chantab_slot_alloc(d->tab) : -1;
+    /* no free slot: demote an idle channel (the worker is idle while a job is built, and the
+     * channels of this job are not idle) rather than refuse the generation */
+    if (g && slot < 0 && rwkvd_tier_make_room(d, ch) == 0)
+        slot = rwkvd_chantab_slot_alloc(d->tab);
     if (!g || slot < 0) {
         int code = g ? 507 : 500;
         char text[320];

@@ -16,7 +16,9 @@
  *    straight to disk (or do not happen without durability);
  *  - promotion: a non-resident channel with input gets a slot (ingest reserves it, demoting
  *    another channel if need be, else answers 507) and its state is imported before the
- *    scheduler gives it its next job (from the host buffer, or from the snapshot).
+ *    scheduler gives it its next job (from the host buffer, or from the snapshot);
+ *  - a generation's own slot is found the same way (scheduler.c start_gen) before it ends
+ *    with 507.
  * Demotions happen only while the worker is idle: before each job is built, from the loop
  * when it has nothing to run, and in ingest after waiting for the in-flight job
  * (rwkvd_daemon_quiesce) when no slot is free. Counts per tier and the transition counters

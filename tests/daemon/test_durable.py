@@ -8,6 +8,7 @@ channel), SIGTERM makes rwkvd snapshot every channel; the snapshot files hold th
 engine state bit for bit, the held input token, the profile and tokens_seen. A run under test
 must give the same bytes as a reference run that got the same input without interruption.
 Every receive has a timeout (test_rwkvd.recv)."""
+import json
 import os
 import random
 import signal
@@ -765,6 +766,38 @@ def test_portable():
     finally:
         a.close()
         b.close()
+
+
+def test_tiers_gen_slot():
+    """A generation needs a slot of its own: with every slot held by idle resident channels,
+    the least recently active one is demoted for it (before: END error 507)."""
+    d = Daemon(max_batch=4, slots=4)  # 2 channel slots (2 are head scratch)
+    try:
+        s, sub = d.dealer(), d.sub(b"g/")
+        time.sleep(0.3)
+        for i, c in enumerate((b"g/0", b"g/1")):
+            T.send(s, b"TEXT", c, b"p", 1, b"hello %d" % i)
+            check(recv(s, what="ACK")[1] == b"ACK", "ACK %s" % c)
+        deadline = time.time() + 10
+        while any(info(d, c)["queued_messages"] for c in (b"g/0", b"g/1")):
+            check(time.time() < deadline, "not drained")
+            time.sleep(0.02)
+        check(info(d, b"g/0")["tier"] == "resident" and info(d, b"g/1")["tier"] == "resident", "both resident")
+        T.send(s, b"GEN", b"g/1", b"p", 2, b'{"max_tokens":4,"temperature":0}')
+        check(recv(s, what="ACK")[1] == b"ACK", "GEN ACK")
+        while True:
+            m = T.next_pub(sub, kinds=(b"END", b"ERROR"))
+            check(m[2] != b"ERROR", "the generation failed: %r" % m)
+            if m[2] == b"END":
+                break
+        end = json.loads(m[-1])
+        check(end["reason"] == "max_tokens" and end["n_tokens"] == 4, "END %r" % end)
+        check(info(d, b"g/0")["tier"] == "host", "g/0, idle, made room: %r" % info(d, b"g/0"))
+        # and g/0 comes back with its next input
+        T.send(s, b"TEXT", b"g/0", b"p", 2, b" again")
+        check(recv(s, what="ACK")[1] == b"ACK", "g/0 ACK")
+    finally:
+        d.close()
 
 
 def test_tiers_nodurable():
