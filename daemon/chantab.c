@@ -59,6 +59,7 @@ rwkvd_chantab *rwkvd_chantab_new(uint32_t max_channels, int first_slot, int n_sl
 static void channel_free(rwkvd_channel *ch)
 {
     rwkvd_chantab_clear_queue(ch);
+    rwkvd_chantab_clear_out_commits(ch);
     free(ch->host_state);
     free(ch);
 }
@@ -278,6 +279,16 @@ void rwkvd_chantab_pop(rwkvd_channel *ch)
     if (!ch->head)
         ch->tail = NULL;
     rwkvd_entry_free(e);
+}
+
+void rwkvd_chantab_clear_out_commits(rwkvd_channel *ch)
+{
+    while (ch->out_commits) {
+        rwkvd_out_commit *c = ch->out_commits;
+        ch->out_commits = c->next;
+        rwkvd_entry_free(c->e);
+        free(c);
+    }
 }
 
 uint32_t rwkvd_chantab_clear_queue(rwkvd_channel *ch)

@@ -47,6 +47,8 @@ typedef struct rwkvd_entry {
     uint32_t n_tokens;                   /* tokens in tokens[] */
     uint32_t pos;                        /* next token to apply */
     uint64_t lsn;                        /* its input-log record, 0 = not logged */
+    uint64_t at_lsn;                     /* committed: the logged entry whose application
+                                          * they are part of (scheduler.c set_output) */
     int32_t tokens[];                    /* (n_tokens) */
 } rwkvd_entry;
 
@@ -54,6 +56,15 @@ typedef struct rwkvd_entry {
 void rwkvd_entry_free(rwkvd_entry *e);
 /* Cost of an entry against limits.max_queue_tokens: its unapplied tokens, at least 1. */
 uint64_t rwkvd_entry_cost(const rwkvd_entry *e);
+
+/* Recovery (durable.c): the logged tokens of a committing generation that an output trigger
+ * started (FORMATS.md §2), waiting for the replay to reach that trigger point. */
+typedef struct rwkvd_out_commit {
+    struct rwkvd_out_commit *next;
+    uint64_t lsn, tokens_seen;  /* the trigger point (rwkvd_channel.out_lsn, out_ts) */
+    uint64_t rec_lsn;           /* the record's own LSN */
+    rwkvd_entry *e;             /* the tokens as a committed entry, ready to queue */
+} rwkvd_out_commit;
 
 typedef struct rwkvd_channel {
     char name[RWKVP_CHANNEL_MAX + 1];
@@ -84,6 +95,11 @@ typedef struct rwkvd_channel {
     bool output_pending;
     char out_producer[RWKVP_NAME_MAX + 1];
     uint64_t out_seq;
+    /* where the trigger fired: the LSN of the entry being applied (for committed tokens their
+     * at_lsn) and tokens_seen; the same point again at replay, so it names the log record of
+     * the generation it starts (durable.c) */
+    uint64_t out_lsn, out_ts;
+    rwkvd_out_commit *out_commits; /* recovered such records not yet reached, in log order */
     rwkvd_gen *gen;               /* running generation, or NULL */
     bool dead;                    /* dropped/closed while the in-flight job used it */
     int in_job;                   /* references from the in-flight job */
@@ -98,6 +114,7 @@ typedef struct rwkvd_channel {
     bool snap_written;            /* a snapshot was written in this run */
     uint64_t partial_lsn;         /* recovery: the entry the snapshot had partly applied */
     uint32_t partial_pos;         /* ... and how many of its tokens */
+    uint64_t snap_next_lsn;       /* recovery: the log's next LSN when the snapshot was taken, 0 unknown */
 } rwkvd_channel;
 
 typedef struct rwkvd_pair {
@@ -161,6 +178,8 @@ void rwkvd_chantab_push(rwkvd_channel *ch, rwkvd_entry *e);
 void rwkvd_chantab_push_front(rwkvd_channel *ch, rwkvd_entry *e);
 /* Pop and free the head entry (it counts as applied: applied_lsn takes its lsn). */
 void rwkvd_chantab_pop(rwkvd_channel *ch);
+/* Free ch->out_commits. */
+void rwkvd_chantab_clear_out_commits(rwkvd_channel *ch);
 /* Discard every queued entry; returns how many there were. */
 uint32_t rwkvd_chantab_clear_queue(rwkvd_channel *ch);
 

@@ -7,6 +7,9 @@
  *   $tso            seq = tokens since the last output (trigger: tokens)
  *   $profile:NAME   the channel's task profile (seq 0)
  *   $partial, $pos  the head entry's LSN and how many of its tokens the state holds
+ *   $next           the LSN from which on the output commit records of the input log are not
+ *                   in the state: the log's next LSN when it was taken, or the first such
+ *                   record recovered and not yet reached (keep_output_commit)
  * Every other id is a producer, with the highest of its seqs applied to the state.
  * Key invariant: state(snapshot) + the channel's WAL records with LSN > applied_lsn, applied
  * in order from the partly applied head entry on, equals the live channel's state. */
@@ -239,6 +242,62 @@ int rwkvd_durable_log_commit(rwkvd_daemon *d, const rwkvd_channel *ch, const rwk
     return rc;
 }
 
+#define OUT_PREFIX "$out:" /* producer id of an output's committed generation (FORMATS.md §2) */
+
+int rwkvd_durable_log_output(rwkvd_daemon *d, const rwkvd_channel *ch, uint64_t lsn, uint64_t tokens_seen,
+                             const rwkvd_entry *e)
+{
+    rwkvd_durable *u = d->dur;
+    char producer[sizeof OUT_PREFIX + 20];
+    snprintf(producer, sizeof producer, OUT_PREFIX "%llu", (unsigned long long)tokens_seen);
+    rwkvd_wal_rec r = {.op = RWKVP_OP_TOKENS, .channel = ch->name, .producer = producer, .seq = lsn};
+    if (rwkvd_replica_standby(d)) /* it applies the primary's record instead (scheduler.c) */
+        return 0;
+    static const unsigned char none[1];
+    r.payload = none;
+    int rc = e ? token_payload(u, e, &r) : 0;
+    if (!rc)
+        rc = rwkvd_wal_append(u->wal, &r, &r.lsn);
+    note_wal_error(d, rc);
+    if (!rc && d->rep)
+        rwkvd_replica_record(d, &r);
+    if (rc)
+        rwkvd_log(LOG_ERR, "channel %s: committing generation of an output (%u tokens) not in the input log: %s; a "
+                           "crash before the channel's next snapshot runs it again at recovery",
+                  ch->name, e ? e->n_tokens : 0, strerror(-rc));
+    return rc;
+}
+
+bool rwkvd_durable_take_output(rwkvd_daemon *d, rwkvd_channel *ch)
+{
+    (void)d;
+    /* trigger points only move forward: (LSN, tokens seen) rises along a channel's input */
+    while (ch->out_commits && (ch->out_commits->lsn < ch->out_lsn ||
+                               (ch->out_commits->lsn == ch->out_lsn && ch->out_commits->tokens_seen < ch->out_ts))) {
+        rwkvd_out_commit *c = ch->out_commits;
+        ch->out_commits = c->next;
+        rwkvd_log(LOG_WARNING, "channel %s: committed output generation at LSN %llu, %llu tokens seen, never reached; "
+                               "dropped", ch->name, (unsigned long long)c->lsn, (unsigned long long)c->tokens_seen);
+        rwkvd_entry_free(c->e);
+        free(c);
+    }
+    rwkvd_out_commit *c = ch->out_commits;
+    if (!c || c->lsn != ch->out_lsn || c->tokens_seen != ch->out_ts)
+        return false;
+    ch->out_commits = c->next;
+    rwkvd_entry *e = c->e;
+    free(c);
+    if (e->n_tokens == 0) { /* the generation committed nothing */
+        rwkvd_entry_free(e);
+        return true;
+    }
+    /* as gen_end (loop.c) queues a generation's tokens */
+    e->seq = ch->out_seq;
+    snprintf(e->producer, sizeof e->producer, "%s", ch->out_seq ? ch->out_producer : "");
+    rwkvd_chantab_push_front(ch, e);
+    return true;
+}
+
 int rwkvd_durable_log(rwkvd_daemon *d, const char *channel, size_t channel_len, const rwkvd_entry *e,
                       const void *gen_json, size_t gen_len, uint64_t *lsn)
 {
@@ -359,6 +418,7 @@ static int snapshot_one(rwkvd_daemon *d, rwkvd_channel *ch, uint64_t *bytes, cha
         add_meta(&pl, "$partial", ch->head->lsn);
         add_meta(&pl, "$pos", ch->head->pos);
     }
+    add_meta(&pl, "$next", ch->out_commits ? ch->out_commits->rec_lsn : rwkvd_wal_next_lsn(u->wal));
     if (pl.oom) {
         free(pl.v);
         free(pl.ids);
@@ -388,13 +448,18 @@ static int snapshot_one(rwkvd_daemon *d, rwkvd_channel *ch, uint64_t *bytes, cha
     return 0;
 }
 
-/* A committing generation runs, or its tokens are not all applied yet. A snapshot then
+/* A committing generation runs, or its tokens are not all applied yet, or an output that
+ * starts one is pending. A snapshot then
  * would hold a state that its applied_lsn does not place (the tokens are logged after records
  * that come later in the channel's order): snapshots wait, so that a commit record
  * (rwkvd_durable_log_commit) is in a snapshot exactly when the record it follows is. */
-static bool commit_pending(const rwkvd_channel *ch)
+static bool commit_pending(const rwkvd_daemon *d, const rwkvd_channel *ch)
 {
-    return (ch->gen && ch->gen->commit) || (ch->head && ch->head->committed);
+    if ((ch->gen && ch->gen->commit) || (ch->head && ch->head->committed))
+        return true;
+    /* an output whose generation will commit: the snapshot would not hold the pending output */
+    const rwkvd_task_profile *prof = ch->output_pending ? rwkvd_tasks_find(d->tasks, ch->profile) : NULL;
+    return prof && prof->cfg->kind == RWKVD_TASK_CONTINUE && prof->cfg->generate.commit;
 }
 
 /* Whether both generations already hold everything logged for the channel. */
@@ -450,7 +515,7 @@ int rwkvd_durable_snapshot(rwkvd_daemon *d, rwkvd_channel *only, bool only_chang
                 n++;
             continue;
         }
-        if (commit_pending(ch)) { /* deferred: the log still covers it, and replay needs this */
+        if (commit_pending(d, ch)) { /* deferred: the log still covers it, and replay needs this */
             if (only && !first)
                 first = -EBUSY;
             rwkvd_log(LOG_INFO, "snapshot of channel %s deferred: a committing generation is in progress", ch->name);
@@ -699,6 +764,8 @@ static int load_snapshot(rwkvd_daemon *d, const char *name, int64_t now_ms)
             ch->partial_lsn = p->seq;
         else if (strcmp(p->id, "$pos") == 0)
             ch->partial_pos = (uint32_t)p->seq;
+        else if (strcmp(p->id, "$next") == 0)
+            ch->snap_next_lsn = p->seq;
         else if (p->id[0] != '$') {
             rwkvd_pair *pair = rwkvd_chantab_pair(d->tab, name, strlen(name), p->id, strlen(p->id), true);
             if (pair) {
@@ -715,8 +782,8 @@ static int load_snapshot(rwkvd_daemon *d, const char *name, int64_t now_ms)
 /* A committed generation's record (producer "", seq = the LSN it follows): when that record
  * is a GEN still queued, the GEN becomes the committed tokens (applied where the generation
  * ran; sampling again could give other tokens, and its outputs went out already). When the
- * channel's snapshot is at or past that LSN it holds them (snapshots wait for commits). Only
- * generations asked for by GEN are logged (loop.c); an event's samples again. 0 or -ENOMEM. */
+ * channel's snapshot is at or past that LSN it holds them (snapshots wait for commits). An
+ * output trigger's generation has its own record (keep_output_commit). 0 or -ENOMEM. */
 static int place_commit(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_wal_rec *r)
 {
     (void)d;
@@ -739,7 +806,7 @@ static int place_commit(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_wal_rec 
         return -ENOMEM;
     e->op = RWKVP_OP_TOKENS;
     e->seq = g->seq;
-    e->lsn = g->lsn;
+    e->lsn = e->at_lsn = g->lsn;
     memcpy(e->producer, g->producer, sizeof e->producer);
     e->committed = true;
     e->n_tokens = n;
@@ -757,9 +824,65 @@ static int place_commit(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_wal_rec 
     return 0;
 }
 
-/* Queue one input-log record on its channel as ingest did (recovery and a standby's replication
- * stream): 1 queued, 0 skipped (already in the channel's snapshot, or unusable), -ENOMEM. */
-static int queue_record(rwkvd_daemon *d, const rwkvd_wal_rec *rp, int64_t now_ms)
+/* A committed generation of an output (producer "$out:<tokens seen>", seq = the LSN of its
+ * trigger point; rwkvd_durable_log_output): kept on the channel until the scheduler reaches
+ * that point (rwkvd_durable_take_output), unless the channel's snapshot holds it. A snapshot
+ * never lies between a trigger and the end of its commit (commit_pending), and the record is
+ * logged at the generation's end, before its tokens are applied: the snapshot holds them
+ * exactly when the record was logged before it was taken and, if recovered, was reached
+ * ($next, snapshot_one). A snapshot without $next
+ * (written before it existed, or by an IMPORT, whose applied LSN is past every record of the
+ * name) places the point instead: behind it when its LSN was applied, or when it lies in the
+ * partly applied head entry at fewer tokens seen (exact unless a control RESET zeroed
+ * tokens_seen inside that entry). On a standby (recovering false) the channel never passes a
+ * point without this record (scheduler.c), so it is always kept. 1 kept, 0 skipped, -ENOMEM. */
+static int keep_output_commit(rwkvd_channel *ch, const rwkvd_wal_rec *r, bool recovering)
+{
+    const char *num = r->producer + strlen(OUT_PREFIX);
+    char *end = NULL;
+    errno = 0;
+    unsigned long long ts = strtoull(num, &end, 10);
+    if (*num < '0' || *num > '9' || *end || errno) {
+        rwkvd_log(LOG_WARNING, "recovery: input log LSN %llu: channel %s: daemon record with producer '%s' (not "
+                               "\"" OUT_PREFIX "<tokens seen>\"); ignored",
+                  (unsigned long long)r->lsn, ch->name, r->producer);
+        return 0;
+    }
+    if (recovering && ch->snap_next_lsn && r->lsn < ch->snap_next_lsn)
+        return 0;
+    if (recovering && !ch->snap_next_lsn &&
+        (r->seq <= ch->applied_lsn || (ch->head && ch->head->lsn == r->seq && ch->head->pos > 0 &&
+                                       ts < ch->tokens_seen)))
+        return 0;
+    uint32_t n = r->payload_bytes / 4;
+    rwkvd_out_commit *c = calloc(1, sizeof *c);
+    rwkvd_entry *e = calloc(1, sizeof *e + (size_t)n * sizeof(int32_t));
+    if (!c || !e) {
+        free(c);
+        free(e);
+        return -ENOMEM;
+    }
+    e->op = RWKVP_OP_TOKENS;
+    e->committed = true;
+    e->at_lsn = r->seq;
+    e->n_tokens = n;
+    for (uint32_t i = 0; i < n; i++)
+        e->tokens[i] = (int32_t)rwkvd_le32_get((const unsigned char *)r->payload + 4 * i);
+    c->lsn = r->seq;
+    c->tokens_seen = ts;
+    c->rec_lsn = r->lsn;
+    c->e = e;
+    rwkvd_out_commit **pp = &ch->out_commits;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = c;
+    return 1;
+}
+
+/* Queue one input-log record on its channel as ingest did (recovery, recovering true, and a
+ * standby's replication stream): 1 queued, 0 skipped (already in the channel's snapshot, or
+ * unusable), -ENOMEM. */
+static int queue_record(rwkvd_daemon *d, const rwkvd_wal_rec *rp, int64_t now_ms, bool recovering)
 {
     const rwkvd_wal_rec r = *rp;
     rwkvd_channel *ch = rwkvd_chantab_find(d->tab, r.channel, strlen(r.channel));
@@ -768,6 +891,9 @@ static int queue_record(rwkvd_daemon *d, const rwkvd_wal_rec *rp, int64_t now_ms
     if (!r.producer[0] && r.op == RWKVP_OP_TOKENS) { /* a committed generation */
         int rc = ch ? place_commit(d, ch, &r) : 0;
         return rc < 0 ? rc : 1;
+    }
+    if (r.op == RWKVP_OP_TOKENS && strncmp(r.producer, OUT_PREFIX, strlen(OUT_PREFIX)) == 0) {
+        return ch ? keep_output_commit(ch, &r, recovering) : 0;
     }
     rwkvd_pair *pair = NULL;
     if (r.producer[0]) {
@@ -827,7 +953,7 @@ static int replay(rwkvd_daemon *d, int64_t now_ms, uint64_t *n_records, uint64_t
     char err[512] = "";
     rwkvd_wal_rec r;
     while ((rc = rwkvd_wal_iter_next(it, &r, err, sizeof err)) == 1) {
-        int q = queue_record(d, &r, now_ms);
+        int q = queue_record(d, &r, now_ms, true);
         if (q < 0) {
             rc = q;
             break;
@@ -915,6 +1041,7 @@ int rwkvd_durable_open(rwkvd_daemon *d)
         rwkvd_channel *ch = d->tab->v[i];
         ch->partial_lsn = 0;
         ch->partial_pos = 0;
+        ch->snap_next_lsn = 0;
         if (ch->tier != RWKVD_TIER_RESIDENT && ch->slot >= 0 && !ch->head) { /* reserved, then its records were all skipped */
             rwkvd_chantab_slot_free(d->tab, ch->slot);
             ch->slot = -1;
@@ -958,7 +1085,7 @@ int rwkvd_durable_apply(rwkvd_daemon *d, const rwkvd_wal_rec *r)
     note_wal_error(d, rc);
     if (rc)
         return rc;
-    rc = queue_record(d, r, rwkvd_unix_ms());
+    rc = queue_record(d, r, rwkvd_unix_ms(), false);
     return rc < 0 ? rc : 0;
 }
 

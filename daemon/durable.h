@@ -56,6 +56,18 @@ int rwkvd_durable_log(rwkvd_daemon *d, const char *channel, size_t channel_len, 
  * that recovery applies them where they were instead of sampling again. 0 or the WAL's
  * errno (logged). */
 int rwkvd_durable_log_commit(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_entry *e);
+/* The same for a committing generation that an output trigger started (a continue profile
+ * with trigger event or tokens) at the point (lsn, tokens_seen) of ch (rwkvd_channel.out_lsn,
+ * out_ts): FORMATS.md §2, op TOKENS, producer "$out:<tokens_seen>", seq = lsn, its tokens e
+ * (NULL: it failed or committed nothing). Replay applies them when it reaches that point
+ * again (rwkvd_durable_take_output). */
+int rwkvd_durable_log_output(rwkvd_daemon *d, const rwkvd_channel *ch, uint64_t lsn, uint64_t tokens_seen,
+                             const rwkvd_entry *e);
+/* ch has a pending output of a continue profile at (ch->out_lsn, ch->out_ts): when a record
+ * of rwkvd_durable_log_output for that point was recovered (or came from the primary), queue
+ * its tokens (if any) at the head as committed and return true (nothing is sampled or published);
+ * else false. Recovered records of points the channel has passed are freed. */
+bool rwkvd_durable_take_output(rwkvd_daemon *d, rwkvd_channel *ch);
 /* Send an ingest reply (envelope + frames) now, or queue it until the WAL is durable up to
  * `lsn` and every earlier queued reply is sent. */
 void rwkvd_durable_reply(rwkvd_daemon *d, uint64_t lsn, const rwkvp_frame *env, size_t n_env,

@@ -62,8 +62,10 @@ typedef struct rwkvd_gen {
     uint32_t max_tokens;
     uint64_t seed;
     bool commit, cancel, started, in_job;
-    uint64_t gen_lsn;           /* LSN of the GEN record that asked for it; 0: an event's, or
-                                 * no input log (a commit is logged only after a GEN record) */
+    uint64_t gen_lsn;           /* LSN of the GEN record that asked for it; 0: an output
+                                 * trigger's, or no input log */
+    bool triggered;             /* started by an output trigger (event, tokens) at ... */
+    uint64_t trig_lsn, trig_ts; /* ... this point (rwkvd_channel.out_lsn, out_ts) */
     size_t n_stop;
     char (*stop)[RWKVP_STOP_BYTES + 1];
     size_t *stop_len;

@@ -70,24 +70,30 @@ static void gen_end(rwkvd_daemon *d, rwkvd_gen *g, rwkvp_end_reason reason, cons
                      .seed = g->seed & RWKVP_SEED_MAX,
                      .committed = commit};
     rwkvd_publish_end(d, ch, &o, &end);
+    rwkvd_entry *e = NULL;
     if (commit) {
-        rwkvd_entry *e = calloc(1, sizeof *e + g->n_sampled * sizeof(int32_t));
+        e = calloc(1, sizeof *e + g->n_sampled * sizeof(int32_t));
         if (e) {
             e->op = RWKVP_OP_TOKENS;
             e->seq = g->seq;
             memcpy(e->producer, g->producer, sizeof e->producer);
             e->committed = true;
+            e->at_lsn = g->triggered ? g->trig_lsn : g->gen_lsn;
             e->n_tokens = g->n_sampled;
             memcpy(e->tokens, g->sampled, g->n_sampled * sizeof(int32_t));
             rwkvd_chantab_push_front(ch, e);
-            /* replay puts the tokens in place of their GEN record; an event's generation is
-             * not logged (nothing to place it by) and samples again at recovery */
+            /* replay puts the tokens in place of their GEN record */
             if (d->dur && g->gen_lsn && g->gen_lsn == ch->applied_lsn)
                 rwkvd_durable_log_commit(d, ch, e);
         } else {
             rwkvd_log(LOG_ERR, "channel %s: out of memory committing a generation", ch->name);
         }
     }
+    /* an output's: replay applies the tokens when it reaches the trigger point again, or
+     * nothing (e NULL) when the generation failed or sampled nothing, so it does not run
+     * again there (a cancel comes with a snapshot or a standby's resync, or drops the channel) */
+    if (d->dur && g->triggered && g->commit && !ch->dead && reason != RWKVP_END_CANCELLED)
+        rwkvd_durable_log_output(d, ch, g->trig_lsn, g->trig_ts, e);
     rwkvd_chantab_slot_free(d->tab, g->slot);
     ch->gen = NULL;
     d->n_gens--;

@@ -83,6 +83,20 @@ static void set_origin(rwkvd_channel *ch, const rwkvd_entry *e)
     ch->last_seq = e->seq;
 }
 
+/* An output trigger fired on e's last applied token (or at its end, for an event). The point
+ * (out_lsn, out_ts) is the same when a replay of the input log gets there again: e's LSN,
+ * or for committed tokens (not logged as such; a GEN's carry its LSN at replay, not live)
+ * the LSN they belong to (at_lsn: the GEN's, or their own trigger point's). tokens_seen
+ * rises along each entry's application, committed tokens inside it included. */
+static void set_output(rwkvd_channel *ch, const rwkvd_entry *e)
+{
+    ch->output_pending = true;
+    memcpy(ch->out_producer, e->producer, sizeof ch->out_producer);
+    ch->out_seq = e->seq;
+    ch->out_lsn = e->lsn ? e->lsn : e->at_lsn;
+    ch->out_ts = ch->tokens_seen;
+}
+
 static void zero_channel(rwkvd_daemon *d, rwkvd_channel *ch)
 {
     rwkvd_daemon_cancel_gen(d, ch);
@@ -94,8 +108,9 @@ static void zero_channel(rwkvd_daemon *d, rwkvd_channel *ch)
     ch->output_pending = false;
 }
 
-/* A standby runs no generation: one that does not commit changes no state, and the tokens of
- * one that commits come as the primary's commit record. Whether it commits, as
+/* A standby runs no generation of a GEN: one that does not commit changes no state, and the
+ * tokens of one that commits come as the primary's commit record (for an output trigger's,
+ * see the pending output in sched_channel). Whether it commits, as
  * rwkvd_gen_new decides it: the request's value, else a continue profile's, else not. */
 static bool standby_gen_commits(const rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_entry *e)
 {
@@ -105,7 +120,7 @@ static bool standby_gen_commits(const rwkvd_daemon *d, const rwkvd_channel *ch, 
     return prof && prof->cfg->kind == RWKVD_TASK_CONTINUE && prof->cfg->generate.commit;
 }
 
-/* Start a generation for ch (from a GEN entry, or from an event trigger when e is NULL).
+/* Start a generation for ch (from a GEN entry, or from an output trigger when gp is NULL).
  * Returns true if a task was added. */
 static bool start_gen(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvp_gen_params *gp, const char *producer,
                       uint64_t seq)
@@ -174,10 +189,25 @@ static int sched_channel(rwkvd_daemon *d, rwkvd_channel *ch, int quota)
             if (kind == RWKVD_TASK_CONTINUE) {
                 if (ch->gen)
                     break; /* one generation at a time: wait for it */
+                /* a committing generation logged for this trigger point is applied, not
+                 * sampled again (recovery, or the primary's record on a standby, which waits
+                 * for it: only the primary samples one that commits) */
+                if (ch->out_commits && rwkvd_durable_take_output(d, ch)) {
+                    ch->output_pending = false;
+                    continue;
+                }
+                if (rwkvd_replica_standby(d) && prof->cfg->generate.commit)
+                    break;
                 ch->output_pending = false;
                 task = start_gen(d, ch, NULL, ch->out_producer, ch->out_seq);
-                if (task)
+                if (task) {
+                    ch->gen->triggered = true;
+                    ch->gen->trig_lsn = ch->out_lsn;
+                    ch->gen->trig_ts = ch->out_ts;
                     break;
+                }
+                if (d->dur && prof->cfg->generate.commit) /* it failed (507): so does a replay */
+                    rwkvd_durable_log_output(d, ch, ch->out_lsn, ch->out_ts, NULL);
                 continue;
             }
             if (kind == RWKVD_TASK_CLASSIFY_LABELS || kind == RWKVD_TASK_CLASSIFY_LINEAR) {
@@ -270,20 +300,15 @@ static int sched_channel(rwkvd_daemon *d, rwkvd_channel *ch, int quota)
                 if (prof && prof->cfg->trigger == RWKVD_TRIGGER_TOKENS &&
                     ch->tokens_since_output >= prof->cfg->every_n_tokens && prof->cfg->kind != RWKVD_TASK_NONE) {
                     ch->tokens_since_output = 0;
-                    ch->output_pending = true;
-                    memcpy(ch->out_producer, e->producer, sizeof ch->out_producer);
-                    ch->out_seq = e->seq;
+                    set_output(ch, e);
                 }
             }
             if (e->pos >= e->n_tokens) {
                 set_origin(ch, e);
                 const rwkvd_task_profile *prof = rwkvd_tasks_find(d->tasks, ch->profile);
                 if (e->event && prof && prof->cfg->trigger == RWKVD_TRIGGER_EVENT &&
-                    prof->cfg->kind != RWKVD_TASK_NONE) {
-                    ch->output_pending = true;
-                    memcpy(ch->out_producer, e->producer, sizeof ch->out_producer);
-                    ch->out_seq = e->seq;
-                }
+                    prof->cfg->kind != RWKVD_TASK_NONE)
+                    set_output(ch, e);
                 rwkvd_chantab_pop(ch);
             }
             continue; /* an output this made pending is added next, in this job */

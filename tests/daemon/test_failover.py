@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Warm-standby failover (issue 4 item 7) on the real rwkvd binary.
 
-Usage: test_failover.py NAME (takeover | follow | sync | heal | errors).
+Usage: test_failover.py NAME (takeover | follow | follow_output | sync | heal | errors).
 
 takeover: a primary streams input over several channels; a standby started with --standby-of
 gets a full sync (snapshots + input log) and then the live records; the primary is killed
@@ -21,6 +21,10 @@ it applies the primary's commit records in place of the GEN) and (2) a control R
 primary, which is not in the input log, makes the standby restart itself in place (same pid)
 and sync again. States are compared as in test_durable.py (SIGTERM snapshots, exported state
 bytes).
+
+follow_output: committing generations started by output triggers (event, tokens) run on the
+primary only; the standby applies the primary's records at each trigger point and ends with
+its states bit for bit.
 
 sync: with replication.sync an ACK waits for the standby: a stopped (SIGSTOP) standby holds
 the ACK back until it runs again; without it the ACK comes at once. A standby stopped longer
@@ -160,6 +164,57 @@ def test_follow():
         wait_for("the standby to catch up", synced, 10)
         want = D.drained_states(pri)  # draining logs nothing more: the standby has every record
         D.compare(D.drained_states(sby), want, "standby vs primary")
+    finally:
+        pri.close()
+        sby.close()
+
+
+def test_follow_output():
+    """Committing generations started by output triggers (test_faults.OUTPUT_PROFILES: trigger
+    event on c/0, tokens on c/1) run on the primary only: the standby waits at each trigger point
+    for the primary's record and applies its tokens (it feeds no generation: its rwkvd_tokens_total
+    equals its input tokens, the primary's is larger), and ends with the primary's states bit
+    for bit."""
+    import test_faults as F
+    pri = Daemon(start=False, **KW)
+    sby = Daemon(start=False, **KW)
+    try:
+        for d, peer in ((pri, ""), (sby, "")):
+            d.write_config(F.OUTPUT_PROFILES, repl_config(d, peer), "", KW["max_batch"], KW["slots"])
+        check(launch(pri), "primary exited at start:\n" + logtext(pri))
+        check(launch(sby, "--standby-of", pri.ctl_ep), "standby exited at start:\n" + logtext(sby))
+        s = pri.dealer()
+        seq = {c: 0 for c in D.CHANNELS}
+
+        def send(c, op, payload):
+            seq[c] += 1
+            T.send(s, op, c, b"p", seq[c], payload)
+            r = T.recv(s, what="ACK")
+            check(r[1] == b"ACK", "%s %s: %r" % (c, op, r))
+
+        send(D.CHANNELS[0], b"TASK", b"ev")
+        send(D.CHANNELS[1], b"TASK", b"tk")
+        for i in range(4):
+            for c in D.CHANNELS:
+                send(c, b"TEXT", b"line %d: the quick brown fox on %s" % (i, c))
+
+        def idle(d):
+            return not d.control_json(b"STATUS")["generations"] and not any(
+                d.control_json(b"INFO", c)["queued_messages"] for c in D.CHANNELS)
+        wait_for("the primary to settle", lambda: idle(pri) and idle(pri) and idle(pri), 30)
+        wait_for("the standby to catch up", lambda: repl(sby)["next_lsn"] == repl(pri)["next_lsn"], 10)
+        wait_for("the standby to settle", lambda: idle(sby) and idle(sby) and idle(sby), 10)
+
+        def tokens(d):
+            m = d.control(b"METRICS")[1].decode()
+            return int(T.metric(m, "rwkvd_tokens_total")), int(T.metric(m, "rwkvd_input_tokens_total"))
+        pt, pin = tokens(pri)
+        st, sin = tokens(sby)
+        check(pt > pin, "primary: tokens %d, input tokens %d (its generations feed tokens)" % (pt, pin))
+        check(st == sin and sin == pin, "standby: tokens %d, input tokens %d (primary: %d input tokens): it ran "
+              "generations of its own" % (st, sin, pin))
+        want = D.drained_states(pri)
+        D.compare(D.drained_states(sby), want, "standby vs primary, output-triggered committed generations")
     finally:
         pri.close()
         sby.close()

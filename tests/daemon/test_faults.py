@@ -1,12 +1,14 @@
 #!/usr/bin/python3
 """Fault injection on the real rwkvd (issue 4): file-system errors on the input log (WAL) and
 on snapshots (RWKVD_FAULT, daemon/fsio.h), a torn or damaged WAL tail after kill -9, and
-snapshots that must be refused (unknown version, another model's fingerprint).
+snapshots that must be refused (unknown version, another model's fingerprint), and committed
+generations (of a GEN, of an output trigger) across kill -9.
 
 Usage: test_faults.py NAME. Every scenario ends the same way: restart without the fault,
 the producer resends everything after its last ACK, and every channel's state (read from the
 SIGTERM snapshots, test_durable.drained_states) must equal a run that had no fault, bit for
 bit. What each scenario adds is in its docstring. Every receive has a timeout."""
+import json
 import os
 import signal
 import struct
@@ -550,6 +552,173 @@ def test_gen_commit():
         check(got_texts == texts, "%s: the generations before the crash differ from the reference: %r vs %r" %
               (crash, got_texts, texts))
         D.compare(got, ref, "committed generations, %s" % crash)
+
+
+# c/0 generates after every event, c/1 every 7 input tokens (mostly inside a message, and
+# inside the committed tokens of its own earlier generations); both commit
+OUTPUT_PROFILES = """    ev:
+      kind: continue
+      trigger: event
+      prompt_suffix: " =>"
+      generate: {max_tokens: 6, temperature: 1.0, commit: true}
+    tk:
+      kind: continue
+      trigger: tokens
+      every_n_tokens: 7
+      prompt_suffix: ""
+      generate: {max_tokens: 5, temperature: 1.0, commit: true}
+"""
+
+
+def quiesce(d, sub, ends, chans=CHANNELS):
+    """Wait until no channel has queued input or a running generation (checked 3 times in a row),
+    collecting the END publications of sub into ends [(channel, END)]."""
+    deadline, quiet = time.time() + 30, 0
+    while quiet < 3:
+        check(time.time() < deadline, "outputs did not settle:\n" + d.logtext())
+        while sub.poll(0):
+            m = sub.recv_multipart()
+            if m[2] == b"END":
+                ends.append((m[0], json.loads(m[6])))
+        busy = d.control_json(b"STATUS")["generations"] or any(
+            d.control_json(b"INFO", c)["queued_messages"] for c in chans)
+        quiet = 0 if busy else quiet + 1
+        time.sleep(0.05)
+
+
+def ends_published(d):
+    return int(T.metric(d.control(b"METRICS")[1].decode(), 'rwkvd_publish_messages_total{kind="END"}'))
+
+
+def output_commit_run(crash, extra=""):
+    """Output-triggered committing generations (OUTPUT_PROFILES) across kill -9: two rounds of
+    TEXT on c/0 (events) and c/1 (tokens), with plain input on c/2, c/3; crash "kill" takes a
+    SNAPSHOT between the rounds, "kill_nosnap" none, "kill_tokens" snapshots every few tokens
+    (durability.snapshot_every_tokens, so snapshots land inside messages); each kills after the
+    second round and restarts; "kill_twice" restarts with snapshots every 8 tokens and kills
+    again 0.15 s into the recovery (snapshots taken while recovered output records wait to be
+    reached), then restarts. Then TOKENS (no event) on every channel. Returns the ENDs of the
+    two rounds, the output records in the input log (FORMATS.md §2), the ENDs published after
+    the restart and the final states."""
+    dur = "durability:\n  fsync: no\n" + ("  snapshot_every_tokens: 8\n" if crash == "kill_tokens" else "")
+    d = Daemon(profiles=OUTPUT_PROFILES, durability=dur, **KW)
+    try:
+        sub = d.sub(b"c/")
+        s = d.dealer()
+        seq = {c: 0 for c in CHANNELS}
+        ends = []
+
+        def send(c, op, payload):
+            seq[c] += 1
+            T.send(s, op, c, b"p", seq[c], payload)
+            r = recv(s, what="ACK")
+            check(r[1] == b"ACK", "%s %s: %r" % (c, op, r))
+
+        send(CHANNELS[0], b"TASK", b"ev")
+        send(CHANNELS[1], b"TASK", b"tk")
+        for rnd in (1, 2):
+            for i in range(3):
+                for c in CHANNELS:
+                    send(c, b"TEXT", b"round %d, line %d: the quick brown fox on %s" % (rnd, i, c))
+            quiesce(d, sub, ends)
+            if rnd == 1 and crash == "kill":
+                d.control_json(b"SNAPSHOT")
+        for c, end in ends:
+            check(end["committed"] and end["n_tokens"] > 0, "END on %s: %r" % (c, end))
+        records = [r for seg in wal_segments(d) for r in wal_records(os.path.join(wal_dir(d), seg))
+                   if r[4].startswith(b"$out:")]
+        after = None
+        if crash == "kill_twice":
+            d.durability += "  snapshot_every_tokens: 8\n"
+            d.write_config(OUTPUT_PROFILES, "", "", KW["max_batch"], KW["slots"])
+            D.restart(d, kill=True)
+            time.sleep(0.15)
+        if crash:
+            D.restart(d, kill=True)
+            s = d.dealer()
+            quiesce(d, sub, [])
+            after = ends_published(d)
+            check("never reached" not in d.logtext(), "%s: a recovered output record was not applied:\n%s" %
+                  (crash, d.logtext()))
+        for c in CHANNELS:
+            send(c, b"TOKENS", struct.pack("<4i", 32, 116, 104, 101))  # " the", no event
+        quiesce(d, sub, [])
+        return ends, records, after, D.drained_states(d)
+    finally:
+        d.close()
+
+
+def test_output_commit():
+    """A committing generation started by an output trigger (trigger: event at the end of a TEXT,
+    trigger: tokens inside one) is logged when it ends (op TOKENS, producer "$out:<tokens seen>",
+    seq = the LSN of the trigger point): after kill -9 (with a snapshot between the rounds, with
+    none, with snapshots every 8 tokens, inside messages, and killed again during a recovery
+    that takes snapshots) recovery applies its tokens at the
+    same point without sampling again, so no END is published after the restart, and the states
+    equal the run without a crash bit for bit."""
+    ref_ends, ref_records, _, ref = output_commit_run(None)
+    n0 = sum(1 for c, _ in ref_ends if c == CHANNELS[0])
+    n1 = sum(1 for c, _ in ref_ends if c == CHANNELS[1])
+    check(n0 == 6 and n1 >= 6, "generations: %d on c/0 (6 events), %d on c/1" % (n0, n1))
+    check(len(ref_records) == len(ref_ends), "%d output records in the input log for %d generations" %
+          (len(ref_records), len(ref_ends)))
+    for crash in ("kill", "kill_nosnap", "kill_tokens", "kill_twice"):
+        ends, records, after, got = output_commit_run(crash)
+        for c in CHANNELS[:2]:  # each channel's in order (the two channels' interleave varies)
+            got_t, ref_t = [e["text"] for x, e in ends if x == c], [e["text"] for x, e in ref_ends if x == c]
+            check(got_t == ref_t, "%s: %s: the generations before the crash differ from the reference: %r vs %r" %
+                  (crash, c, got_t, ref_t))
+        check(len(records) == len(ends), "%s: %d output records for %d generations" % (crash, len(records), len(ends)))
+        check(after == 0, "%s: %d generation(s) ran and were published again after the restart" % (crash, after))
+        D.compare(got, ref, "output-triggered committed generations, %s" % crash)
+
+
+def output_failed_run(crash):
+    """c/0 (profile ev) with state_slots 3: one slot for the channel, none for a generation, so
+    each event's generation fails with 507 and commits nothing. crash: kill -9 after three
+    events, restart with state_slots 16. Returns the 507 errors, the output records' payload
+    sizes, the ENDs published after the restart and the final state."""
+    c = CHANNELS[0]
+    d = Daemon(profiles=OUTPUT_PROFILES, max_batch=4, slots=3)
+    try:
+        sub = d.sub(c)
+        s = d.dealer()
+        for seq, (op, payload) in enumerate([(b"TASK", b"ev")] + [(b"TEXT", b"event %d. " % i) for i in range(3)]):
+            T.send(s, op, c, b"p", seq + 1, payload)
+            check(recv(s, what="ACK")[1] == b"ACK", "ACK %s" % op)
+        errors = []
+        while len(errors) < 3:
+            m = T.next_pub(sub, kinds=(b"ERROR",))
+            errors.append(int(m[6]))
+        quiesce(d, sub, [], [c])
+        records = [r for seg in wal_segments(d) for r in wal_records(os.path.join(wal_dir(d), seg))
+                   if r[4].startswith(b"$out:")]
+        sizes = [size - 36 - len(ch) - len(pr) for _, size, _, ch, pr, _ in records]
+        after = None
+        if crash:
+            d.write_config(OUTPUT_PROFILES, "", "", 4, 16)
+            D.restart(d, kill=True)
+            s = d.dealer()
+            quiesce(d, sub, [], [c])
+            after = ends_published(d)
+        T.send(s, b"TOKENS", c, b"p", 5, struct.pack("<4i", 32, 116, 104, 101))
+        check(recv(s, what="ACK")[1] == b"ACK", "ACK TOKENS")
+        return errors, sizes, after, D.drained_states(d, [c])
+    finally:
+        d.close()
+
+
+def test_output_commit_failed():
+    """A committing output generation that fails (507, no free state slot) is logged with no
+    tokens: after kill -9 and a restart with slots to spare, recovery does not run it (no END
+    after the restart), and the state equals the run without a crash, which committed nothing."""
+    errors, sizes, _, ref = output_failed_run(None)
+    check(errors == [507] * 3, "errors %r" % errors)
+    check(sizes == [0] * 3, "output records with payload sizes %r, expected three empty ones" % sizes)
+    errors, sizes, after, got = output_failed_run("kill")
+    check(errors == [507] * 3 and sizes == [0] * 3, "before the crash: errors %r, records %r" % (errors, sizes))
+    check(after == 0, "%d generation(s) ran after the restart" % after)
+    D.compare(got, ref, "failed output generations, kill -9, more slots", [CHANNELS[0]])
 
 
 if __name__ == "__main__":
