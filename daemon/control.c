@@ -61,14 +61,7 @@ static void reply_blob(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, in
 
 static void reply(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, int code, const char *body, size_t len)
 {
-    rwkvp_ctl_response r = {.code = code, .body = {body, len}};
-    rwkvp_msg msg;
-    rwkvp_error e;
-    if (rwkvp_ctl_response_encode(&r, &msg, &e) != 0) {
-        rwkvd_log(LOG_ERR, "cannot encode a control reply: %s", e.text);
-        return;
-    }
-    rwkvd_zmsg_send(d->control, env, n_env, msg.frames, msg.n);
+    reply_blob(d, env, n_env, code, body, len, NULL, 0);
 }
 
 static void reply_json(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, json_t *j)
