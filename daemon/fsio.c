@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -221,4 +222,14 @@ int rwkvd_fsio_dirsync(rwkvd_fsio *io, int dirfd, const char *dir)
     if (r < 0 && errno == EINVAL)
         return 0;
     return r < 0 ? -errno : 0;
+}
+
+void rwkvd_errf(char *err, size_t err_len, const char *fmt, ...)
+{
+    if (!err || !err_len)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
 }

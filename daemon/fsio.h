@@ -74,6 +74,10 @@ int rwkvd_fsio_unlink(rwkvd_fsio *io, const char *path);
 int rwkvd_fsio_truncate(rwkvd_fsio *io, int fd, off_t len, const char *path);
 int rwkvd_fsio_dirsync(rwkvd_fsio *io, int dirfd, const char *dir);
 
+/* printf into a caller's error buffer (NULL or 0 bytes: nothing), the "path: what: why"
+ * messages of the store modules. */
+void rwkvd_errf(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Little-endian loads and stores of the formats (any alignment). */
 static inline void rwkvd_le16_put(unsigned char *p, uint16_t v)
 {

@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,18 +38,6 @@ typedef struct {
     char *strings; /* channel name and producer ids */
     rwkvd_snap_producer *producers;
 } snap_box;
-
-static void say(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void say(char *err, size_t err_len, const char *fmt, ...)
-{
-    if (!err || !err_len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
 
 uint64_t rwkvd_snap_state_bytes(const rwkvd_snap_model *m)
 {
@@ -195,31 +182,31 @@ static int decode_owned(void *file, size_t len, const char *name, const rwkvd_sn
     snap_box *box = NULL;
     int r = -EBADMSG;
     if (len < 8 || memcmp(b, RWKVD_SNAP_MAGIC, 8) != 0) {
-        say(err, err_len, "%s: not a snapshot (bad magic)", name);
+        rwkvd_errf(err, err_len, "%s: not a snapshot (bad magic)", name);
         goto fail;
     }
     if (len < FIXED_BYTES + 4) {
-        say(err, err_len, "%s: truncated: %zu bytes, a header alone is %u", name, len,
+        rwkvd_errf(err, err_len, "%s: truncated: %zu bytes, a header alone is %u", name, len,
             FIXED_BYTES + 4);
         goto fail;
     }
     /* In every version the last 4 bytes are the crc32c of all before them. */
     uint32_t want_crc = rwkvd_le32_get(b + len - 4), got_crc = rwkvd_crc32c(0, b, len - 4);
     if (want_crc != got_crc) {
-        say(err, err_len, "%s: crc32c mismatch (stored %08x, computed %08x over %zu bytes): "
+        rwkvd_errf(err, err_len, "%s: crc32c mismatch (stored %08x, computed %08x over %zu bytes): "
             "damaged or truncated", name, want_crc, got_crc, len - 4);
         goto fail;
     }
     uint32_t version = rwkvd_le32_get(b + 8);
     if (version != RWKVD_SNAP_VERSION) {
-        say(err, err_len, "%s: format version %u not supported (this build reads %d)", name,
+        rwkvd_errf(err, err_len, "%s: format version %u not supported (this build reads %d)", name,
             version, RWKVD_SNAP_VERSION);
         r = -EPROTO;
         goto fail;
     }
     uint64_t hlen = rwkvd_le32_get(b + 12), plen = rwkvd_le64_get(b + 80);
     if (hlen < FIXED_BYTES || hlen % 8 || hlen > len - 4 || plen != len - 4 - hlen) {
-        say(err, err_len, "%s: lengths inconsistent with the file size (header %llu, payload "
+        rwkvd_errf(err, err_len, "%s: lengths inconsistent with the file size (header %llu, payload "
             "%llu, file %zu)", name, (unsigned long long)hlen, (unsigned long long)plen, len);
         goto fail;
     }
@@ -243,7 +230,7 @@ static int decode_owned(void *file, size_t len, const char *name, const rwkvd_sn
     s->created_ns = rwkvd_le64_get(b + 72);
     s->payload_bytes = plen;
     if (s->layout != RWKVD_SNAP_LAYOUT_V1 || s->dtype != RWKVD_SNAP_DTYPE_F32) {
-        say(err, err_len, "%s: state layout %u / dtype %u not supported (this build reads "
+        rwkvd_errf(err, err_len, "%s: state layout %u / dtype %u not supported (this build reads "
             "layout %d, dtype %d = fp32)", name, s->layout, s->dtype, RWKVD_SNAP_LAYOUT_V1,
             RWKVD_SNAP_DTYPE_F32);
         r = -EPROTO;
@@ -253,7 +240,7 @@ static int decode_owned(void *file, size_t len, const char *name, const rwkvd_sn
     size_t pos = 88, strbytes = 0;
     uint32_t np = s->n_producers;
     if (np > RWKVD_SNAP_PRODUCERS_MAX) {
-        say(err, err_len, "%s: %u producers (at most %d)", name, np, RWKVD_SNAP_PRODUCERS_MAX);
+        rwkvd_errf(err, err_len, "%s: %u producers (at most %d)", name, np, RWKVD_SNAP_PRODUCERS_MAX);
         goto fail;
     }
     for (uint32_t i = 0; i <= np; i++) {
@@ -294,14 +281,14 @@ static int decode_owned(void *file, size_t len, const char *name, const rwkvd_sn
     s->producers = box->producers;
     uint64_t want_payload = rwkvd_snap_state_bytes(&s->model);
     if (want_payload == 0 || plen != want_payload) {
-        say(err, err_len, "%s: payload of %llu bytes, dims L=%u C=%u H=%u N=%u give %llu", name,
+        rwkvd_errf(err, err_len, "%s: payload of %llu bytes, dims L=%u C=%u H=%u N=%u give %llu", name,
             (unsigned long long)plen, s->model.n_layer, s->model.n_embd, s->model.n_head,
             s->model.head_size, (unsigned long long)want_payload);
         goto fail;
     }
     char what[200];
     if (expect && model_mismatch(&s->model, expect, what, sizeof what)) {
-        say(err, err_len, "%s: %s", name, what);
+        rwkvd_errf(err, err_len, "%s: %s", name, what);
         r = -ESTALE;
         goto fail;
     }
@@ -311,7 +298,7 @@ static int decode_owned(void *file, size_t len, const char *name, const rwkvd_sn
     return 0;
 
 bad_names:
-    say(err, err_len, "%s: malformed channel/producer list in the header (at offset %zu)", name,
+    rwkvd_errf(err, err_len, "%s: malformed channel/producer list in the header (at offset %zu)", name,
         pos);
     r = -EBADMSG;
 fail:
@@ -330,7 +317,7 @@ int rwkvd_snapshot_decode(const void *buf, size_t len, const char *name,
 {
     void *copy = malloc(len ? len : 1);
     if (!copy) {
-        say(err, err_len, "%s: out of memory", name);
+        rwkvd_errf(err, err_len, "%s: out of memory", name);
         return -ENOMEM;
     }
     if (len)
@@ -452,13 +439,13 @@ int rwkvd_snapstore_open(const char *dir, rwkvd_fsio *io, rwkvd_snapstore **out,
 {
     if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
         int e = errno;
-        say(err, err_len, "%s: cannot create the snapshot directory: %s", dir, strerror(e));
+        rwkvd_errf(err, err_len, "%s: cannot create the snapshot directory: %s", dir, strerror(e));
         return -e;
     }
     rwkvd_snapstore *st = calloc(1, sizeof *st);
     if (!st || !(st->dir = strdup(dir))) {
         free(st);
-        say(err, err_len, "%s: out of memory", dir);
+        rwkvd_errf(err, err_len, "%s: out of memory", dir);
         return -ENOMEM;
     }
     st->own_io.module = "snapshot";
@@ -466,7 +453,7 @@ int rwkvd_snapstore_open(const char *dir, rwkvd_fsio *io, rwkvd_snapstore **out,
     st->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (st->dirfd < 0) {
         int e = errno;
-        say(err, err_len, "%s: cannot open the snapshot directory: %s", dir, strerror(e));
+        rwkvd_errf(err, err_len, "%s: cannot open the snapshot directory: %s", dir, strerror(e));
         rwkvd_snapstore_destroy(&st);
         return -e;
     }
@@ -501,7 +488,7 @@ int rwkvd_snapstore_write(rwkvd_snapstore *st, const rwkvd_snapshot *snap, char 
     char tmp[PATH_MAX], cur[PATH_MAX], prev[PATH_MAX], lnk[PATH_MAX];
     int r = check_fields(snap);
     if (r < 0) {
-        say(err, err_len, "%s: snapshot of channel '%s' refused: bad field (name, producers or "
+        rwkvd_errf(err, err_len, "%s: snapshot of channel '%s' refused: bad field (name, producers or "
             "payload size)", st->dir, snap->channel ? snap->channel : "");
         return r;
     }
@@ -509,17 +496,17 @@ int rwkvd_snapstore_write(rwkvd_snapstore *st, const rwkvd_snapshot *snap, char 
         file_path(st, snap->channel, ".snap", cur, sizeof cur) < 0 ||
         file_path(st, snap->channel, ".snap.prev", prev, sizeof prev) < 0 ||
         file_path(st, snap->channel, ".snap.link", lnk, sizeof lnk) < 0) {
-        say(err, err_len, "%s: path too long for channel '%s'", st->dir, snap->channel);
+        rwkvd_errf(err, err_len, "%s: path too long for channel '%s'", st->dir, snap->channel);
         return -ENAMETOOLONG;
     }
     uint64_t hlen = header_bytes(snap);
     if (hlen > HEADER_MAX) {
-        say(err, err_len, "%s: header of %llu bytes too large", tmp, (unsigned long long)hlen);
+        rwkvd_errf(err, err_len, "%s: header of %llu bytes too large", tmp, (unsigned long long)hlen);
         return -EINVAL;
     }
     unsigned char *h = malloc((size_t)hlen + 4);
     if (!h) {
-        say(err, err_len, "%s: out of memory", tmp);
+        rwkvd_errf(err, err_len, "%s: out of memory", tmp);
         return -ENOMEM;
     }
     put_header(h, (size_t)hlen, snap);
@@ -586,14 +573,14 @@ int rwkvd_snapstore_write(rwkvd_snapstore *st, const rwkvd_snapshot *snap, char 
     if (linked && (r = rwkvd_fsio_rename(st->io, lnk, prev)) < 0) {
         unlink(lnk);
         free(h);
-        say(err, err_len, "%s: rename to .prev: %s (the new snapshot is in place; .prev is the "
+        rwkvd_errf(err, err_len, "%s: rename to .prev: %s (the new snapshot is in place; .prev is the "
             "generation before the previous one)", cur, strerror(-r));
         return r;
     }
     free(h);
     step = "fsync directory";
     if ((r = rwkvd_fsio_dirsync(st->io, st->dirfd, st->dir)) < 0) {
-        say(err, err_len, "%s: %s: %s (the new snapshot is in place but may not be durable)",
+        rwkvd_errf(err, err_len, "%s: %s: %s (the new snapshot is in place but may not be durable)",
             cur, step, strerror(-r));
         return r;
     }
@@ -605,7 +592,7 @@ fail_fd:
     unlink(tmp);
 fail:
     free(h);
-    say(err, err_len, "%s: %s: %s (previous generation kept)", step[0] == 'r' ? cur : tmp, step,
+    rwkvd_errf(err, err_len, "%s: %s: %s (previous generation kept)", step[0] == 'r' ? cur : tmp, step,
         strerror(-r));
     return r;
 }
@@ -616,25 +603,25 @@ int rwkvd_snapstore_read(rwkvd_snapstore *st, const char *channel, rwkvd_snap_ge
 {
     char path[PATH_MAX];
     if (file_path(st, channel, gen_suffix(gen), path, sizeof path) < 0) {
-        say(err, err_len, "%s: bad channel name", st->dir);
+        rwkvd_errf(err, err_len, "%s: bad channel name", st->dir);
         return -EINVAL;
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        say(err, err_len, "%s: %s", path, e == ENOENT ? "no such snapshot" : strerror(e));
+        rwkvd_errf(err, err_len, "%s: %s", path, e == ENOENT ? "no such snapshot" : strerror(e));
         return -e;
     }
     struct stat sb;
     if (fstat(fd, &sb) < 0) {
         int e = errno;
         close(fd);
-        say(err, err_len, "%s: fstat: %s", path, strerror(e));
+        rwkvd_errf(err, err_len, "%s: fstat: %s", path, strerror(e));
         return -e;
     }
     if ((uint64_t)sb.st_size > FILE_MAX || (uint64_t)sb.st_size > SIZE_MAX) {
         close(fd);
-        say(err, err_len, "%s: %lld bytes is too large for a snapshot", path,
+        rwkvd_errf(err, err_len, "%s: %lld bytes is too large for a snapshot", path,
             (long long)sb.st_size);
         return -EFBIG;
     }
@@ -642,7 +629,7 @@ int rwkvd_snapstore_read(rwkvd_snapstore *st, const char *channel, rwkvd_snap_ge
     unsigned char *buf = malloc(len ? len : 1);
     if (!buf) {
         close(fd);
-        say(err, err_len, "%s: out of memory for %zu bytes", path, len);
+        rwkvd_errf(err, err_len, "%s: out of memory for %zu bytes", path, len);
         return -ENOMEM;
     }
     while (got < len) {
@@ -655,7 +642,7 @@ int rwkvd_snapstore_read(rwkvd_snapstore *st, const char *channel, rwkvd_snap_ge
                 break;
             close(fd);
             free(buf);
-            say(err, err_len, "%s: read: %s", path, strerror(e));
+            rwkvd_errf(err, err_len, "%s: read: %s", path, strerror(e));
             return -e;
         }
         got += (size_t)n;
@@ -663,7 +650,7 @@ int rwkvd_snapstore_read(rwkvd_snapstore *st, const char *channel, rwkvd_snap_ge
     close(fd);
     int r = decode_owned(buf, got, path, expect, out, err, err_len);
     if (r == 0 && strcmp((*out)->channel, channel) != 0) {
-        say(err, err_len, "%s: holds channel '%s', not '%s'", path, (*out)->channel, channel);
+        rwkvd_errf(err, err_len, "%s: holds channel '%s', not '%s'", path, (*out)->channel, channel);
         rwkvd_snapshot_destroy(out);
         return -EBADMSG;
     }
@@ -674,7 +661,7 @@ int rwkvd_snapstore_load(rwkvd_snapstore *st, const char *channel, const rwkvd_s
                          rwkvd_snapshot **out, rwkvd_snap_gen *gen, char *note, size_t note_len)
 {
     char e1[512], e2[512];
-    say(note, note_len, "%s", "");
+    rwkvd_errf(note, note_len, "%s", "");
     int r1 = rwkvd_snapstore_read(st, channel, RWKVD_SNAP_CUR, expect, out, e1, sizeof e1);
     if (r1 == 0) {
         if (gen)
@@ -685,10 +672,10 @@ int rwkvd_snapstore_load(rwkvd_snapstore *st, const char *channel, const rwkvd_s
     if (r2 == 0) {
         if (gen)
             *gen = RWKVD_SNAP_PREV;
-        say(note, note_len, "%s; using the previous generation", e1);
+        rwkvd_errf(note, note_len, "%s; using the previous generation", e1);
         return 0;
     }
-    say(note, note_len, "%s; %s", e1, e2);
+    rwkvd_errf(note, note_len, "%s; %s", e1, e2);
     return r1 != -ENOENT ? r1 : r2;
 }
 

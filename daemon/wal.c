@@ -10,7 +10,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,18 +56,6 @@ struct rwkvd_wal_iter {
     char path[PATH_MAX];
     char chan[RWKVD_WAL_NAME_MAX + 1], prod[RWKVD_WAL_NAME_MAX + 1];
 };
-
-static void say(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void say(char *err, size_t err_len, const char *fmt, ...)
-{
-    if (!err || !err_len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
 
 int rwkvd_wal_fsync_parse(const char *s, rwkvd_wal_fsync *out)
 {
@@ -254,7 +241,7 @@ static int seg_create(rwkvd_wal *w, uint64_t first, char *err, size_t err_len)
     w->end = SEG_HDR;
     return 0;
 fail:
-    say(err, err_len, "%s: %s: %s", path, step, strerror(-r));
+    rwkvd_errf(err, err_len, "%s: %s: %s", path, step, strerror(-r));
     if (fd >= 0) {
         close(fd);
         unlink(path);
@@ -289,14 +276,14 @@ static int recover_last(rwkvd_wal *w, rwkvd_wal_recovery *rep, char *err, size_t
     int fd = open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        say(err, err_len, "%s: open: %s", path, strerror(e));
+        rwkvd_errf(err, err_len, "%s: open: %s", path, strerror(e));
         return -e;
     }
     unsigned char *b = NULL;
     size_t len = 0;
     int r = map_file(fd, &b, &len);
     if (r < 0) {
-        say(err, err_len, "%s: mmap: %s", path, strerror(-r));
+        rwkvd_errf(err, err_len, "%s: mmap: %s", path, strerror(-r));
         close(fd);
         return r;
     }
@@ -305,18 +292,18 @@ static int recover_last(rwkvd_wal *w, rwkvd_wal_recovery *rep, char *err, size_t
     if (why) {
         long long at = torn ? frame_after(b, len, 0, first) : 0;
         if (!torn || at >= 0) {
-            say(err, err_len, "%s: offset 0: %s", path, why);
+            rwkvd_errf(err, err_len, "%s: offset 0: %s", path, why);
             r = -EBADMSG;
             goto out;
         }
         /* Cut down while being created: drop it, the segment before is the last. */
         if ((r = rwkvd_fsio_unlink(w->io, path)) < 0 ||
             (r = rwkvd_fsio_dirsync(w->io, w->dirfd, w->dir)) < 0) {
-            say(err, err_len, "%s: removing a torn segment: %s", path, strerror(-r));
+            rwkvd_errf(err, err_len, "%s: removing a torn segment: %s", path, strerror(-r));
             goto out;
         }
         rep->torn_bytes += len;
-        say(rep->note, sizeof rep->note, "%s: %s (%zu bytes); removed", path, why, len);
+        rwkvd_errf(rep->note, sizeof rep->note, "%s: %s (%zu bytes); removed", path, why, len);
         w->n_segs--;
         r = 1;
         goto out;
@@ -333,23 +320,23 @@ static int recover_last(rwkvd_wal *w, rwkvd_wal_recovery *rep, char *err, size_t
     if (off < len) {
         long long at = frame_after(b, len, off, lsn);
         if (at >= 0) {
-            say(err, err_len, "%s: offset %zu: %s at LSN %" PRIu64 ", and a whole record follows "
+            rwkvd_errf(err, err_len, "%s: offset %zu: %s at LSN %" PRIu64 ", and a whole record follows "
                 "at offset %lld: corruption, not a torn tail", path, off, why, lsn, at);
             r = -EBADMSG;
             goto out;
         }
         if ((r = rwkvd_fsio_truncate(w->io, fd, (off_t)off, path)) < 0 ||
             (r = rwkvd_fsio_fsync(w->io, fd, path, 0)) < 0) {
-            say(err, err_len, "%s: cutting the torn tail at %zu: %s", path, off, strerror(-r));
+            rwkvd_errf(err, err_len, "%s: cutting the torn tail at %zu: %s", path, off, strerror(-r));
             goto out;
         }
         rep->torn_bytes += len - off;
-        say(rep->note, sizeof rep->note, "%s: torn tail at offset %zu (%s at LSN %" PRIu64
+        rwkvd_errf(rep->note, sizeof rep->note, "%s: torn tail at offset %zu (%s at LSN %" PRIu64
             "): cut %zu bytes", path, off, why, lsn, len - off);
     } else if (w->policy != RWKVD_WAL_FSYNC_NO) {
         /* What a crashed process left in the page cache is durable only from now on. */
         if ((r = rwkvd_fsio_fsync(w->io, fd, path, 1)) < 0) {
-            say(err, err_len, "%s: fsync: %s", path, strerror(-r));
+            rwkvd_errf(err, err_len, "%s: fsync: %s", path, strerror(-r));
             goto out;
         }
     }
@@ -374,13 +361,13 @@ int rwkvd_wal_open(const char *dir, const rwkvd_wal_opts *opts, rwkvd_wal **out,
     memset(rep, 0, sizeof *rep);
     if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
         int e = errno;
-        say(err, err_len, "%s: cannot create the WAL directory: %s", dir, strerror(e));
+        rwkvd_errf(err, err_len, "%s: cannot create the WAL directory: %s", dir, strerror(e));
         return -e;
     }
     rwkvd_wal *w = calloc(1, sizeof *w);
     if (!w || !(w->dir = strdup(dir))) {
         free(w);
-        say(err, err_len, "%s: out of memory", dir);
+        rwkvd_errf(err, err_len, "%s: out of memory", dir);
         return -ENOMEM;
     }
     w->fd = -1;
@@ -395,7 +382,7 @@ int rwkvd_wal_open(const char *dir, const rwkvd_wal_opts *opts, rwkvd_wal **out,
     w->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (w->dirfd < 0) {
         r = -errno;
-        say(err, err_len, "%s: cannot open the WAL directory: %s", dir, strerror(-r));
+        rwkvd_errf(err, err_len, "%s: cannot open the WAL directory: %s", dir, strerror(-r));
         goto fail;
     }
     int dfd = dup(w->dirfd);
@@ -404,7 +391,7 @@ int rwkvd_wal_open(const char *dir, const rwkvd_wal_opts *opts, rwkvd_wal **out,
         r = -errno;
         if (dfd >= 0)
             close(dfd);
-        say(err, err_len, "%s: readdir: %s", dir, strerror(-r));
+        rwkvd_errf(err, err_len, "%s: readdir: %s", dir, strerror(-r));
         goto fail;
     }
     struct dirent *de;
@@ -416,7 +403,7 @@ int rwkvd_wal_open(const char *dir, const rwkvd_wal_opts *opts, rwkvd_wal **out,
     }
     closedir(d);
     if (r < 0) {
-        say(err, err_len, "%s: out of memory", dir);
+        rwkvd_errf(err, err_len, "%s: out of memory", dir);
         goto fail;
     }
     if (w->n_segs)
@@ -430,14 +417,14 @@ int rwkvd_wal_open(const char *dir, const rwkvd_wal_opts *opts, rwkvd_wal **out,
         ssize_t n = fd >= 0 ? pread(fd, h, SEG_HDR, 0) : -1;
         if (fd < 0) {
             r = -errno;
-            say(err, err_len, "%s: open: %s", path, strerror(-r));
+            rwkvd_errf(err, err_len, "%s: open: %s", path, strerror(-r));
             goto fail;
         }
         close(fd);
         int torn;
         const char *why = seg_header_bad(h, n < 0 ? 0 : (size_t)n, w->segs[i], &torn);
         if (why) {
-            say(err, err_len, "%s: offset 0: %s (not the last segment)", path, why);
+            rwkvd_errf(err, err_len, "%s: offset 0: %s (not the last segment)", path, why);
             r = -EBADMSG;
             goto fail;
         }
@@ -675,14 +662,14 @@ static int iter_map(rwkvd_wal_iter *it, uint32_t i, char *err, size_t err_len)
     int fd = open(it->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        say(err, err_len, "%s: open: %s", it->path, strerror(e));
+        rwkvd_errf(err, err_len, "%s: open: %s", it->path, strerror(e));
         return -e;
     }
     int r = map_file(fd, &it->map, &it->map_len);
     close(fd);
     it->len = it->map_len;
     if (r < 0) {
-        say(err, err_len, "%s: mmap: %s", it->path, strerror(-r));
+        rwkvd_errf(err, err_len, "%s: mmap: %s", it->path, strerror(-r));
         return r;
     }
     if (i + 1 == w->n_segs && it->len > w->end)
@@ -690,7 +677,7 @@ static int iter_map(rwkvd_wal_iter *it, uint32_t i, char *err, size_t err_len)
     int torn;
     const char *why = seg_header_bad(it->map, it->len, w->segs[i], &torn);
     if (why) {
-        say(err, err_len, "%s: offset 0: %s", it->path, why);
+        rwkvd_errf(err, err_len, "%s: offset 0: %s", it->path, why);
         iter_unmap(it);
         return -EBADMSG;
     }
@@ -720,7 +707,7 @@ int rwkvd_wal_iter_next(rwkvd_wal_iter *it, rwkvd_wal_rec *rec, char *err, size_
                     return 0;
                 }
                 if (w->segs[i] != it->want) {
-                    say(err, err_len, "%s: starts at LSN %" PRIu64 ", the segment before ends "
+                    rwkvd_errf(err, err_len, "%s: starts at LSN %" PRIu64 ", the segment before ends "
                         "at %" PRIu64 ": records missing", it->path, w->segs[i], it->want - 1);
                     return -EBADMSG;
                 }
@@ -734,7 +721,7 @@ int rwkvd_wal_iter_next(rwkvd_wal_iter *it, rwkvd_wal_rec *rec, char *err, size_
             const char *why;
             size_t n = rec_at(it->map, it->len, it->off, it->want, &why);
             if (!n) {
-                say(err, err_len, "%s: offset %zu: %s at LSN %" PRIu64 " (not a torn tail: "
+                rwkvd_errf(err, err_len, "%s: offset %zu: %s at LSN %" PRIu64 " (not a torn tail: "
                     "corruption)", it->path, it->off, why, it->want);
                 return -EBADMSG;
             }
