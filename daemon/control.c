@@ -221,6 +221,12 @@ __attribute__((format(printf, 2, 3))) static void sb_printf(sbuf *s, const char 
 
 /* Per tier: channels, state bytes held there (a disk-tier state counts its snapshot payload),
  * and the moves between tiers since start. */
+/* One single-valued metric: its HELP and TYPE lines, then "name value". */
+static void metric_u64(sbuf *s, const char *name, const char *type, const char *help, uint64_t v)
+{
+    sb_printf(s, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, (unsigned long long)v);
+}
+
 static void tier_metrics(rwkvd_daemon *d, sbuf *s)
 {
     const rwkvd_chantab *t = d->tab;
@@ -274,30 +280,16 @@ static void metrics_text(rwkvd_daemon *d, sbuf *s)
     static const char *const kinds[] = {"", "CLASS", "TEXT", "END", "ERROR"};
     for (int k = 1; k <= 4; k++)
         sb_printf(s, "rwkvd_publish_messages_total{kind=\"%s\"} %llu\n", kinds[k], (unsigned long long)m->publish[k]);
-    sb_printf(s, "# HELP rwkvd_publish_dropped_total Publications a subscriber queue could not take (dropped).\n"
-                 "# TYPE rwkvd_publish_dropped_total counter\nrwkvd_publish_dropped_total %llu\n",
-              (unsigned long long)m->publish_dropped);
-    sb_printf(s, "# HELP rwkvd_subscriptions Subscriptions currently registered on PUBLISH.\n"
-                 "# TYPE rwkvd_subscriptions gauge\nrwkvd_subscriptions %llu\n",
-              (unsigned long long)m->subscriptions);
-    sb_printf(s, "# HELP rwkvd_tokens_total Tokens fed to channel states and generations.\n"
-                 "# TYPE rwkvd_tokens_total counter\nrwkvd_tokens_total %llu\n",
-              (unsigned long long)m->tokens_total);
-    sb_printf(s, "# HELP rwkvd_input_tokens_total Input tokens fed to channel states.\n"
-                 "# TYPE rwkvd_input_tokens_total counter\nrwkvd_input_tokens_total %llu\n",
-              (unsigned long long)m->input_tokens_total);
-    sb_printf(s, "# HELP rwkvd_steps_total Compute jobs run by the worker.\n"
-                 "# TYPE rwkvd_steps_total counter\nrwkvd_steps_total %llu\n",
-              (unsigned long long)m->steps_total);
-    sb_printf(s, "# HELP rwkvd_step_rows_total Rows (slot, token) advanced by batched steps.\n"
-                 "# TYPE rwkvd_step_rows_total counter\nrwkvd_step_rows_total %llu\n",
-              (unsigned long long)m->step_rows_total);
+    metric_u64(s, "rwkvd_publish_dropped_total", "counter", "Publications a subscriber queue could not take (dropped).", m->publish_dropped);
+    metric_u64(s, "rwkvd_subscriptions", "gauge", "Subscriptions currently registered on PUBLISH.", m->subscriptions);
+    metric_u64(s, "rwkvd_tokens_total", "counter", "Tokens fed to channel states and generations.", m->tokens_total);
+    metric_u64(s, "rwkvd_input_tokens_total", "counter", "Input tokens fed to channel states.", m->input_tokens_total);
+    metric_u64(s, "rwkvd_steps_total", "counter", "Compute jobs run by the worker.", m->steps_total);
+    metric_u64(s, "rwkvd_step_rows_total", "counter", "Rows (slot, token) advanced by batched steps.", m->step_rows_total);
     sb_printf(s, "# HELP rwkvd_step_seconds_total Worker time spent in jobs.\n"
                  "# TYPE rwkvd_step_seconds_total counter\nrwkvd_step_seconds_total %.6f\n",
               (double)m->step_ns_total / 1e9);
-    sb_printf(s, "# HELP rwkvd_outputs_failed_total Classifications or generations that failed.\n"
-                 "# TYPE rwkvd_outputs_failed_total counter\nrwkvd_outputs_failed_total %llu\n",
-              (unsigned long long)m->outputs_failed);
+    metric_u64(s, "rwkvd_outputs_failed_total", "counter", "Classifications or generations that failed.", m->outputs_failed);
     sb_printf(s, "# HELP rwkvd_reloads_total Configuration reloads by result.\n"
                  "# TYPE rwkvd_reloads_total counter\nrwkvd_reloads_total{result=\"ok\"} %llu\n"
                  "rwkvd_reloads_total{result=\"failed\"} %llu\n",
@@ -310,9 +302,7 @@ static void metrics_text(rwkvd_daemon *d, sbuf *s)
         }
     (void)live;
     tier_metrics(d, s);
-    sb_printf(s, "# HELP rwkvd_queued_tokens Input tokens accepted and not yet applied.\n"
-                 "# TYPE rwkvd_queued_tokens gauge\nrwkvd_queued_tokens %llu\n",
-              (unsigned long long)q_tokens);
+    metric_u64(s, "rwkvd_queued_tokens", "gauge", "Input tokens accepted and not yet applied.", q_tokens);
     sb_printf(s, "# HELP rwkvd_generations Generations running.\n# TYPE rwkvd_generations gauge\n"
                  "rwkvd_generations %d\n",
               d->n_gens);
