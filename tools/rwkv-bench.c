@@ -119,7 +119,7 @@ static double gemm_rate(int threads, rwkv_dtype t)
         for (size_t i = 0; i < (size_t)B * K; i++)
             x[i] = (float)(i % 7) * 0.1f;
         rwkv_mat m = {w, t, O, K};
-        gemm_job j = {&m, x, K, y, O, NULL, B, GEMM_ACT_NONE, 0};
+        gemm_job j = {&m, x, K, y, O, NULL, B, GEMM_ACT_NONE, 0, 0};
         for (int rep = 0; rep < 5; rep++) {
             double t0 = now_s();
             for (int i = 0; i < 20; i++)
@@ -135,6 +135,58 @@ static double gemm_rate(int threads, rwkv_dtype t)
     free(y);
     free(ws);
     return best;
+}
+
+/* The FFN value matrices at batch 1 (each layer's in turn, so they come from memory), the input a ReLU square with `pct` percent
+ * of its entries nonzero (at random places): microseconds per product with the kernel
+ * skipping zero inputs (sparse_x, as the engine runs it) and reading every input. Trained
+ * RWKV models have FFN activations that are mostly zero; random checkpoints about half. */
+static void ffn_density_table(const rwkv_model *m, const char *base, const char *wname, int threads, const int *pcts,
+                              int n_pct, int runs)
+{
+    const rwkv_dims *d = rwkv_model_dims(m);
+    const rwkv_mat *w = &m->layers[0].ffn_v;
+    const int K = w->cols, O = w->rows, L = d->n_layer;
+    float *x = calloc((size_t)K, 4), *y = calloc((size_t)O, 4);
+    float *ws = calloc(rwkv_gemm_workspace_floats(1, K), 4);
+    rwkv_pool *pool = rwkv_pool_new(threads);
+    if (!x || !y || !ws || !pool) {
+        fprintf(stderr, "rwkv-bench: out of memory\n");
+        goto out;
+    }
+    const double mb = (double)rwkv_mat_bytes(O, K, w->dtype) / 1e6;
+    for (int pi = 0; pi < n_pct; pi++) {
+        uint64_t r = 88172645463325252ull;
+        int nz = 0;
+        for (int k = 0; k < K; k++) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            x[k] = (int)(r % 100) < pcts[pi] ? 0.25f + (float)(r >> 40) * 1e-8f : 0.0f;
+            nz += x[k] != 0;
+        }
+        double us[2];
+        for (int sp = 0; sp < 2; sp++) {
+            /* ~0.3 s per run */
+            const int S = (int)(0.3 / (mb * 1e6 / 25e9)) + 1;
+            double t[99];
+            for (int rr = 0; rr < runs; rr++) {
+                double t0 = now_s();
+                for (int i = 0; i < S; i++) {
+                    gemm_job j = {&m->layers[i % L].ffn_v, x, K, y, O, NULL, 1, GEMM_ACT_NONE, 0, sp};
+                    rwkv_gemm_run(pool, ws, &j, 1);
+                }
+                t[rr] = (now_s() - t0) / S;
+            }
+            qsort(t, (size_t)runs, sizeof(double), cmp_double);
+            us[sp] = t[runs / 2] * 1e6;
+        }
+        printf("%-22s %-7s %3d %5d%% %8.1f %8.1f %7.2fx %9.1f\n", base, wname, threads, (int)(100.0 * nz / K + 0.5),
+               us[0], us[1], us[0] / us[1], mb / (us[1] * 1e-6) / 1e3);
+    }
+out:
+    rwkv_pool_destroy(&pool);
+    free(x);
+    free(y);
+    free(ws);
 }
 
 /* Multiply-adds of one token: every matrix once (the head only with logits). */
@@ -159,7 +211,8 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: rwkv-bench --model M.pth [--model M2.pth ...] [--weights f32,stored,...]\n"
-            "                  [--batch 1,8,64] [--threads 1,2] [--steps S] [--runs R] [--no-logits]\n");
+            "                  [--batch 1,8,64] [--threads 1,2] [--steps S] [--runs R] [--no-logits]\n"
+            "                  [--ffn-density 100,50,25,10,5]   (then only the FFN value product at batch 1)\n");
 }
 
 static int parse_list(const char *s, int *out, int cap)
@@ -182,12 +235,13 @@ int main(int argc, char **argv)
     int n_models = 0;
     char weights_arg[128] = "f32";
     int batches[16] = {1, 8, 64}, n_b = 3, threads[8] = {1, 2}, n_t = 2;
-    int steps = 0, runs = 3, want_logits = 1;
+    int steps = 0, runs = 3, want_logits = 1, pcts[16], n_pct = 0;
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"weights", required_argument, 0, 'w'},
         {"batch", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
         {"steps", required_argument, 0, 's'}, {"runs", required_argument, 0, 'r'},
-        {"no-logits", no_argument, 0, 'n'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"no-logits", no_argument, 0, 'n'}, {"ffn-density", required_argument, 0, 'f'},
+        {"help", no_argument, 0, 'h'},      {0, 0, 0, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -202,12 +256,52 @@ int main(int argc, char **argv)
         case 's': steps = atoi(optarg); break;
         case 'r': runs = atoi(optarg); break;
         case 'n': want_logits = 0; break;
+        case 'f':
+            n_pct = parse_list(optarg, pcts, 16);
+            for (int i = 0; i < n_pct; i++)
+                if (pcts[i] > 100)
+                    n_pct = -1;
+            if (n_pct <= 0) {
+                fprintf(stderr, "rwkv-bench: --ffn-density wants percentages 1..100, got '%s'\n", optarg);
+                return 2;
+            }
+            break;
         default: usage(); return c == 'h' ? 0 : 2;
         }
     }
     if (n_models == 0 || n_b <= 0 || n_t <= 0 || runs <= 0 || runs > 99) {
         usage();
         return 2;
+    }
+    if (n_pct > 0) {
+        printf("# FFN value product (every layer's in turn, batch 1): input entries nonzero, microseconds per product reading\n"
+               "# every input (dense) and skipping zero inputs (sparse, the engine's way; it reads every input\n"
+               "# above %d%%), median of %d runs; GB/s = matrix bytes / sparse time (above bandwidth: skipped)\n",
+               GEMM_SPARSE_MAX_PERCENT, runs);
+        printf("%-22s %-7s %3s %6s %8s %8s %8s %9s\n", "model", "weights", "thr", "nonzero", "dense_us", "sparse_us",
+               "speedup", "GB/s");
+        for (int mi = 0; mi < n_models; mi++) {
+            char wbuf[128];
+            snprintf(wbuf, sizeof wbuf, "%s", weights_arg);
+            for (char *w = strtok(wbuf, ","); w; w = strtok(NULL, ",")) {
+                rwkv_load_opts lo;
+                char err[512];
+                rwkv_model *m = NULL;
+                if (rwkv_weights_parse(w, &lo.weights)) {
+                    fprintf(stderr, "rwkv-bench: bad weights '%s'\n", w);
+                    return 2;
+                }
+                if (rwkv_model_load(models[mi], &lo, &m, err, sizeof err)) {
+                    fprintf(stderr, "rwkv-bench: %s\n", err);
+                    return 1;
+                }
+                const char *base = strrchr(models[mi], '/') ? strrchr(models[mi], '/') + 1 : models[mi];
+                for (int ti = 0; ti < n_t; ti++)
+                    ffn_density_table(m, base, w, threads[ti], pcts, n_pct, runs);
+                rwkv_model_destroy(&m);
+            }
+        }
+        return 0;
     }
     /* rate[threads][weight type]: f32, f16, bf16, bf16 pairs */
     double bw[65] = {0}, rate[65][4] = {{0}};

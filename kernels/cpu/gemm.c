@@ -8,6 +8,9 @@
  * same in every tile shape, thread and batch size, which makes a batch bit-identical to
  * single rows — and no horizontal reductions are needed. The weights of a panel are read
  * from memory once per step for the whole batch (re-read from L2 per batch tile).
+ * A sparse_x job (the FFN value matrix, whose input is a ReLU square) lists the inputs that
+ * are nonzero in some row and, when few are, the tiles step through that list instead of
+ * every k: the weights of the other inputs are never read.
  * Units of work (a panel, or a panel × batch tile when panels are few) are taken from an
  * atomic counter. AVX-512 where the compiler targets it, portable C otherwise.
  */
@@ -95,15 +98,17 @@ static inline __attribute__((always_inline)) __m512 dot2(__m512 acc, __m512i w, 
 /* k0..k1 of one tile; partial sums live in `acc` between k blocks (saving and reloading
  * an fp32 register is exact, so blocking does not change any result). */
 static inline __attribute__((always_inline)) void tile(const gemm_job *j, const float *xt, int panel, int b0, int bt,
-                                                      rwkv_dtype dt, int k0, int k1, float (*acc)[P])
+                                                      rwkv_dtype dt, const int *idx, int q0, int q1, int nq,
+                                                      float (*acc)[P])
 {
     const int K = j->w->cols;
     const size_t base = (size_t)panel * K * P;
     __m512 a[NV][BT];
     for (int c = 0; c < bt; c++)
         for (int v = 0; v < NV; v++)
-            a[v][c] = k0 ? _mm512_loadu_ps(acc[c] + 16 * v) : _mm512_setzero_ps();
-    for (int k = k0; k < k1; k++) {
+            a[v][c] = q0 ? _mm512_loadu_ps(acc[c] + 16 * v) : _mm512_setzero_ps();
+    for (int q = q0; q < q1; q++) {
+        const int k = idx ? idx[q] : q;
         __m512 w[NV];
         for (int v = 0; v < NV; v++)
             w[v] = load_w16(j->w->data, dt, base + (size_t)k * P + 16 * v);
@@ -113,7 +118,7 @@ static inline __attribute__((always_inline)) void tile(const gemm_job *j, const 
                 a[v][c] = _mm512_fmadd_ps(w[v], xb, a[v][c]);
         }
     }
-    if (k1 < K) {
+    if (q1 < nq) {
         for (int c = 0; c < bt; c++)
             for (int v = 0; v < NV; v++)
                 _mm512_storeu_ps(acc[c] + 16 * v, a[v][c]);
@@ -126,15 +131,17 @@ static inline __attribute__((always_inline)) void tile(const gemm_job *j, const 
  * of a weight vector holds one output's weights for inputs 2kp and 2kp+1, xt holds the
  * matching bf16 input pairs, and one dot-product instruction does both multiply-adds. */
 static inline __attribute__((always_inline)) void tile_x2(const gemm_job *j, const uint32_t *xt, int panel, int b0,
-                                                         int bt, int kp0, int kp1, float (*acc)[P])
+                                                         int bt, const int *idx, int q0, int q1, int nq,
+                                                         float (*acc)[P])
 {
     const int KP = (j->w->cols + 1) / 2;
     const uint32_t *wp = (const uint32_t *)j->w->data + (size_t)panel * KP * P;
     __m512 a[NV][BT];
     for (int c = 0; c < bt; c++)
         for (int v = 0; v < NV; v++)
-            a[v][c] = kp0 ? _mm512_loadu_ps(acc[c] + 16 * v) : _mm512_setzero_ps();
-    for (int k = kp0; k < kp1; k++) {
+            a[v][c] = q0 ? _mm512_loadu_ps(acc[c] + 16 * v) : _mm512_setzero_ps();
+    for (int q = q0; q < q1; q++) {
+        const int k = idx ? idx[q] : q;
         __m512i w[NV];
         for (int v = 0; v < NV; v++)
             w[v] = _mm512_loadu_si512((const void *)(wp + (size_t)k * P + 16 * v));
@@ -144,7 +151,7 @@ static inline __attribute__((always_inline)) void tile_x2(const gemm_job *j, con
                 a[v][c] = dot2(a[v][c], w[v], xb);
         }
     }
-    if (kp1 < KP) {
+    if (q1 < nq) {
         for (int c = 0; c < bt; c++)
             for (int v = 0; v < NV; v++)
                 _mm512_storeu_ps(acc[c] + 16 * v, a[v][c]);
@@ -192,13 +199,15 @@ static inline __attribute__((always_inline)) float wval(const void *w, rwkv_dtyp
 }
 
 static inline __attribute__((always_inline)) void tile(const gemm_job *j, const float *xt, int panel, int b0, int bt,
-                                                      rwkv_dtype dt, int k0, int k1, float (*acc)[P])
+                                                      rwkv_dtype dt, const int *idx, int q0, int q1, int nq,
+                                                      float (*acc)[P])
 {
     const int K = j->w->cols;
     const size_t base = (size_t)panel * K * P;
-    if (k0 == 0)
+    if (q0 == 0)
         memset(acc, 0, sizeof(float) * P * (size_t)bt);
-    for (int k = k0; k < k1; k++) {
+    for (int q = q0; q < q1; q++) {
+        const int k = idx ? idx[q] : q;
         float wv[P];
         for (int i = 0; i < P; i++)
             wv[i] = wval(j->w->data, dt, base + (size_t)k * P + i);
@@ -208,7 +217,7 @@ static inline __attribute__((always_inline)) void tile(const gemm_job *j, const 
                 acc[c][i] = fmaf(wv[i], xb, acc[c][i]);
         }
     }
-    if (k1 == K) {
+    if (q1 == nq) {
         const int o = panel * P, n = j->w->rows - o < P ? j->w->rows - o : P;
         for (int c = 0; c < bt; c++)
             store(j, b0 + c, o, acc[c], n);
@@ -219,13 +228,15 @@ static inline float bf16_hi(uint32_t v) { return rwkv_bf16_to_f32((uint16_t)(v >
 static inline float bf16_lo(uint32_t v) { return rwkv_bf16_to_f32((uint16_t)v); }
 
 static inline __attribute__((always_inline)) void tile_x2(const gemm_job *j, const uint32_t *xt, int panel, int b0,
-                                                         int bt, int kp0, int kp1, float (*acc)[P])
+                                                         int bt, const int *idx, int q0, int q1, int nq,
+                                                         float (*acc)[P])
 {
     const int KP = (j->w->cols + 1) / 2;
     const uint32_t *wp = (const uint32_t *)j->w->data + (size_t)panel * KP * P;
-    if (kp0 == 0)
+    if (q0 == 0)
         memset(acc, 0, sizeof(float) * P * (size_t)bt);
-    for (int k = kp0; k < kp1; k++) {
+    for (int q = q0; q < q1; q++) {
+        const int k = idx ? idx[q] : q;
         for (int c = 0; c < bt; c++) {
             const uint32_t x = xt[(size_t)k * BT + c];
             for (int i = 0; i < P; i++) {
@@ -234,7 +245,7 @@ static inline __attribute__((always_inline)) void tile_x2(const gemm_job *j, con
             }
         }
     }
-    if (kp1 == KP) {
+    if (q1 == nq) {
         const int o = panel * P, n = j->w->rows - o < P ? j->w->rows - o : P;
         for (int c = 0; c < bt; c++)
             store(j, b0 + c, o, acc[c], n);
@@ -242,87 +253,92 @@ static inline __attribute__((always_inline)) void tile_x2(const gemm_job *j, con
 }
 #endif
 
-/* Instantiate the tile for each batch width and weight type, so the accumulators are
- * registers and the inner loop has no branches. The k range is cut into blocks of KB so a
- * block of the panel stays in L1 while GROUP batch tiles reuse it. */
-/* k block: 32 KiB of a panel (fits L1 while GROUP batch tiles reuse it) */
-#define KB(DT) ((DT) == RWKV_DTYPE_F32 ? 128 : 256)
+/* The tiles of one unit (a panel, batch rows b0..b1), over q = 0..nq of the inputs: every
+ * input (idx NULL, nq = the input count) or only those listed in idx (ascending). Inlined
+ * into one function per weight type and mode, so the accumulators are registers and the
+ * inner loop has no branches. The q range is cut into blocks of KB so a block of the panel
+ * stays in L1 while GROUP batch tiles reuse it. */
+#define KB(DT) ((DT) == RWKV_DTYPE_F32 ? 128 : 256) /* 32 KiB of a panel */
+#define KBP 128                                     /* the same in bf16 pairs */
 #define GROUP 22 /* batch tiles sharing one pass over the weights: 132 rows */
-#define TILES(DT) \
-    static void tiles_##DT(const gemm_job *j, const float *xt, int panel, int b0, int b1) \
-    { \
-        float acc[GROUP][BT][P]; \
-        const int K = j->w->cols; \
-        for (int g0 = b0; g0 < b1; g0 += GROUP * BT) { \
-            const int g1 = b1 - g0 < GROUP * BT ? b1 : g0 + GROUP * BT; \
-            for (int k0 = 0; k0 < K; k0 += KB(DT)) { \
-                const int k1 = K - k0 < KB(DT) ? K : k0 + KB(DT); \
-                for (int b = g0; b < g1; b += BT) { \
-                    const float *x = xt + (size_t)(b / BT) * K * BT; \
-                    float(*a)[P] = acc[(b - g0) / BT]; \
-                    switch (g1 - b < BT ? g1 - b : BT) { \
-                    case 1: tile(j, x, panel, b, 1, DT, k0, k1, a); break; \
-                    case 2: tile(j, x, panel, b, 2, DT, k0, k1, a); break; \
-                    case 3: tile(j, x, panel, b, 3, DT, k0, k1, a); break; \
-                    case 4: tile(j, x, panel, b, 4, DT, k0, k1, a); break; \
-                    case 5: tile(j, x, panel, b, 5, DT, k0, k1, a); break; \
-                    case 6: tile(j, x, panel, b, 6, DT, k0, k1, a); break; \
-                    case 7: tile(j, x, panel, b, 7 < BT ? 7 : BT, DT, k0, k1, a); break; \
-                    case 8: tile(j, x, panel, b, 8 < BT ? 8 : BT, DT, k0, k1, a); break; \
-                    case 9: tile(j, x, panel, b, 9 < BT ? 9 : BT, DT, k0, k1, a); break; \
-                    case 10: tile(j, x, panel, b, 10 < BT ? 10 : BT, DT, k0, k1, a); break; \
-                    case 11: tile(j, x, panel, b, 11 < BT ? 11 : BT, DT, k0, k1, a); break; \
-                    default: tile(j, x, panel, b, BT, DT, k0, k1, a); break; \
-                    } \
-                } \
-            } \
-        } \
-    }
-TILES(RWKV_DTYPE_F32)
-TILES(RWKV_DTYPE_F16)
-TILES(RWKV_DTYPE_BF16)
-
-/* bf16 pairs: the same blocking over pair indices (KBP pairs: 32 KiB of a panel). xt is
- * the regrouped input as bf16 pairs, (KP, BT) 32-bit words per tile at the float tiles'
- * stride of K x BT. */
-#define KBP 128
-static void tiles_x2(const gemm_job *j, const uint32_t *xt, int panel, int b0, int b1)
+static inline __attribute__((always_inline)) void tiles_gen(const gemm_job *j, const float *xt, rwkv_dtype dt,
+                                                           const int *idx, int nq, int panel, int b0, int b1)
 {
     float acc[GROUP][BT][P];
-    const int KP = (j->w->cols + 1) / 2;
+    const int kb = dt == RWKV_DTYPE_BF16X2 ? KBP : KB(dt);
     for (int g0 = b0; g0 < b1; g0 += GROUP * BT) {
         const int g1 = b1 - g0 < GROUP * BT ? b1 : g0 + GROUP * BT;
-        for (int k0 = 0; k0 < KP; k0 += KBP) {
-            const int k1 = KP - k0 < KBP ? KP : k0 + KBP;
+        for (int q0 = 0; q0 < nq; q0 += kb) {
+            const int q1 = nq - q0 < kb ? nq : q0 + kb;
             for (int b = g0; b < g1; b += BT) {
-                const uint32_t *x = xt + (size_t)(b / BT) * j->w->cols * BT; /* tile stride as for floats */
+                /* a tile's inputs: (K, BT) floats, or for bf16 pairs (KP, BT) words at the same stride */
+                const float *x = xt + (size_t)(b / BT) * j->w->cols * BT;
                 float(*a)[P] = acc[(b - g0) / BT];
-                switch (g1 - b < BT ? g1 - b : BT) {
-                case 1: tile_x2(j, x, panel, b, 1, k0, k1, a); break;
-                case 2: tile_x2(j, x, panel, b, 2, k0, k1, a); break;
-                case 3: tile_x2(j, x, panel, b, 3, k0, k1, a); break;
-                case 4: tile_x2(j, x, panel, b, 4, k0, k1, a); break;
-                case 5: tile_x2(j, x, panel, b, 5, k0, k1, a); break;
-                default: tile_x2(j, x, panel, b, BT, k0, k1, a); break;
+                const int bt = g1 - b < BT ? g1 - b : BT;
+                if (dt == RWKV_DTYPE_BF16X2) {
+                    const uint32_t *xp = (const uint32_t *)(const void *)x;
+                    switch (bt) {
+                    case 1: tile_x2(j, xp, panel, b, 1, idx, q0, q1, nq, a); break;
+                    case 2: tile_x2(j, xp, panel, b, 2, idx, q0, q1, nq, a); break;
+                    case 3: tile_x2(j, xp, panel, b, 3, idx, q0, q1, nq, a); break;
+                    case 4: tile_x2(j, xp, panel, b, 4, idx, q0, q1, nq, a); break;
+                    case 5: tile_x2(j, xp, panel, b, 5, idx, q0, q1, nq, a); break;
+                    default: tile_x2(j, xp, panel, b, BT, idx, q0, q1, nq, a); break;
+                    }
+                } else {
+                    switch (bt) {
+                    case 1: tile(j, x, panel, b, 1, dt, idx, q0, q1, nq, a); break;
+                    case 2: tile(j, x, panel, b, 2, dt, idx, q0, q1, nq, a); break;
+                    case 3: tile(j, x, panel, b, 3, dt, idx, q0, q1, nq, a); break;
+                    case 4: tile(j, x, panel, b, 4, dt, idx, q0, q1, nq, a); break;
+                    case 5: tile(j, x, panel, b, 5, dt, idx, q0, q1, nq, a); break;
+                    default: tile(j, x, panel, b, BT, dt, idx, q0, q1, nq, a); break;
+                    }
                 }
             }
         }
     }
 }
 
-static void run_unit(const gemm_job *j, const float *xt, int panel, int b0, int b1)
+#define TILES(NAME, DT) \
+    static void tiles_##NAME(const gemm_job *j, const float *xt, int panel, int b0, int b1) \
+    { \
+        tiles_gen(j, xt, DT, NULL, DT == RWKV_DTYPE_BF16X2 ? (j->w->cols + 1) / 2 : j->w->cols, panel, b0, b1); \
+    } \
+    static void tiles_##NAME##_sparse(const gemm_job *j, const float *xt, const int *idx, int nq, int panel, int b0, \
+                                      int b1) \
+    { \
+        tiles_gen(j, xt, DT, idx, nq, panel, b0, b1); \
+    }
+TILES(f32, RWKV_DTYPE_F32)
+TILES(f16, RWKV_DTYPE_F16)
+TILES(bf16, RWKV_DTYPE_BF16)
+TILES(bf16x2, RWKV_DTYPE_BF16X2)
+
+/* idx NULL: every input; otherwise the nq inputs listed (the rest are zero in every row). */
+static void run_unit(const gemm_job *j, const float *xt, const int *idx, int nq, int panel, int b0, int b1)
 {
     switch (j->w->dtype) {
-    case RWKV_DTYPE_F32: tiles_RWKV_DTYPE_F32(j, xt, panel, b0, b1); break;
-    case RWKV_DTYPE_F16: tiles_RWKV_DTYPE_F16(j, xt, panel, b0, b1); break;
-    case RWKV_DTYPE_BF16: tiles_RWKV_DTYPE_BF16(j, xt, panel, b0, b1); break;
-    case RWKV_DTYPE_BF16X2: tiles_x2(j, (const uint32_t *)(const void *)xt, panel, b0, b1); break;
+    case RWKV_DTYPE_F32:
+        idx ? tiles_f32_sparse(j, xt, idx, nq, panel, b0, b1) : tiles_f32(j, xt, panel, b0, b1);
+        break;
+    case RWKV_DTYPE_F16:
+        idx ? tiles_f16_sparse(j, xt, idx, nq, panel, b0, b1) : tiles_f16(j, xt, panel, b0, b1);
+        break;
+    case RWKV_DTYPE_BF16:
+        idx ? tiles_bf16_sparse(j, xt, idx, nq, panel, b0, b1) : tiles_bf16(j, xt, panel, b0, b1);
+        break;
+    case RWKV_DTYPE_BF16X2:
+        idx ? tiles_bf16x2_sparse(j, xt, idx, nq, panel, b0, b1) : tiles_bf16x2(j, xt, panel, b0, b1);
+        break;
     }
 }
 
 typedef struct {
     const gemm_job *jobs;
     const float *xt[GEMM_MAX_JOBS]; /* per job: x regrouped as (tiles, K, BT) */
+    const int *idx[GEMM_MAX_JOBS];  /* per job: the inputs not zero in every row, or NULL: all */
+    int nq[GEMM_MAX_JOBS];          /* per job: how many idx lists */
     int n_jobs;
     int split;        /* units per panel: 1, or the number of batch tiles */
     int total_units;
@@ -363,7 +379,7 @@ static void run_index(gemm_ctx *g, int u)
             int per = (tiles + g->split - 1) / g->split;
             int b0 = part * per * BT, b1 = b0 + per * BT < j->n ? b0 + per * BT : j->n;
             if (b0 < b1)
-                run_unit(j, g->xt[k], panel, b0, b1);
+                run_unit(j, g->xt[k], g->idx[k], g->nq[k], panel, b0, b1);
             return;
         }
         u -= units;
@@ -372,7 +388,31 @@ static void run_index(gemm_ctx *g, int u)
 
 size_t rwkv_gemm_workspace_floats(int max_rows, int sum_cols)
 {
-    return (size_t)((max_rows + BT - 1) / BT) * BT * (size_t)sum_cols;
+    /* the regrouped inputs, then one int per input column for the lists of sparse jobs */
+    return (size_t)((max_rows + BT - 1) / BT) * BT * (size_t)sum_cols + (size_t)sum_cols;
+}
+
+/* For a job marked sparse_x: list the inputs (or bf16 pairs) that are nonzero in some row,
+ * ascending, into idx (room for one int per input). Returns the count when it is at most
+ * GEMM_SPARSE_MAX_PERCENT of the inputs (and not 0, which the tiles do not handle: a job
+ * with no inputs still writes act(0)), else -1: then every input is read. A pair counts
+ * when either input is nonzero before rounding, which may keep a pair whose bf16 word is
+ * zero: adding its zero products changes nothing either. */
+static int sparse_list(const gemm_job *j, int *idx)
+{
+    const int K = j->w->cols, x2 = j->w->dtype == RWKV_DTYPE_BF16X2;
+    const int nk = x2 ? (K + 1) / 2 : K;
+    memset(idx, 0, sizeof(int) * (size_t)K);
+    for (int b = 0; b < j->n; b++) {
+        const float *src = j->x + (size_t)b * j->ldx;
+        for (int k = 0; k < K; k++)
+            idx[k] |= src[k] != 0.0f;
+    }
+    int n = 0;
+    for (int k = 0; k < nk; k++)
+        if (x2 ? idx[2 * k] | (2 * k + 1 < K ? idx[2 * k + 1] : 0) : idx[k])
+            idx[n++] = k; /* n <= k: never overwrites a mark still to be read */
+    return n > 0 && (int64_t)n * 100 <= (int64_t)nk * GEMM_SPARSE_MAX_PERCENT ? n : -1;
 }
 
 void rwkv_gemm_run(rwkv_pool *pool, float *ws, const gemm_job *jobs, int n_jobs)
@@ -418,6 +458,18 @@ void rwkv_gemm_run(rwkv_pool *pool, float *ws, const gemm_job *jobs, int n_jobs)
         }
         g.xt[k] = xt;
         ws += (size_t)t * K * BT;
+    }
+    /* lists of nonzero inputs go after all the regrouped inputs */
+    int *lists = (int *)(void *)ws;
+    for (int k = 0; k < n_jobs; k++) {
+        g.idx[k] = NULL;
+        if (jobs[k].sparse_x && jobs[k].n > 0) {
+            g.nq[k] = sparse_list(&jobs[k], lists);
+            if (g.nq[k] > 0) {
+                g.idx[k] = lists;
+                lists += g.nq[k];
+            }
+        }
     }
     if (panels == 0)
         return;

@@ -1,10 +1,11 @@
 /* gemm.h — Y = act(W·X) for a batch of rows, the CPU engine's only matrix kernel.
  *
- * W is (rows=out, cols=in) in f32, f16 or bf16 (widened in registers, fp32 accumulation).
- * Every output element is computed by one fixed sequence of operations — 16-lane partial
- * sums over `in` in ascending order, then one fixed horizontal reduction — whatever the
- * batch size, the tile it lands in, or the thread that runs it. That is what makes a
- * batch of N rows bit-identical to N single rows, and results independent of threads.
+ * W is (rows=out, cols=in) in f32, f16 or bf16 (widened in registers, fp32 accumulation),
+ * or bf16 input pairs (inputs rounded to bf16 too). Every output element is computed by
+ * one fixed sequence of operations — a single fp32 chain over `in` in ascending order —
+ * whatever the batch size, the tile it lands in, or the thread that runs it. That is what
+ * makes a batch of N rows bit-identical to N single rows, and results independent of
+ * threads.
  */
 #ifndef RWKV_CPU_GEMM_H
 #define RWKV_CPU_GEMM_H
@@ -29,7 +30,17 @@ typedef struct {
     int n;                  /* batch rows */
     gemm_act act;
     int accumulate;         /* y += act(W·x) instead of y = act(W·x) */
+    int sparse_x;           /* x is often exactly zero (a ReLU output): skip those inputs */
 } gemm_job;
+
+/* A sparse_x job reads only the weights of inputs that are nonzero in some batch row when
+ * those are at most this share of all inputs; above it, skipping scattered stretches of
+ * a panel costs more (the hardware prefetcher loses the stream) than it saves. Skipping
+ * is exact: a zero input adds +-0 to an fp32 partial sum, which never is -0, so the sum is
+ * unchanged, and the remaining inputs are still added in ascending order. (One caveat for
+ * bf16 pairs on AVX512_BF16 hardware: the instruction flushes a partial sum below 2^-126 to
+ * zero, which a skipped input would not; the sums then differ by less than 2^-126.) */
+#define GEMM_SPARSE_MAX_PERCENT 25
 
 #define GEMM_MAX_JOBS 8
 

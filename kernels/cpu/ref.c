@@ -289,22 +289,22 @@ static void forward(cpu_backend *cb, int R, const int32_t *tokens)
                        (size_t)C * sizeof(float));
         {
             gemm_job jobs[] = {
-                {&ly->rw, cb->xr, C, cb->r, C, NULL, R, GEMM_ACT_NONE, 0},
-                {&ly->kw, cb->xk, C, cb->k, C, NULL, R, GEMM_ACT_NONE, 0},
-                {&ly->vw, cb->xv, C, cb->v, C, NULL, R, GEMM_ACT_NONE, 0},
-                {&ly->w1, cb->xw, C, cb->hw, md, NULL, R, GEMM_ACT_TANH, 0},
-                {&ly->a1, cb->xa, C, cb->ha, md, NULL, R, GEMM_ACT_NONE, 0},
-                {&ly->g1, cb->xg, C, cb->hg, md, NULL, R, GEMM_ACT_SIGMOID, 0},
-                {&ly->v1, cb->xv, C, cb->hv, md, NULL, R, GEMM_ACT_NONE, 0},
+                {&ly->rw, cb->xr, C, cb->r, C, NULL, R, GEMM_ACT_NONE, 0, 0},
+                {&ly->kw, cb->xk, C, cb->k, C, NULL, R, GEMM_ACT_NONE, 0, 0},
+                {&ly->vw, cb->xv, C, cb->v, C, NULL, R, GEMM_ACT_NONE, 0, 0},
+                {&ly->w1, cb->xw, C, cb->hw, md, NULL, R, GEMM_ACT_TANH, 0, 0},
+                {&ly->a1, cb->xa, C, cb->ha, md, NULL, R, GEMM_ACT_NONE, 0, 0},
+                {&ly->g1, cb->xg, C, cb->hg, md, NULL, R, GEMM_ACT_SIGMOID, 0, 0},
+                {&ly->v1, cb->xv, C, cb->hv, md, NULL, R, GEMM_ACT_NONE, 0, 0},
             };
             rwkv_gemm_run(cb->pool, cb->ws, jobs, l == 0 ? 6 : 7);
         }
         {
             gemm_job jobs[] = {
-                {&ly->w2, cb->hw, md, cb->z, C, NULL, R, GEMM_ACT_NONE, 0},
-                {&ly->a2, cb->ha, md, cb->a, C, NULL, R, GEMM_ACT_NONE, 0},
-                {&ly->g2, cb->hg, md, cb->g, C, NULL, R, GEMM_ACT_NONE, 0},
-                {&ly->v2, cb->hv, md, cb->vres, C, NULL, R, GEMM_ACT_NONE, 0},
+                {&ly->w2, cb->hw, md, cb->z, C, NULL, R, GEMM_ACT_NONE, 0, 0},
+                {&ly->a2, cb->ha, md, cb->a, C, NULL, R, GEMM_ACT_NONE, 0, 0},
+                {&ly->g2, cb->hg, md, cb->g, C, NULL, R, GEMM_ACT_NONE, 0, 0},
+                {&ly->v2, cb->hv, md, cb->vres, C, NULL, R, GEMM_ACT_NONE, 0, 0},
             };
             rwkv_gemm_run(cb->pool, cb->ws, jobs, l == 0 ? 3 : 4);
         }
@@ -314,7 +314,7 @@ static void forward(cpu_backend *cb, int R, const int32_t *tokens)
             rwkv_pool_run(cb->pool, wkv_worker, &c);
         }
         {
-            gemm_job j = {&ly->ow, cb->y, C, cb->x, C, NULL, R, GEMM_ACT_NONE, 1};
+            gemm_job j = {&ly->ow, cb->y, C, cb->x, C, NULL, R, GEMM_ACT_NONE, 1, 0};
             rwkv_gemm_run(cb->pool, cb->ws, &j, 1);
         }
         /* channel mix */
@@ -325,11 +325,11 @@ static void forward(cpu_backend *cb, int R, const int32_t *tokens)
                 memcpy(layer_state(cb, cb->row_slot[b], l) + cb->layer_floats - C,
                        cb->u + (size_t)b * C, (size_t)C * sizeof(float));
         {
-            gemm_job j = {&ly->ffn_k, cb->xk, C, cb->ffh, F, NULL, R, GEMM_ACT_RELU_SQ, 0};
+            gemm_job j = {&ly->ffn_k, cb->xk, C, cb->ffh, F, NULL, R, GEMM_ACT_RELU_SQ, 0, 0};
             rwkv_gemm_run(cb->pool, cb->ws, &j, 1);
         }
         {
-            gemm_job j = {&ly->ffn_v, cb->ffh, F, cb->x, C, NULL, R, GEMM_ACT_NONE, 1};
+            gemm_job j = {&ly->ffn_v, cb->ffh, F, cb->x, C, NULL, R, GEMM_ACT_NONE, 1, 1};
             rwkv_gemm_run(cb->pool, cb->ws, &j, 1);
         }
     }
@@ -345,7 +345,7 @@ static void head(cpu_backend *cb, const int *rows, float *const *outs, int n)
         return;
     for (int i = 0; i < n; i++)
         memcpy(cb->u + (size_t)i * C, cb->lnout + (size_t)rows[i] * C, (size_t)C * sizeof(float));
-    gemm_job j = {&cb->m->head, cb->u, C, NULL, 0, outs, n, GEMM_ACT_NONE, 0};
+    gemm_job j = {&cb->m->head, cb->u, C, NULL, 0, outs, n, GEMM_ACT_NONE, 0, 0};
     rwkv_gemm_run(cb->pool, cb->ws, &j, 1);
 }
 

@@ -9,6 +9,10 @@
  * Shapes cover panel tails (rows not a multiple of 64), odd `in` (the bf16 pair pad),
  * every batch-tile width and the k blocking. Then: a batch equals its rows computed one
  * by one, bit for bit, and two threads equal one.
+ * Sparse inputs (jobs marked sparse_x, as the FFN value matrix is): the same checks with
+ * most inputs zero, and the result must equal the dense kernel's bit for bit. That the
+ * kernel really skips is proven by poisoning: the weights of inputs that are zero in every
+ * row are set to NaN, which any read would spread into the result.
  */
 #include "cpu/gemm.h"
 #include "half.h"
@@ -71,8 +75,23 @@ static double act_ref(gemm_act a, double v)
 
 static const char *tname(rwkv_dtype t) { return rwkv_dtype_name(t); }
 
-/* One shape and type: reference check, batch == single rows, 2 threads == 1. */
-static void check_case(rwkv_pool *pool2, rwkv_dtype t, int rows, int cols, int n, gemm_act act, int accumulate)
+typedef enum {
+    X_DENSE,    /* random inputs, sparse_x off */
+    X_SCATTER,  /* 90% of the inputs +0 or -0, independently per row, sparse_x on */
+    X_POISON,   /* 80% of the input pairs zero in every row, NaN weights there, sparse_x on */
+    X_HALF,     /* half the input pairs zero in every row: above the share the kernel skips */
+} x_mode;
+
+static int in_zero_pair(int k, x_mode mode)
+{
+    const int pair = k / 2;
+    return mode == X_POISON ? pair % 5 != 2 : mode == X_HALF ? pair % 2 == 0 : 0;
+}
+
+/* One shape and type: reference check, batch == single rows, 2 threads == 1, and for
+ * sparse inputs sparse == dense. */
+static void check_case(rwkv_pool *pool2, rwkv_dtype t, int rows, int cols, int n, gemm_act act, int accumulate,
+                       x_mode mode)
 {
     float *w = malloc(sizeof(float) * (size_t)rows * cols), *x = malloc(sizeof(float) * (size_t)n * cols);
     float *y0 = malloc(sizeof(float) * (size_t)n * rows), *y = malloc(sizeof(float) * (size_t)n * rows);
@@ -80,15 +99,27 @@ static void check_case(rwkv_pool *pool2, rwkv_dtype t, int rows, int cols, int n
     float *ws = malloc(sizeof(float) * rwkv_gemm_workspace_floats(n, cols));
     for (size_t i = 0; i < (size_t)rows * cols; i++)
         w[i] = frand();
-    for (size_t i = 0; i < (size_t)n * cols; i++)
+    for (size_t i = 0; i < (size_t)n * cols; i++) {
+        const int k = (int)(i % (size_t)cols);
         x[i] = frand() * 2.0f;
+        if (mode == X_SCATTER && frand() < 0.8f) /* P = 0.9 */
+            x[i] = (i & 1) ? -0.0f : 0.0f;
+        if (in_zero_pair(k, mode) && 2 * (k / 2) + 1 < cols) /* a whole pair (never the odd pad) */
+            x[i] = 0.0f;
+    }
+    if (mode == X_POISON)
+        for (int r = 0; r < rows; r++)
+            for (int k = 0; k < cols; k++)
+                if (x[k] == 0.0f && in_zero_pair(k, mode) && 2 * (k / 2) + 1 < cols)
+                    w[(size_t)r * cols + k] = NAN;
     for (size_t i = 0; i < (size_t)n * rows; i++)
         y0[i] = frand();
     void *packed = pack(w, rows, cols, t);
     rwkv_mat m = {packed, t, rows, cols};
+    const int sparse = mode != X_DENSE;
 
     memcpy(y, y0, sizeof(float) * (size_t)n * rows);
-    gemm_job j = {&m, x, cols, y, rows, NULL, n, act, accumulate};
+    gemm_job j = {&m, x, cols, y, rows, NULL, n, act, accumulate, sparse};
     rwkv_gemm_run(NULL, ws, &j, 1);
 
     /* float64 reference over the rounded operands */
@@ -98,6 +129,8 @@ static void check_case(rwkv_pool *pool2, rwkv_dtype t, int rows, int cols, int n
             double s = 0, mag = 0;
             for (int k = 0; k < cols; k++) {
                 double xv = t == RWKV_DTYPE_BF16X2 ? as_stored(t, x[(size_t)b * cols + k]) : x[(size_t)b * cols + k];
+                if (xv == 0) /* adds nothing (and keeps the poisoned weights out of the sum) */
+                    continue;
                 double p = (double)as_stored(t, w[(size_t)r * cols + k]) * xv;
                 s += p;
                 mag += fabs(p);
@@ -114,12 +147,13 @@ static void check_case(rwkv_pool *pool2, rwkv_dtype t, int rows, int cols, int n
                 worst = err > worst ? err : worst;
             }
         }
-    CHECKF(worst == 0, "%s %dx%d n=%d: kernel off the float64 reference by %.3g", tname(t), rows, cols, n, worst);
+    CHECKF(worst == 0, "%s %dx%d n=%d mode %d: kernel off the float64 reference by %.3g", tname(t), rows, cols, n,
+           (int)mode, worst);
 
     /* the batch equals its rows one at a time, bit for bit */
     memcpy(y1, y0, sizeof(float) * (size_t)n * rows);
     for (int b = 0; b < n; b++) {
-        gemm_job jb = {&m, x + (size_t)b * cols, cols, y1 + (size_t)b * rows, rows, NULL, 1, act, accumulate};
+        gemm_job jb = {&m, x + (size_t)b * cols, cols, y1 + (size_t)b * rows, rows, NULL, 1, act, accumulate, sparse};
         rwkv_gemm_run(NULL, ws, &jb, 1);
     }
     CHECKF(memcmp(y, y1, sizeof(float) * (size_t)n * rows) == 0, "%s %dx%d n=%d: batch != single rows", tname(t), rows,
@@ -127,10 +161,19 @@ static void check_case(rwkv_pool *pool2, rwkv_dtype t, int rows, int cols, int n
 
     /* two threads equal one */
     memcpy(y2, y0, sizeof(float) * (size_t)n * rows);
-    gemm_job j2 = {&m, x, cols, y2, rows, NULL, n, act, accumulate};
+    gemm_job j2 = {&m, x, cols, y2, rows, NULL, n, act, accumulate, sparse};
     rwkv_gemm_run(pool2, ws, &j2, 1);
     CHECKF(memcmp(y, y2, sizeof(float) * (size_t)n * rows) == 0, "%s %dx%d n=%d: 2 threads != 1", tname(t), rows, cols,
            n);
+
+    /* skipping zero inputs changes no bit (not with poisoned weights: dense reads them) */
+    if (mode == X_SCATTER || mode == X_HALF) {
+        memcpy(y2, y0, sizeof(float) * (size_t)n * rows);
+        gemm_job jd = {&m, x, cols, y2, rows, NULL, n, act, accumulate, 0};
+        rwkv_gemm_run(pool2, ws, &jd, 1);
+        CHECKF(memcmp(y, y2, sizeof(float) * (size_t)n * rows) == 0, "%s %dx%d n=%d mode %d: sparse != dense",
+               tname(t), rows, cols, n, (int)mode);
+    }
 
     free(packed);
     free(w);
@@ -154,8 +197,11 @@ int main(void)
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
             for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++)
-                check_case(pool2, types[ti], shapes[si].rows, shapes[si].cols, batches[bi],
-                           (gemm_act)((si + bi) % 4), (int)((si + bi + ti) % 2));
+                for (int mode = X_DENSE; mode <= X_HALF; mode++)
+                    /* poisoning needs <= 25% of the inputs nonzero: not so with 7 inputs */
+                    if ((mode == X_DENSE || bi % 2 == 0 || bi == 1) && (mode != X_POISON || shapes[si].cols >= 64))
+                        check_case(pool2, types[ti], shapes[si].rows, shapes[si].cols, batches[bi],
+                                   (gemm_act)((si + bi) % 4), (int)((si + bi + ti) % 2), (x_mode)mode);
     /* a wrong pairing of bf16 inputs must not pass: swap one pair in a bf16x2 matrix and
      * the reference check has to notice (guards the test itself) */
     {
@@ -166,7 +212,7 @@ int main(void)
         h[0] = h[1];
         h[1] = tmp;
         rwkv_mat m = {p, RWKV_DTYPE_BF16X2, 2, 4};
-        gemm_job j = {&m, x, 4, y, 2, NULL, 1, GEMM_ACT_NONE, 0};
+        gemm_job j = {&m, x, 4, y, 2, NULL, 1, GEMM_ACT_NONE, 0, 0};
         rwkv_gemm_run(NULL, ws, &j, 1);
         CHECKF(fabsf(y[0] - (1 * 1 - 2 + 1.5f + 8)) > 1e-3f, "swapped pair gave the right answer %g", y[0]);
         CHECKF(fabsf(y[0] - (2 * 1 - 1 + 1.5f + 8)) < 1e-5f, "swapped pair gave %g", y[0]);
