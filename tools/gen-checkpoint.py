@@ -16,6 +16,10 @@ Value distributions (s = --scale, applied to every matrix):
   LoRA first factors N(0,1/C)s, second factors N(0,1/D)s (g2 2x); head N(0,9/C)s.
   "N" is the Irwin-Hall sum of four 16-bit uniforms, rescaled to unit variance (|z| < 3.47),
   so no value can overflow fp16 at s = 1.
+--ffn-sparse P (default 0: none of this) makes the FFN activations mostly zero, as in trained
+  models: ln2.bias U(1.5,2.5) (so the key input leans positive) and a row-hash-chosen share
+  P of ffn.key rows get -3s/C added to every weight, which drives their key product negative
+  (a zero after the ReLU) for almost every token; the other rows stay about half active.
 """
 
 import argparse
@@ -86,15 +90,22 @@ def _unit_normalish(z):
 
 
 def gen_tensor(seed, name, shape, dist):
-    """float32 array of `shape`; dist = ("normal", sd) | ("uniform", lo, hi) | ("signed", lo, hi)."""
+    """float32 array of `shape`; dist = ("normal", sd) | ("uniform", lo, hi) | ("signed", lo, hi)
+    | ("normal_rowshift", sd, share, shift): normal, plus `shift` on a hash-chosen share of the rows."""
     n = int(np.prod(shape, dtype=np.int64))
     key = _stream_key(seed, name)
     out = np.empty(n, dtype=np.float32)
+    if dist[0] == "normal_rowshift":
+        rows_u = _unit_uniform(_hash_block(_stream_key(seed, name + "/rows"), 0, shape[0]))
+        row_shift = np.where(rows_u < dist[2], dist[3], 0.0)
     for start in range(0, n, _CHUNK):
         m = min(_CHUNK, n - start)
         z = _hash_block(key, start, m)
         if dist[0] == "normal":
             v = _unit_normalish(z) * dist[1]
+        elif dist[0] == "normal_rowshift":
+            row = np.arange(start, start + m, dtype=np.int64) // shape[1]
+            v = _unit_normalish(z) * dist[1] + row_shift[row]
         elif dist[0] == "uniform":
             v = dist[1] + (dist[2] - dist[1]) * _unit_uniform(z)
         elif dist[0] == "signed":
@@ -114,7 +125,7 @@ def trainer_ranks(C):
     return dw, dw, dv, dg
 
 
-def tensor_plan(L, C, N, F, V, ranks, layer0_v, scale):
+def tensor_plan(L, C, N, F, V, ranks, layer0_v, scale, ffn_sparse=0.0):
     """[(name, shape, dist)] in the RWKV-LM trainer's state_dict order."""
     dw, da, dv, dg = ranks
     H = C // N
@@ -130,7 +141,8 @@ def tensor_plan(L, C, N, F, V, ranks, layer0_v, scale):
     for l in range(L):
         p = "blocks.%d." % l
         plan += [(p + "ln1.weight", (C,), ln_w), (p + "ln1.bias", (C,), ln_b),
-                 (p + "ln2.weight", (C,), ln_w), (p + "ln2.bias", (C,), ln_b)]
+                 (p + "ln2.weight", (C,), ln_w),
+                 (p + "ln2.bias", (C,), ("uniform", 1.5, 2.5) if ffn_sparse > 0 else ln_b)]
         if l == 0:
             plan += [(p + "ln0.weight", (C,), ln_w), (p + "ln0.bias", (C,), ln_b)]
         a = p + "att."
@@ -157,6 +169,8 @@ def tensor_plan(L, C, N, F, V, ranks, layer0_v, scale):
         f = p + "ffn."
         plan.append((f + "x_k", vec, ("uniform", 0.0, 1.0)))
         shape, dist = lin(F, C)
+        if ffn_sparse > 0:
+            dist = ("normal_rowshift", dist[1], ffn_sparse, -3.0 * s / C)
         plan.append((f + "key.weight", shape, dist))
         shape, dist = lin(C, F)
         plan.append((f + "value.weight", shape, dist))
@@ -200,6 +214,13 @@ def _scale(s):
     return v
 
 
+def _share(s):
+    v = float(s)
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError("must be a number in [0, 1], not %s" % s)
+    return v
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="write a random RWKV-7 x070 checkpoint (.pth)")
     ap.add_argument("--out", required=True, help="output .pth path")
@@ -216,6 +237,8 @@ def main(argv=None):
                     help="1: include blocks.0.att.v0/v1/v2 (default 1)")
     ap.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     ap.add_argument("--scale", type=_scale, default=1.0, help="matrix magnitude factor (default 1)")
+    ap.add_argument("--ffn-sparse", type=_share, default=0.0,
+                    help="share of FFN neurons made almost never active, 0..1 (default 0)")
     args = ap.parse_args(argv)
 
     L, C, N, V = args.layers, args.embd, args.head_size, args.vocab
@@ -224,7 +247,7 @@ def main(argv=None):
     F = args.ffn if args.ffn is not None else 4 * C
     ranks = args.ranks if args.ranks is not None else trainer_ranks(C)
 
-    plan = tensor_plan(L, C, N, F, V, ranks, args.layer0_v, args.scale)
+    plan = tensor_plan(L, C, N, F, V, ranks, args.layer0_v, args.scale, args.ffn_sparse)
     dtypes = storage_dtypes([p[0] for p in plan], args.dtype, args.seed)
     tensors = {}
     n_param = 0

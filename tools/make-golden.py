@@ -28,15 +28,17 @@ import ref64  # noqa: E402
 
 FIELDS = ("name", "dtype", "L", "C", "N", "F", "V", "d_w", "d_a", "d_v", "d_g", "layer0_v",
           "seed", "scale", "tokens")
+OPTIONAL = ("ffn_sparse",)  # may follow the tokens
 CHECK_TOL = 1e-5  # regenerated vs committed fixture (float64 BLAS order may move a last bit)
 
 
 class Case:
     def __init__(self, fields, where):
-        if len(fields) != len(FIELDS):
-            raise ValueError("%s: expected %d fields (%s), got %d"
-                             % (where, len(FIELDS), " ".join(FIELDS), len(fields)))
-        f = dict(zip(FIELDS, fields))
+        if not len(FIELDS) <= len(fields) <= len(FIELDS) + len(OPTIONAL):
+            raise ValueError("%s: expected %d fields (%s) and optionally %s, got %d"
+                             % (where, len(FIELDS), " ".join(FIELDS), " ".join(OPTIONAL), len(fields)))
+        f = dict(zip(FIELDS + OPTIONAL, fields))
+        self.ffn_sparse_str = f.get("ffn_sparse", "0")
         self.name = f["name"]
         self.dtype = f["dtype"]
         if self.dtype not in ("fp32", "fp16", "bf16", "mixed"):
@@ -45,6 +47,8 @@ class Case:
             for k in ("L", "C", "N", "F", "V", "d_w", "d_a", "d_v", "d_g", "layer0_v", "seed"):
                 setattr(self, k, int(f[k]))
             self.scale = float(f["scale"])
+            if not 0.0 <= float(self.ffn_sparse_str) <= 1.0:
+                raise ValueError("ffn_sparse %s is not in [0, 1]" % self.ffn_sparse_str)
             self.scale_str = f["scale"]
             self.tokens = ref64.parse_tokens(f["tokens"])
         except ValueError as e:
@@ -58,7 +62,7 @@ class Case:
                 "--head-size", str(self.N), "--ffn", str(self.F), "--vocab", str(self.V),
                 "--ranks", "%d,%d,%d,%d" % (self.d_w, self.d_a, self.d_v, self.d_g),
                 "--layer0-v", str(self.layer0_v), "--seed", str(self.seed),
-                "--scale", self.scale_str]
+                "--scale", self.scale_str, "--ffn-sparse", self.ffn_sparse_str]
 
 
 def read_cases(path):

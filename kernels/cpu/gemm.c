@@ -386,6 +386,10 @@ static void run_index(gemm_ctx *g, int u)
     }
 }
 
+static atomic_ullong sparse_jobs;
+
+unsigned long long rwkv_gemm_sparse_jobs(void) { return atomic_load_explicit(&sparse_jobs, memory_order_relaxed); }
+
 size_t rwkv_gemm_workspace_floats(int max_rows, int sum_cols)
 {
     /* the regrouped inputs, then one int per input column for the lists of sparse jobs */
@@ -468,6 +472,7 @@ void rwkv_gemm_run(rwkv_pool *pool, float *ws, const gemm_job *jobs, int n_jobs)
             if (g.nq[k] > 0) {
                 g.idx[k] = lists;
                 lists += g.nq[k];
+                atomic_fetch_add_explicit(&sparse_jobs, 1, memory_order_relaxed);
             }
         }
     }

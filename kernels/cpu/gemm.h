@@ -42,6 +42,10 @@ typedef struct {
  * zero, which a skipped input would not; the sums then differ by less than 2^-126.) */
 #define GEMM_SPARSE_MAX_PERCENT 25
 
+/* How many jobs so far read only their listed nonzero inputs (all threads and engines of
+ * the process): lets a test tell that the sparse path ran. */
+unsigned long long rwkv_gemm_sparse_jobs(void);
+
 #define GEMM_MAX_JOBS 8
 
 /* Floats of workspace a run needs: max_rows rows, sum_cols = sum of the jobs' w->cols. */

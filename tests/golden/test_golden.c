@@ -4,6 +4,7 @@
  * Feeds TOKENS (comma-separated) one at a time from a zero state; after every token the
  * logits must match the fixture row within 1e-4 (max |diff|, element by element). The same
  * tokens are then fed through sequence mode, which must match too. */
+#include "cpu/gemm.h"
 #include "rwkv.h"
 #include "testutil.h"
 
@@ -62,6 +63,10 @@ int main(int argc, char **argv)
     }
     printf("%s weights=%s: %d steps, max |diff| %.3g (sequence mode %.3g), max |logit| %.3g\n", argv[1], argv[4], T,
            worst, worst_seq, max_abs);
+    /* a case made for it (argv[5] "sparse") must have run the sparse FFN value product */
+    if (argc > 5 && strcmp(argv[5], "sparse") == 0)
+        CHECKF(rwkv_gemm_sparse_jobs() > 0, "the sparse FFN product never ran");
+    printf("sparse FFN value products: %llu\n", rwkv_gemm_sparse_jobs());
     free(lg);
     free(all);
     free(golden);

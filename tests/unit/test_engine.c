@@ -4,6 +4,7 @@
  *   history; 1 thread == 2 threads; "stored" 16-bit weights == upcast weights; hidden-only
  *   steps == steps with logits. And argument errors leave every state untouched.
  * Usage: test_engine GOOD.pth BADDIR */
+#include "cpu/gemm.h"
 #include "rwkv.h"
 #include "testutil.h"
 
@@ -308,5 +309,9 @@ int main(int argc, char **argv)
     }
     free(ref);
     rwkv_model_destroy(&model);
+    /* argv[2] "sparse": a model with mostly-zero FFN activations, whose single rows must
+     * have taken the sparse FFN value product (the equivalences above then cover it) */
+    if (argc > 2 && strcmp(argv[2], "sparse") == 0)
+        CHECKF(rwkv_gemm_sparse_jobs() > 0, "the sparse FFN product never ran");
     return test_finish("test_engine");
 }
