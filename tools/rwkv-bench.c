@@ -3,7 +3,8 @@
  * For each (checkpoint, weights, batch, threads) it runs warm-up steps, then R timed runs
  * of S steps of B slots (one token per slot per step, logits for every slot — what a
  * decoding stream needs), and prints the median tokens/s. Beside it: bytes of weights read
- * per step (once for the whole batch) plus 2 × B × state bytes, the achieved GB/s, and the
+ * per step (once for the whole batch, less what the sparse FFN product skipped, as counted
+ * by the kernel) plus 2 × B × state bytes, the achieved GB/s, and the
  * floor = (bytes per step) / (measured copy bandwidth) expressed as tokens/s.
  * Checkpoints come from tools/gen-checkpoint.py (random weights of the published shapes).
  * A benchmark, not a test: it asserts nothing.
@@ -375,6 +376,7 @@ int main(int argc, char **argv)
                     if (S > 2000)
                         S = 2000;
                     double times[99], cpu[99];
+                    const unsigned long long skipped0 = rwkv_gemm_skipped_bytes();
                     for (int r = 0; r < runs; r++) {
                         double ts = now_s(), cs = cpu_s();
                         for (int k = 0; k < S; k++) {
@@ -389,14 +391,18 @@ int main(int argc, char **argv)
                     qsort(cpu, (size_t)runs, sizeof(double), cmp_double);
                     double step = times[runs / 2];
                     double tok_s = B / step;
-                    double bytes = weight_bytes_per_step(m, B) + 2.0 * B * state_bytes;
+                    /* less the weights the sparse FFN product did not read (mean over the timed steps) */
+                    const double skipped = (double)(rwkv_gemm_skipped_bytes() - skipped0) / ((double)S * runs);
+                    double bytes = weight_bytes_per_step(m, B) - skipped + 2.0 * B * state_bytes;
                     if (!want_logits)
                         bytes -= (double)d->n_vocab * d->n_embd * rwkv_dtype_size(m->head.dtype);
                     double gbs = bytes / step / 1e9;
                     int tk = threads[ti] < 64 ? threads[ti] : 64;
                     double mem_floor = bw[tk] > 0 ? B / (bytes / (bw[tk] * 1e9)) : 0;
                     const double rt = rate[tk][m->layers[0].ffn_k.dtype];
-                    double cmp_floor = rt > 0 ? rt / (2.0 * macs_per_token(m, want_logits)) : 0;
+                    /* each weight the sparse product skipped is one multiply-add less per token */
+                    const double macs = macs_per_token(m, want_logits) - skipped / rwkv_dtype_size(m->layers[0].ffn_v.dtype);
+                    double cmp_floor = rt > 0 ? rt / (2.0 * macs) : 0;
                     double floor_tok = mem_floor < cmp_floor ? mem_floor : cmp_floor;
                     printf("%-22s %-7s %5d %3d %9.2f %9.1f %9.1f %7.1f %9.1f %9.1f %9.1f %6.0f%% %8.2f\n", base, w, B, threads[ti],
                            step * 1e3, tok_s, bytes / 1e6, gbs, mem_floor, cmp_floor, floor_tok,

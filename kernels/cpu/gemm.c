@@ -386,9 +386,10 @@ static void run_index(gemm_ctx *g, int u)
     }
 }
 
-static atomic_ullong sparse_jobs;
+static atomic_ullong sparse_jobs, skipped_bytes;
 
 unsigned long long rwkv_gemm_sparse_jobs(void) { return atomic_load_explicit(&sparse_jobs, memory_order_relaxed); }
+unsigned long long rwkv_gemm_skipped_bytes(void) { return atomic_load_explicit(&skipped_bytes, memory_order_relaxed); }
 
 size_t rwkv_gemm_workspace_floats(int max_rows, int sum_cols)
 {
@@ -473,6 +474,11 @@ void rwkv_gemm_run(rwkv_pool *pool, float *ws, const gemm_job *jobs, int n_jobs)
                 g.idx[k] = lists;
                 lists += g.nq[k];
                 atomic_fetch_add_explicit(&sparse_jobs, 1, memory_order_relaxed);
+                /* per input (or pair): one weight of every output, padded to whole panels */
+                const rwkv_mat *w = jobs[k].w;
+                const int nk = w->dtype == RWKV_DTYPE_BF16X2 ? (w->cols + 1) / 2 : w->cols;
+                const size_t per = (size_t)panels_of(&jobs[k]) * P * (w->dtype == RWKV_DTYPE_F32 || w->dtype == RWKV_DTYPE_BF16X2 ? 4 : 2);
+                atomic_fetch_add_explicit(&skipped_bytes, (unsigned long long)(nk - g.nq[k]) * per, memory_order_relaxed);
             }
         }
     }

@@ -42,9 +42,11 @@ typedef struct {
  * zero, which a skipped input would not; the sums then differ by less than 2^-126.) */
 #define GEMM_SPARSE_MAX_PERCENT 25
 
-/* How many jobs so far read only their listed nonzero inputs (all threads and engines of
- * the process): lets a test tell that the sparse path ran. */
+/* How many jobs so far read only their listed nonzero inputs, and the weight bytes they
+ * did not read (all threads and engines of the process): lets a test tell that the sparse
+ * path ran, and a benchmark count the bytes a step really reads. */
 unsigned long long rwkv_gemm_sparse_jobs(void);
+unsigned long long rwkv_gemm_skipped_bytes(void);
 
 #define GEMM_MAX_JOBS 8
 
