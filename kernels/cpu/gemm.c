@@ -300,37 +300,29 @@ static inline __attribute__((always_inline)) void tiles_gen(const gemm_job *j, c
     }
 }
 
+/* One function per weight type holding both inlined variants, so that the dense one steps
+ * through k with no index list at all. idx NULL: every input; otherwise the nq inputs
+ * listed (the rest are zero in every row). */
 #define TILES(NAME, DT) \
-    static void tiles_##NAME(const gemm_job *j, const float *xt, int panel, int b0, int b1) \
+    static void tiles_##NAME(const gemm_job *j, const float *xt, const int *idx, int nq, int panel, int b0, int b1) \
     { \
-        tiles_gen(j, xt, DT, NULL, DT == RWKV_DTYPE_BF16X2 ? (j->w->cols + 1) / 2 : j->w->cols, panel, b0, b1); \
-    } \
-    static void tiles_##NAME##_sparse(const gemm_job *j, const float *xt, const int *idx, int nq, int panel, int b0, \
-                                      int b1) \
-    { \
-        tiles_gen(j, xt, DT, idx, nq, panel, b0, b1); \
+        if (idx) \
+            tiles_gen(j, xt, DT, idx, nq, panel, b0, b1); \
+        else \
+            tiles_gen(j, xt, DT, NULL, DT == RWKV_DTYPE_BF16X2 ? (j->w->cols + 1) / 2 : j->w->cols, panel, b0, b1); \
     }
 TILES(f32, RWKV_DTYPE_F32)
 TILES(f16, RWKV_DTYPE_F16)
 TILES(bf16, RWKV_DTYPE_BF16)
 TILES(bf16x2, RWKV_DTYPE_BF16X2)
 
-/* idx NULL: every input; otherwise the nq inputs listed (the rest are zero in every row). */
 static void run_unit(const gemm_job *j, const float *xt, const int *idx, int nq, int panel, int b0, int b1)
 {
     switch (j->w->dtype) {
-    case RWKV_DTYPE_F32:
-        idx ? tiles_f32_sparse(j, xt, idx, nq, panel, b0, b1) : tiles_f32(j, xt, panel, b0, b1);
-        break;
-    case RWKV_DTYPE_F16:
-        idx ? tiles_f16_sparse(j, xt, idx, nq, panel, b0, b1) : tiles_f16(j, xt, panel, b0, b1);
-        break;
-    case RWKV_DTYPE_BF16:
-        idx ? tiles_bf16_sparse(j, xt, idx, nq, panel, b0, b1) : tiles_bf16(j, xt, panel, b0, b1);
-        break;
-    case RWKV_DTYPE_BF16X2:
-        idx ? tiles_bf16x2_sparse(j, xt, idx, nq, panel, b0, b1) : tiles_bf16x2(j, xt, panel, b0, b1);
-        break;
+    case RWKV_DTYPE_F32: tiles_f32(j, xt, idx, nq, panel, b0, b1); break;
+    case RWKV_DTYPE_F16: tiles_f16(j, xt, idx, nq, panel, b0, b1); break;
+    case RWKV_DTYPE_BF16: tiles_bf16(j, xt, idx, nq, panel, b0, b1); break;
+    case RWKV_DTYPE_BF16X2: tiles_bf16x2(j, xt, idx, nq, panel, b0, b1); break;
     }
 }
 
@@ -338,7 +330,7 @@ typedef struct {
     const gemm_job *jobs;
     const float *xt[GEMM_MAX_JOBS]; /* per job: x regrouped as (tiles, K, BT) */
     const int *idx[GEMM_MAX_JOBS];  /* per job: the inputs not zero in every row, or NULL: all */
-    int nq[GEMM_MAX_JOBS];          /* per job: how many idx lists */
+    int nq[GEMM_MAX_JOBS];          /* per job: how many inputs idx lists */
     int n_jobs;
     int split;        /* units per panel: 1, or the number of batch tiles */
     int total_units;
