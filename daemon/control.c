@@ -131,6 +131,26 @@ static json_t *status_json(rwkvd_daemon *d)
                      "tokens_per_s", d->tokens_per_s);
 }
 
+/* STATUS "durability" (PROTOCOL.md §10.1). */
+static void durable_status(rwkvd_daemon *d, json_t *status)
+{
+    rwkvd_durable_stats st;
+    rwkvd_durable_stats_get(d, &st);
+    json_t *j = st.enabled
+                    ? json_pack("{s:b, s:s, s:{s:I, s:I, s:I, s:i, s:s?}, s:{s:I, s:I, s:I, s:I, s:I, s:s?}}",
+                                "enabled", 1, "fsync", st.fsync, "wal", "first_lsn", (json_int_t)st.wal_first_lsn,
+                                "next_lsn", (json_int_t)st.wal_next_lsn, "durable_lsn",
+                                (json_int_t)st.wal_durable_lsn, "segments", (int)st.wal_segments, "failed",
+                                st.wal_failed ? strerror(-st.wal_failed) : NULL, "snapshots", "written",
+                                (json_int_t)st.snapshots_written, "failed", (json_int_t)st.snapshots_failed, "bytes",
+                                (json_int_t)st.snapshot_bytes, "last_unix_ms", (json_int_t)st.last_snapshot_unix_ms,
+                                "last_failure_unix_ms", (json_int_t)st.last_failure_unix_ms, "last_error",
+                                st.last_error[0] ? st.last_error : NULL)
+                    : json_pack("{s:b}", "enabled", 0);
+    if (status && j)
+        json_object_set_new(status, "durability", j);
+}
+
 static int cmp_channel(const void *a, const void *b)
 {
     const rwkvd_channel *x = *(const rwkvd_channel *const *)a, *y = *(const rwkvd_channel *const *)b;
@@ -252,6 +272,37 @@ static void tier_metrics(rwkvd_daemon *d, sbuf *s)
                       (unsigned long long)t->demotions[a][b]);
 }
 
+/* The input log and snapshot store (only with durability): what an operator watches to know
+ * that acknowledged input is on disk and that snapshots keep the log short. */
+static void durable_metrics(rwkvd_daemon *d, sbuf *s)
+{
+    rwkvd_durable_stats st;
+    rwkvd_durable_stats_get(d, &st);
+    if (!st.enabled)
+        return;
+    metric_u64(s, "rwkvd_wal_records_total", "counter", "Input-log records appended (the LSN of the last one).",
+               st.wal_next_lsn - 1);
+    metric_u64(s, "rwkvd_wal_unsynced_records", "gauge",
+               "Input-log records appended and not yet known on disk (fsync policy everysec or no).",
+               st.wal_next_lsn - 1 > st.wal_durable_lsn ? st.wal_next_lsn - 1 - st.wal_durable_lsn : 0);
+    metric_u64(s, "rwkvd_wal_retained_records", "gauge",
+               "Input-log records still on disk (since the oldest snapshot generation a channel may need).",
+               st.wal_next_lsn - st.wal_first_lsn);
+    metric_u64(s, "rwkvd_wal_segments", "gauge", "Input-log segment files.", st.wal_segments);
+    metric_u64(s, "rwkvd_wal_failed", "gauge",
+               "1 after an input-log fsync failed: acknowledgements stop (503) until a restart.", st.wal_failed != 0);
+    sb_printf(s, "# HELP rwkvd_snapshots_total Channel snapshots written, by result.\n"
+                 "# TYPE rwkvd_snapshots_total counter\nrwkvd_snapshots_total{result=\"ok\"} %llu\n"
+                 "rwkvd_snapshots_total{result=\"failed\"} %llu\n",
+              (unsigned long long)st.snapshots_written, (unsigned long long)st.snapshots_failed);
+    metric_u64(s, "rwkvd_snapshot_bytes_total", "counter", "State bytes written in channel snapshots.",
+               st.snapshot_bytes);
+    sb_printf(s, "# HELP rwkvd_snapshot_last_success_timestamp_seconds Unix time of the last channel snapshot "
+                 "written (0: none since start).\n# TYPE rwkvd_snapshot_last_success_timestamp_seconds gauge\n"
+                 "rwkvd_snapshot_last_success_timestamp_seconds %.3f\n",
+              (double)st.last_snapshot_unix_ms / 1e3);
+}
+
 static void metrics_text(rwkvd_daemon *d, sbuf *s)
 {
     const rwkvd_metrics *m = &d->m;
@@ -302,6 +353,7 @@ static void metrics_text(rwkvd_daemon *d, sbuf *s)
         }
     (void)live;
     tier_metrics(d, s);
+    durable_metrics(d, s);
     metric_u64(s, "rwkvd_queued_tokens", "gauge", "Input tokens accepted and not yet applied.", q_tokens);
     sb_printf(s, "# HELP rwkvd_generations Generations running.\n# TYPE rwkvd_generations gauge\n"
                  "rwkvd_generations %d\n",
@@ -461,6 +513,7 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
     switch (req.cmd) {
     case RWKVP_CTL_STATUS: {
         json_t *st = status_json(d);
+        durable_status(d, st);
         rwkvd_replica_status(d, st);
         reply_json(d, env, n_env, st);
         break;

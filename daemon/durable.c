@@ -52,6 +52,10 @@ typedef struct rwkvd_durable {
     uint64_t tokens_at_snap;  /* d->m.input_tokens_total at the last snapshot round */
     bool wal_failed_logged;   /* the log failed for good (sticky): logged */
     bool wal_refused_logged;  /* an append failed (the log stays usable): logged */
+    /* what STATUS and METRICS report (rwkvd_durable_stats) */
+    uint64_t snaps_ok, snaps_failed, snap_bytes;
+    int64_t snap_ok_unix_ms, snap_fail_unix_ms;
+    char snap_error[768];     /* the size of the callers' err buffers */
 } rwkvd_durable;
 
 /* ---- replies ----------------------------------------------------------------------- */
@@ -388,7 +392,29 @@ static void add_meta(prod_list *pl, const char *id, uint64_t seq)
     p->seq = seq;
 }
 
+static int snapshot_write(rwkvd_daemon *d, rwkvd_channel *ch, uint64_t *bytes, char *err, size_t err_len);
+
+/* Write ch's snapshot, counted for STATUS and METRICS. */
 static int snapshot_one(rwkvd_daemon *d, rwkvd_channel *ch, uint64_t *bytes, char *err, size_t err_len)
+{
+    rwkvd_durable *u = d->dur;
+    uint64_t b = 0;
+    int rc = snapshot_write(d, ch, &b, err, err_len);
+    if (rc) {
+        u->snaps_failed++;
+        u->snap_fail_unix_ms = rwkvd_unix_ms();
+        snprintf(u->snap_error, sizeof u->snap_error, "%s", err);
+        return rc;
+    }
+    u->snaps_ok++;
+    u->snap_bytes += b;
+    u->snap_ok_unix_ms = rwkvd_unix_ms();
+    if (bytes)
+        *bytes += b;
+    return 0;
+}
+
+static int snapshot_write(rwkvd_daemon *d, rwkvd_channel *ch, uint64_t *bytes, char *err, size_t err_len)
 {
     rwkvd_durable *u = d->dur;
     int rc;
@@ -1416,4 +1442,27 @@ int rwkvd_durable_fork(rwkvd_daemon *d, rwkvd_channel *src, const char *dst, cha
     if (rc && !err[0])
         snprintf(err, err_len, "fork of %s: %s", src->name, strerror(-rc));
     return rc;
+}
+
+void rwkvd_durable_stats_get(const rwkvd_daemon *d, rwkvd_durable_stats *out)
+{
+    const rwkvd_durable *u = d->dur;
+    memset(out, 0, sizeof *out);
+    out->fsync = "";
+    out->last_error = "";
+    if (!u)
+        return;
+    out->enabled = true;
+    out->fsync = rwkvd_wal_fsync_name((rwkvd_wal_fsync)d->cfg->durability.fsync);
+    out->wal_first_lsn = rwkvd_wal_first_lsn(u->wal);
+    out->wal_next_lsn = rwkvd_wal_next_lsn(u->wal);
+    out->wal_durable_lsn = rwkvd_wal_durable_lsn(u->wal);
+    out->wal_segments = rwkvd_wal_n_segments(u->wal);
+    out->wal_failed = rwkvd_wal_failed(u->wal);
+    out->snapshots_written = u->snaps_ok;
+    out->snapshots_failed = u->snaps_failed;
+    out->snapshot_bytes = u->snap_bytes;
+    out->last_snapshot_unix_ms = u->snap_ok_unix_ms;
+    out->last_failure_unix_ms = u->snap_fail_unix_ms;
+    out->last_error = u->snap_error;
 }

@@ -125,6 +125,24 @@ int rwkvd_durable_import(rwkvd_daemon *d, const char *name, const void *blob, si
 /* fork: install src's state under the new name dst (producers do not carry over). */
 int rwkvd_durable_fork(rwkvd_daemon *d, rwkvd_channel *src, const char *dst, char *err, size_t err_len);
 
+/* What STATUS and METRICS report of the store (README "Durability", PROTOCOL.md §10.1). */
+typedef struct {
+    bool enabled;                  /* false: durability.enabled is off; the rest is zero */
+    const char *fsync;             /* policy name */
+    uint64_t wal_first_lsn;        /* lowest LSN still in the log */
+    uint64_t wal_next_lsn;         /* the LSN appended next */
+    uint64_t wal_durable_lsn;      /* highest LSN known on disk (fdatasync) */
+    uint32_t wal_segments;
+    int wal_failed;                /* 0, or the sticky negative errno of a failed fsync */
+    uint64_t snapshots_written;    /* channel snapshots since start (rounds, EVICT, tiers) */
+    uint64_t snapshots_failed;
+    uint64_t snapshot_bytes;       /* state payload bytes of those written */
+    int64_t last_snapshot_unix_ms; /* 0: none written since start */
+    int64_t last_failure_unix_ms;  /* 0: none failed since start */
+    const char *last_error;        /* the last failure's message, "" if none; valid until the next snapshot */
+} rwkvd_durable_stats;
+void rwkvd_durable_stats_get(const rwkvd_daemon *d, rwkvd_durable_stats *out);
+
 /* Shutdown: snapshot every channel, sync the WAL, send the replies it now covers. */
 void rwkvd_durable_shutdown(rwkvd_daemon *d);
 

@@ -141,6 +141,21 @@ def until_error(d, p, what):
     raise Fail("%s: no error reply" % what)
 
 
+def want_errno(spec):
+    """The strerror text of a fault spec's errno."""
+    return "Input/output error" if "EIO" in spec else "No space left on device"
+
+
+def metric_value(d, name):
+    """One sample of METRICS by its full name (labels included)."""
+    code, body = d.control(b"METRICS")
+    check(code == b"200", "METRICS %r" % code)
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise Fail("METRICS has no %s" % name)
+
+
 def wal_fault(spec, fsync, cut_unacked):
     """A WAL fault from the first failing call on: the message hit is answered ERROR 503 (never
     ACK), later ones too, duplicates of it are not confirmed, control keeps answering, the log
@@ -167,7 +182,10 @@ def wal_fault(spec, fsync, cut_unacked):
         for rr in p.send(8):
             check(rr[1] == b"ERROR", "%s: reply %r under a failed input log" % (spec, rr))
         check(sum(p.acked.values()) == n_acked, "%s: ACKs after the fault" % spec)
-        check(d.control(b"STATUS")[0] == b"200", "%s: STATUS answers" % spec)
+        st = d.control_json(b"STATUS")["durability"]
+        if "fsync" in spec:  # sticky: STATUS and METRICS show it
+            check(st["wal"]["failed"] == want_errno(spec), "%s: STATUS durability.wal.failed %r" % (spec, st))
+            check(metric_value(d, "rwkvd_wal_failed") == 1, "%s: rwkvd_wal_failed not 1" % spec)
         some = [c for c in CHANNELS if p.acked[c]][0]
         check(d.control_json(b"INFO", some)["tokens_seen"] > 0, "%s: INFO answers" % spec)
         log = d.logtext()
@@ -249,6 +267,11 @@ def snapshot_fault(spec, sigterm=False):
         settle(d)
         code, body = d.control(b"SNAPSHOT")
         check(code != b"200", "%s: SNAPSHOT answered %r %r" % (spec, code, body))
+        st = d.control_json(b"STATUS")["durability"]["snapshots"]
+        check(st["failed"] > 0 and want_errno(spec) in (st["last_error"] or "") and st["last_failure_unix_ms"] > 0,
+              "%s: STATUS durability.snapshots %r" % (spec, st))
+        check(metric_value(d, 'rwkvd_snapshots_total{result="failed"}') == st["failed"],
+              "%s: rwkvd_snapshots_total{failed} differs from STATUS" % spec)
         log = d.logtext()
         check("snapshot: channel" in log or "snapshots/" in log, "%s: no log line naming the file:\n%s" % (spec, log))
         want = "Input/output error" if "EIO" in spec else "No space left"

@@ -247,8 +247,10 @@ def run(seconds, seed, rate):
         m = D.metrics(d)
         code, body = d.control(b"METRICS")
         dropped = [line for line in body.decode().splitlines() if line.startswith("rwkvd_publish_dropped_total")]
-        in_tokens = next(int(line.split()[1]) for line in body.decode().splitlines()
-                         if line.startswith("rwkvd_input_tokens_total "))
+        samples_m = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
+                     if line and not line.startswith("#")}
+        in_tokens = int(samples_m["rwkvd_input_tokens_total"])
+        durability = d.control_json(b"STATUS")["durability"]
         got = D.drained_states(d, CHANNELS)  # SIGTERM, snapshot of every channel
         log = d.logtext()
     finally:
@@ -265,6 +267,15 @@ def run(seconds, seed, rate):
     check(dups_got >= dups_sent, "every resend of an acknowledged message is a DUP (%d of %d)" % (dups_got, dups_sent))
     check(gen_done + st["gen_refused"] == gen_asked and gen_done > 0, "every GEN ended or was refused")
     check(class_seen > 0, "the classifying profile published")
+    # snapshots kept being written, none failed, the log never failed (STATUS and METRICS agree)
+    snaps = durability["snapshots"]
+    print("snapshots: %d written (%.1f MB), %d failed; input log LSN %d..%d"
+          % (snaps["written"], snaps["bytes"] / 1e6, snaps["failed"], durability["wal"]["first_lsn"],
+             durability["wal"]["next_lsn"]))
+    check(snaps["written"] > len(CHANNELS) and snaps["failed"] == 0 and durability["wal"]["failed"] is None,
+          "durability %r" % durability)
+    check(samples_m['rwkvd_snapshots_total{result="ok"}'] == snaps["written"] and samples_m["rwkvd_wal_failed"] == 0,
+          "METRICS and STATUS disagree on snapshots")
     check(all(line.endswith(" 0") for line in dropped), "publications dropped: %r" % dropped)
     print("tiers: %r" % {k: v for k, v in m.items() if "demotions" in k or "promotions" in k})
     check(any(v > 0 for k, v in m.items() if 'rwkvd_tier_promotions_total{from="disk"}' in k),
