@@ -44,14 +44,7 @@ PROFILES = """    chat:
       trigger: request
       prompt_suffix: ""
       generate: {max_tokens: 12, temperature: 0}
-    sev:
-      kind: classify_labels
-      trigger: event
-      prompt_suffix: " severity:"
-      labels:
-        - {name: low, text: " low"}
-        - {name: high, text: " high"}
-"""
+""" + T.SEV_PROFILE
 CONFIG = dict(profiles=PROFILES, default_profile="chat", max_batch=8, slots=24,
               durability="durability:\n  fsync: everysec\n  snapshot_interval: 2s\n"
                          "  snapshot_every_tokens: 4000\n  wal_segment_bytes: %d\n" % SEGMENT)
