@@ -60,7 +60,12 @@ def proc_sample(d):
     fds = len(os.listdir("/proc/%d/fd" % pid))
     wal_dir = os.path.join(d.dir, "state", "wal")
     segs = [os.path.join(wal_dir, n) for n in os.listdir(wal_dir)]
-    wal_bytes = sum(os.path.getsize(p) for p in segs if os.path.exists(p))
+    wal_bytes = 0
+    for p in segs:
+        try:
+            wal_bytes += os.path.getsize(p)
+        except OSError:  # deleted by a truncation since the listing
+            pass
     snaps = len(os.listdir(os.path.join(d.dir, "state", "snapshots")))
     return rss, fds, wal_bytes, len(segs), snaps
 
