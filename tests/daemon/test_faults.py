@@ -156,6 +156,18 @@ def metric_value(d, name):
     raise Fail("METRICS has no %s" % name)
 
 
+def acked_sender(s):
+    """send(channel, op, payload) on DEALER s with the channel's next seq; the reply must be ACK."""
+    seq = {}
+
+    def send(c, op, payload):
+        seq[c] = seq.get(c, 0) + 1
+        T.send(s, op, c, b"p", seq[c], payload)
+        r = recv(s, what="ACK")
+        check(r[1] == b"ACK", "%s %s: %r" % (c, op, r))
+    return send
+
+
 def wal_fault(spec, fsync, cut_unacked):
     """A WAL fault from the first failing call on: the message hit is answered ERROR 503 (never
     ACK), later ones too, duplicates of it are not confirmed, control keeps answering, the log
@@ -520,14 +532,8 @@ def gen_commit_run(crash):
     try:
         sub = d.sub(b"c/0")
         s = d.dealer()
-        seq = {c: 0 for c in CHANNELS}
+        send = acked_sender(s)
         ends = []
-
-        def send(c, op, payload):
-            seq[c] += 1
-            T.send(s, op, c, b"p", seq[c], payload)
-            r = recv(s, what="ACK")
-            check(r[1] == b"ACK", "%s %s: %r" % (c, op, r))
 
         def filler(i):
             for c in CHANNELS[1:]:
@@ -628,14 +634,8 @@ def output_commit_run(crash, extra=""):
     try:
         sub = d.sub(b"c/")
         s = d.dealer()
-        seq = {c: 0 for c in CHANNELS}
+        send = acked_sender(s)
         ends = []
-
-        def send(c, op, payload):
-            seq[c] += 1
-            T.send(s, op, c, b"p", seq[c], payload)
-            r = recv(s, what="ACK")
-            check(r[1] == b"ACK", "%s %s: %r" % (c, op, r))
 
         send(CHANNELS[0], b"TASK", b"ev")
         send(CHANNELS[1], b"TASK", b"tk")
