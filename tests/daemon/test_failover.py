@@ -51,6 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_rwkvd as T  # noqa: E402  (skips with 77 when zmq/numpy are missing)
 from test_rwkvd import Daemon, Fail, check, next_pub  # noqa: E402
 import test_durable as D  # noqa: E402
+import test_faults as F  # noqa: E402
 
 HEARTBEAT_MS = 100
 FAILOVER_MS = 1000
@@ -125,13 +126,7 @@ def test_follow():
         pid = sby.control_json(b"STATUS")["pid"]
         sub = pri.sub(D.CHANNELS[0])
         s = pri.dealer()
-        seq = {c: 0 for c in D.CHANNELS}
-
-        def send(c, op, payload):
-            seq[c] += 1
-            T.send(s, op, c, b"p", seq[c], payload)
-            r = T.recv(s, what="ACK")
-            check(r[1] == b"ACK", "%s %s: %r" % (c, op, r))
+        send = F.acked_sender(s)
 
         def filler(i):
             for c in D.CHANNELS[1:]:
@@ -175,7 +170,6 @@ def test_follow_output():
     for the primary's record and applies its tokens (it feeds no generation: its rwkvd_tokens_total
     equals its input tokens, the primary's is larger), and ends with the primary's states bit
     for bit."""
-    import test_faults as F
     pri = Daemon(start=False, **KW)
     sby = Daemon(start=False, **KW)
     try:
@@ -184,13 +178,7 @@ def test_follow_output():
         check(launch(pri), "primary exited at start:\n" + logtext(pri))
         check(launch(sby, "--standby-of", pri.ctl_ep), "standby exited at start:\n" + logtext(sby))
         s = pri.dealer()
-        seq = {c: 0 for c in D.CHANNELS}
-
-        def send(c, op, payload):
-            seq[c] += 1
-            T.send(s, op, c, b"p", seq[c], payload)
-            r = T.recv(s, what="ACK")
-            check(r[1] == b"ACK", "%s %s: %r" % (c, op, r))
+        send = F.acked_sender(s)
 
         send(D.CHANNELS[0], b"TASK", b"ev")
         send(D.CHANNELS[1], b"TASK", b"tk")
