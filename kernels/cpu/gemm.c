@@ -95,8 +95,29 @@ static inline __attribute__((always_inline)) __m512 dot2(__m512 acc, __m512i w, 
 #endif
 }
 
-/* k0..k1 of one tile; partial sums live in `acc` between k blocks (saving and reloading
- * an fp32 register is exact, so blocking does not change any result). */
+/* A tile's partial sums between k blocks: zero at the first block, else reloaded from acc;
+ * after a block, saved to acc while blocks remain, else finished by store512 (saving and
+ * reloading an fp32 register is exact, so blocking does not change any result). */
+static inline __attribute__((always_inline)) void acc_begin(__m512 a[NV][BT], float (*acc)[P], int bt, int q0)
+{
+    for (int c = 0; c < bt; c++)
+        for (int v = 0; v < NV; v++)
+            a[v][c] = q0 ? _mm512_loadu_ps(acc[c] + 16 * v) : _mm512_setzero_ps();
+}
+
+static inline __attribute__((always_inline)) void acc_end(const gemm_job *j, int panel, int b0, int bt,
+                                                         __m512 a[NV][BT], float (*acc)[P], int more)
+{
+    if (!more) {
+        store512(j, panel, b0, bt, a);
+        return;
+    }
+    for (int c = 0; c < bt; c++)
+        for (int v = 0; v < NV; v++)
+            _mm512_storeu_ps(acc[c] + 16 * v, a[v][c]);
+}
+
+/* Inputs q0..q1 (of nq) of one tile, with the partial sums of acc_begin/acc_end. */
 static inline __attribute__((always_inline)) void tile(const gemm_job *j, const float *xt, int panel, int b0, int bt,
                                                       rwkv_dtype dt, const int *idx, int q0, int q1, int nq,
                                                       float (*acc)[P])
@@ -104,9 +125,7 @@ static inline __attribute__((always_inline)) void tile(const gemm_job *j, const 
     const int K = j->w->cols;
     const size_t base = (size_t)panel * K * P;
     __m512 a[NV][BT];
-    for (int c = 0; c < bt; c++)
-        for (int v = 0; v < NV; v++)
-            a[v][c] = q0 ? _mm512_loadu_ps(acc[c] + 16 * v) : _mm512_setzero_ps();
+    acc_begin(a, acc, bt, q0);
     for (int q = q0; q < q1; q++) {
         const int k = idx ? idx[q] : q;
         __m512 w[NV];
@@ -118,16 +137,10 @@ static inline __attribute__((always_inline)) void tile(const gemm_job *j, const 
                 a[v][c] = _mm512_fmadd_ps(w[v], xb, a[v][c]);
         }
     }
-    if (q1 < nq) {
-        for (int c = 0; c < bt; c++)
-            for (int v = 0; v < NV; v++)
-                _mm512_storeu_ps(acc[c] + 16 * v, a[v][c]);
-        return;
-    }
-    store512(j, panel, b0, bt, a);
+    acc_end(j, panel, b0, bt, a, acc, q1 < nq);
 }
 
-/* The same for bf16 pairs (RWKV_DTYPE_BF16X2; kp0..kp1 are pair indices): each 32-bit lane
+/* The same for bf16 pairs (RWKV_DTYPE_BF16X2; q indexes pairs): each 32-bit lane
  * of a weight vector holds one output's weights for inputs 2kp and 2kp+1, xt holds the
  * matching bf16 input pairs, and one dot-product instruction does both multiply-adds. */
 static inline __attribute__((always_inline)) void tile_x2(const gemm_job *j, const uint32_t *xt, int panel, int b0,
@@ -137,9 +150,7 @@ static inline __attribute__((always_inline)) void tile_x2(const gemm_job *j, con
     const int KP = (j->w->cols + 1) / 2;
     const uint32_t *wp = (const uint32_t *)j->w->data + (size_t)panel * KP * P;
     __m512 a[NV][BT];
-    for (int c = 0; c < bt; c++)
-        for (int v = 0; v < NV; v++)
-            a[v][c] = q0 ? _mm512_loadu_ps(acc[c] + 16 * v) : _mm512_setzero_ps();
+    acc_begin(a, acc, bt, q0);
     for (int q = q0; q < q1; q++) {
         const int k = idx ? idx[q] : q;
         __m512i w[NV];
@@ -151,13 +162,7 @@ static inline __attribute__((always_inline)) void tile_x2(const gemm_job *j, con
                 a[v][c] = dot2(a[v][c], w[v], xb);
         }
     }
-    if (q1 < nq) {
-        for (int c = 0; c < bt; c++)
-            for (int v = 0; v < NV; v++)
-                _mm512_storeu_ps(acc[c] + 16 * v, a[v][c]);
-        return;
-    }
-    store512(j, panel, b0, bt, a);
+    acc_end(j, panel, b0, bt, a, acc, q1 < nq);
 }
 #else
 static inline float act_apply(gemm_act a, float v)
