@@ -2,10 +2,13 @@
  *
  * Everything a caller can get wrong is caught here, before a backend touches any state,
  * so a rejected call leaves every slot exactly as it was. Backends see only valid input.
+ * Which backend runs is the registry's business (backends.c). A backend that returned -EIO
+ * is dead: the engine refuses every later call with -EIO and keeps the backend's text.
  */
 #include "backend.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +17,8 @@
 struct rwkv_engine {
     const rwkv_model *model;
     rwkv_backend *backend;
+    const char *backend_name; /* the registry's name of what runs ("auto" resolved) */
+    int dead;                 /* a backend op returned -EIO */
     int n_slots;
     int max_batch;
     size_t state_bytes;
@@ -56,25 +61,10 @@ int rwkv_engine_new(const rwkv_model *model, const rwkv_engine_opts *opts, rwkv_
     e->seen = calloc((size_t)o.n_slots, 1);
     e->rows = calloc((size_t)o.max_batch, sizeof(rwkv_row));
     int rc;
-    if (!e->seen || !e->rows) {
+    if (!e->seen || !e->rows)
         rc = -ENOMEM;
-    } else if (strcmp(o.backend, "cpu") == 0) {
-        rc = rwkv_cpu_backend_new(model, &o, &e->backend, err, err_len);
-#ifdef RWKV_HAVE_CUDA
-    } else if (strcmp(o.backend, "cuda") == 0) {
-        rc = rwkv_cuda_backend_new(model, &o, &e->backend, err, err_len);
-#endif
-    } else {
-        if (err && err_len)
-            snprintf(err, err_len, "engine: unknown or unavailable backend '%s' (built: cpu%s)", o.backend,
-#ifdef RWKV_HAVE_CUDA
-                     ", cuda"
-#else
-                     ""
-#endif
-            );
-        rc = -EINVAL;
-    }
+    else
+        rc = rwkv_backend_create(o.backend, model, &o, &e->backend, &e->backend_name, err, err_len);
     if (rc) {
         free(e->seen);
         free(e->rows);
@@ -98,7 +88,22 @@ void rwkv_engine_destroy(rwkv_engine **ep)
     *ep = NULL;
 }
 
-const char *rwkv_engine_backend(const rwkv_engine *e) { return e->backend->ops->name; }
+const char *rwkv_engine_backend(const rwkv_engine *e) { return e->backend_name; }
+
+const char *rwkv_engine_last_error(const rwkv_engine *e)
+{
+    if (!e->dead)
+        return "";
+    return e->backend->last_error[0] ? e->backend->last_error : "backend failed (it gave no reason)";
+}
+
+/* Every backend result passes here: -EIO marks the engine dead for good. */
+static int backend_rc(rwkv_engine *e, int rc)
+{
+    if (rc == -EIO)
+        e->dead = 1;
+    return rc;
+}
 int rwkv_engine_n_slots(const rwkv_engine *e) { return e->n_slots; }
 int rwkv_engine_max_batch(const rwkv_engine *e) { return e->max_batch; }
 size_t rwkv_engine_state_bytes(const rwkv_engine *e) { return e->state_bytes; }
@@ -127,7 +132,7 @@ static int mark_slots(rwkv_engine *e, const int *slot, size_t stride, int n)
  * continues in the next pass from the state the first one stored. */
 static int flush(rwkv_engine *e)
 {
-    int rc = e->n_rows ? e->backend->ops->forward(e->backend, e->rows, e->n_rows) : 0;
+    int rc = e->n_rows ? backend_rc(e, e->backend->ops->forward(e->backend, e->rows, e->n_rows)) : 0;
     e->n_rows = 0;
     return rc;
 }
@@ -147,6 +152,8 @@ static int add_row(rwkv_engine *e, int slot, int32_t token, int continues, float
 
 int rwkv_engine_step(rwkv_engine *e, const rwkv_step_item *items, int n)
 {
+    if (e->dead)
+        return -EIO;
     if (n < 0 || (n > 0 && !items))
         return -EINVAL;
     for (int i = 0; i < n; i++)
@@ -163,6 +170,8 @@ int rwkv_engine_step(rwkv_engine *e, const rwkv_step_item *items, int n)
 
 int rwkv_engine_run(rwkv_engine *e, const rwkv_seq_item *items, int n_items)
 {
+    if (e->dead)
+        return -EIO;
     if (n_items < 0 || (n_items > 0 && !items))
         return -EINVAL;
     for (int i = 0; i < n_items; i++) {
@@ -189,6 +198,8 @@ int rwkv_engine_run(rwkv_engine *e, const rwkv_seq_item *items, int n_items)
 int rwkv_engine_seq(rwkv_engine *e, int slot, const int32_t *tokens, int n, float *hidden, float *logits,
                     float *all_logits)
 {
+    if (e->dead)
+        return -EIO;
     if (!slot_ok(e, slot) || n < 0 || (n > 0 && !tokens))
         return -EINVAL;
     for (int i = 0; i < n; i++)
@@ -211,26 +222,40 @@ int rwkv_engine_seq(rwkv_engine *e, int slot, const int32_t *tokens, int n, floa
 
 int rwkv_engine_state_reset(rwkv_engine *e, int slot)
 {
-    return slot_ok(e, slot) ? e->backend->ops->state_reset(e->backend, slot) : -EINVAL;
+    if (e->dead)
+        return -EIO;
+    return slot_ok(e, slot) ? backend_rc(e, e->backend->ops->state_reset(e->backend, slot)) : -EINVAL;
 }
 
 int rwkv_engine_state_copy(rwkv_engine *e, int dst, int src)
 {
+    if (e->dead)
+        return -EIO;
     if (!slot_ok(e, dst) || !slot_ok(e, src))
         return -EINVAL;
-    return dst == src ? 0 : e->backend->ops->state_copy(e->backend, dst, src);
+    return dst == src ? 0 : backend_rc(e, e->backend->ops->state_copy(e->backend, dst, src));
 }
 
 int rwkv_engine_state_export(rwkv_engine *e, int slot, void *buf, size_t len)
 {
+    if (e->dead)
+        return -EIO;
     if (!slot_ok(e, slot) || !buf || len != e->state_bytes)
         return -EINVAL;
-    return e->backend->ops->state_export(e->backend, slot, buf);
+    return backend_rc(e, e->backend->ops->state_export(e->backend, slot, buf));
 }
 
+/* A state from a file or the network: every value must be finite (checked here, once for
+ * every backend). */
 int rwkv_engine_state_import(rwkv_engine *e, int slot, const void *buf, size_t len)
 {
+    if (e->dead)
+        return -EIO;
     if (!slot_ok(e, slot) || !buf || len != e->state_bytes)
         return -EINVAL;
-    return e->backend->ops->state_import(e->backend, slot, buf);
+    const float *f = buf;
+    for (size_t i = 0; i < len / sizeof(float); i++)
+        if (!isfinite(f[i]))
+            return -EINVAL;
+    return backend_rc(e, e->backend->ops->state_import(e->backend, slot, buf));
 }

@@ -14,6 +14,10 @@
 
 #include "rwkv.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RWKV_PANEL 64
 
 typedef struct {
@@ -65,4 +69,7 @@ struct rwkv_model {
 
 size_t rwkv_dtype_size(rwkv_dtype t);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

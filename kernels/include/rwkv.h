@@ -80,12 +80,27 @@ uint64_t rwkv_model_weight_bytes(const rwkv_model *m);
 /* A 64-bit fingerprint of dims and weights (FNV-1a over the converted arena). */
 uint64_t rwkv_model_fingerprint(const rwkv_model *m);
 
+/* ---- backends ---------------------------------------------------------------------- */
+
+/* The backends this librwkv knows, built or not: index 0 .. count-1, in a fixed order
+ * ("cpu" first). name_at returns a static string, or NULL out of range. */
+int rwkv_backend_count(void);
+const char *rwkv_backend_name_at(int i);
+/* Whether backend `name` can run on this machine: 0 (msg says on what, e.g. "2 threads,
+ * AVX-512"), -EINVAL for an unknown name, -ENODEV when it cannot (msg gives the reason:
+ * module not built or not loadable, no usable device, ...). "auto" probes the choice
+ * rwkv_engine_new would make. `msg` (len bytes, may be NULL) is always NUL-terminated
+ * when len > 0. Any thread. Loads the backend's module if it has one. */
+int rwkv_backend_probe(const char *name, char *msg, size_t len);
+
 /* ---- engine: a backend plus a pool of state slots ---------------------------------- */
 
 typedef struct rwkv_engine rwkv_engine;
 
 typedef struct {
-    const char *backend; /* "cpu" (default) or "cuda" where built */
+    const char *backend; /* NULL or "cpu" (default), "cuda", "cuda-emu" (the CUDA code on
+                            the SIMT emulator, for tests), or "auto": cuda where its probe
+                            succeeds, else cpu */
     int n_slots;         /* size of the state pool, >= 1 */
     int max_batch;       /* most rows one step or sequence chunk may carry, >= 1 */
     int n_threads;       /* CPU threads, 0 = online CPUs */
@@ -99,17 +114,25 @@ typedef struct {
     float *logits;  /* out: (n_vocab) logits, or NULL to skip the vocabulary head */
 } rwkv_step_item;
 
-/* The engine borrows `model`, which must outlive it. */
+/* The engine borrows `model`, which must outlive it. Returns 0, -EINVAL (bad options or an
+ * unknown backend name; err lists the known ones), -ENODEV (the backend cannot run here:
+ * its module is not built or does not load, or its probe found no usable device; err
+ * says which), -ENOMEM, or the backend's own error. */
 int rwkv_engine_new(const rwkv_model *model, const rwkv_engine_opts *opts, rwkv_engine **out,
                     char *err, size_t err_len);
 void rwkv_engine_destroy(rwkv_engine **e);
+/* The backend actually running ("cpu", "cuda", ...; never "auto"). */
 const char *rwkv_engine_backend(const rwkv_engine *e);
+/* "" while the engine works; after a call returned -EIO, the backend's account of the
+ * failure. Once any call returned -EIO, every later step, sequence and state call returns
+ * -EIO too (the device is gone: recreate the engine, or the process). */
+const char *rwkv_engine_last_error(const rwkv_engine *e);
 int rwkv_engine_n_slots(const rwkv_engine *e);
 int rwkv_engine_max_batch(const rwkv_engine *e);
 
 /* Advance items[0..n) by one token each; n may exceed max_batch (split internally).
  * Returns 0, or -EINVAL for a bad slot/token/duplicate slot (no state is touched then),
- * or -EIO when the backend is dead. */
+ * or -EIO when the backend is dead (see rwkv_engine_last_error). */
 int rwkv_engine_step(rwkv_engine *e, const rwkv_step_item *items, int n);
 
 /* Sequence mode: feed tokens[0..n) to one slot; equal to n single steps. `hidden` (n_embd)
