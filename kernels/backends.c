@@ -94,10 +94,11 @@ static int module_dirs(const char *dirs[3], char *selfdir, size_t cap)
         dirs[n++] = env;
     dirs[n++] = RWKV_MODULE_DIR;
     Dl_info info;
-    if (dladdr(&librwkv_anchor, &info) && info.dli_fname && strchr(info.dli_fname, '/')) {
-        const char *slash = strrchr(info.dli_fname, '/');
-        int k = snprintf(selfdir, cap, "%.*s/cuda", (int)(slash - info.dli_fname), info.dli_fname);
-        if (k > 0 && (size_t)k < cap)
+    char real[4096];
+    if (dladdr(&librwkv_anchor, &info) && info.dli_fname && realpath(info.dli_fname, real)) {
+        const char *slash = strrchr(real, '/');
+        int k = snprintf(selfdir, cap, "%.*s/cuda", (int)(slash - real), real);
+        if (k > 0 && (size_t)k < cap && strcmp(selfdir, dirs[0]) != 0)
             dirs[n++] = selfdir;
     }
     return n;

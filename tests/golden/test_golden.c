@@ -1,9 +1,11 @@
 /* test_golden — the C engine against logits of the project's float64 reference
  * (tools/ref64.py, run by tools/make-golden.py when fixtures are regenerated).
- * Usage: test_golden CKPT.pth GOLDEN.f32 TOKENS WEIGHTS
- * Feeds TOKENS (comma-separated) one at a time from a zero state; after every token the
- * logits must match the fixture row within 1e-4 (max |diff|, element by element). The same
- * tokens are then fed through sequence mode, which must match too. */
+ * Usage: test_golden CKPT.pth GOLDEN.f32 TOKENS WEIGHTS [BACKEND] [sparse]
+ * Feeds TOKENS (comma-separated) one at a time from a zero state on BACKEND (default cpu;
+ * exit 77 when it cannot run here); after every token the logits must match the fixture row
+ * within 1e-4 (max |diff|, element by element). The same tokens are then fed through
+ * sequence mode, which must match too. "sparse" (cpu only): the case must have run the
+ * sparse FFN value product. */
 #include "cpu/gemm.h"
 #include "rwkv.h"
 #include "testutil.h"
@@ -17,7 +19,20 @@ int main(int argc, char **argv)
 {
     if (argc < 5)
         return TEST_SKIP;
+    const char *backend = "cpu";
+    int sparse = 0;
+    for (int i = 5; i < argc; i++) {
+        if (strcmp(argv[i], "sparse") == 0)
+            sparse = 1;
+        else
+            backend = argv[i];
+    }
+    const int on_cpu = strcmp(backend, "cpu") == 0;
     char err[512];
+    if (rwkv_backend_probe(backend, err, sizeof err) != 0) {
+        fprintf(stderr, "skip: backend %s unavailable: %s\n", backend, err);
+        return TEST_SKIP;
+    }
     rwkv_load_opts lo = {RWKV_WEIGHTS_F32};
     if (rwkv_weights_parse(argv[4], &lo.weights) != 0) {
         fprintf(stderr, "bad weights option %s\n", argv[4]);
@@ -41,7 +56,7 @@ int main(int argc, char **argv)
     CHECKF(golden && len == (size_t)T * V * sizeof(float), "fixture %s has %zu bytes, expected %zu", argv[2], len,
            (size_t)T * V * sizeof(float));
     rwkv_engine *e = NULL;
-    rwkv_engine_opts o = {"cpu", 2, 16, 2};
+    rwkv_engine_opts o = {backend, 2, 16, 2};
     CHECK(rwkv_engine_new(m, &o, &e, err, sizeof err) == 0);
     float *lg = malloc(V * sizeof(float)), *all = malloc((size_t)T * V * sizeof(float));
     double worst = 0, worst_seq = 0, max_abs = 0;
@@ -61,12 +76,13 @@ int main(int argc, char **argv)
         worst_seq = test_max_abs_diff(all, golden, (size_t)T * V);
         CHECKF(worst_seq <= TOL, "sequence mode: max |diff| %.3g", worst_seq);
     }
-    printf("%s weights=%s: %d steps, max |diff| %.3g (sequence mode %.3g), max |logit| %.3g\n", argv[1], argv[4], T,
+    printf("%s weights=%s backend=%s: %d steps, max |diff| %.3g (sequence mode %.3g), max |logit| %.3g\n", argv[1], argv[4], backend, T,
            worst, worst_seq, max_abs);
-    /* a case made for it (argv[5] "sparse") must have run the sparse FFN value product */
-    if (argc > 5 && strcmp(argv[5], "sparse") == 0)
+    /* a case made for it must have run the sparse FFN value product (a cpu counter) */
+    if (sparse && on_cpu)
         CHECKF(rwkv_gemm_sparse_jobs() > 0, "the sparse FFN product never ran");
-    printf("sparse FFN value products: %llu\n", rwkv_gemm_sparse_jobs());
+    if (on_cpu)
+        printf("sparse FFN value products: %llu\n", rwkv_gemm_sparse_jobs());
     free(lg);
     free(all);
     free(golden);
