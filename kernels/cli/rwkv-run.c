@@ -37,10 +37,23 @@ static void usage(FILE *f)
             "  --penalty-decay D       default 0.996\n"
             "  --seed S                default 42\n"
             "  --threads N             CPU threads (default: all online CPUs)\n"
-            "  --backend cpu|cuda      default cpu\n"
+            "  --backend NAME          cpu (default), cuda, cuda-emu (tests), auto (cuda where usable,\n"
+            "                          else cpu); `--backend list` shows which run on this machine\n"
             "  --weights f32|stored|bf16|f16|bf16dot  in-memory weight type (default f32; bf16dot:\n"
             "                 bf16 weights and bf16-rounded inputs with bf16 dot products, fast and lossy)\n"
             "  --verbose               print load and speed figures to stderr\n");
+}
+
+/* --backend list: every known backend, whether it runs here, and what on or why not. */
+static int list_backends(void)
+{
+    char msg[512];
+    for (int i = 0; i < rwkv_backend_count(); i++) {
+        const char *name = rwkv_backend_name_at(i);
+        int rc = rwkv_backend_probe(name, msg, sizeof msg);
+        printf("%-10s %-12s %s\n", name, rc == 0 ? "available" : "unavailable", msg);
+    }
+    return 0;
 }
 
 static double now_s(void)
@@ -155,6 +168,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "rwkv-run: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
+    if (strcmp(backend, "list") == 0)
+        return list_backends();
     if (!model_path) {
         fprintf(stderr, "rwkv-run: --model is required\n");
         usage(stderr);
@@ -183,6 +198,15 @@ int main(int argc, char **argv)
     }
 
     char err[512] = "";
+    /* before loading the model: an unusable backend should not cost a load */
+    int prc = rwkv_backend_probe(backend, err, sizeof err);
+    if (prc) {
+        fprintf(stderr, "rwkv-run: --backend %s: %s%s\n", backend, prc == -EINVAL ? "" : "unavailable: ", err);
+        free(ids);
+        return 1;
+    }
+    if (verbose)
+        fprintf(stderr, "rwkv-run: backend %s: %s\n", backend, err);
     int rc = 1;
     rwkv_model *model = NULL;
     rwkv_engine *eng = NULL;

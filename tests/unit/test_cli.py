@@ -5,7 +5,9 @@ Usage: test_cli.py RWKV_RUN GOLDEN_CKPT GOLDEN_F32 TOKENS BYTE_MODEL
   * --tokens ... --dump-logits OUT writes T x V little-endian float32 rows that match the
     float64 reference fixture within 1e-4 (max |diff|);
   * generation with a seed is reproducible, temperature 0 is greedy and seed-independent;
-  * bad arguments exit 2 and name the option, a missing model exits 1 and names the path.
+  * bad arguments exit 2 and name the option, a missing model exits 1 and names the path;
+  * --backend list prints one line per backend (cpu available), exit 0; a backend that
+    cannot run here exits 1 with the reason its probe gave.
 """
 import os
 import subprocess
@@ -66,6 +68,24 @@ with tempfile.TemporaryDirectory() as tmp:
     check(bad.returncode == 1 and b'--vocab' in bad.stderr, 'non-byte model without --vocab asks for one')
     bad = rr('--model', ckpt, '--tokens', '1', '--backend', 'tpu')
     check(bad.returncode == 1 and b'tpu' in bad.stderr, 'unknown backend is named')
+
+    p = rr('--backend', 'list')
+    lines = [ln.split(None, 2) for ln in p.stdout.decode().splitlines()]
+    names = [ln[0] for ln in lines if ln]
+    check(p.returncode == 0 and names[:1] == ['cpu'] and 'cuda' in names and 'cuda-emu' in names,
+          '--backend list names cpu, cuda, cuda-emu: ' + p.stdout.decode(errors='replace'))
+    check(all(len(ln) == 3 and ln[1] in ('available', 'unavailable') for ln in lines),
+          'each line: name, available|unavailable, the probe message')
+    check(any(ln[:2] == ['cpu', 'available'] for ln in lines), 'cpu is available')
+    # any backend that is unavailable here: refused before the model loads, with the reason
+    for ln in lines:
+        if len(ln) == 3 and ln[1] == 'unavailable':
+            bad = rr('--model', ckpt, '--tokens', '1', '--backend', ln[0])
+            err = bad.stderr.decode(errors='replace')
+            check(bad.returncode == 1 and ln[0] in err and ('unavailable' in err or 'not built' in err)
+                  and ln[2].strip() in err, f'--backend {ln[0]} (unavailable) exits 1 with the reason: {err.strip()}')
+    auto = rr('--model', ckpt, '--tokens', tokens, '--backend', 'auto', '--verbose', '--threads', '2')
+    check(auto.returncode == 0 and b'backend auto' in auto.stderr, '--backend auto runs and says what it chose')
 
 print(f'test_cli: {failures} failed')
 sys.exit(1 if failures else 0)
