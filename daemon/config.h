@@ -26,6 +26,7 @@
 typedef enum {
     RWKVD_BACKEND_CPU = 0,
     RWKVD_BACKEND_CUDA,
+    RWKVD_BACKEND_AUTO, /* cuda where its probe succeeds, else cpu (decided at start) */
 } rwkvd_backend;
 
 /* In-memory weight type; the names are those of rwkv_weights_parse(). */

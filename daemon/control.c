@@ -131,6 +131,14 @@ static json_t *status_json(rwkvd_daemon *d)
                      "tokens_per_s", d->tokens_per_s);
 }
 
+/* STATUS "engine_error": only once the backend failed (the daemon is stopping then). */
+static void engine_status(rwkvd_daemon *d, json_t *status)
+{
+    const char *e = rwkv_engine_last_error(d->engine);
+    if (e[0])
+        json_object_set_new(status, "engine_error", json_string(e));
+}
+
 /* STATUS "durability" (PROTOCOL.md §10.1). */
 static void durable_status(rwkvd_daemon *d, json_t *status)
 {
@@ -513,6 +521,7 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
     switch (req.cmd) {
     case RWKVP_CTL_STATUS: {
         json_t *st = status_json(d);
+        engine_status(d, st);
         durable_status(d, st);
         rwkvd_replica_status(d, st);
         reply_json(d, env, n_env, st);

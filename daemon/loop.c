@@ -200,7 +200,8 @@ static void complete_job(rwkvd_daemon *d, rwkvd_job *j)
     d->m.tokens_total += (uint64_t)j->n_items + (uint64_t)j->n_run_tokens;
     d->m.input_tokens_total += j->n_input_tokens;
     if (j->rc) {
-        rwkvd_log(LOG_ERR, "compute step failed: %s", strerror(-j->rc));
+        rwkvd_log(LOG_ERR, "compute step failed: %s%s%s", strerror(-j->rc), j->rc == -EIO ? ": " : "",
+                  j->rc == -EIO ? rwkv_engine_last_error(d->engine) : "");
         if (j->rc == -EIO) { /* the backend is dead: exit so systemd restarts rwkvd */
             d->exit_status = 1;
             begin_stop(d, "engine failure");
@@ -331,7 +332,8 @@ int rwkvd_daemon_init(rwkvd_daemon *d, const char *config_path, rwkvd_config **c
     d->start_unix_ms = rwkvd_unix_ms();
     const rwkvd_config *cfg = d->cfg;
     rwkvd_log_set_level((int)cfg->log.level);
-    if (cfg->model.backend != RWKVD_BACKEND_CPU && cfg->model.backend != RWKVD_BACKEND_CUDA) {
+    if (cfg->model.backend != RWKVD_BACKEND_CPU && cfg->model.backend != RWKVD_BACKEND_CUDA &&
+        cfg->model.backend != RWKVD_BACKEND_AUTO) {
         rwkvd_log(LOG_ERR, "model.backend: unknown backend");
         return -EINVAL;
     }
@@ -365,6 +367,11 @@ int rwkvd_daemon_init(rwkvd_daemon *d, const char *config_path, rwkvd_config **c
                            .n_slots = (int)cfg->model.state_slots,
                            .max_batch = (int)cfg->model.max_batch,
                            .n_threads = (int)cfg->model.threads};
+    if (cfg->model.backend == RWKVD_BACKEND_AUTO) { /* say which backend auto picks, and why */
+        char why[512];
+        rwkv_backend_probe("auto", why, sizeof why);
+        rwkvd_log(LOG_INFO, "model.backend auto: %s", why);
+    }
     if ((rc = rwkv_engine_new(d->model, &eo, &d->engine, err, sizeof err))) {
         rwkvd_log(LOG_ERR, "engine: %s", err);
         return rc;

@@ -332,7 +332,7 @@ static void test_errors(void)
                  "t.yaml:6:64: tasks.profiles.p.generate.stop[16]: too many entries (at most 16)");
     /* bad enums */
     expect_error("model:\n  backend: gpu\n",
-                 "t.yaml:2:12: model.backend: bad value \"gpu\" (expected one of: cpu, cuda)");
+                 "t.yaml:2:12: model.backend: bad value \"gpu\" (expected one of: cpu, cuda, auto)");
     expect_error("model:\n  weights: fp16\n", "t.yaml:2:12: model.weights: bad value \"fp16\" "
                                               "(expected one of: f32, stored, bf16, f16, bf16dot)");
     expect_error("log:\n  level: verbose\n", "t.yaml:2:10: log.level: bad value \"verbose\" "
@@ -663,6 +663,10 @@ static void test_strings(void)
     rwkvd_config_destroy(&c);
     unsetenv("RWKVD_TEST_DIR");
     CHECK(!strcmp(rwkvd_backend_name(RWKVD_BACKEND_CUDA), "cuda"));
+    CHECK(!strcmp(rwkvd_backend_name(RWKVD_BACKEND_AUTO), "auto"));
+    char aerr[256];
+    CHECK(parse("model:\n  backend: auto\n", &c, aerr, sizeof aerr) == 0 && c && c->model.backend == RWKVD_BACKEND_AUTO);
+    rwkvd_config_destroy(&c);
     CHECK(!strcmp(rwkvd_weights_name(RWKVD_WEIGHTS_STORED), "stored"));
     CHECK(!strcmp(rwkvd_weights_name(RWKVD_WEIGHTS_BF16DOT), "bf16dot"));
     CHECK(!strcmp(rwkvd_log_level_name(RWKVD_LOG_DEBUG), "debug"));
