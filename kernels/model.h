@@ -69,6 +69,16 @@ struct rwkv_model {
 
 size_t rwkv_dtype_size(rwkv_dtype t);
 
+/* A random model of the given shape, built in memory (model_random.c), for benchmarks.
+ * shape: n_layer and n_embd (a multiple of 64) required; n_vocab 0 = 65536, head_size 0 =
+ * 64, n_ffn 0 = 4 × n_embd, ranks 0 = the trainer's for that width (spec §1.4); n_head is
+ * derived. Magnitudes as tools/gen-checkpoint.py's defaults; a pure function of (shape,
+ * seed, weights), filled with one thread per online CPU. Matrices in bf16 for
+ * RWKV_WEIGHTS_STORED (like the released models) or the type `weights` names. Returns 0,
+ * -EINVAL (bad shape; err says which) or -ENOMEM. Free with rwkv_model_destroy. */
+int rwkv_model_random(const rwkv_dims *shape, uint64_t seed, rwkv_weights weights, rwkv_model **out, char *err,
+                      size_t err_len);
+
 #ifdef __cplusplus
 }
 #endif

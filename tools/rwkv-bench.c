@@ -6,8 +6,13 @@
  * per step (once for the whole batch, less what the sparse FFN product skipped, as counted
  * by the kernel) plus 2 × B × state bytes, the achieved GB/s, and the
  * floor = (bytes per step) / (measured copy bandwidth) expressed as tokens/s.
- * Checkpoints come from tools/gen-checkpoint.py (random weights of the published shapes).
- * A benchmark, not a test: it asserts nothing.
+ * Checkpoints come from tools/gen-checkpoint.py (random weights of the published shapes), or
+ * --random L,C[,V] builds a random model of that shape in memory (rwkv_model_random), so
+ * a 7.2B shape needs no 14 GB file. --backend runs another backend (cuda); its floor is
+ * taken against --bw-gbs and --gemm-tflops, by default an H200's peak-sheet figures for
+ * bf16 (4800 GB/s HBM3e, ~700 dense TFLOP/s usable of the sheet's bf16 tensor rate), not
+ * measured ones: a figure near 100% of floor means near the sheet, not near the device's
+ * real ceiling. A benchmark, not a test: it asserts nothing.
  */
 #include "half.h"
 #include "cpu/gemm.h"
@@ -211,9 +216,30 @@ static double weight_bytes_per_step(const rwkv_model *m, int B)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: rwkv-bench --model M.pth [--model M2.pth ...] [--weights f32,stored,...]\n"
-            "                  [--batch 1,8,64] [--threads 1,2] [--steps S] [--runs R] [--no-logits]\n"
-            "                  [--ffn-density 100,50,25,10,5]   (then only the FFN value product at batch 1)\n");
+            "usage: rwkv-bench (--model M.pth | --random L,C[,V]) [more of either] [--weights f32,stored,...]\n"
+            "                  [--backend cpu|cuda|...] [--batch 1,8,64] [--threads 1,2] [--steps S] [--runs R]\n"
+            "                  [--logits 1|0|1,0] [--no-logits] [--seed N]\n"
+            "                  [--bw-gbs 4800] [--gemm-tflops 700]   (floor figures for backends other than cpu)\n"
+            "                  [--ffn-density 100,50,25,10,5]   (then only the FFN value product at batch 1)\n"
+            "  --random: L layers, C wide (a multiple of 64), V words (default 65536), head size 64,\n"
+            "            F = 4C, the trainer's LoRA ranks; weights bf16 unless --weights says otherwise.\n"
+            "  defaults off cpu: --batch 1,64,256,1024 --logits 1,0 --weights stored\n");
+}
+
+/* A model to bench: a checkpoint file or a random shape. */
+typedef struct {
+    const char *path; /* NULL for random */
+    rwkv_dims shape;
+    char name[64];
+} bench_src;
+
+static int load_src(const bench_src *s, rwkv_weights w, uint64_t seed, rwkv_model **m, char *err, size_t len)
+{
+    if (s->path) {
+        rwkv_load_opts lo = {w};
+        return rwkv_model_load(s->path, &lo, m, err, len);
+    }
+    return rwkv_model_random(&s->shape, seed, w, m, err, len);
 }
 
 static int parse_list(const char *s, int *out, int cap)
@@ -232,31 +258,72 @@ static int parse_list(const char *s, int *out, int cap)
 
 int main(int argc, char **argv)
 {
-    const char *models[8];
-    int n_models = 0;
-    char weights_arg[128] = "f32";
-    int batches[16] = {1, 8, 64}, n_b = 3, threads[8] = {1, 2}, n_t = 2;
-    int steps = 0, runs = 3, want_logits = 1, pcts[16], n_pct = 0;
+    bench_src srcs[8];
+    int n_src = 0;
+    char weights_arg[128] = "";
+    const char *backend = "cpu";
+    int batches[16] = {1, 8, 64}, n_b = 0, threads[8] = {1, 2}, n_t = 2, logit_modes[2] = {1, 0}, n_lm = 0;
+    int steps = 0, runs = 3, pcts[16], n_pct = 0;
+    double bw_gbs = 4800, gemm_tflops = 700;
+    uint64_t seed = 1;
     static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'}, {"weights", required_argument, 0, 'w'},
-        {"batch", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
-        {"steps", required_argument, 0, 's'}, {"runs", required_argument, 0, 'r'},
-        {"no-logits", no_argument, 0, 'n'}, {"ffn-density", required_argument, 0, 'f'},
-        {"help", no_argument, 0, 'h'},      {0, 0, 0, 0},
+        {"model", required_argument, 0, 'm'},    {"weights", required_argument, 0, 'w'},
+        {"batch", required_argument, 0, 'b'},    {"threads", required_argument, 0, 't'},
+        {"steps", required_argument, 0, 's'},    {"runs", required_argument, 0, 'r'},
+        {"no-logits", no_argument, 0, 'n'},      {"ffn-density", required_argument, 0, 'f'},
+        {"random", required_argument, 0, 'R'},   {"backend", required_argument, 0, 'B'},
+        {"logits", required_argument, 0, 'l'},   {"bw-gbs", required_argument, 0, 'W'},
+        {"gemm-tflops", required_argument, 0, 'G'}, {"seed", required_argument, 0, 'S'},
+        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'm':
-            if (n_models < 8)
-                models[n_models++] = optarg;
+            if (n_src < 8) {
+                srcs[n_src] = (bench_src){.path = optarg};
+                const char *base = strrchr(optarg, '/') ? strrchr(optarg, '/') + 1 : optarg;
+                snprintf(srcs[n_src].name, sizeof srcs[n_src].name, "%s", base);
+                n_src++;
+            }
             break;
+        case 'R': {
+            int v[3] = {0, 0, 0};
+            int k = parse_list(optarg, v, 3);
+            if (k < 2 || n_src >= 8 || v[1] % 64) {
+                fprintf(stderr, "rwkv-bench: --random wants L,C[,V] with C a multiple of 64, got '%s'\n", optarg);
+                return 2;
+            }
+            srcs[n_src] = (bench_src){.path = NULL};
+            srcs[n_src].shape = (rwkv_dims){.n_layer = v[0], .n_embd = v[1], .n_vocab = k > 2 ? v[2] : 0};
+            snprintf(srcs[n_src].name, sizeof srcs[n_src].name, "random-L%d-C%d-V%d", v[0], v[1], k > 2 ? v[2] : 65536);
+            n_src++;
+            break;
+        }
         case 'w': snprintf(weights_arg, sizeof weights_arg, "%s", optarg); break;
+        case 'B': backend = optarg; break;
         case 'b': n_b = parse_list(optarg, batches, 16); break;
         case 't': n_t = parse_list(optarg, threads, 8); break;
         case 's': steps = atoi(optarg); break;
         case 'r': runs = atoi(optarg); break;
-        case 'n': want_logits = 0; break;
+        case 'S': seed = strtoull(optarg, NULL, 10); break;
+        case 'n': logit_modes[0] = 0, n_lm = 1; break;
+        case 'l':
+            n_lm = 0;
+            for (char *q = optarg; *q && n_lm < 2; q += *q == ',') {
+                if (*q != '0' && *q != '1') {
+                    n_lm = -1;
+                    break;
+                }
+                logit_modes[n_lm++] = *q++ == '1';
+            }
+            if (n_lm <= 0) {
+                fprintf(stderr, "rwkv-bench: --logits wants 1, 0 or 1,0, got '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'W': bw_gbs = strtod(optarg, NULL); break;
+        case 'G': gemm_tflops = strtod(optarg, NULL); break;
         case 'f':
             n_pct = parse_list(optarg, pcts, 16);
             for (int i = 0; i < n_pct; i++)
@@ -270,153 +337,201 @@ int main(int argc, char **argv)
         default: usage(); return c == 'h' ? 0 : 2;
         }
     }
-    if (n_models == 0 || n_b <= 0 || n_t <= 0 || runs <= 0 || runs > 99) {
+    const int on_cpu = strcmp(backend, "cpu") == 0;
+    if (n_b == 0 && !on_cpu) {
+        static const int gpu_batches[] = {1, 64, 256, 1024};
+        memcpy(batches, gpu_batches, sizeof gpu_batches);
+        n_b = 4;
+    } else if (n_b == 0) {
+        n_b = 3;
+    }
+    if (n_lm == 0)
+        n_lm = on_cpu ? 1 : 2;
+    if (!weights_arg[0])
+        snprintf(weights_arg, sizeof weights_arg, "%s", on_cpu ? "f32" : "stored");
+    if (!on_cpu) { /* the thread count is the cpu backend's; one pass */
+        threads[0] = 1;
+        n_t = 1;
+    }
+    if (n_src == 0 || n_b <= 0 || n_t <= 0 || runs <= 0 || runs > 99 || !(bw_gbs > 0) || !(gemm_tflops > 0)) {
         usage();
         return 2;
     }
+    char pmsg[512];
+    if (rwkv_backend_probe(backend, pmsg, sizeof pmsg) != 0) {
+        fprintf(stderr, "rwkv-bench: --backend %s: %s\n", backend, pmsg);
+        return 1;
+    }
     if (n_pct > 0) {
+        if (!on_cpu) {
+            fprintf(stderr, "rwkv-bench: --ffn-density measures the cpu kernel only\n");
+            return 2;
+        }
         printf("# FFN value product (every layer's in turn, batch 1): input entries nonzero, microseconds per product reading\n"
                "# every input (dense) and skipping zero inputs (sparse, the engine's way; it reads every input\n"
                "# above %d%%), median of %d runs; GB/s = matrix bytes / sparse time (above bandwidth: skipped)\n",
                GEMM_SPARSE_MAX_PERCENT, runs);
         printf("%-22s %-7s %3s %6s %8s %8s %8s %9s\n", "model", "weights", "thr", "nonzero", "dense_us", "sparse_us",
                "speedup", "GB/s");
-        for (int mi = 0; mi < n_models; mi++) {
+        for (int mi = 0; mi < n_src; mi++) {
             char wbuf[128];
             snprintf(wbuf, sizeof wbuf, "%s", weights_arg);
             for (char *w = strtok(wbuf, ","); w; w = strtok(NULL, ",")) {
-                rwkv_load_opts lo;
+                rwkv_weights wt;
                 char err[512];
                 rwkv_model *m = NULL;
-                if (rwkv_weights_parse(w, &lo.weights)) {
+                if (rwkv_weights_parse(w, &wt)) {
                     fprintf(stderr, "rwkv-bench: bad weights '%s'\n", w);
                     return 2;
                 }
-                if (rwkv_model_load(models[mi], &lo, &m, err, sizeof err)) {
+                if (load_src(&srcs[mi], wt, seed, &m, err, sizeof err)) {
                     fprintf(stderr, "rwkv-bench: %s\n", err);
                     return 1;
                 }
-                const char *base = strrchr(models[mi], '/') ? strrchr(models[mi], '/') + 1 : models[mi];
                 for (int ti = 0; ti < n_t; ti++)
-                    ffn_density_table(m, base, w, threads[ti], pcts, n_pct, runs);
+                    ffn_density_table(m, srcs[mi].name, w, threads[ti], pcts, n_pct, runs);
                 rwkv_model_destroy(&m);
             }
         }
         return 0;
     }
-    /* rate[threads][weight type]: f32, f16, bf16, bf16 pairs */
+    /* rate[threads][weight type]: f32, f16, bf16, bf16 pairs; other backends: the options */
     double bw[65] = {0}, rate[65][4] = {{0}};
-    for (int i = 0; i < n_t; i++) {
-        int t = threads[i] < 64 ? threads[i] : 64;
-        bw[t] = read_bandwidth(t);
+    printf("# backend %s: %s\n", backend, pmsg);
+    if (on_cpu) {
+        for (int i = 0; i < n_t; i++) {
+            int t = threads[i] < 64 ? threads[i] : 64;
+            bw[t] = read_bandwidth(t);
+            for (int dt = 0; dt < 4; dt++)
+                if (dt != RWKV_DTYPE_F16)
+                    rate[t][dt] = gemm_rate(t, (rwkv_dtype)dt);
+            rate[t][RWKV_DTYPE_F16] = rate[t][RWKV_DTYPE_BF16];
+        }
+        printf("# memory read bandwidth / GEMM rate (768x768, B=64; weights f32, bf16, bf16 pairs):");
+        for (int i = 0; i < n_t; i++) {
+            int t = threads[i] < 64 ? threads[i] : 64;
+            printf(" %d thread(s) %.1f GB/s %.1f/%.1f/%.1f GFLOP/s;", t, bw[t], rate[t][RWKV_DTYPE_F32] / 1e9,
+                   rate[t][RWKV_DTYPE_BF16] / 1e9, rate[t][RWKV_DTYPE_BF16X2] / 1e9);
+        }
+        printf("\n");
+    } else {
+        bw[1] = bw_gbs;
         for (int dt = 0; dt < 4; dt++)
-            if (dt != RWKV_DTYPE_F16)
-                rate[t][dt] = gemm_rate(t, (rwkv_dtype)dt);
-        rate[t][RWKV_DTYPE_F16] = rate[t][RWKV_DTYPE_BF16];
+            rate[1][dt] = gemm_tflops * 1e12;
+        printf("# floor figures (not measured; --bw-gbs, --gemm-tflops): %.0f GB/s, %.0f TFLOP/s\n", bw_gbs,
+               gemm_tflops);
     }
-    printf("# memory read bandwidth / GEMM rate (768x768, B=64; weights f32, bf16, bf16 pairs):");
-    for (int i = 0; i < n_t; i++) {
-        int t = threads[i] < 64 ? threads[i] : 64;
-        printf(" %d thread(s) %.1f GB/s %.1f/%.1f/%.1f GFLOP/s;", t, bw[t], rate[t][RWKV_DTYPE_F32] / 1e9,
-               rate[t][RWKV_DTYPE_BF16] / 1e9, rate[t][RWKV_DTYPE_BF16X2] / 1e9);
-    }
-    printf("\n# tokens/s = B x steps / time, median of %d runs; logits for every slot: %s\n", runs,
-           want_logits ? "yes" : "no (hidden only)");
-    printf("# floor = min(bytes/step / bandwidth, 2 x MACs/step / GEMM rate), as tokens/s\n");
-    printf("%-22s %-7s %5s %3s %9s %9s %9s %7s %9s %9s %9s %7s %8s\n", "model", "weights", "B", "thr", "step_ms", "tok/s",
-           "MB/step", "GB/s", "mem_floor", "cmp_floor", "floor", "%floor", "cpu_ms");
-    for (int mi = 0; mi < n_models; mi++) {
+    printf("# tokens/s = B x steps / time, median of %d runs; logits: 1 = for every slot, 0 = hidden only\n", runs);
+    printf("# floor = min(bytes/step / bandwidth, 2 x MACs/step / GEMM rate), as tokens/s; bytes/step = weights\n"
+           "# once + 2 x B x state bytes\n");
+    printf("%-22s %-7s %5s %3s %2s %9s %9s %9s %7s %9s %9s %9s %7s %8s\n", "model", "weights", "B", "thr", "lg", "step_ms",
+           "tok/s", "MB/step", "GB/s", "mem_floor", "cmp_floor", "floor", "%floor", "cpu_ms");
+    for (int mi = 0; mi < n_src; mi++) {
         char wbuf[128];
         snprintf(wbuf, sizeof wbuf, "%s", weights_arg);
         for (char *w = strtok(wbuf, ","); w; w = strtok(NULL, ",")) {
-            rwkv_load_opts lo;
-            if (rwkv_weights_parse(w, &lo.weights)) {
+            rwkv_weights wt;
+            if (rwkv_weights_parse(w, &wt)) {
                 fprintf(stderr, "rwkv-bench: bad weights '%s'\n", w);
                 return 2;
             }
             char err[512];
             rwkv_model *m = NULL;
             double t0 = now_s();
-            if (rwkv_model_load(models[mi], &lo, &m, err, sizeof err)) {
+            if (load_src(&srcs[mi], wt, seed, &m, err, sizeof err)) {
                 fprintf(stderr, "rwkv-bench: %s\n", err);
                 return 1;
             }
             double t_load = now_s() - t0;
             const rwkv_dims *d = rwkv_model_dims(m);
-            const char *base = strrchr(models[mi], '/') ? strrchr(models[mi], '/') + 1 : models[mi];
+            const char *base = srcs[mi].name;
             int max_b = 1;
             for (int i = 0; i < n_b; i++)
                 if (batches[i] > max_b)
                     max_b = batches[i];
             float *logits = malloc((size_t)max_b * d->n_vocab * sizeof(float));
+            if (!logits) {
+                fprintf(stderr, "rwkv-bench: out of memory for %d rows of logits\n", max_b);
+                return 1;
+            }
             for (int ti = 0; ti < n_t; ti++) {
                 rwkv_engine *e = NULL;
-                rwkv_engine_opts eo = {"cpu", max_b, max_b, threads[ti]};
+                rwkv_engine_opts eo = {backend, max_b, max_b, on_cpu ? threads[ti] : 0};
                 if (rwkv_engine_new(m, &eo, &e, err, sizeof err)) {
                     fprintf(stderr, "rwkv-bench: %s\n", err);
                     return 1;
                 }
                 size_t state_bytes = rwkv_engine_state_bytes(e);
-                for (int bi = 0; bi < n_b; bi++) {
-                    int B = batches[bi];
-                    rwkv_step_item *items = calloc((size_t)B, sizeof *items);
-                    for (int s = 0; s < B; s++)
-                        items[s] = (rwkv_step_item){s, 0, NULL, want_logits ? logits + (size_t)s * d->n_vocab : NULL};
-                    /* enough steps for ~1 s per run on this machine, estimated from a probe */
-                    int S = steps;
-                    double tp = now_s();
-                    for (int s = 0; s < B; s++)
-                        items[s].token = (int32_t)((s * 131 + 7) % d->n_vocab);
-                    rwkv_engine_step(e, items, B);
-                    double probe = now_s() - tp;
-                    if (S <= 0)
-                        S = probe > 0 ? (int)(1.0 / probe) : 10;
-                    if (S < 3)
-                        S = 3;
-                    if (S > 2000)
-                        S = 2000;
-                    double times[99], cpu[99];
-                    const unsigned long long skipped0 = rwkv_gemm_skipped_bytes();
-                    for (int r = 0; r < runs; r++) {
-                        double ts = now_s(), cs = cpu_s();
-                        for (int k = 0; k < S; k++) {
-                            for (int s = 0; s < B; s++)
-                                items[s].token = (int32_t)((s * 131 + k * 17 + r) % d->n_vocab);
-                            rwkv_engine_step(e, items, B);
+                for (int li = 0; li < n_lm; li++) {
+                    const int want_logits = logit_modes[li];
+                    for (int bi = 0; bi < n_b; bi++) {
+                        int B = batches[bi];
+                        rwkv_step_item *items = calloc((size_t)B, sizeof *items);
+                        for (int s = 0; s < B; s++)
+                            items[s] = (rwkv_step_item){s, 0, NULL, want_logits ? logits + (size_t)s * d->n_vocab : NULL};
+                        /* enough steps for ~1 s per run on this machine, estimated from a probe */
+                        int S = steps;
+                        double tp = now_s();
+                        for (int s = 0; s < B; s++)
+                            items[s].token = (int32_t)((s * 131 + 7) % d->n_vocab);
+                        int rc = rwkv_engine_step(e, items, B);
+                        double probe = now_s() - tp;
+                        if (rc) {
+                            fprintf(stderr, "rwkv-bench: step failed (%d): %s\n", rc, rwkv_engine_last_error(e));
+                            return 1;
                         }
-                        times[r] = (now_s() - ts) / S;
-                        cpu[r] = (cpu_s() - cs) / S;
+                        if (S <= 0)
+                            S = probe > 0 ? (int)(1.0 / probe) : 10;
+                        if (S < 3)
+                            S = 3;
+                        if (S > 2000)
+                            S = 2000;
+                        double times[99], cpu[99];
+                        const unsigned long long skipped0 = rwkv_gemm_skipped_bytes();
+                        for (int r = 0; r < runs; r++) {
+                            double ts = now_s(), cs = cpu_s();
+                            for (int k = 0; k < S; k++) {
+                                for (int s = 0; s < B; s++)
+                                    items[s].token = (int32_t)((s * 131 + k * 17 + r) % d->n_vocab);
+                                rwkv_engine_step(e, items, B);
+                            }
+                            times[r] = (now_s() - ts) / S;
+                            cpu[r] = (cpu_s() - cs) / S;
+                        }
+                        qsort(times, (size_t)runs, sizeof(double), cmp_double);
+                        qsort(cpu, (size_t)runs, sizeof(double), cmp_double);
+                        double step = times[runs / 2];
+                        double tok_s = B / step;
+                        /* less the weights the sparse FFN product did not read (mean over the timed steps) */
+                        const double skipped = (double)(rwkv_gemm_skipped_bytes() - skipped0) / ((double)S * runs);
+                        double bytes = weight_bytes_per_step(m, B) - skipped + 2.0 * B * state_bytes;
+                        if (!want_logits)
+                            bytes -= (double)d->n_vocab * d->n_embd * rwkv_dtype_size(m->head.dtype);
+                        double gbs = bytes / step / 1e9;
+                        int tk = on_cpu ? (threads[ti] < 64 ? threads[ti] : 64) : 1;
+                        double mem_floor = bw[tk] > 0 ? B / (bytes / (bw[tk] * 1e9)) : 0;
+                        const double rt = rate[tk][m->layers[0].ffn_k.dtype];
+                        /* each weight the sparse product skipped is one multiply-add less per token */
+                        const double macs =
+                            macs_per_token(m, want_logits) - skipped / rwkv_dtype_size(m->layers[0].ffn_v.dtype);
+                        double cmp_floor = rt > 0 ? rt / (2.0 * macs) : 0;
+                        double floor_tok = mem_floor < cmp_floor ? mem_floor : cmp_floor;
+                        printf("%-22s %-7s %5d %3d %2d %9.2f %9.1f %9.1f %7.1f %9.1f %9.1f %9.1f %6.0f%% %8.2f\n", base, w,
+                               B, on_cpu ? threads[ti] : 0, want_logits, step * 1e3, tok_s, bytes / 1e6, gbs, mem_floor,
+                               cmp_floor, floor_tok, floor_tok > 0 ? 100.0 * tok_s / floor_tok : 0, cpu[runs / 2] * 1e3);
+                        fflush(stdout);
+                        free(items);
                     }
-                    qsort(times, (size_t)runs, sizeof(double), cmp_double);
-                    qsort(cpu, (size_t)runs, sizeof(double), cmp_double);
-                    double step = times[runs / 2];
-                    double tok_s = B / step;
-                    /* less the weights the sparse FFN product did not read (mean over the timed steps) */
-                    const double skipped = (double)(rwkv_gemm_skipped_bytes() - skipped0) / ((double)S * runs);
-                    double bytes = weight_bytes_per_step(m, B) - skipped + 2.0 * B * state_bytes;
-                    if (!want_logits)
-                        bytes -= (double)d->n_vocab * d->n_embd * rwkv_dtype_size(m->head.dtype);
-                    double gbs = bytes / step / 1e9;
-                    int tk = threads[ti] < 64 ? threads[ti] : 64;
-                    double mem_floor = bw[tk] > 0 ? B / (bytes / (bw[tk] * 1e9)) : 0;
-                    const double rt = rate[tk][m->layers[0].ffn_k.dtype];
-                    /* each weight the sparse product skipped is one multiply-add less per token */
-                    const double macs = macs_per_token(m, want_logits) - skipped / rwkv_dtype_size(m->layers[0].ffn_v.dtype);
-                    double cmp_floor = rt > 0 ? rt / (2.0 * macs) : 0;
-                    double floor_tok = mem_floor < cmp_floor ? mem_floor : cmp_floor;
-                    printf("%-22s %-7s %5d %3d %9.2f %9.1f %9.1f %7.1f %9.1f %9.1f %9.1f %6.0f%% %8.2f\n", base, w, B, threads[ti],
-                           step * 1e3, tok_s, bytes / 1e6, gbs, mem_floor, cmp_floor, floor_tok,
-                           floor_tok > 0 ? 100.0 * tok_s / floor_tok : 0, cpu[runs / 2] * 1e3);
-                    fflush(stdout);
-                    free(items);
                 }
                 rwkv_engine_destroy(&e);
             }
             struct rusage ru;
             getrusage(RUSAGE_SELF, &ru);
-            printf("# %s: L%d C%d V%d, %.1f M params, weights %s %.1f MB in memory, load %.2f s, state %zu bytes/channel, peak RSS %.1f MB\n",
+            printf("# %s: L%d C%d V%d, %.1f M params, weights %s %.1f MB in memory, %s %.2f s, state %zu bytes/channel, peak RSS %.1f MB\n",
                    base, d->n_layer, d->n_embd, d->n_vocab, rwkv_model_n_params(m) / 1e6, w,
-                   rwkv_model_weight_bytes(m) / 1e6, t_load, (size_t)4 * d->n_layer * (2 * (size_t)d->n_embd + (size_t)d->n_head * d->head_size * d->head_size), ru.ru_maxrss / 1024.0);
+                   rwkv_model_weight_bytes(m) / 1e6, srcs[mi].path ? "load" : "built", t_load,
+                   (size_t)4 * d->n_layer * (2 * (size_t)d->n_embd + (size_t)d->n_head * d->head_size * d->head_size),
+                   ru.ru_maxrss / 1024.0);
             free(logits);
             rwkv_model_destroy(&m);
         }
