@@ -109,16 +109,17 @@ struct Block {
   int bar_result = 0;
 };
 
-std::recursive_mutex g_lock;
+std::recursive_mutex &g_lock = *new std::recursive_mutex;
 thread_local cudaError_t g_last_error = cudaSuccess;
 
 // scheduler state, owned by whoever holds g_lock inside exec_launch
-Block g_blk;
+// registries are never destroyed: static destructors of the code under test may still call in
+Block &g_blk = *new Block;
 Thr *g_thr = nullptr;
 Fiber *g_fiber = nullptr;
 const simt_task *g_task = nullptr;
 const char *g_kernel = nullptr;
-std::vector<Fiber *> g_free_fibers;
+std::vector<Fiber *> &g_free_fibers = *new std::vector<Fiber *>;
 #ifdef SIMT_ASM_SWITCH
 void *g_sched_sp = nullptr;
 #else
@@ -385,8 +386,8 @@ struct Alloc {
   size_t size;
   char *raw;  // GUARD_BYTES, size user bytes, GUARD_BYTES
 };
-std::map<uintptr_t, Alloc> g_dev;       // by user base address
-std::map<uintptr_t, size_t> g_pinned;  // cudaMallocHost / cudaHostAlloc
+std::map<uintptr_t, Alloc> &g_dev = *new std::map<uintptr_t, Alloc>;  // by user base address
+std::map<uintptr_t, size_t> &g_pinned = *new std::map<uintptr_t, size_t>;  // cudaMallocHost, cudaHostAlloc
 size_t g_dev_bytes = 0;
 
 size_t total_mem() {
@@ -521,8 +522,8 @@ struct CUevent_st {
 namespace {
 
 CUstream_st g_default_stream;
-std::set<CUstream_st *> g_streams;
-std::set<CUevent_st *> g_events;
+std::set<CUstream_st *> &g_streams = *new std::set<CUstream_st *>;
+std::set<CUevent_st *> &g_events = *new std::set<CUevent_st *>;
 
 CUstream_st *stream_of(cudaStream_t s) { return s ? s : &g_default_stream; }
 

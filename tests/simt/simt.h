@@ -178,8 +178,16 @@ inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
 inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
 inline long long min(long long a, long long b) { return a < b ? a : b; }
 inline long long max(long long a, long long b) { return a > b ? a : b; }
+inline unsigned min(int a, unsigned b) { return min((unsigned)a, b); }  // CUDA's mixed-sign rule
+inline unsigned max(int a, unsigned b) { return max((unsigned)a, b); }
+inline unsigned min(unsigned a, int b) { return min(a, (unsigned)b); }
+inline unsigned max(unsigned a, int b) { return max(a, (unsigned)b); }
+inline unsigned long long min(unsigned long long a, unsigned long long b) { return a < b ? a : b; }
+inline unsigned long long max(unsigned long long a, unsigned long long b) { return a > b ? a : b; }
 inline float min(float a, float b) { return fminf(a, b); }
 inline float max(float a, float b) { return fmaxf(a, b); }
+inline double min(double a, double b) { return fmin(a, b); }
+inline double max(double a, double b) { return fmax(a, b); }
 
 // ---- half and bfloat16: bit-exact storage types, conversions round to nearest even
 namespace simt_detail {
@@ -426,7 +434,7 @@ struct simt_task {
 void simt_launch_task(const char *name, dim3 grid, dim3 block, cudaStream_t stream, const simt_task &task);
 
 template <class... P, class... A>
-inline void simt_launch_kernel(const char *name, dim3 grid, dim3 block, cudaStream_t stream, void (*kernel)(P...),
+inline void simt_launch_kernel(const char *name, void (*kernel)(P...), dim3 grid, dim3 block, cudaStream_t stream,
                                A &&...args) {
   static_assert(sizeof...(P) == sizeof...(A), "SIMT_LAUNCH: wrong number of kernel arguments");
   struct pack {
@@ -441,8 +449,8 @@ inline void simt_launch_kernel(const char *name, dim3 grid, dim3 block, cudaStre
   };
   simt_launch_task(name, grid, block, stream, t);
 }
-#define SIMT_LAUNCH(kernel, grid, block, stream, ...) \
-  ::simt_launch_kernel(#kernel, (grid), (block), (stream), kernel, ##__VA_ARGS__)
+// (grid, block and stream are part of __VA_ARGS__, so a kernel without parameters needs no ## extension)
+#define SIMT_LAUNCH(kernel, ...) ::simt_launch_kernel(#kernel, kernel, __VA_ARGS__)
 
 // ---- hooks shared by the runtime and the cuBLAS subset (not CUDA API)
 // Runs op on stream now, or records it when the stream is capturing; what names it in messages.

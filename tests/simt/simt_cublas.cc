@@ -21,8 +21,8 @@ struct cublasContext {
 
 namespace {
 
-std::mutex g_handles_lock;
-std::set<cublasContext *> g_handles;
+std::mutex &g_handles_lock = *new std::mutex;
+std::set<cublasContext *> &g_handles = *new std::set<cublasContext *>;
 
 bool handle_ok(cublasHandle_t h) {
   std::lock_guard<std::mutex> lk(g_handles_lock);

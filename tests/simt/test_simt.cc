@@ -227,13 +227,12 @@ __global__ void k_scale(const float *in, float *out, int n, float s) {
 __global__ void k_trivial(int *out) { out[blockIdx.x * blockDim.x + threadIdx.x] = (int)threadIdx.x; }
 
 __global__ void k_ten_barriers(float *out) {
-  __shared__ float s[256];
+  __shared__ float s[2][256];  // double-buffered: one barrier per round is enough
   float v = (float)threadIdx.x;
   for (int r = 0; r < 10; r++) {
-    s[threadIdx.x] = v;
+    s[r & 1][threadIdx.x] = v;
     __syncthreads();
-    v = s[(threadIdx.x + 1) % 256];
-    __syncthreads();  // (keeps the next round's write after this round's read)
+    v = s[r & 1][(threadIdx.x + 1) % 256];
   }
   out[blockIdx.x * 256 + threadIdx.x] = v;
 }
