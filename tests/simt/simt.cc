@@ -153,10 +153,11 @@ cudaError_t set_error(cudaError_t e) {
 
 size_t stack_bytes() {
   static size_t bytes = [] {
+    // address space only (MAP_NORESERVE): a fiber touches the pages it uses
 #ifdef SIMT_ASAN
-    size_t kb = 256;
+    size_t kb = 512;
 #else
-    size_t kb = 64;
+    size_t kb = 256;
 #endif
     if (const char *e = getenv("SIMT_STACK_KB")) kb = std::max<long>(16, atol(e));
     return kb * 1024;
