@@ -622,13 +622,16 @@ cudaError_t set_checked(const char *call, void *p, size_t n) {
 // ---------------------------------------------------------------------------------------------
 // scheduler entry points called from kernels
 
+static void require_kernel(const char *what) {
+  if (g_thr) return;
+  fprintf(stderr, "simt: %s called outside a kernel\n", what);
+  abort();
+}
+
 static int barrier(int op, int pred, const char *file, int line) {
+  require_kernel("__syncthreads");
   Thr &t = *g_thr;
   Block &b = g_blk;
-  if (!g_task) {
-    fprintf(stderr, "simt: __syncthreads at %s:%d called outside a kernel\n", file, line);
-    abort();
-  }
   t.state = T_BAR;
   t.bar_file = file;
   t.bar_line = line;
@@ -658,6 +661,7 @@ void simt_syncthreads(const char *file, int line) { barrier(-1, 0, file, line); 
 int simt_syncthreads_reduce(int op, int pred, const char *file, int line) { return barrier(op, pred, file, line); }
 
 unsigned simt_activemask() {
+  require_kernel("__activemask");
   Block &b = g_blk;
   int lin = (int)(g_thr - b.th.data()), w0 = lin & ~31;
   unsigned m = 0;
@@ -667,6 +671,7 @@ unsigned simt_activemask() {
 }
 
 uint64_t simt_warp_collective(int op, unsigned mask, uint64_t value, int arg, int width) {
+  require_kernel(warp_op_name(op));
   Thr &t = *g_thr;
   Block &b = g_blk;
   int lin = (int)(&t - b.th.data()), w0 = lin & ~31, lane = lin & 31;
