@@ -38,7 +38,6 @@ extern "C" {
 #define BACKEND_NAME "cuda-emu"
 #endif
 
-#define EXPORT __attribute__((visibility("default")))
 #define MAX_GRAPHS 24
 
 typedef struct {
@@ -248,7 +247,8 @@ static int run_body(cuda_backend *cb, int R)
         g = lru;
         if (g->exec)
             CU(cudaGraphExecDestroy(g->exec));
-        *g = (cu_graph){R, 0, 0, NULL};
+        const cu_graph fresh = {R, 0, 0, NULL};
+        *g = fresh;
     }
     g->last_use = ++cb->n_forwards;
     if (++g->uses < 2)
@@ -605,13 +605,14 @@ static int probe(char *msg, size_t len, int *dev_out)
     return 0;
 }
 
+/* the module entry points (declared, with default visibility, in backend.h) */
 extern "C" {
 
-EXPORT const int rwkv_module_abi = RWKV_MODULE_ABI;
+const int rwkv_module_abi = RWKV_MODULE_ABI;
 
-EXPORT int rwkv_module_probe(char *msg, size_t len) { return probe(msg, len, NULL); }
+int rwkv_module_probe(char *msg, size_t len) { return probe(msg, len, NULL); }
 
-EXPORT int rwkv_module_backend_new(const rwkv_model *m, const rwkv_engine_opts *opts, rwkv_backend **out, char *err,
+int rwkv_module_backend_new(const rwkv_model *m, const rwkv_engine_opts *opts, rwkv_backend **out, char *err,
                                    size_t err_len)
 {
     const rwkv_dims *d = &m->dims;

@@ -23,6 +23,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Loop unrolling hint (host compilers do not know #pragma unroll). */
+#if defined(__CUDACC__)
+#define RWKV_UNROLL _Pragma("unroll")
+#else
+#define RWKV_UNROLL
+#endif
+
 /* Element type of device weights and of every GEMM input (activations are rounded to it);
  * GEMM outputs and everything elementwise are fp32. */
 enum rwkv_cu_type { RWKV_CU_F32 = 0, RWKV_CU_F16 = 1, RWKV_CU_BF16 = 2 };

@@ -31,7 +31,7 @@ template <int N, class T> __global__ void __launch_bounds__(N) k_wkv7(rwkv_cu_wk
     float *st = a.state_l + (size_t)slot * a.slot_floats;
     float *S = st + C + (size_t)h * N * N; /* transposed: S_ij at j*N + i */
     float s[N];
-#pragma unroll
+RWKV_UNROLL
     for (int j = 0; j < N; j++)
         s[j] = S[j * N + i];
 
@@ -69,12 +69,12 @@ template <int N, class T> __global__ void __launch_bounds__(N) k_wkv7(rwkv_cu_wk
         r_s[i] = r;
         __syncthreads();
         float sa = 0.0f;
-#pragma unroll
+RWKV_UNROLL
         for (int j = 0; j < N; j++)
             sa += s[j] * kk_s[j];
         sa = -sa;
         float y = 0.0f;
-#pragma unroll
+RWKV_UNROLL
         for (int j = 0; j < N; j++) {
             const float nv = s[j] * w_s[j] + sa * ab_s[j] + v * kt_s[j];
             s[j] = nv;
@@ -89,7 +89,7 @@ template <int N, class T> __global__ void __launch_bounds__(N) k_wkv7(rwkv_cu_wk
         const float beta = cu_block_sum(r * kt * r_k, sh);
         Y[ro] = cu_from_float<T>((d * ginv * gw + gb + beta * v) * G[ro]);
     }
-#pragma unroll
+RWKV_UNROLL
     for (int j = 0; j < N; j++)
         S[j * N + i] = s[j];
     st[o + i] = a.u[(size_t)(b0 + nb - 1) * C + o + i]; /* p_att <- LayerNorm1 of the last row */
