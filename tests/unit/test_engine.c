@@ -4,7 +4,8 @@
  *   history; hidden-only steps == steps with logits. And argument errors leave every state
  *   untouched. On cpu also: 1 thread == 2 threads; "stored" 16-bit weights == upcast
  *   weights; the bf16dot mode; the backend registry. Other backends round GEMM inputs to
- *   16 bits with 16-bit weights, so there "stored" is only held close to upcast.
+ *   16 bits with 16-bit weights, so there "stored" is only held close to upcast. On real
+ *   CUDA hardware the computed equivalences hold within 1e-5 (see same_floats).
  * Usage: test_engine MODEL.pth [BACKEND] [sparse]; BACKEND defaults to cpu; exit 77 when
  * the backend cannot run here. */
 #include "cpu/gemm.h"
@@ -22,6 +23,29 @@
 static rwkv_model *model;
 static int V, C;
 static const char *backend = "cpu";
+
+/* Computed outputs compared between two ways of getting them (batch vs single, sequence vs
+ * steps, ...): bit for bit on cpu and cuda-emu. On real hardware cuBLAS picks its kernel
+ * (and so the order of a dot product's additions) by the batch size, so there the two
+ * are held within 1e-5 of the largest magnitude instead, and how often they were not
+ * bit-identical is printed. */
+static int exact = 1;
+static int n_close;
+static int same_floats(const float *a, const float *b, size_t n)
+{
+    if (memcmp(a, b, n * sizeof(float)) == 0)
+        return 1;
+    if (exact)
+        return 0;
+    double dmax = 0, amax = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        dmax = d > dmax || d != d ? d : dmax;
+        amax = fabs((double)a[i]) > amax ? fabs((double)a[i]) : amax;
+    }
+    n_close++;
+    return dmax <= 1e-5 * (amax > 1 ? amax : 1);
+}
 static int on_cpu = 1;
 
 static int32_t tok(int s, int t) { return (int32_t)((s * 7919 + t * 104729 + (s ^ t) * 31) % V); }
@@ -110,6 +134,7 @@ int main(int argc, char **argv)
             backend = argv[i];
     }
     on_cpu = strcmp(backend, "cpu") == 0;
+    exact = strcmp(backend, "cuda") != 0;
     char err[512];
     if (rwkv_backend_probe(backend, err, sizeof err) != 0) {
         fprintf(stderr, "skip: backend %s unavailable: %s\n", backend, err);
@@ -149,7 +174,7 @@ int main(int argc, char **argv)
                 items[s] = (rwkv_step_item){slot_of[s], tok(s, t), NULL, lg + (size_t)s * V};
             CHECK(rwkv_engine_step(e, items, NS) == 0);
             for (int s = 0; s < NS; s++)
-                same &= memcmp(lg + (size_t)s * V, ref + ((size_t)s * T + t) * V, VB) == 0;
+                same &= same_floats(lg + (size_t)s * V, ref + ((size_t)s * T + t) * V, (size_t)V);
         }
         CHECKF(same, "batched logits differ from single runs");
         /* and batches where only some slots want logits, others only the hidden vector */
@@ -164,7 +189,7 @@ int main(int argc, char **argv)
             CHECK(rwkv_engine_step(e, items, NS) == 0);
             for (int s = 0; s < NS; s++)
                 if ((s + t) % 2)
-                    same &= memcmp(lg + (size_t)s * V, ref + ((size_t)s * T + t) * V, VB) == 0;
+                    same &= same_floats(lg + (size_t)s * V, ref + ((size_t)s * T + t) * V, (size_t)V);
         }
         CHECKF(same, "mixed logits/hidden batch differs");
         /* hidden from a single-slot run equals the batch's */
@@ -173,7 +198,7 @@ int main(int argc, char **argv)
             rwkv_step_item it = {0, tok(2, t), hid2, NULL};
             rwkv_engine_step(e1, &it, 1);
         }
-        CHECK(memcmp(hid2, hid + 2 * (size_t)C, (size_t)C * sizeof(float)) == 0);
+        CHECK(same_floats(hid2, hid + 2 * (size_t)C, (size_t)C));
         rwkv_engine_destroy(&e1);
         free(hid);
         free(hid2);
@@ -189,8 +214,8 @@ int main(int argc, char **argv)
             toks[t] = tok(3, t);
         float *all = malloc((size_t)T * VB), *last = malloc(VB);
         CHECK(rwkv_engine_seq(e, 1, toks, T, NULL, last, all) == 0);
-        CHECK(memcmp(all, ref + (size_t)3 * T * V, (size_t)T * VB) == 0);
-        CHECK(memcmp(last, ref + ((size_t)3 * T + T - 1) * V, VB) == 0);
+        CHECK(same_floats(all, ref + (size_t)3 * T * V, (size_t)T * V));
+        CHECK(same_floats(last, ref + ((size_t)3 * T + T - 1) * V, (size_t)V));
         /* state after seq == state after single steps */
         rwkv_engine *e1 = engine(1, 4, 1);
         for (int t = 0; t < T; t++) {
@@ -198,11 +223,11 @@ int main(int argc, char **argv)
             rwkv_engine_step(e1, &it, 1);
         }
         void *a = state(e, 1), *b = state(e1, 0);
-        CHECK(memcmp(a, b, rwkv_engine_state_bytes(e)) == 0);
+        CHECK(same_floats(a, b, rwkv_engine_state_bytes(e) / sizeof(float)));
         /* last-row logits only */
         rwkv_engine_state_reset(e, 0);
         CHECK(rwkv_engine_seq(e, 0, toks, T, NULL, last, NULL) == 0);
-        CHECK(memcmp(last, ref + ((size_t)3 * T + T - 1) * V, VB) == 0);
+        CHECK(same_floats(last, ref + ((size_t)3 * T + T - 1) * V, (size_t)V));
         free(a);
         free(b);
         free(all);
@@ -227,14 +252,14 @@ int main(int argc, char **argv)
         CHECK(rwkv_engine_run(e, items, NS) == 0);
         int same = 1;
         for (int s = 0; s < NS; s++)
-            same &= memcmp(lg + (size_t)s * V, ref + ((size_t)s * T + len[s] - 1) * V, VB) == 0;
+            same &= same_floats(lg + (size_t)s * V, ref + ((size_t)s * T + len[s] - 1) * V, (size_t)V);
         CHECKF(same, "ragged sequences differ from single runs");
         rwkv_step_item next[NS];
         for (int s = 0; s < NS; s++)
             next[s] = (rwkv_step_item){(s + 2) % NS, tok(s, len[s]), NULL, lg + (size_t)s * V};
         CHECK(rwkv_engine_step(e, next, NS) == 0);
         for (int s = 0; s < NS; s++)
-            same &= memcmp(lg + (size_t)s * V, ref + ((size_t)s * T + len[s]) * V, VB) == 0;
+            same &= same_floats(lg + (size_t)s * V, ref + ((size_t)s * T + len[s]) * V, (size_t)V);
         CHECKF(same, "state after ragged sequences differs");
         /* bad input: duplicate slot, empty item, bad token — nothing touched */
         void *before = state(e, 2);
@@ -273,10 +298,10 @@ int main(int argc, char **argv)
         for (int t = 4; t < T; t++) {
             rwkv_step_item it = {1, tok(4, t), NULL, lg};
             rwkv_engine_step(f, &it, 1);
-            same &= memcmp(lg, ref + ((size_t)4 * T + t) * V, VB) == 0;
+            same &= same_floats(lg, ref + ((size_t)4 * T + t) * V, (size_t)V);
             rwkv_step_item it2 = {0, tok(4, t), NULL, lg};
             rwkv_engine_step(e, &it2, 1);
-            same &= memcmp(lg, ref + ((size_t)4 * T + t) * V, VB) == 0;
+            same &= same_floats(lg, ref + ((size_t)4 * T + t) * V, (size_t)V);
         }
         CHECKF(same, "imported/forked state diverged");
 
@@ -336,7 +361,7 @@ int main(int argc, char **argv)
         for (int t = 0; e && t < T; t++) {
             rwkv_step_item it = {0, tok(0, t), NULL, lg};
             rwkv_engine_step(e, &it, 1);
-            same &= memcmp(lg, ref + (size_t)t * V, VB) == 0;
+            same &= same_floats(lg, ref + (size_t)t * V, (size_t)V);
             double dd = test_max_abs_diff(lg, ref + (size_t)t * V, (size_t)V);
             worst = dd > worst ? dd : worst;
         }
@@ -382,5 +407,7 @@ int main(int argc, char **argv)
      * have taken the sparse FFN value product (the equivalences above then cover it) */
     if (sparse && on_cpu)
         CHECKF(rwkv_gemm_sparse_jobs() > 0, "the sparse FFN product never ran");
+    if (!exact)
+        printf("%d equivalences held within 1e-5 but not bit for bit\n", n_close);
     return test_finish("test_engine");
 }
