@@ -38,7 +38,7 @@ extern "C" {
 #define BACKEND_NAME "cuda-emu"
 #endif
 
-#define MAX_GRAPHS 24
+#define MAX_GRAPHS 48
 
 typedef struct {
     void *rkv;    /* (3, C, C) (T): receptance, key, value */
@@ -217,14 +217,18 @@ static int body(cuda_backend *cb, int R)
     return 0;
 }
 
-/* Rows a launch is padded to: powers of two up to max_rows (without graphs: exactly n). */
+/* Rows a launch is padded to: powers of two up to 32, then multiples of 32, at most
+ * max_rows (so padding costs at most 31 rows of work); without graphs exactly n. */
 static int bucket_of(const cuda_backend *cb, int n)
 {
     if (!cb->use_graphs)
         return n;
     int b = 1;
-    while (b < n)
-        b <<= 1;
+    if (n <= 32)
+        while (b < n)
+            b <<= 1;
+    else
+        b = (n + 31) / 32 * 32;
     return b < cb->max_rows ? b : cb->max_rows;
 }
 
