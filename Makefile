@@ -12,7 +12,7 @@ PROMPT     ?= The quick brown fox
 GENERATE   ?= 64
 
 # Debian packages the build, the tests and the fixture tools need.
-DEB_PKGS = gcc make meson ninja-build pkg-config python3 python3-numpy clang libclang-rt-14-dev \
+DEB_PKGS = gcc g++ make meson ninja-build pkg-config python3 python3-numpy clang libclang-rt-14-dev \
            libzmq3-dev libyaml-dev libsystemd-dev libjansson-dev python3-zmq systemd
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
