@@ -91,8 +91,8 @@ fi
 # ---- compute-sanitizer ------------------------------------------------------------------
 CS=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [ -n "$CS" ] && [ "$BE" = cuda ] && [ -f "$BUILD/tests/unit-model.pth" ]; then
-  for tool in memcheck racecheck synccheck initcheck; do
-    timeout 120 "$CS" --tool $tool --error-exitcode 9 "$BUILD/tests/test_engine" "$BUILD/tests/unit-model.pth" cuda \
+  for tool in memcheck racecheck synccheck; do
+    timeout 60 "$CS" --tool $tool --error-exitcode 9 "$BUILD/tests/test_engine" "$BUILD/tests/unit-model.pth" cuda \
       > "$OUT/sanitizer-$tool.log" 2>&1
     say "compute-sanitizer $tool: $([ $? = 0 ] && echo clean || echo "FAILED (see $OUT/sanitizer-$tool.log)")"
   done
