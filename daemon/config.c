@@ -98,8 +98,8 @@ struct key {
 #define SECONDS(x) ((uint64_t)(x) * 1000)
 
 static const enum_name backend_names[] = {
-    {"cpu", RWKVD_BACKEND_CPU}, {"cuda", RWKVD_BACKEND_CUDA}, {"auto", RWKVD_BACKEND_AUTO},
-    {NULL, 0}};
+    {"cpu", RWKVD_BACKEND_CPU}, {"cuda", RWKVD_BACKEND_CUDA}, {"cuda-emu", RWKVD_BACKEND_CUDA_EMU},
+    {"auto", RWKVD_BACKEND_AUTO}, {NULL, 0}};
 static const enum_name weights_names[] = {{"f32", RWKVD_WEIGHTS_F32},
     {"stored", RWKVD_WEIGHTS_STORED}, {"bf16", RWKVD_WEIGHTS_BF16}, {"f16", RWKVD_WEIGHTS_F16},
     {"bf16dot", RWKVD_WEIGHTS_BF16DOT},

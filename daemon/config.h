@@ -27,6 +27,7 @@ typedef enum {
     RWKVD_BACKEND_CPU = 0,
     RWKVD_BACKEND_CUDA,
     RWKVD_BACKEND_AUTO, /* cuda where its probe succeeds, else cpu (decided at start) */
+    RWKVD_BACKEND_CUDA_EMU, /* the CUDA backend's code on the SIMT emulator (tests only) */
 } rwkvd_backend;
 
 /* In-memory weight type; the names are those of rwkv_weights_parse(). */

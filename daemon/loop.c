@@ -333,7 +333,7 @@ int rwkvd_daemon_init(rwkvd_daemon *d, const char *config_path, rwkvd_config **c
     const rwkvd_config *cfg = d->cfg;
     rwkvd_log_set_level((int)cfg->log.level);
     if (cfg->model.backend != RWKVD_BACKEND_CPU && cfg->model.backend != RWKVD_BACKEND_CUDA &&
-        cfg->model.backend != RWKVD_BACKEND_AUTO) {
+        cfg->model.backend != RWKVD_BACKEND_CUDA_EMU && cfg->model.backend != RWKVD_BACKEND_AUTO) {
         rwkvd_log(LOG_ERR, "model.backend: unknown backend");
         return -EINVAL;
     }
@@ -373,7 +373,7 @@ int rwkvd_daemon_init(rwkvd_daemon *d, const char *config_path, rwkvd_config **c
         rwkvd_log(LOG_INFO, "model.backend auto: %s", why);
     }
     if ((rc = rwkv_engine_new(d->model, &eo, &d->engine, err, sizeof err))) {
-        rwkvd_log(LOG_ERR, "engine: %s", err);
+        rwkvd_log(LOG_ERR, "%s%s", strncmp(err, "engine:", 7) ? "engine: " : "", err); /* most say it already */
         return rc;
     }
     rwkvd_log(LOG_INFO, "model %s: %d layers, %d wide, vocabulary %d, %s backend, %u state slots, loaded in %.2f s",

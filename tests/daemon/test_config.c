@@ -332,7 +332,7 @@ static void test_errors(void)
                  "t.yaml:6:64: tasks.profiles.p.generate.stop[16]: too many entries (at most 16)");
     /* bad enums */
     expect_error("model:\n  backend: gpu\n",
-                 "t.yaml:2:12: model.backend: bad value \"gpu\" (expected one of: cpu, cuda, auto)");
+                 "t.yaml:2:12: model.backend: bad value \"gpu\" (expected one of: cpu, cuda, cuda-emu, auto)");
     expect_error("model:\n  weights: fp16\n", "t.yaml:2:12: model.weights: bad value \"fp16\" "
                                               "(expected one of: f32, stored, bf16, f16, bf16dot)");
     expect_error("log:\n  level: verbose\n", "t.yaml:2:10: log.level: bad value \"verbose\" "
@@ -664,6 +664,7 @@ static void test_strings(void)
     unsetenv("RWKVD_TEST_DIR");
     CHECK(!strcmp(rwkvd_backend_name(RWKVD_BACKEND_CUDA), "cuda"));
     CHECK(!strcmp(rwkvd_backend_name(RWKVD_BACKEND_AUTO), "auto"));
+    CHECK(!strcmp(rwkvd_backend_name(RWKVD_BACKEND_CUDA_EMU), "cuda-emu"));
     char aerr[256];
     CHECK(parse("model:\n  backend: auto\n", &c, aerr, sizeof aerr) == 0 && c && c->model.backend == RWKVD_BACKEND_AUTO);
     rwkvd_config_destroy(&c);
