@@ -24,14 +24,15 @@ extern "C" {
 /* Version of the structs a module shares with librwkv (rwkv_model, rwkv_layer, rwkv_mat,
  * rwkv_dims, rwkv_engine_opts, rwkv_row, rwkv_backend, rwkv_backend_ops). Bump it with
  * every change to any of them; the loader refuses a module built against another value. */
-#define RWKV_MODULE_ABI 1
+#define RWKV_MODULE_ABI 2
 
 typedef struct rwkv_backend rwkv_backend;
 
 /* One row of a forward call: advance `slot` by `token`. Rows of one slot form one
  * contiguous run in order; `prev` is the index of the run's previous row in this call (the
  * token shift and the WKV state continue from it) or -1 for a run's first row (it starts
- * from the slot's stored state). Outputs after this row's token, where not NULL. */
+ * from the slot's stored state). Outputs after this row's token, where not NULL;
+ * RWKV_OUT_ENGINE: into the backend's own block (see rwkv_backend_ops.output). */
 typedef struct {
     int slot;
     int32_t token;
@@ -49,6 +50,10 @@ typedef struct {
     int (*state_copy)(rwkv_backend *b, int dst, int src);
     int (*state_export)(rwkv_backend *b, int slot, void *buf); /* state_bytes bytes */
     int (*state_import)(rwkv_backend *b, int slot, const void *buf);
+    /* After forward(): where row `row`'s logits (what 0) or hidden vector (what 1) are in
+     * the backend's own output block, for rows that passed RWKV_OUT_ENGINE for it; valid
+     * until the next op. */
+    const float *(*output)(rwkv_backend *b, int row, int what);
 } rwkv_backend_ops;
 
 struct rwkv_backend {

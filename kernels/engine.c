@@ -25,6 +25,7 @@ struct rwkv_engine {
     unsigned char *seen; /* (n_slots) scratch for duplicate-slot detection */
     rwkv_row *rows;      /* (max_batch) rows of the pass being built */
     int n_rows;
+    int n_out;           /* items of the last step whose outputs stay in the backend (0: none) */
 };
 
 size_t rwkv_state_floats(const rwkv_dims *d)
@@ -152,30 +153,54 @@ static int add_row(rwkv_engine *e, int slot, int32_t token, int continues, float
 
 int rwkv_engine_step(rwkv_engine *e, const rwkv_step_item *items, int n)
 {
+    e->n_out = 0;
     if (e->dead)
         return -EIO;
     if (n < 0 || (n > 0 && !items))
         return -EINVAL;
-    for (int i = 0; i < n; i++)
+    int borrow = 0;
+    for (int i = 0; i < n; i++) {
         if (!token_ok(e, items[i].token))
             return -EINVAL;
+        borrow |= items[i].logits == RWKV_OUT_ENGINE || items[i].hidden == RWKV_OUT_ENGINE;
+    }
+    if (borrow && n > e->max_batch)
+        return -EINVAL; /* one pass holds the outputs */
     if (n > 0 && mark_slots(e, &items[0].slot, sizeof items[0], n))
         return -EINVAL;
     int rc = 0;
     e->n_rows = 0;
     for (int i = 0; i < n && rc == 0; i++)
         rc = add_row(e, items[i].slot, items[i].token, 0, items[i].hidden, items[i].logits);
-    return rc ? rc : flush(e);
+    rc = rc ? rc : flush(e);
+    if (rc == 0 && borrow)
+        e->n_out = n;
+    return rc;
 }
+
+static const float *out_row(const rwkv_engine *e, int i, int what)
+{
+    if (i < 0 || i >= e->n_out || e->dead)
+        return NULL;
+    const rwkv_row *r = &e->rows[i];
+    if ((what ? r->hidden : r->logits) != RWKV_OUT_ENGINE)
+        return NULL;
+    return e->backend->ops->output(e->backend, i, what);
+}
+
+const float *rwkv_engine_out_logits(const rwkv_engine *e, int i) { return out_row(e, i, 0); }
+const float *rwkv_engine_out_hidden(const rwkv_engine *e, int i) { return out_row(e, i, 1); }
 
 int rwkv_engine_run(rwkv_engine *e, const rwkv_seq_item *items, int n_items)
 {
+    e->n_out = 0;
     if (e->dead)
         return -EIO;
     if (n_items < 0 || (n_items > 0 && !items))
         return -EINVAL;
     for (int i = 0; i < n_items; i++) {
-        if (items[i].n < 1 || !items[i].tokens)
+        if (items[i].n < 1 || !items[i].tokens || items[i].hidden == RWKV_OUT_ENGINE ||
+            items[i].logits == RWKV_OUT_ENGINE) /* engine-held outputs: steps only */
             return -EINVAL;
         for (int t = 0; t < items[i].n; t++)
             if (!token_ok(e, items[i].tokens[t]))
@@ -198,9 +223,11 @@ int rwkv_engine_run(rwkv_engine *e, const rwkv_seq_item *items, int n_items)
 int rwkv_engine_seq(rwkv_engine *e, int slot, const int32_t *tokens, int n, float *hidden, float *logits,
                     float *all_logits)
 {
+    e->n_out = 0;
     if (e->dead)
         return -EIO;
-    if (!slot_ok(e, slot) || n < 0 || (n > 0 && !tokens))
+    if (!slot_ok(e, slot) || n < 0 || (n > 0 && !tokens) || hidden == RWKV_OUT_ENGINE ||
+        logits == RWKV_OUT_ENGINE || all_logits == RWKV_OUT_ENGINE)
         return -EINVAL;
     for (int i = 0; i < n; i++)
         if (!token_ok(e, tokens[i]))

@@ -2,7 +2,9 @@
  *
  * For each (checkpoint, weights, batch, threads) it runs warm-up steps, then R timed runs
  * of S steps of B slots (one token per slot per step, logits for every slot — what a
- * decoding stream needs), and prints the median tokens/s. Beside it: bytes of weights read
+ * decoding stream needs; off the cpu they stay in the engine's output block, RWKV_OUT_ENGINE,
+ * so the figure includes their one download but no copy to other memory), and prints the
+ * median tokens/s. Beside it: bytes of weights read
  * per step (once for the whole batch, less what the sparse FFN product skipped, as counted
  * by the kernel) plus 2 × B × state bytes, the achieved GB/s, and the
  * floor = (bytes per step) / (measured copy bandwidth) expressed as tokens/s.
@@ -468,7 +470,10 @@ int main(int argc, char **argv)
                         int B = batches[bi];
                         rwkv_step_item *items = calloc((size_t)B, sizeof *items);
                         for (int s = 0; s < B; s++)
-                            items[s] = (rwkv_step_item){s, 0, NULL, want_logits ? logits + (size_t)s * d->n_vocab : NULL};
+                            items[s] = (rwkv_step_item){s, 0, NULL,
+                                                        !want_logits ? NULL
+                                                        : on_cpu     ? logits + (size_t)s * d->n_vocab
+                                                                     : RWKV_OUT_ENGINE};
                         /* enough steps for ~1 s per run on this machine, estimated from a probe */
                         int S = steps;
                         double tp = now_s();

@@ -46,6 +46,8 @@ typedef struct {
     int n_runs;
     int32_t *tokens;                 /* (max_rows) */
     float **logit_rows;
+    float *out_logits;               /* (max_rows, V): logits left in the engine
+                                      * (RWKV_OUT_ENGINE), allocated on first use */
 } cpu_backend;
 
 static const float LN_EPS = 1e-5f;
@@ -355,6 +357,11 @@ static int cpu_forward(rwkv_backend *be, const rwkv_row *in, int n)
     const int C = cb->m->dims.n_embd;
     int *rows = cb->rows, nl = 0;
     cb->n_runs = 0;
+    for (int i = 0; i < n && !cb->out_logits; i++) {
+        if (in[i].logits == RWKV_OUT_ENGINE &&
+            !(cb->out_logits = malloc((size_t)cb->max_rows * cb->m->dims.n_vocab * sizeof(float))))
+            return -ENOMEM;
+    }
     for (int i = 0; i < n; i++) {
         cb->row_slot[i] = in[i].slot;
         cb->row_prev[i] = in[i].prev;
@@ -368,15 +375,23 @@ static int cpu_forward(rwkv_backend *be, const rwkv_row *in, int n)
     }
     forward(cb, n, cb->tokens);
     for (int i = 0; i < n; i++) {
-        if (in[i].hidden)
+        if (in[i].hidden && in[i].hidden != RWKV_OUT_ENGINE) /* engine-held: stays in lnout */
             memcpy(in[i].hidden, cb->lnout + (size_t)i * C, (size_t)C * sizeof(float));
         if (in[i].logits) {
             rows[nl] = i;
-            cb->logit_rows[nl++] = in[i].logits;
+            cb->logit_rows[nl++] =
+                in[i].logits == RWKV_OUT_ENGINE ? cb->out_logits + (size_t)i * cb->m->dims.n_vocab : in[i].logits;
         }
     }
     head(cb, rows, cb->logit_rows, nl);
     return 0;
+}
+
+static const float *cpu_output(rwkv_backend *be, int row, int what)
+{
+    cpu_backend *cb = (cpu_backend *)be;
+    return what ? cb->lnout + (size_t)row * cb->m->dims.n_embd
+                : cb->out_logits + (size_t)row * cb->m->dims.n_vocab;
 }
 
 static int cpu_state_reset(rwkv_backend *be, int slot)
@@ -417,6 +432,7 @@ static void cpu_destroy(rwkv_backend *be)
     free(cb->row_slot);
     free(cb->row_last);
     free(cb->logit_rows);
+    free(cb->out_logits);
     free(cb);
 }
 
@@ -428,6 +444,7 @@ static const rwkv_backend_ops cpu_ops = {
     .state_copy = cpu_state_copy,
     .state_export = cpu_state_export,
     .state_import = cpu_state_import,
+    .output = cpu_output,
 };
 
 int rwkv_cpu_backend_new(const rwkv_model *m, const rwkv_engine_opts *opts, rwkv_backend **out, char *err, size_t err_len)

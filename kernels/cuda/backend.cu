@@ -313,13 +313,22 @@ static int cuda_forward(rwkv_backend *be, const rwkv_row *in, int n)
     if (want_hidden)
         CU(cudaMemcpyAsync(cb->lnout_h, cb->lnout, (size_t)n * C * sizeof(float), cudaMemcpyDeviceToHost, cb->st));
     CU(cudaStreamSynchronize(cb->st));
-    for (int i = 0; i < n; i++) {
-        if (in[i].logits)
+    for (int i = 0; i < n; i++) { /* RWKV_OUT_ENGINE: left where they were downloaded */
+        if (in[i].logits && in[i].logits != RWKV_OUT_ENGINE)
             memcpy(in[i].logits, cb->logits_h + (size_t)mh[RWKV_CU_M_LOGIT * ld + i] * V, V * sizeof(float));
-        if (in[i].hidden)
+        if (in[i].hidden && in[i].hidden != RWKV_OUT_ENGINE)
             memcpy(in[i].hidden, cb->lnout_h + (size_t)i * C, (size_t)C * sizeof(float));
     }
     return 0;
+}
+
+static const float *cuda_output(rwkv_backend *be, int row, int what)
+{
+    cuda_backend *cb = (cuda_backend *)be;
+    if (what)
+        return cb->lnout_h + (size_t)row * cb->C;
+    const int li = cb->meta_h[RWKV_CU_M_LOGIT * cb->max_rows + row];
+    return li >= 0 ? cb->logits_h + (size_t)li * cb->V : NULL;
 }
 
 /* ---- state slots ------------------------------------------------------------------------ */
@@ -416,6 +425,7 @@ static void cuda_destroy(rwkv_backend *be)
 
 static const rwkv_backend_ops cuda_ops = {
     BACKEND_NAME, cuda_destroy, cuda_forward, cuda_state_reset, cuda_state_copy, cuda_state_export, cuda_state_import,
+    cuda_output,
 };
 
 /* The device element type: the one every matrix of the model has (bf16 pairs count as

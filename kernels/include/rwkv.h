@@ -135,6 +135,16 @@ int rwkv_engine_max_batch(const rwkv_engine *e);
  * or -EIO when the backend is dead (see rwkv_engine_last_error). */
 int rwkv_engine_step(rwkv_engine *e, const rwkv_step_item *items, int n);
 
+/* Outputs left in the engine instead of copied out: give RWKV_OUT_ENGINE as an item's
+ * `logits` or `hidden` in rwkv_engine_step (then n <= max_batch, else -EINVAL), and after
+ * the call read them through these, for item index i of that call. They point into one
+ * block the backend owns (for a GPU backend: the host buffer its results were downloaded
+ * to in one copy), valid until the next call on the engine. NULL where item i did not ask
+ * for that output that way, or when the last call was not such a step. */
+#define RWKV_OUT_ENGINE ((float *)(uintptr_t)1)
+const float *rwkv_engine_out_logits(const rwkv_engine *e, int i);
+const float *rwkv_engine_out_hidden(const rwkv_engine *e, int i);
+
 /* Sequence mode: feed tokens[0..n) to one slot; equal to n single steps. `hidden` (n_embd)
  * and `logits` (n_vocab) receive the outputs after the last token (NULL to skip);
  * `all_logits` (n × n_vocab), if not NULL, receives every row. */

@@ -59,6 +59,12 @@ static int fake_import(rwkv_backend *b, int slot, const void *buf)
     return alive(f) ? -EIO : f->cpu->ops->state_import(f->cpu, slot, buf);
 }
 
+static const float *fake_output(rwkv_backend *b, int row, int what)
+{
+    fake_backend *f = (fake_backend *)b;
+    return f->cpu->ops->output(f->cpu, row, what);
+}
+
 static void fake_destroy(rwkv_backend *b)
 {
     fake_backend *f = (fake_backend *)b;
@@ -74,6 +80,7 @@ static const rwkv_backend_ops fake_ops = {
     .state_copy = fake_copy,
     .state_export = fake_export,
     .state_import = fake_import,
+    .output = fake_output,
 };
 
 int rwkv_module_probe(char *msg, size_t len)

@@ -1,7 +1,8 @@
 /* test_engine — equivalences of the engine on one backend, all bit-for-bit:
  *   a batch of N slots == N single-slot runs; sequence mode == single steps (also across
  *   max_batch chunks); export -> import -> continue == uninterrupted; copy (fork) == same
- *   history; hidden-only steps == steps with logits. And argument errors leave every state
+ *   history; hidden-only steps == steps with logits; outputs left in the engine
+ *   (RWKV_OUT_ENGINE) == copied ones. And argument errors leave every state
  *   untouched. On cpu also: 1 thread == 2 threads; "stored" 16-bit weights == upcast
  *   weights; the bf16dot mode; the backend registry. Other backends round GEMM inputs to
  *   16 bits with 16-bit weights, so there "stored" is only held close to upcast. On real
@@ -204,6 +205,54 @@ int main(int argc, char **argv)
         free(hid2);
         free(lg);
         rwkv_engine_destroy(&e);
+    }
+
+    /* outputs left in the engine (RWKV_OUT_ENGINE) equal copied ones, and are refused
+     * where one pass cannot hold them */
+    {
+        rwkv_engine *e = engine(NS + 3, NS, 2), *ec = engine(NS + 3, NS, 2);
+        float *hid = malloc((size_t)NS * C * sizeof(float)), *lg = malloc((size_t)NS * VB);
+        int same = 1, ptrs = 1;
+        for (int t = 0; t < T; t++) {
+            rwkv_step_item items[NS], copied[NS];
+            for (int s = 0; s < NS; s++) {
+                items[s] = (rwkv_step_item){s, tok(s, t), RWKV_OUT_ENGINE, s % 2 ? lg + (size_t)s * V : RWKV_OUT_ENGINE};
+                copied[s] = (rwkv_step_item){s, tok(s, t), hid + (size_t)s * C, NULL};
+            }
+            CHECK(rwkv_engine_step(e, items, NS) == 0);
+            CHECK(rwkv_engine_step(ec, copied, NS) == 0);
+            for (int s = 0; s < NS; s++) {
+                const float *l = s % 2 ? lg + (size_t)s * V : rwkv_engine_out_logits(e, s);
+                const float *h = rwkv_engine_out_hidden(e, s);
+                ptrs &= (l != NULL) && (h != NULL) && (s % 2 == 0 || rwkv_engine_out_logits(e, s) == NULL);
+                if (l && h)
+                    same &= same_floats(l, ref + ((size_t)s * T + t) * V, (size_t)V) &&
+                            memcmp(h, hid + (size_t)s * C, (size_t)C * sizeof(float)) == 0;
+            }
+            CHECK(rwkv_engine_out_logits(e, -1) == NULL && rwkv_engine_out_logits(e, NS) == NULL);
+        }
+        CHECKF(ptrs, "engine-held outputs: a pointer missing, or one given for a copied output");
+        CHECKF(same, "engine-held outputs differ from copied ones");
+        /* more items than one pass: refused, nothing advanced */
+        rwkv_step_item big[NS + 1];
+        for (int s = 0; s < NS + 1; s++)
+            big[s] = (rwkv_step_item){s, 1, NULL, RWKV_OUT_ENGINE};
+        void *before = state(e, 0);
+        CHECK(rwkv_engine_step(e, big, NS + 1) == -EINVAL);
+        void *after = state(e, 0);
+        CHECK(memcmp(before, after, rwkv_engine_state_bytes(e)) == 0);
+        CHECK(rwkv_engine_out_logits(e, 0) == NULL); /* the last call was refused */
+        /* sequences cannot leave outputs in the engine */
+        int32_t tk[2] = {1, 2};
+        rwkv_seq_item si = {0, tk, 2, NULL, RWKV_OUT_ENGINE};
+        CHECK(rwkv_engine_run(e, &si, 1) == -EINVAL);
+        CHECK(rwkv_engine_seq(e, 0, tk, 2, RWKV_OUT_ENGINE, NULL, NULL) == -EINVAL);
+        free(before);
+        free(after);
+        free(hid);
+        free(lg);
+        rwkv_engine_destroy(&e);
+        rwkv_engine_destroy(&ec);
     }
 
     /* sequence mode == single steps, chunked by max_batch 4 over T = 9 tokens */
