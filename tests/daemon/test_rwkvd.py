@@ -52,7 +52,8 @@ class Daemon:
     """A running rwkvd with its config, sockets and log, in a private temp dir."""
 
     def __init__(self, profiles="", extra="", default_profile="", env=None, max_batch=16, slots=64, start=True,
-                 durability=None):
+                 durability=None, backend=None):
+        self.backend = backend  # model.backend; None leaves the default (cpu)
         # fsync "no" by default: acks then wait for no disk flush (an ACK under everysec may
         # wait up to a second), and kill -9 loses nothing written to the kernel anyway
         self.durability = durability if durability is not None else "durability:\n  fsync: no\n"
@@ -76,7 +77,7 @@ class Daemon:
   threads: 1
   state_slots: %d
   max_batch: %d
-endpoints:
+%sendpoints:
   ingest: %s
   publish: %s
   control: %s
@@ -90,7 +91,8 @@ tasks:
   default_profile: %s
   profiles:
 %s
-""" % (path_override or MODEL, slots, max_batch, self.ingest_ep, self.pub_ep, self.ctl_ep, self.dir,
+""" % (path_override or MODEL, slots, max_batch,
+       "  backend: %s\n" % self.backend if self.backend else "", self.ingest_ep, self.pub_ep, self.ctl_ep, self.dir,
        self.durability, extra,
        yaml_str(default_profile), profiles if profiles.strip() else "    {}")
         if not profiles.strip():
