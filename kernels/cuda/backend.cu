@@ -741,6 +741,14 @@ int rwkv_module_backend_new(const rwkv_model *m, const rwkv_engine_opts *opts, r
     }
     if ((rc = upload(cb, err, err_len)))
         goto fail;
+    /* the zeroing and uploads ran on the legacy stream, which our non-blocking stream does
+     * not wait for: finish them before the first forward */
+    if ((e = cudaDeviceSynchronize()) != cudaSuccess) {
+        set_err(err, err_len, "%s backend: cudaDeviceSynchronize after the upload: %s", BACKEND_NAME,
+                cudaGetErrorString(e));
+        rc = -EIO;
+        goto fail;
+    }
     *out = &cb->base;
     return 0;
 fail:
