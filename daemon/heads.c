@@ -12,6 +12,7 @@
 #include "log.h"
 
 #define SUFFIX_MAX_TOKENS 4096 /* prompt_suffix is at most 4096 bytes, every token >= 1 byte */
+#define LABEL_CHUNK_ROWS 16    /* label tokens fed per sequence call (their logits rows are kept) */
 
 static int tokenize(const rwkv_tokenizer *tok, const char *s, int32_t **out, int *n_out)
 {
@@ -356,11 +357,12 @@ int rwkvd_head_scratch_init(rwkvd_head_scratch *s, int slot_a, int slot_b, const
     s->n_embd = d->n_embd;
     s->seq_cap = 1 + SUFFIX_MAX_TOKENS;
     s->cap_tasks = cap_tasks;
+    s->label_rows = LABEL_CHUNK_ROWS;
     s->seq_tokens = malloc((size_t)s->seq_cap * sizeof *s->seq_tokens);
-    s->logits1 = malloc((size_t)d->n_vocab * sizeof(float));
+    s->label_logits = malloc((size_t)s->label_rows * (size_t)d->n_vocab * sizeof(float));
     s->items = calloc((size_t)cap_tasks, sizeof *s->items);
     s->n_feed = calloc((size_t)cap_tasks, sizeof *s->n_feed);
-    if (!s->seq_tokens || !s->logits1 || !s->items || !s->n_feed) {
+    if (!s->seq_tokens || !s->label_logits || !s->items || !s->n_feed) {
         rwkvd_head_scratch_free(s);
         return -ENOMEM;
     }
@@ -370,14 +372,19 @@ int rwkvd_head_scratch_init(rwkvd_head_scratch *s, int slot_a, int slot_b, const
 void rwkvd_head_scratch_free(rwkvd_head_scratch *s)
 {
     free(s->seq_tokens);
-    free(s->logits1);
+    free(s->label_logits);
     free(s->items);
     free(s->n_feed);
     memset(s, 0, sizeof *s);
 }
 
-/* log softmax(logits)[id], in double. */
-static double log_prob(const float *logits, int n, int32_t id)
+/* The log-softmax normaliser of one logits row, kept as its two parts so that
+ * log_prob_at() gives the same bits as computing the whole softmax for every id. */
+typedef struct {
+    double mx, log_sum;
+} lse;
+
+static lse log_norm(const float *logits, int n)
 {
     double mx = -INFINITY;
     for (int i = 0; i < n; i++)
@@ -386,7 +393,13 @@ static double log_prob(const float *logits, int n, int32_t id)
     double sum = 0;
     for (int i = 0; i < n; i++)
         sum += exp((double)logits[i] - mx);
-    return (double)logits[id] - mx - log(sum);
+    return (lse){mx, log(sum)};
+}
+
+/* log softmax(logits)[id], in double, with the row's normaliser from log_norm. */
+static double log_prob_at(const float *logits, lse z, int32_t id)
+{
+    return (double)logits[id] - z.mx - z.log_sum;
 }
 
 /* Token i of what a task's fork is fed: [held] + suffix. */
@@ -405,22 +418,31 @@ static int feed_count(const rwkvd_head_task *t)
     return (t->held >= 0) + (t->prof ? t->prof->n_suffix : 0);
 }
 
-/* Scores of the labels from the fork's logits; multi-token labels continue on slot_b. */
+/* Scores of the labels from the fork's logits. The fork's normaliser is computed once for
+ * all labels; a multi-token label continues on slot_b, its tokens but the last fed as one
+ * sequence that leaves every row's logits (in chunks of label_rows), and each row is
+ * normalised once. Equal, bit for bit, to feeding the label one token at a time. */
 static int score_labels(rwkv_engine *e, rwkvd_head_scratch *s, rwkvd_head_task *t)
 {
     const rwkvd_task_profile *p = t->prof;
     double score[RWKVD_LINHEAD_MAX_LABELS], mx = -INFINITY;
+    const size_t V = (size_t)s->n_vocab;
+    lse z0 = log_norm(t->logits, s->n_vocab);
     int rc;
     for (int k = 0; k < p->n_labels; k++) {
         const int32_t *lt = p->label_tokens[k];
-        double sc = log_prob(t->logits, s->n_vocab, lt[0]);
-        if (p->n_label_tokens[k] > 1) {
-            if ((rc = rwkv_engine_state_copy(e, s->slot_b, t->fork_slot)))
+        int n = p->n_label_tokens[k];
+        double sc = log_prob_at(t->logits, z0, lt[0]);
+        if (n > 1 && (rc = rwkv_engine_state_copy(e, s->slot_b, t->fork_slot)))
+            return rc;
+        /* row r of a chunk: the logits after lt[j0 + r], which score lt[j0 + r + 1] */
+        for (int j0 = 0; j0 < n - 1; j0 += s->label_rows) {
+            int m = n - 1 - j0 < s->label_rows ? n - 1 - j0 : s->label_rows;
+            if ((rc = rwkv_engine_seq(e, s->slot_b, &lt[j0], m, NULL, NULL, s->label_logits)))
                 return rc;
-            for (int j = 1; j < p->n_label_tokens[k]; j++) {
-                if ((rc = rwkv_engine_seq(e, s->slot_b, &lt[j - 1], 1, NULL, s->logits1, NULL)))
-                    return rc;
-                sc += log_prob(s->logits1, s->n_vocab, lt[j]);
+            for (int r = 0; r < m; r++) {
+                const float *row = s->label_logits + (size_t)r * V;
+                sc += log_prob_at(row, log_norm(row, s->n_vocab), lt[j0 + r + 1]);
             }
         }
         score[k] = sc;

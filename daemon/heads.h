@@ -126,13 +126,15 @@ typedef struct {
     float probs[RWKVD_LINHEAD_MAX_LABELS];
 } rwkvd_head_task;
 
-/* Worker-side scratch for heads, sized at start: slot_b scores multi-token labels. */
+/* Worker-side scratch for heads, sized at start: slot_b scores multi-token labels, fed up to
+ * label_rows tokens per sequence call (a longer label continues in further calls). */
 typedef struct {
     int slot_a, slot_b;
     int n_vocab, n_embd;
     int32_t *seq_tokens;    /* (1 + max suffix) */
     int seq_cap;
-    float *logits1;         /* (n_vocab) */
+    float *label_logits;    /* (label_rows, n_vocab) every row of one label chunk */
+    int label_rows;
     rwkv_step_item *items;  /* (cap_tasks) lockstep rows */
     int *n_feed;            /* (cap_tasks) tokens each fork is fed */
     int cap_tasks;
