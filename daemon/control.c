@@ -139,6 +139,22 @@ static void engine_status(rwkvd_daemon *d, json_t *status)
         json_object_set_new(status, "engine_error", json_string(e));
 }
 
+/* STATUS "loop": what the loop thread costs. The "since last STATUS" maximum restarts here. */
+static void loop_status(rwkvd_daemon *d, json_t *status)
+{
+    uint64_t cpu = rwkvd_loop_cpu_ns(d), tokens = d->m.input_tokens_total;
+    json_t *j = json_pack("{s:f, s:I, s:f, s:I, s:f, s:f}", "cpu_s", (double)cpu / 1e9, "input_tokens_total",
+                          (json_int_t)tokens, "ns_per_input_token", tokens ? (double)cpu / (double)tokens : 0.0,
+                          "iterations", (json_int_t)d->m.loop_iterations, "iteration_max_s",
+                          (double)d->m.loop_iter_max_ns / 1e9, "iteration_max_since_last_status_s",
+                          (double)d->m.loop_iter_max_window_ns / 1e9);
+    d->m.loop_iter_max_window_ns = 0;
+    if (status && j)
+        json_object_set_new(status, "loop", j);
+    else
+        json_decref(j);
+}
+
 /* STATUS "durability" (PROTOCOL.md §10.1). */
 static void durable_status(rwkvd_daemon *d, json_t *status)
 {
@@ -348,6 +364,16 @@ static void metrics_text(rwkvd_daemon *d, sbuf *s)
     sb_printf(s, "# HELP rwkvd_step_seconds_total Worker time spent in jobs.\n"
                  "# TYPE rwkvd_step_seconds_total counter\nrwkvd_step_seconds_total %.6f\n",
               (double)m->step_ns_total / 1e9);
+    sb_printf(s, "# HELP rwkvd_loop_cpu_seconds_total CPU time of the loop thread (ingest, log append, "
+                 "scheduling, replies, publishing).\n# TYPE rwkvd_loop_cpu_seconds_total counter\n"
+                 "rwkvd_loop_cpu_seconds_total %.6f\n",
+              (double)rwkvd_loop_cpu_ns(d) / 1e9);
+    metric_u64(s, "rwkvd_loop_iterations_total", "counter", "Loop iterations (zmq_poll returns).",
+               m->loop_iterations);
+    sb_printf(s, "# HELP rwkvd_loop_iteration_max_seconds Longest loop iteration since start (work between "
+                 "zmq_poll returning and the next call; the wait not counted).\n"
+                 "# TYPE rwkvd_loop_iteration_max_seconds gauge\nrwkvd_loop_iteration_max_seconds %.6f\n",
+              (double)m->loop_iter_max_ns / 1e9);
     metric_u64(s, "rwkvd_outputs_failed_total", "counter", "Classifications or generations that failed.", m->outputs_failed);
     sb_printf(s, "# HELP rwkvd_reloads_total Configuration reloads by result.\n"
                  "# TYPE rwkvd_reloads_total counter\nrwkvd_reloads_total{result=\"ok\"} %llu\n"
@@ -522,6 +548,7 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
     case RWKVP_CTL_STATUS: {
         json_t *st = status_json(d);
         engine_status(d, st);
+        loop_status(d, st);
         durable_status(d, st);
         rwkvd_replica_status(d, st);
         reply_json(d, env, n_env, st);

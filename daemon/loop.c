@@ -35,6 +35,15 @@ uint64_t rwkvd_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t rwkvd_loop_cpu_ns(const rwkvd_daemon *d) { return thread_cpu_ns() - d->m.loop_cpu0_ns; }
+
 int64_t rwkvd_unix_ms(void)
 {
     struct timespec ts;
@@ -534,6 +543,8 @@ int rwkvd_loop_run(rwkvd_daemon *d)
     }
     int exit_status = 0;
     d->exit_status = 0;
+    d->m.loop_cpu0_ns = thread_cpu_ns();
+    uint64_t woke_ns = rwkvd_now_ns(); /* when zmq_poll last returned */
     for (;;) {
         bool busy = rwkvd_worker_busy(d->worker);
         if (!busy && d->state != RWKVD_STOPPING && rwkvd_sched_build(d) > 0) {
@@ -544,6 +555,13 @@ int rwkvd_loop_run(rwkvd_daemon *d)
         if (d->state == RWKVD_STOPPING && !busy)
             break;
         now = rwkvd_now_ns();
+        uint64_t iter_ns = now - woke_ns; /* dispatch, ticks and this job build; not the wait */
+        d->m.loop_iterations++;
+        if (iter_ns > d->m.loop_iter_max_window_ns) {
+            d->m.loop_iter_max_window_ns = iter_ns;
+            if (iter_ns > d->m.loop_iter_max_ns)
+                d->m.loop_iter_max_ns = iter_ns;
+        }
         uint64_t wake = d->next_status_ns;
         if (d->watchdog_interval_ns && d->next_watchdog_ns < wake)
             wake = d->next_watchdog_ns;
@@ -582,6 +600,7 @@ int rwkvd_loop_run(rwkvd_daemon *d)
             }
         }
         int rc = zmq_poll(items, n_items, timeout_ms);
+        woke_ns = rwkvd_now_ns();
         if (rc < 0 && zmq_errno() != EINTR) {
             rwkvd_log(LOG_ERR, "zmq_poll: %s", zmq_strerror(zmq_errno()));
             exit_status = 1;

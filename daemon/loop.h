@@ -39,6 +39,11 @@ typedef struct {
     uint64_t outputs_failed;
     uint64_t reloads_ok, reloads_failed;
     uint64_t subscriptions;              /* current XPUB subscriptions seen */
+    /* loop cost: an iteration is the work between one zmq_poll return and the next call */
+    uint64_t loop_iterations;
+    uint64_t loop_iter_max_ns;           /* longest iteration since start */
+    uint64_t loop_iter_max_window_ns;    /* longest since the last STATUS */
+    uint64_t loop_cpu0_ns;               /* the loop thread's CPU clock when the loop started */
 } rwkvd_metrics;
 
 typedef enum { RWKVD_RUNNING = 0, RWKVD_RELOADING, RWKVD_STOPPING } rwkvd_run_state;
@@ -96,6 +101,9 @@ void rwkvd_daemon_fini(rwkvd_daemon *d);
 
 /* Monotonic and wall clocks. */
 uint64_t rwkvd_now_ns(void);
+/* CPU time the loop thread has used since rwkvd_loop_run started, in ns. Loop thread only
+ * (it reads the calling thread's CPU clock). */
+uint64_t rwkvd_loop_cpu_ns(const rwkvd_daemon *d);
 int64_t rwkvd_unix_ms(void);
 
 /* Reload the config file: 0 and the changed keys via fn, or -EINVAL/-EPERM with err. */

@@ -565,6 +565,14 @@ def test_control():
                 break
             time.sleep(0.02)
         check(info["tokens_seen"] == 11 and info["tier"] == "resident" and info["queued_messages"] == 0, "%r" % info)
+        lp = d.control_json(b"STATUS")["loop"]
+        check(lp["cpu_s"] > 0 and lp["input_tokens_total"] >= 10 and lp["iterations"] > 0 and
+              abs(lp["ns_per_input_token"] - lp["cpu_s"] * 1e9 / lp["input_tokens_total"]) <=
+              1e-6 * lp["ns_per_input_token"], "STATUS loop %r" % lp)
+        check(0 < lp["iteration_max_since_last_status_s"] <= lp["iteration_max_s"], "STATUS loop %r" % lp)
+        lp2 = d.control_json(b"STATUS")["loop"]
+        check(lp2["iteration_max_since_last_status_s"] <= lp2["iteration_max_s"] and
+              lp2["iteration_max_s"] >= lp["iteration_max_s"] and lp2["cpu_s"] >= lp["cpu_s"], "STATUS loop %r" % lp2)
         r = d.control_json(b"RESET", b"a/x")
         check(r == {"name": "a/x", "tokens_seen": 0}, "RESET %r" % r)
         check(d.control_json(b"INFO", b"a/x")["tokens_seen"] == 0, "tokens_seen after RESET")
@@ -585,7 +593,9 @@ def test_control():
         check(d.control(b"INFO")[0] == b"400", "INFO without a channel")
         m = d.control(b"METRICS")[1].decode()
         for name in ("rwkvd_ingest_messages_total", "rwkvd_publish_messages_total", "rwkvd_publish_dropped_total",
-                     "rwkvd_tokens_total", "rwkvd_channels{tier=\"resident\"}", "rwkvd_queued_tokens"):
+                     "rwkvd_tokens_total", "rwkvd_channels{tier=\"resident\"}", "rwkvd_queued_tokens",
+                     "rwkvd_input_tokens_total", "rwkvd_loop_cpu_seconds_total", "rwkvd_loop_iterations_total",
+                     "rwkvd_loop_iteration_max_seconds"):
             check(name in m, "METRICS lacks %s" % name)
         # the dropped channel's pair is remembered: a resend is a duplicate
         send(s, b"TEXT", b"a/y", b"p", 2, b"resend")
