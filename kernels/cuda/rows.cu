@@ -44,20 +44,24 @@ void rwkv_cu_embed(cudaStream_t st, float *x, const float *emb, const int *meta,
     RWKV_LAUNCH(k_embed, R, ROW_THREADS, st, x, emb, meta + RWKV_CU_M_TOK * ld_rows, C);
 }
 
-template <class T>
+/* The LayerNorm + token-shift pass before either mix: u[b] = LayerNorm(x[b]; vec[ln],
+ * vec[ln + 1]) and, for the NMIX mixes from vec[mix] on, out[k][b] = u + (p - u) * mu_k,
+ * where p is the LayerNorm of the run's previous row or the slot's stored shift vector
+ * (shift_l: slot 0's, slots slot_floats apart). out: (NMIX, ld_rows, C). */
+template <class T, int NMIX>
 __global__ void __launch_bounds__(ROW_THREADS)
-    k_ln_mix_att(const float *x, float *u, const float *state_l, size_t slot_floats, const int *meta, int ld_rows,
-                 const float *vec, T *mix, int C)
+    k_ln_shift(const float *x, float *u, const float *shift_l, size_t slot_floats, const int *meta, int ld_rows,
+               const float *vec, int ln, int mix, T *out, int C)
 {
     __shared__ float sh[32];
     const int b = blockIdx.x;
     const int prev = meta[RWKV_CU_M_PREV * ld_rows + b];
-    const float *lw = vec + RWKV_CU_V_LN1_W * C, *lb = vec + RWKV_CU_V_LN1_B * C;
+    const float *lw = vec + (size_t)ln * C, *lb = vec + (size_t)(ln + 1) * C;
     const float *xb = x + (size_t)b * C;
     float m, inv, pm = 0.0f, pinv = 0.0f;
     ln_stats(xb, C, sh, &m, &inv);
     const float *xp = prev >= 0 ? x + (size_t)prev * C : NULL;
-    const float *sp = state_l + (size_t)meta[RWKV_CU_M_SLOT * ld_rows + b] * slot_floats;
+    const float *sp = shift_l + (size_t)meta[RWKV_CU_M_SLOT * ld_rows + b] * slot_floats;
     if (xp)
         ln_stats(xp, C, sh, &pm, &pinv);
     const size_t plane = (size_t)ld_rows * C;
@@ -66,32 +70,9 @@ __global__ void __launch_bounds__(ROW_THREADS)
         const float pc = xp ? (xp[c] - pm) * pinv * lw[c] + lb[c] : sp[c];
         u[(size_t)b * C + c] = uc;
         const float dl = pc - uc;
-        for (int k = 0; k < 6; k++)
-            mix[k * plane + (size_t)b * C + c] = cu_from_float<T>(uc + dl * vec[(RWKV_CU_V_XR + k) * C + c]);
-    }
-}
-
-template <class T>
-__global__ void __launch_bounds__(ROW_THREADS)
-    k_ln_mix_ffn(const float *x, float *u, const float *pffn_l, size_t slot_floats, const int *meta, int ld_rows,
-                 const float *vec, T *xk, int C)
-{
-    __shared__ float sh[32];
-    const int b = blockIdx.x;
-    const int prev = meta[RWKV_CU_M_PREV * ld_rows + b];
-    const float *lw = vec + RWKV_CU_V_LN2_W * C, *lb = vec + RWKV_CU_V_LN2_B * C, *mu = vec + RWKV_CU_V_FFN_XK * C;
-    const float *xb = x + (size_t)b * C;
-    float m, inv, pm = 0.0f, pinv = 0.0f;
-    ln_stats(xb, C, sh, &m, &inv);
-    const float *xp = prev >= 0 ? x + (size_t)prev * C : NULL;
-    const float *sp = pffn_l + (size_t)meta[RWKV_CU_M_SLOT * ld_rows + b] * slot_floats;
-    if (xp)
-        ln_stats(xp, C, sh, &pm, &pinv);
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        const float uc = (xb[c] - m) * inv * lw[c] + lb[c];
-        const float pc = xp ? (xp[c] - pm) * pinv * lw[c] + lb[c] : sp[c];
-        u[(size_t)b * C + c] = uc;
-        xk[(size_t)b * C + c] = cu_from_float<T>(uc + (pc - uc) * mu[c]);
+        RWKV_UNROLL
+        for (int k = 0; k < NMIX; k++)
+            out[k * plane + (size_t)b * C + c] = cu_from_float<T>(uc + dl * vec[(size_t)(mix + k) * C + c]);
     }
 }
 
@@ -148,18 +129,28 @@ __global__ void __launch_bounds__(ROW_THREADS)
 
 /* ---- launchers: the runtime element type picks the instance ------------------------- */
 
-#define DISPATCH_T(type, CALL) \
+#define DISPATCH_T(type, ...) \
     do { \
-        if ((type) == RWKV_CU_F32) { typedef float T; CALL; } \
-        else if ((type) == RWKV_CU_F16) { typedef __half T; CALL; } \
-        else { typedef __nv_bfloat16 T; CALL; } \
+        if ((type) == RWKV_CU_F32) { typedef float T; __VA_ARGS__; } \
+        else if ((type) == RWKV_CU_F16) { typedef __half T; __VA_ARGS__; } \
+        else { typedef __nv_bfloat16 T; __VA_ARGS__; } \
     } while (0)
+
+template <class T, int NMIX>
+static void launch_ln_shift(cudaStream_t st, int R, const float *x, float *u, const float *shift_l,
+                            size_t slot_floats, const int *meta, int ld_rows, const float *vec, int ln, int mix, T *out,
+                            int C)
+{
+    void (*k_ln_shift_inst)(const float *, float *, const float *, size_t, const int *, int, const float *, int, int,
+                            T *, int) = k_ln_shift<T, NMIX>;
+    RWKV_LAUNCH(k_ln_shift_inst, R, ROW_THREADS, st, x, u, shift_l, slot_floats, meta, ld_rows, vec, ln, mix, out, C);
+}
 
 void rwkv_cu_ln_mix_att(int type, cudaStream_t st, const float *x, float *u, const float *state_l,
                         size_t slot_floats, const int *meta, int ld_rows, int R, const float *vec, void *mix, int C)
 {
-    DISPATCH_T(type, RWKV_LAUNCH(k_ln_mix_att<T>, R, ROW_THREADS, st, x, u, state_l, slot_floats, meta, ld_rows, vec,
-                                 (T *)mix, C));
+    DISPATCH_T(type, launch_ln_shift<T, 6>(st, R, x, u, state_l, slot_floats, meta, ld_rows, vec, RWKV_CU_V_LN1_W,
+                                           RWKV_CU_V_XR, (T *)mix, C));
 }
 
 void rwkv_cu_ln_mix_ffn(int type, cudaStream_t st, const float *x, float *u, const float *state_l,
@@ -167,8 +158,8 @@ void rwkv_cu_ln_mix_ffn(int type, cudaStream_t st, const float *x, float *u, con
                         const float *vec, void *xk, int C)
 {
     const float *pffn = state_l + layer_floats - C;
-    DISPATCH_T(type, RWKV_LAUNCH(k_ln_mix_ffn<T>, R, ROW_THREADS, st, x, u, pffn, slot_floats, meta, ld_rows, vec,
-                                 (T *)xk, C));
+    DISPATCH_T(type, launch_ln_shift<T, 1>(st, R, x, u, pffn, slot_floats, meta, ld_rows, vec, RWKV_CU_V_LN2_W,
+                                           RWKV_CU_V_FFN_XK, (T *)xk, C));
 }
 
 void rwkv_cu_lora_act(int type, cudaStream_t st, const float *h32, void *hT, int ld_rows, int R, int D, int first)
