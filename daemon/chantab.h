@@ -115,6 +115,10 @@ typedef struct rwkvd_channel {
     uint64_t partial_lsn;         /* recovery: the entry the snapshot had partly applied */
     uint32_t partial_pos;         /* ... and how many of its tokens */
     uint64_t snap_next_lsn;       /* recovery: the log's next LSN when the snapshot was taken, 0 unknown */
+    uint32_t snap_jobs;           /* its snapshot writes queued on the I/O thread (bio.c) */
+    uint32_t snap_round;          /* the last background snapshot round that took it */
+    void *evict_job;              /* tier disk while its eviction is being written: that write,
+                                   * whose image is its state until it is done (durable.c) */
 } rwkvd_channel;
 
 typedef struct rwkvd_pair {

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bio.h"
 #include "log.h"
 #include "replica.h"
 #include "snapshot.h"
@@ -37,13 +38,76 @@ typedef struct {
     unsigned char *data; /* frames back to back */
 } pending_reply;
 
+/* prod_list: a snapshot's producer list under construction (snapshots, below) */
+typedef struct {
+    rwkvd_snap_producer *v;
+    char (*ids)[RWKVP_NAME_MAX + 16];
+    uint32_t n, cap;
+    const rwkvd_channel *ch;
+    bool oom;
+} prod_list;
+
+/* Work for the I/O thread (bio.c). Any job may carry a log sync, run first; a snapshot job
+ * owns a copy of the image it writes (the state exported on the loop thread), so the channel
+ * may go on while it is written. */
+typedef enum { JOB_SYNC, JOB_SNAP, JOB_TRUNC } job_kind;
+
+typedef struct io_job {
+    job_kind kind;
+    struct rwkvd_durable *u;
+    bool has_sync;            /* run `sync` first */
+    rwkvd_wal_sync_req sync;
+    /* JOB_SNAP */
+    rwkvd_snapshot s;         /* points into the fields below */
+    void *payload;            /* (s.payload_bytes) owned */
+    prod_list pl;             /* owned */
+    char channel[RWKVP_CHANNEL_MAX + 1];
+    uint64_t uid;             /* the channel's, to find it again */
+    uint64_t need_lsn;        /* the log must be synced up to here before it is written */
+    uint8_t n_writes, n_ok;   /* generations to write (2: both hold it), written */
+    bool evict;               /* an eviction (rwkvd_channel.evict_job) */
+    bool counted;             /* in STATUS/METRICS snapshot counts (not IMPORT/FORK's) */
+    bool waited;              /* a caller waits for it (rwkvd_durable_snapshot) */
+    bool round;               /* part of a background round */
+    bool skipped;             /* not written: the log could not be synced */
+    char err[768];
+    /* JOB_TRUNC */
+    rwkvd_wal_trunc_req tr;
+    uint64_t keep;
+} io_job;
+
+#define BIO_JOBS 1024                   /* jobs outstanding on the I/O thread at most */
+#define ROUND_INFLIGHT_BYTES (64u << 20) /* state bytes a background round keeps queued at most */
+#define ROUND_STEP_BYTES (8u << 20)     /* ... and exports per loop iteration at most */
+
 typedef struct rwkvd_durable {
     rwkvd_fsio wal_io, snap_io;
+    rwkvd_bio *bio;           /* the I/O thread */
+    io_job sync_job;          /* the log sync of everysec and of always's group commit */
+    bool sync_busy;           /* sync_job is queued */
+    uint64_t next_sync_ns;    /* everysec: when the next one is due */
+    uint64_t inflight_bytes;  /* state bytes of queued snapshot jobs */
+    /* the I/O thread's own view of the log (written and read by it only) */
+    uint64_t io_synced_lsn;
+    int io_wal_err;
+    /* the background snapshot round (interval, token count) */
+    bool round_active;        /* channels still to submit */
+    uint32_t round_id, round_outstanding, round_n;
+    uint64_t round_bytes, round_t0;
+    const char *round_why;
+    /* what rwkvd_durable_snapshot's waited-for jobs gave */
+    int wait_err;
+    uint32_t wait_n;
+    uint64_t wait_bytes;
+    bool truncate_due;        /* a snapshot completed: the log may be cut */
+    /* IMPORT/FORK's write (rwkvd_durable_install waits for it) */
+    const io_job *install_job;
+    int install_ok, install_rc;
+    char install_err[768];
     rwkvd_wal *wal;
     rwkvd_snapstore *store;
     rwkvd_snap_model model;
-    void *state;              /* (state_bytes) export buffer */
-    size_t state_bytes;
+    size_t state_bytes;       /* one exported state */
     unsigned char *rec_buf;   /* record payload scratch */
     size_t rec_cap;
     pending_reply *q;         /* ring of queued replies */
@@ -63,10 +127,12 @@ typedef struct rwkvd_durable {
 /* Whether a reply confirms input (ACK, DUP; SYNC answers ACK) that the log may not hold:
  * once the log has failed, one with an LSN past the durable one, or none (a DUP or SYNC
  * names a seq accepted in memory, whose record may be among those never made durable). */
+static uint64_t local_ack_lsn(const rwkvd_daemon *d);
+
 static bool unconfirmable(const rwkvd_daemon *d, uint64_t lsn, const rwkvp_frame *f, size_t n)
 {
     const rwkvd_durable *u = d->dur;
-    if (!rwkvd_wal_failed(u->wal) || (lsn && lsn <= rwkvd_wal_durable_lsn(u->wal)) || n < 5)
+    if (!rwkvd_wal_failed(u->wal) || (lsn && lsn <= local_ack_lsn(d)) || n < 5)
         return false;
     return (f[1].len == 3 && memcmp(f[1].data, "ACK", 3) == 0) || (f[1].len == 3 && memcmp(f[1].data, "DUP", 3) == 0);
 }
@@ -103,11 +169,23 @@ static void send_pending(rwkvd_daemon *d, const pending_reply *p)
     send_reply(d, p->lsn, f, p->n_env, f + p->n_env, p->n - p->n_env);
 }
 
-/* The highest LSN an ACK may confirm: durable here and, with replication.sync, in the log of
+/* The highest LSN this daemon's fsync policy lets an ACK confirm: under `always` the last one
+ * an fdatasync covered (group commit, below); under `everysec` and `no` the last one written
+ * to the kernel (a kill -9 loses none of them; a power loss or kernel crash may lose up to the
+ * last second of them under everysec, whatever the kernel had not flushed under no). */
+static uint64_t local_ack_lsn(const rwkvd_daemon *d)
+{
+    const rwkvd_durable *u = d->dur;
+    if (d->cfg->durability.fsync == RWKVD_FSYNC_ALWAYS)
+        return rwkvd_wal_durable_lsn(u->wal);
+    return rwkvd_wal_written_lsn(u->wal);
+}
+
+/* The highest LSN an ACK may confirm: local_ack_lsn and, with replication.sync, in the log of
  * every synced standby (replica.c). */
 static uint64_t ack_bound(const rwkvd_daemon *d)
 {
-    uint64_t lsn = rwkvd_wal_durable_lsn(d->dur->wal);
+    uint64_t lsn = local_ack_lsn(d);
     if (d->rep) {
         uint64_t r = rwkvd_replica_acked_lsn(d);
         if (r < lsn)
@@ -192,18 +270,169 @@ static void note_wal_error(rwkvd_daemon *d, int rc)
         u->wal_refused_logged = true;
 }
 
+/* ---- the I/O thread's jobs --------------------------------------------------------- */
+
+/* I/O thread. */
+static int run_job(void *arg)
+{
+    io_job *j = arg;
+    rwkvd_durable *u = j->u;
+    int rc = 0;
+    if (j->has_sync) {
+        rc = rwkvd_wal_sync_run(&j->sync);
+        if (rc < 0 && !u->io_wal_err)
+            u->io_wal_err = rc;
+        else if (rc == 0 && j->sync.lsn > u->io_synced_lsn)
+            u->io_synced_lsn = j->sync.lsn;
+    }
+    switch (j->kind) {
+    case JOB_SYNC:
+        return rc;
+    case JOB_SNAP:
+        /* a snapshot must not cover records that are not durable: they would survive a crash
+         * the log does not, and their LSNs could be given to other records after it */
+        if (j->need_lsn > u->io_synced_lsn) {
+            j->skipped = true;
+            rc = u->io_wal_err ? u->io_wal_err : -EIO;
+            snprintf(j->err, sizeof j->err, "channel %s: not written: the input log could not be synced (%s)",
+                     j->channel, strerror(-rc));
+            return rc;
+        }
+        rc = 0;
+        for (j->n_ok = 0; j->n_ok < j->n_writes; j->n_ok++)
+            if ((rc = rwkvd_snapstore_write(u->store, &j->s, j->err, sizeof j->err)) != 0)
+                break;
+        return rc;
+    case JOB_TRUNC:
+        return rwkvd_wal_truncate_run(&j->tr);
+    }
+    return 0;
+}
+
+static void job_free(io_job *j)
+{
+    if (!j)
+        return;
+    free(j->payload);
+    free(j->pl.v);
+    free(j->pl.ids);
+    free(j->sync.sealed); /* only when it never ran */
+    free(j->tr.firsts);
+    free(j);
+}
+
+static void finish_job(rwkvd_daemon *d, io_job *j, int rc);
+
+/* Collect every finished job. */
+static void collect(rwkvd_daemon *d)
+{
+    rwkvd_durable *u = d->dur;
+    void *arg;
+    int rc;
+    while (rwkvd_bio_collect(u->bio, &arg, &rc) == 1)
+        finish_job(d, arg, rc);
+}
+
+/* Wait for one job to finish (loop thread; only where a caller must wait: a full queue,
+ * control commands, shutdown) and collect what finished. */
+static void wait_one(rwkvd_daemon *d)
+{
+    rwkvd_bio_wait(d->dur->bio);
+    collect(d);
+}
+
+/* Wait until the I/O thread has nothing left. */
+static void drain(rwkvd_daemon *d)
+{
+    rwkvd_durable *u = d->dur;
+    while (rwkvd_bio_outstanding(u->bio) > 0) {
+        if (d->rep) /* a long wait must not look like a dead primary to the standbys */
+            rwkvd_replica_heartbeat(d);
+        wait_one(d);
+    }
+}
+
+/* Queue j, waiting for room when the queue is full. */
+static void submit(rwkvd_daemon *d, io_job *j)
+{
+    rwkvd_durable *u = d->dur;
+    while (rwkvd_bio_submit(u->bio, run_job, j) == -EAGAIN)
+        wait_one(d);
+}
+
+/* Attach a sync of everything written so far to j (unless one begun before covers it). */
+static void attach_sync(rwkvd_durable *u, io_job *j)
+{
+    j->has_sync = rwkvd_wal_sync_begin(u->wal, &j->sync) == 1;
+}
+
+/* Start the log sync of everysec / group commit unless one is queued. */
+static void kick_sync(rwkvd_daemon *d)
+{
+    rwkvd_durable *u = d->dur;
+    if (u->sync_busy || rwkvd_bio_full(u->bio) || rwkvd_wal_failed(u->wal))
+        return;
+    io_job *j = &u->sync_job;
+    attach_sync(u, j);
+    if (!j->has_sync)
+        return;
+    u->sync_busy = true;
+    submit(d, j);
+}
+
 void rwkvd_durable_commit(rwkvd_daemon *d)
 {
-    note_wal_error(d, rwkvd_wal_commit(d->dur->wal));
     release(d);
+    /* group commit: producers wait, so sync now; what arrives meanwhile joins the next one */
+    if (d->cfg->durability.fsync == RWKVD_FSYNC_ALWAYS)
+        kick_sync(d);
+}
+
+int rwkvd_durable_io_fd(const rwkvd_daemon *d)
+{
+    return d->dur && d->dur->bio ? rwkvd_bio_fd(d->dur->bio) : -1;
+}
+
+static void truncate_wal(rwkvd_daemon *d);
+static void round_finish(rwkvd_daemon *d);
+static void after_collect(rwkvd_daemon *d);
+
+/* After jobs were collected: the replies they release, the next group commit, and the log
+ * cut once no background round is still being written (one cut per round, not per channel). */
+static void after_collect(rwkvd_daemon *d)
+{
+    rwkvd_durable *u = d->dur;
+    release(d);
+    if (d->cfg->durability.fsync == RWKVD_FSYNC_ALWAYS) /* what was written during the last one */
+        kick_sync(d);
+    if (u->truncate_due && u->round_outstanding == 0 && !u->round_active)
+        truncate_wal(d);
+}
+
+void rwkvd_durable_io_done(rwkvd_daemon *d)
+{
+    collect(d);
+    after_collect(d);
+}
+
+uint64_t rwkvd_durable_io_max_job_ns(const rwkvd_daemon *d)
+{
+    return d->dur && d->dur->bio ? rwkvd_bio_max_job_ns(d->dur->bio) : 0;
 }
 
 uint64_t rwkvd_durable_next_ns(const rwkvd_daemon *d)
 {
     const rwkvd_durable *u = d->dur;
-    uint64_t t = rwkvd_wal_next_tick_ns(u->wal);
+    uint64_t t = 0;
+    if (d->cfg->durability.fsync == RWKVD_FSYNC_EVERYSEC && !u->sync_busy &&
+        rwkvd_wal_written_lsn(u->wal) > rwkvd_wal_durable_lsn(u->wal) && !rwkvd_wal_failed(u->wal))
+        t = u->next_sync_ns ? u->next_sync_ns : 1;
     if (u->next_snap_ns && (!t || u->next_snap_ns < t))
         t = u->next_snap_ns;
+    /* a round with room to go on: at once, unless the worker's completion wakes the loop */
+    if (u->round_active && !rwkvd_worker_busy(d->worker) && u->inflight_bytes < ROUND_INFLIGHT_BYTES &&
+        !rwkvd_bio_full(u->bio))
+        t = 1;
     return t;
 }
 
@@ -334,14 +563,6 @@ int rwkvd_durable_log(rwkvd_daemon *d, const char *channel, size_t channel_len, 
 
 /* ---- snapshots ----------------------------------------------------------------------- */
 
-typedef struct {
-    rwkvd_snap_producer *v;
-    char (*ids)[RWKVP_NAME_MAX + 16];
-    uint32_t n, cap;
-    const rwkvd_channel *ch;
-    bool oom;
-} prod_list;
-
 static rwkvd_snap_producer *prod_add(prod_list *pl)
 {
     if (pl->n == pl->cap) {
@@ -392,86 +613,85 @@ static void add_meta(prod_list *pl, const char *id, uint64_t seq)
     p->seq = seq;
 }
 
-static int snapshot_write(rwkvd_daemon *d, rwkvd_channel *ch, uint64_t *bytes, char *err, size_t err_len);
-
-/* Write ch's snapshot, counted for STATUS and METRICS. */
-static int snapshot_one(rwkvd_daemon *d, rwkvd_channel *ch, uint64_t *bytes, char *err, size_t err_len)
-{
-    rwkvd_durable *u = d->dur;
-    uint64_t b = 0;
-    int rc = snapshot_write(d, ch, &b, err, err_len);
-    if (rc) {
-        u->snaps_failed++;
-        u->snap_fail_unix_ms = rwkvd_unix_ms();
-        snprintf(u->snap_error, sizeof u->snap_error, "%s", err);
-        return rc;
-    }
-    u->snaps_ok++;
-    u->snap_bytes += b;
-    u->snap_ok_unix_ms = rwkvd_unix_ms();
-    if (bytes)
-        *bytes += b;
-    return 0;
-}
-
-static int snapshot_write(rwkvd_daemon *d, rwkvd_channel *ch, uint64_t *bytes, char *err, size_t err_len)
+/* A snapshot job for ch: its state (exported from the slot, or copied from the host buffer)
+ * and everything a snapshot holds besides (durable.c header), taken now on the loop thread;
+ * the I/O thread writes it. The worker must be idle. 0 with *out, or a negative errno with
+ * err. */
+static int snap_job_of(rwkvd_daemon *d, rwkvd_channel *ch, io_job **out, char *err, size_t err_len)
 {
     rwkvd_durable *u = d->dur;
     int rc;
-    const void *payload = u->state;
-    if (ch->tier == RWKVD_TIER_HOST) { /* its state is the host buffer; no slot to read */
-        payload = ch->host_state;
-    } else if (ch->reset_pending) { /* a zeroing the scheduler has not run yet: run it now */
+    if (ch->tier == RWKVD_TIER_RESIDENT && ch->reset_pending) { /* a zeroing the scheduler has not run yet */
         if ((rc = rwkv_engine_state_reset(d->engine, ch->slot))) {
             snprintf(err, err_len, "channel %s: state reset: %s", ch->name, strerror(-rc));
             return rc;
         }
         ch->reset_pending = false;
     }
-    if (ch->tier == RWKVD_TIER_RESIDENT &&
-        (rc = rwkv_engine_state_export(d->engine, ch->slot, u->state, u->state_bytes))) {
-        snprintf(err, err_len, "channel %s: state export: %s", ch->name, strerror(-rc));
-        return rc;
-    }
-    prod_list pl = {.ch = ch};
-    rwkvd_chantab_each_pair(d->tab, ch->name, ch->name_len, add_pair, &pl);
-    char meta[RWKVP_NAME_MAX + 16];
-    add_meta(&pl, "$held", ch->held >= 0 ? (uint64_t)ch->held + 1 : 0);
-    add_meta(&pl, "$tso", ch->tokens_since_output);
-    snprintf(meta, sizeof meta, "$profile:%s", ch->profile);
-    add_meta(&pl, meta, 0);
-    if (ch->head && ch->head->lsn && ch->head->pos > 0) {
-        add_meta(&pl, "$partial", ch->head->lsn);
-        add_meta(&pl, "$pos", ch->head->pos);
-    }
-    add_meta(&pl, "$next", ch->out_commits ? ch->out_commits->rec_lsn : rwkvd_wal_next_lsn(u->wal));
-    if (pl.oom) {
-        free(pl.v);
-        free(pl.ids);
+    io_job *j = calloc(1, sizeof *j);
+    if (!j || !(j->payload = malloc(u->state_bytes))) {
+        free(j);
         snprintf(err, err_len, "channel %s: out of memory", ch->name);
         return -ENOMEM;
     }
-    rwkvd_snapshot s = {.model = u->model,
-                        .layout = RWKVD_SNAP_LAYOUT_V1,
-                        .dtype = RWKVD_SNAP_DTYPE_F32,
-                        .channel = ch->name,
-                        .tokens_seen = ch->tokens_seen,
-                        .applied_lsn = ch->applied_lsn,
-                        .n_producers = pl.n,
-                        .producers = pl.v,
-                        .payload = payload,
-                        .payload_bytes = u->state_bytes};
-    rc = rwkvd_snapstore_write(u->store, &s, err, err_len);
-    free(pl.v);
-    free(pl.ids);
-    if (rc)
+    j->kind = JOB_SNAP;
+    j->u = u;
+    j->sync.fd = -1;
+    if (ch->tier == RWKVD_TIER_HOST) { /* its state is the host buffer; no slot to read */
+        memcpy(j->payload, ch->host_state, u->state_bytes);
+    } else if ((rc = rwkv_engine_state_export(d->engine, ch->slot, j->payload, u->state_bytes))) {
+        snprintf(err, err_len, "channel %s: state export: %s", ch->name, strerror(-rc));
+        job_free(j);
         return rc;
-    ch->snap_prev_lsn = ch->snap_written || ch->snap_lsn ? ch->snap_lsn : 0;
-    ch->snap_lsn = ch->applied_lsn;
-    ch->snap_written = true;
-    if (bytes)
-        *bytes += s.payload_bytes;
+    }
+    prod_list *pl = &j->pl;
+    pl->ch = ch;
+    rwkvd_chantab_each_pair(d->tab, ch->name, ch->name_len, add_pair, pl);
+    char meta[RWKVP_NAME_MAX + 16];
+    add_meta(pl, "$held", ch->held >= 0 ? (uint64_t)ch->held + 1 : 0);
+    add_meta(pl, "$tso", ch->tokens_since_output);
+    snprintf(meta, sizeof meta, "$profile:%s", ch->profile);
+    add_meta(pl, meta, 0);
+    if (ch->head && ch->head->lsn && ch->head->pos > 0) {
+        add_meta(pl, "$partial", ch->head->lsn);
+        add_meta(pl, "$pos", ch->head->pos);
+    }
+    add_meta(pl, "$next", ch->out_commits ? ch->out_commits->rec_lsn : rwkvd_wal_next_lsn(u->wal));
+    if (pl->oom) {
+        job_free(j);
+        snprintf(err, err_len, "channel %s: out of memory", ch->name);
+        return -ENOMEM;
+    }
+    pl->ch = NULL;
+    snprintf(j->channel, sizeof j->channel, "%s", ch->name);
+    j->uid = ch->uid;
+    j->n_writes = 1;
+    j->counted = true;
+    j->need_lsn = rwkvd_wal_written_lsn(u->wal);
+    j->s = (rwkvd_snapshot){.model = u->model,
+                            .layout = RWKVD_SNAP_LAYOUT_V1,
+                            .dtype = RWKVD_SNAP_DTYPE_F32,
+                            .channel = j->channel,
+                            .tokens_seen = ch->tokens_seen,
+                            .applied_lsn = ch->applied_lsn,
+                            .n_producers = pl->n,
+                            .producers = pl->v,
+                            .payload = j->payload,
+                            .payload_bytes = u->state_bytes};
+    *out = j;
     return 0;
+}
+
+/* Hand a snapshot job to the I/O thread, after a log sync covering what it needs. */
+static void snap_submit(rwkvd_daemon *d, rwkvd_channel *ch, io_job *j)
+{
+    rwkvd_durable *u = d->dur;
+    while (rwkvd_bio_full(u->bio)) /* room first: a sync begun must be submitted */
+        wait_one(d);
+    attach_sync(u, j);
+    ch->snap_jobs++;
+    u->inflight_bytes += j->s.payload_bytes;
+    submit(d, j);
 }
 
 /* A committing generation runs, or its tokens are not all applied yet, or an output that
@@ -495,9 +715,13 @@ static bool covered(const rwkvd_channel *ch)
            !ch->reset_pending && !ch->head;
 }
 
+/* Cut the log before the oldest generation a channel may fall back to. Only snapshots known
+ * written count (a job still queued counts as not written), and the deletion is queued after
+ * every job before it. */
 static void truncate_wal(rwkvd_daemon *d)
 {
     rwkvd_durable *u = d->dur;
+    u->truncate_due = false;
     uint64_t keep = rwkvd_wal_next_lsn(u->wal);
     for (size_t i = 0; i < d->tab->n; i++) {
         const rwkvd_channel *ch = d->tab->v[i];
@@ -508,37 +732,139 @@ static void truncate_wal(rwkvd_daemon *d)
         if (need < keep)
             keep = need;
     }
-    uint32_t n = 0;
-    int rc = rwkvd_wal_truncate_before(u->wal, keep, &n);
-    if (rc)
-        rwkvd_log(LOG_WARNING, "input log: truncating before LSN %llu: %s", (unsigned long long)keep,
-                  strerror(-rc));
-    else if (n)
-        rwkvd_log(LOG_DEBUG, "input log: %u segment(s) before LSN %llu deleted", n, (unsigned long long)keep);
+    io_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return;
+    j->kind = JOB_TRUNC;
+    j->u = u;
+    j->sync.fd = -1;
+    j->keep = keep;
+    int rc = rwkvd_wal_truncate_begin(u->wal, keep, &j->tr);
+    if (rc <= 0) {
+        if (rc < 0)
+            rwkvd_log(LOG_WARNING, "input log: truncating before LSN %llu: %s", (unsigned long long)keep,
+                      strerror(-rc));
+        job_free(j);
+        return;
+    }
+    submit(d, j);
 }
+
+/* Record what a finished snapshot job did: counts, the channel's generations, an eviction's
+ * end (on failure the state goes back to host memory: the image was the only copy). */
+static void finish_snap(rwkvd_daemon *d, io_job *j, int rc)
+{
+    rwkvd_durable *u = d->dur;
+    u->inflight_bytes -= j->s.payload_bytes;
+    rwkvd_channel *ch = rwkvd_chantab_find(d->tab, j->channel, strlen(j->channel));
+    if (ch && ch->uid != j->uid)
+        ch = NULL;
+    if (ch && ch->snap_jobs)
+        ch->snap_jobs--;
+    bool evicting = ch && ch->evict_job == j;
+    if (evicting)
+        ch->evict_job = NULL;
+    if (j->counted && !j->skipped) {
+        u->snaps_ok += j->n_ok;
+        u->snap_bytes += j->n_ok * j->s.payload_bytes;
+        if (j->n_ok)
+            u->snap_ok_unix_ms = rwkvd_unix_ms();
+        if (rc) {
+            u->snaps_failed++;
+            u->snap_fail_unix_ms = rwkvd_unix_ms();
+            snprintf(u->snap_error, sizeof u->snap_error, "%s", j->err);
+        }
+    }
+    if (rc)
+        rwkvd_log(LOG_ERR, "snapshot: %s", j->err);
+    if (ch && !ch->dead) {
+        for (uint8_t k = 0; k < j->n_ok; k++) {
+            ch->snap_prev_lsn = ch->snap_written || ch->snap_lsn ? ch->snap_lsn : 0;
+            ch->snap_lsn = j->s.applied_lsn;
+            ch->snap_written = true;
+        }
+        if (evicting && rc && ch->tier == RWKVD_TIER_DISK) {
+            ch->host_state = j->payload;
+            j->payload = NULL;
+            rwkvd_chantab_set_tier(d->tab, ch, RWKVD_TIER_HOST);
+            rwkvd_log(LOG_ERR, "channel %s: eviction to disk failed; it stays in host memory", ch->name);
+        } else if (evicting && !rc) {
+            rwkvd_log(LOG_DEBUG, "channel %s evicted (applied LSN %llu)", ch->name,
+                      (unsigned long long)j->s.applied_lsn);
+        }
+    }
+    if (j->n_ok)
+        u->truncate_due = true;
+    if (j == u->install_job) {
+        u->install_ok = j->n_ok;
+        u->install_rc = rc;
+        snprintf(u->install_err, sizeof u->install_err, "%s", j->err);
+    }
+    if (j->waited) {
+        if (rc && !u->wait_err)
+            u->wait_err = rc;
+        if (!rc) {
+            u->wait_n++;
+            u->wait_bytes += j->s.payload_bytes;
+        }
+    }
+    if (j->round) {
+        u->round_outstanding--;
+        if (!rc) {
+            u->round_n++;
+            u->round_bytes += j->s.payload_bytes;
+        }
+        if (u->round_outstanding == 0 && !u->round_active && u->round_t0)
+            round_finish(d);
+    }
+}
+
+static void finish_job(rwkvd_daemon *d, io_job *j, int rc)
+{
+    rwkvd_durable *u = d->dur;
+    if (j->has_sync) {
+        rwkvd_wal_sync_end(u->wal, &j->sync);
+        note_wal_error(d, j->sync.rc);
+        j->has_sync = false;
+    }
+    switch (j->kind) {
+    case JOB_SYNC:
+        u->sync_busy = false;
+        return; /* u->sync_job: not freed */
+    case JOB_SNAP:
+        finish_snap(d, j, rc);
+        break;
+    case JOB_TRUNC:
+        if (rc)
+            rwkvd_log(LOG_WARNING, "input log: truncating before LSN %llu: %s (%u segment(s) deleted)",
+                      (unsigned long long)j->keep, strerror(-rc), j->tr.n_removed);
+        else
+            rwkvd_log(LOG_DEBUG, "input log: %u segment(s) before LSN %llu deleted", j->tr.n_removed,
+                      (unsigned long long)j->keep);
+        break;
+    }
+    job_free(j);
+}
+
+/* ---- snapshot rounds ------------------------------------------------------------------ */
 
 int rwkvd_durable_snapshot(rwkvd_daemon *d, rwkvd_channel *only, bool only_changed, uint32_t *n_written,
                            uint64_t *bytes)
 {
     rwkvd_durable *u = d->dur;
     int first = 0;
-    uint32_t n = 0;
-    uint64_t b = 0;
+    uint32_t n_disk = 0;
     char err[768];
-    /* snapshots must not cover records that are not durable: they would survive a crash the
-     * log does not, and a producer would not resend them */
-    int rc = rwkvd_wal_sync(u->wal);
-    if (rc) {
-        note_wal_error(d, rc);
-        return rc;
-    }
+    u->wait_err = 0;
+    u->wait_n = 0;
+    u->wait_bytes = 0;
     for (size_t i = 0; i < d->tab->n; i++) {
         rwkvd_channel *ch = d->tab->v[i];
         if (ch->dead || (only && ch != only) || (only_changed && covered(ch)))
             continue;
         if (ch->tier == RWKVD_TIER_DISK) { /* its snapshot already holds its state; nothing applied since */
             if (only)
-                n++;
+                n_disk++;
             continue;
         }
         if (commit_pending(d, ch)) { /* deferred: the log still covers it, and replay needs this */
@@ -549,45 +875,119 @@ int rwkvd_durable_snapshot(rwkvd_daemon *d, rwkvd_channel *only, bool only_chang
         }
         if (d->rep) /* a long round must not look like a dead primary to the standbys */
             rwkvd_replica_heartbeat(d);
-        if ((rc = snapshot_one(d, ch, &b, err, sizeof err))) {
+        while (u->inflight_bytes >= ROUND_INFLIGHT_BYTES) /* bound the images queued */
+            wait_one(d);
+        io_job *j;
+        int rc = snap_job_of(d, ch, &j, err, sizeof err);
+        if (rc) {
             rwkvd_log(LOG_ERR, "snapshot: %s", err);
+            u->snaps_failed++;
+            u->snap_fail_unix_ms = rwkvd_unix_ms();
+            snprintf(u->snap_error, sizeof u->snap_error, "%s", err);
             if (!first)
                 first = rc;
             continue;
         }
-        n++;
+        j->waited = true;
+        snap_submit(d, ch, j);
     }
-    truncate_wal(d);
+    drain(d);
+    if (u->truncate_due)
+        truncate_wal(d);
+    if (!first)
+        first = u->wait_err;
     u->tokens_at_snap = d->m.input_tokens_total;
     if (n_written)
-        *n_written = n;
+        *n_written = u->wait_n + n_disk;
     if (bytes)
-        *bytes = b;
+        *bytes = u->wait_bytes;
     release(d);
     return first;
+}
+
+/* Submit the next channels of the background round, within its budgets (queued images,
+ * bytes exported per loop iteration). The worker is idle. */
+static void round_step(rwkvd_daemon *d)
+{
+    rwkvd_durable *u = d->dur;
+    uint64_t step = 0;
+    char err[768];
+    for (size_t i = 0; i < d->tab->n; i++) {
+        rwkvd_channel *ch = d->tab->v[i];
+        if (ch->snap_round == u->round_id)
+            continue;
+        if (u->inflight_bytes >= ROUND_INFLIGHT_BYTES || step >= ROUND_STEP_BYTES || rwkvd_bio_full(u->bio))
+            return; /* go on when jobs finish, or at the next iteration */
+        ch->snap_round = u->round_id;
+        /* skipped: dead, on disk (its snapshot is its state), covered, or with a write queued
+         * already (that one holds a recent state) */
+        if (ch->dead || ch->tier == RWKVD_TIER_DISK || covered(ch) || ch->snap_jobs)
+            continue;
+        if (commit_pending(d, ch)) {
+            rwkvd_log(LOG_INFO, "snapshot of channel %s deferred: a committing generation is in progress", ch->name);
+            continue;
+        }
+        io_job *j;
+        int rc = snap_job_of(d, ch, &j, err, sizeof err);
+        if (rc) {
+            rwkvd_log(LOG_ERR, "snapshot: %s", err);
+            u->snaps_failed++;
+            u->snap_fail_unix_ms = rwkvd_unix_ms();
+            snprintf(u->snap_error, sizeof u->snap_error, "%s", err);
+            continue;
+        }
+        j->round = true;
+        u->round_outstanding++;
+        step += j->s.payload_bytes;
+        snap_submit(d, ch, j);
+    }
+    u->round_active = false;
+    if (u->round_outstanding == 0)
+        round_finish(d);
+}
+
+static void round_finish(rwkvd_daemon *d)
+{
+    rwkvd_durable *u = d->dur;
+    if (u->round_n)
+        rwkvd_log(LOG_INFO, "snapshot (%s): %u channel(s), %llu bytes in %.3f s", u->round_why, u->round_n,
+                  (unsigned long long)u->round_bytes, (double)(rwkvd_now_ns() - u->round_t0) / 1e9);
+    u->round_t0 = 0;
+    if (u->next_snap_ns)
+        u->next_snap_ns = rwkvd_now_ns() + d->cfg->durability.snapshot_interval_ms * 1000000ull;
 }
 
 void rwkvd_durable_tick(rwkvd_daemon *d, uint64_t now_ns, bool worker_idle)
 {
     rwkvd_durable *u = d->dur;
-    note_wal_error(d, rwkvd_wal_tick(u->wal, now_ns));
-    release(d);
+    collect(d);
+    if (d->cfg->durability.fsync == RWKVD_FSYNC_EVERYSEC && now_ns >= u->next_sync_ns &&
+        rwkvd_wal_written_lsn(u->wal) > rwkvd_wal_durable_lsn(u->wal) && !u->sync_busy) {
+        kick_sync(d);
+        u->next_sync_ns = now_ns + 1000000000ull;
+    }
+    after_collect(d);
     if (!worker_idle || d->state == RWKVD_STOPPING)
+        return;
+    if (u->round_active) {
+        round_step(d);
+        return;
+    }
+    if (u->round_t0) /* the last round's jobs are still being written */
         return;
     uint64_t every = d->cfg->durability.snapshot_every_tokens;
     bool by_time = u->next_snap_ns && now_ns >= u->next_snap_ns;
     bool by_tokens = every && d->m.input_tokens_total - u->tokens_at_snap >= every;
     if (!by_time && !by_tokens)
         return;
-    uint32_t n = 0;
-    uint64_t bytes = 0;
-    uint64_t t0 = rwkvd_now_ns();
-    rwkvd_durable_snapshot(d, NULL, true, &n, &bytes);
-    if (n)
-        rwkvd_log(LOG_INFO, "snapshot (%s): %u channel(s), %llu bytes in %.3f s", by_time ? "interval" : "tokens", n,
-                  (unsigned long long)bytes, (double)(rwkvd_now_ns() - t0) / 1e9);
-    if (u->next_snap_ns)
-        u->next_snap_ns = rwkvd_now_ns() + d->cfg->durability.snapshot_interval_ms * 1000000ull;
+    u->round_active = true;
+    u->round_id++;
+    u->round_n = 0;
+    u->round_bytes = 0;
+    u->round_t0 = rwkvd_now_ns();
+    u->round_why = by_time ? "interval" : "tokens";
+    u->tokens_at_snap = d->m.input_tokens_total;
+    round_step(d);
 }
 
 int rwkvd_durable_evict(rwkvd_daemon *d, rwkvd_channel *ch)
@@ -621,6 +1021,36 @@ int rwkvd_durable_evict(rwkvd_daemon *d, rwkvd_channel *ch)
     return 0;
 }
 
+int rwkvd_durable_evict_async(rwkvd_daemon *d, rwkvd_channel *ch)
+{
+    if (ch->tier == RWKVD_TIER_DISK)
+        return rwkvd_durable_evict(d, ch);
+    if (ch->gen || ch->in_job > 0 || commit_pending(d, ch))
+        return -EBUSY;
+    io_job *j;
+    char err[768];
+    int rc = snap_job_of(d, ch, &j, err, sizeof err);
+    if (rc) {
+        rwkvd_log(LOG_ERR, "snapshot: %s", err);
+        return rc;
+    }
+    j->evict = true;
+    if (!ch->head && !ch->reset_pending) /* both generations: the log can go */
+        j->n_writes = 2;
+    snap_submit(d, ch, j);
+    ch->evict_job = j;
+    /* as rwkvd_durable_evict; until the write is done the image queued is the state */
+    if (ch->tier == RWKVD_TIER_RESIDENT || (!ch->head && !ch->output_pending)) {
+        rwkvd_chantab_slot_free(d->tab, ch->slot);
+        ch->slot = -1;
+    }
+    free(ch->host_state);
+    ch->host_state = NULL;
+    rwkvd_chantab_set_tier(d->tab, ch, RWKVD_TIER_DISK);
+    ch->restore_failed = false;
+    return 0;
+}
+
 int rwkvd_durable_restore(rwkvd_daemon *d, rwkvd_channel *ch)
 {
     rwkvd_durable *u = d->dur;
@@ -633,15 +1063,26 @@ int rwkvd_durable_restore(rwkvd_daemon *d, rwkvd_channel *ch)
     rwkvd_snapshot *s = NULL;
     rwkvd_snap_gen gen = RWKVD_SNAP_CUR;
     char note[1200] = "";
-    int rc = rwkvd_snapstore_load(u->store, ch->name, &u->model, &s, &gen, note, sizeof note);
-    if (rc == 0 && s->applied_lsn != ch->snap_lsn) {
-        snprintf(note, sizeof note, "the usable snapshot holds LSN %llu, the channel needs %llu",
-                 (unsigned long long)s->applied_lsn, (unsigned long long)ch->snap_lsn);
-        rc = -EIO;
+    int rc;
+    io_job *ej = ch->evict_job;
+    if (ej) { /* still being written: its image is the state */
+        rc = ej->s.applied_lsn == ch->applied_lsn ? 0 : -EIO;
+        if (rc)
+            snprintf(note, sizeof note, "the eviction being written holds LSN %llu, the channel needs %llu",
+                     (unsigned long long)ej->s.applied_lsn, (unsigned long long)ch->applied_lsn);
+        else if ((rc = rwkv_engine_state_import(d->engine, ch->slot, ej->payload, ej->s.payload_bytes)))
+            snprintf(note, sizeof note, "state import: %s", strerror(-rc));
+    } else {
+        rc = rwkvd_snapstore_load(u->store, ch->name, &u->model, &s, &gen, note, sizeof note);
+        if (rc == 0 && s->applied_lsn != ch->snap_lsn) {
+            snprintf(note, sizeof note, "the usable snapshot holds LSN %llu, the channel needs %llu",
+                     (unsigned long long)s->applied_lsn, (unsigned long long)ch->snap_lsn);
+            rc = -EIO;
+        }
+        if (rc == 0 && (rc = rwkv_engine_state_import(d->engine, ch->slot, s->payload, s->payload_bytes)))
+            snprintf(note, sizeof note, "state import: %s", strerror(-rc));
+        rwkvd_snapshot_destroy(&s);
     }
-    if (rc == 0 && (rc = rwkv_engine_state_import(d->engine, ch->slot, s->payload, s->payload_bytes)))
-        snprintf(note, sizeof note, "state import: %s", strerror(-rc));
-    rwkvd_snapshot_destroy(&s);
     if (rc) {
         if (!ch->restore_failed)
             rwkvd_log(LOG_ERR, "restore of evicted channel %s: %s", ch->name, note[0] ? note : strerror(-rc));
@@ -654,17 +1095,29 @@ int rwkvd_durable_restore(rwkvd_daemon *d, rwkvd_channel *ch)
     return 0;
 }
 
+int rwkvd_durable_flush(rwkvd_daemon *d)
+{
+    rwkvd_durable *u = d->dur;
+    drain(d);
+    kick_sync(d);
+    drain(d);
+    release(d);
+    return rwkvd_wal_failed(u->wal);
+}
+
 void rwkvd_durable_shutdown(rwkvd_daemon *d)
 {
+    rwkvd_durable *u = d->dur;
     uint32_t n = 0;
     uint64_t bytes = 0;
     uint64_t t0 = rwkvd_now_ns();
+    drain(d); /* evictions and round writes queued: done (or back in memory) first */
+    u->round_active = false;
     int rc = rwkvd_durable_snapshot(d, NULL, false, &n, &bytes);
     rwkvd_log(rc ? LOG_ERR : LOG_NOTICE, "shutdown snapshot: %u channel(s), %llu bytes in %.3f s%s", n,
               (unsigned long long)bytes, (double)(rwkvd_now_ns() - t0) / 1e9,
               rc ? " (some failed: the input log still covers them)" : "");
-    note_wal_error(d, rwkvd_wal_sync(d->dur->wal));
-    release(d);
+    rwkvd_durable_flush(d);
 }
 
 /* ---- recovery ------------------------------------------------------------------------- */
@@ -1022,8 +1475,6 @@ int rwkvd_durable_open(rwkvd_daemon *d)
                   (unsigned long long)rwkvd_snap_state_bytes(&u->model));
         return -EINVAL;
     }
-    if (!(u->state = malloc(u->state_bytes)))
-        return -ENOMEM;
     char dir[PATH_MAX], err[1024] = "";
     if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST) {
         rwkvd_log(LOG_ERR, "state_dir %s: %s", cfg->state_dir, strerror(errno));
@@ -1038,7 +1489,8 @@ int rwkvd_durable_open(rwkvd_daemon *d)
     snprintf(dir, sizeof dir, "%s/wal", cfg->state_dir);
     rwkvd_wal_opts wo = {.fsync = (rwkvd_wal_fsync)cfg->durability.fsync,
                          .segment_bytes = cfg->durability.wal_segment_bytes,
-                         .io = &u->wal_io};
+                         .io = &u->wal_io,
+                         .deferred_sync = 1}; /* the I/O thread syncs (below) */
     rwkvd_wal_recovery rep;
     if ((rc = rwkvd_wal_open(dir, &wo, &u->wal, &rep, err, sizeof err))) {
         rwkvd_log(LOG_ERR, "input log %s: %s; refusing to start (move the damaged file away to start from the "
@@ -1086,6 +1538,15 @@ int rwkvd_durable_open(rwkvd_daemon *d)
                   n_waiting ? "; some have input-log records to re-apply and wait for a free slot (EVICT or CLOSE "
                               "another channel)"
                             : "");
+    /* disk work from here on goes to the I/O thread */
+    u->io_synced_lsn = rwkvd_wal_durable_lsn(u->wal);
+    u->sync_job.kind = JOB_SYNC;
+    u->sync_job.u = u;
+    u->sync_job.sync.fd = -1;
+    if ((rc = rwkvd_bio_new(BIO_JOBS, &u->bio))) {
+        rwkvd_log(LOG_ERR, "durability: cannot start the I/O thread: %s", strerror(-rc));
+        return rc;
+    }
     uint64_t now = rwkvd_now_ns();
     if (cfg->durability.snapshot_interval_ms)
         u->next_snap_ns = now + cfg->durability.snapshot_interval_ms * 1000000ull;
@@ -1123,12 +1584,15 @@ void rwkvd_durable_destroy(rwkvd_daemon *d)
     rwkvd_durable *u = d->dur;
     if (!u)
         return;
+    if (u->bio) {
+        drain(d);
+        rwkvd_bio_destroy(&u->bio);
+    }
     rwkvd_wal_destroy(&u->wal);
     rwkvd_snapstore_destroy(&u->store);
     for (size_t i = 0; i < u->q_n; i++)
         free(u->q[(u->q_head + i) % u->q_cap].data);
     free(u->q);
-    free(u->state);
     free(u->rec_buf);
     free(u);
     d->dur = NULL;
@@ -1174,6 +1638,10 @@ static int image_of(rwkvd_daemon *d, rwkvd_channel *ch, chan_image *im, char *er
     uint64_t bytes = rwkvd_snap_state_bytes(&model);
     const void *payload = ch->host_state;
     int rc;
+    if (ch->tier == RWKVD_TIER_DISK && ch->evict_job) { /* being written: the queued image is the state */
+        im->s = ((const io_job *)ch->evict_job)->s;
+        return 0;
+    }
     if (ch->tier == RWKVD_TIER_DISK) {
         rwkvd_snap_gen gen = RWKVD_SNAP_CUR;
         if (!d->dur)
@@ -1349,23 +1817,58 @@ int rwkvd_durable_install(rwkvd_daemon *d, const char *name, const rwkvd_snapsho
     if (d->dur) {
         rwkvd_durable *u = d->dur;
         lsn = rwkvd_wal_next_lsn(u->wal) - 1;
-        rwkvd_snapshot s = *src;
-        s.model = u->model;
-        s.channel = name;
-        s.applied_lsn = lsn;
-        s.created_ns = 0;
-        s.n_producers = pl.n;
-        s.producers = pl.v;
-        int rc = rwkvd_snapstore_write(u->store, &s, err, err_len);
-        if (rc) {
+        io_job *j = calloc(1, sizeof *j);
+        void *copy = j ? malloc(src->payload_bytes ? src->payload_bytes : 1) : NULL;
+        if (!copy) {
+            free(j);
             prod_free(&pl);
             free(buf);
-            return rc;
+            snprintf(err, err_len, "out of memory");
+            return -ENOMEM;
         }
-        char err2[512] = "";
-        if (rwkvd_snapstore_write(u->store, &s, err2, sizeof err2) != 0)
+        memcpy(copy, src->payload, src->payload_bytes);
+        j->kind = JOB_SNAP;
+        j->u = u;
+        j->sync.fd = -1;
+        j->payload = copy;
+        snprintf(j->channel, sizeof j->channel, "%s", name);
+        j->s = *src;
+        j->s.model = u->model;
+        j->s.channel = j->channel;
+        j->s.applied_lsn = lsn;
+        j->s.created_ns = 0;
+        j->s.n_producers = pl.n;
+        j->s.producers = pl.v;
+        j->s.payload = copy;
+        j->n_writes = 2; /* both generations */
+        j->need_lsn = rwkvd_wal_written_lsn(u->wal);
+        j->uid = ch ? ch->uid : 0;
+        /* written and synced before the reply (PROTOCOL.md §10.4): wait for it */
+        while (rwkvd_bio_full(u->bio))
+            wait_one(d);
+        attach_sync(u, j);
+        u->inflight_bytes += j->s.payload_bytes;
+        if (ch)
+            ch->snap_jobs++;
+        io_job *mine = j;
+        int n_ok = 0, rc = 0;
+        j->waited = false;
+        submit(d, j);
+        /* drain, picking this job's outcome out of finish_snap's bookkeeping */
+        u->install_job = mine;
+        drain(d);
+        n_ok = u->install_ok;
+        rc = u->install_rc;
+        u->install_job = NULL;
+        if (n_ok == 0) {
+            snprintf(err, err_len, "%s", u->install_err);
+            prod_free(&pl);
+            free(buf);
+            return rc ? rc : -EIO;
+        }
+        if (n_ok < 2)
             rwkvd_log(LOG_WARNING, "import into %s: second snapshot generation: %s (the first is durable)", name,
-                      err2);
+                      u->install_err);
     }
     /* then in memory */
     if (ch) {

@@ -7,10 +7,13 @@
  *    ids after tokenization, RESET, TASK, GEN, CLOSE) is appended to the WAL before it is
  *    queued; its entry carries the record's LSN, and a channel's applied_lsn is the LSN of
  *    the last entry popped (chantab.c);
- *  - replies: ingest replies wait in one FIFO until the WAL is durable up to their LSN under
- *    the fsync policy (always: group commit at the end of each ingest batch; everysec: the
- *    loop's tick; no: at once), so an ACK carries only a durable seq, and replies keep their
+ *  - replies: ingest replies wait in one FIFO until the WAL holds their LSN as the fsync
+ *    policy asks (always: an fdatasync covering it has completed, group commit on the I/O
+ *    thread; everysec and no: written to the kernel, i.e. at once), so replies keep their
  *    order;
+ *  - disk work on the I/O thread (bio.c): log fdatasync (everysec once a second, always as
+ *    soon as replies wait), snapshot writes, evictions' writes, log truncation; the loop
+ *    learns of completions through the thread's eventfd (rwkvd_durable_io_fd/_io_done);
  *  - snapshots: a channel's exported state plus what the engine has not seen (the held
  *    token), tokens seen, profile, per-producer applied seq, the partly applied head entry and
  *    applied_lsn; taken on SIGTERM, control SNAPSHOT, the configured interval or token count,
@@ -72,17 +75,32 @@ bool rwkvd_durable_take_output(rwkvd_daemon *d, rwkvd_channel *ch);
  * `lsn` and every earlier queued reply is sent. */
 void rwkvd_durable_reply(rwkvd_daemon *d, uint64_t lsn, const rwkvp_frame *env, size_t n_env,
                          const rwkvp_frame *f, size_t n);
-/* End of an ingest batch: group commit (always) and release the replies now durable. */
+/* End of an ingest batch: release the replies the policy allows; under `always` start a log
+ * sync on the I/O thread when replies wait for one and none is queued (group commit: every
+ * record written meanwhile waits for the next one, so one fdatasync covers many). */
 void rwkvd_durable_commit(rwkvd_daemon *d);
-/* Loop tick: everysec fsync, release replies; when the worker is idle (and not stopping),
- * the interval / token-count snapshots. */
+/* Loop tick: the everysec sync (queued once a second while something is unsynced), replies;
+ * when the worker is idle (and not stopping), the interval / token-count snapshot round:
+ * states exported here a few channels per iteration, written by the I/O thread. */
 void rwkvd_durable_tick(rwkvd_daemon *d, uint64_t now_ns, bool worker_idle);
 /* The next time rwkvd_durable_tick has work (monotonic ns), 0 = none. */
 uint64_t rwkvd_durable_next_ns(const rwkvd_daemon *d);
+/* The I/O thread's eventfd (bio.h), for the loop's poll set; -1 without durability. When it
+ * is readable call rwkvd_durable_io_done: it records the finished jobs (durable LSN, snapshot
+ * generations, evictions, errors) and sends the replies they release. */
+int rwkvd_durable_io_fd(const rwkvd_daemon *d);
+void rwkvd_durable_io_done(rwkvd_daemon *d);
+/* Longest single I/O-thread job so far (ns), 0 without durability. */
+uint64_t rwkvd_durable_io_max_job_ns(const rwkvd_daemon *d);
+/* Wait until the I/O thread has finished every job and synced the log (shutdown, a standby's
+ * full sync). 0 or the log's sticky error. */
+int rwkvd_durable_flush(rwkvd_daemon *d);
 
 /* Snapshot `ch` (NULL: every live channel; only_changed skips channels whose two generations
- * already cover everything logged for them), then truncate the WAL. The worker must be idle.
- * 0 or the first error (the others are still attempted); *n_written / *bytes may be NULL. */
+ * already cover everything logged for them), then truncate the WAL. The states are exported
+ * here and written by the I/O thread; this waits for the writes (control commands, shutdown).
+ * The worker must be idle. 0 or the first error (the others are still attempted); *n_written
+ * / *bytes may be NULL. */
 int rwkvd_durable_snapshot(rwkvd_daemon *d, rwkvd_channel *ch, bool only_changed, uint32_t *n_written,
                            uint64_t *bytes);
 /* EVICT (tier resident or host -> disk): snapshot `ch` (twice when its queue is empty, so
@@ -90,6 +108,13 @@ int rwkvd_durable_snapshot(rwkvd_daemon *d, rwkvd_channel *ch, bool only_changed
  * slot or host buffer. The worker must be idle. 0 (also when already on disk), -EBUSY while
  * it generates, or the snapshot's error (it stays where it was). */
 int rwkvd_durable_evict(rwkvd_daemon *d, rwkvd_channel *ch);
+/* The residency policy's eviction (tier.c): the same, without waiting for the disk. The
+ * state is exported into an image queued on the I/O thread (both generations when the queue
+ * is empty) and ch moves to tier disk at once, its slot or host buffer freed; until the write
+ * is done the image is its state (a restore or EXPORT reads it), and if the write fails the
+ * image becomes its host buffer again (tier host). 0, -EBUSY (generating, in the job, or a
+ * commit pending), or the export's error (it stays where it was). */
+int rwkvd_durable_evict_async(rwkvd_daemon *d, rwkvd_channel *ch);
 /* Bring a disk-tier channel back: a free slot (or the one reserved for it), its snapshot's
  * state imported (the snapshot must hold exactly what ch has applied). The worker must be
  * idle. 0, -ENOSPC when no slot is free, or the load/import error (it stays on disk). */
@@ -143,7 +168,8 @@ typedef struct {
 } rwkvd_durable_stats;
 void rwkvd_durable_stats_get(const rwkvd_daemon *d, rwkvd_durable_stats *out);
 
-/* Shutdown: snapshot every channel, sync the WAL, send the replies it now covers. */
+/* Shutdown: wait for the I/O thread's jobs, snapshot every channel, sync the WAL, send the
+ * replies it now covers. */
 void rwkvd_durable_shutdown(rwkvd_daemon *d);
 
 #endif

@@ -585,14 +585,17 @@ int rwkvd_loop_run(rwkvd_daemon *d)
         }
         timeout_ms = wake > now ? (long)((wake - now + 999999) / 1000000) : 0;
         /* a standby has no ingest or publish socket until it takes over */
-        enum { P_SIG, P_WORKER, P_CONTROL, P_INGEST, P_PUBLISH, P_REPL, P_N };
+        enum { P_SIG, P_WORKER, P_CONTROL, P_INGEST, P_PUBLISH, P_REPL, P_BIO, P_N };
         zmq_pollitem_t items[P_N];
         int at[P_N], n_items = 0;
-        void *socks[P_N] = {NULL, NULL, d->control, d->ingest, d->publish, rwkvd_replica_socket(d)};
+        void *socks[P_N] = {NULL, NULL, d->control, d->ingest, d->publish, rwkvd_replica_socket(d), NULL};
         for (int k = 0; k < P_N; k++) {
             at[k] = -1;
             if (k == P_SIG || k == P_WORKER) {
                 items[n_items] = (zmq_pollitem_t){NULL, k == P_SIG ? d->sigfd : rwkvd_worker_fd(d->worker), ZMQ_POLLIN, 0};
+                at[k] = n_items++;
+            } else if (k == P_BIO && rwkvd_durable_io_fd(d) >= 0) { /* the I/O thread finished jobs */
+                items[n_items] = (zmq_pollitem_t){NULL, rwkvd_durable_io_fd(d), ZMQ_POLLIN, 0};
                 at[k] = n_items++;
             } else if (socks[k]) {
                 items[n_items] = (zmq_pollitem_t){socks[k], 0, ZMQ_POLLIN, 0};
@@ -615,6 +618,8 @@ int rwkvd_loop_run(rwkvd_daemon *d)
                 if (j)
                     complete_job(d, j);
             }
+            if (READY(P_BIO))
+                rwkvd_durable_io_done(d);
             if (READY(P_CONTROL))
                 rwkvd_control_handle(d, 64);
             if (READY(P_REPL))

@@ -636,7 +636,7 @@ static void serve_sync(rwkvd_daemon *d, standby_peer *to)
         return;
     }
     uint64_t t0 = rwkvd_now_ns();
-    rwkvd_wal_sync(wal); /* the records are read back from the files */
+    rwkvd_durable_flush(d); /* the I/O thread's writes done; the records are read back from the files */
     uint64_t first = rwkvd_wal_first_lsn(wal), next = rwkvd_wal_next_lsn(wal);
     unsigned char b[3][8];
     rwkvd_le64_put(b[0], p->epoch);

@@ -70,7 +70,7 @@ static int host_to_disk(rwkvd_daemon *d, rwkvd_channel *ch)
 {
     if (!d->dur)
         return -ENOSPC;
-    return rwkvd_durable_evict(d, ch);
+    return rwkvd_durable_evict_async(d, ch);
 }
 
 /* Host-tier states on their way out: they hold a slot reserved for their promotion. */
@@ -117,7 +117,7 @@ static int demote_one(rwkvd_daemon *d, rwkvd_channel *keep)
     if (d->cfg->residency.host_max_bytes && host_room(d, keep) == 0)
         return rwkvd_tier_to_host(d, x);
     if (d->dur)
-        return rwkvd_durable_evict(d, x);
+        return rwkvd_durable_evict_async(d, x);
     return -ENOSPC;
 }
 

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,11 @@ struct rwkvd_wal {
     uint64_t synced_lsn; /* highest LSN known fdatasynced */
     uint64_t last_tick_sync_ns;
     int failed;     /* sticky negative errno after a failed fsync or cleanup */
+    bool deferred;  /* opts.deferred_sync: rolls leave the fsyncs to the next sync request */
+    int *sealed;    /* (n_sealed) deferred: fds of finished segments not yet handed to a sync */
+    uint32_t n_sealed, cap_sealed;
+    bool fresh;     /* deferred: the last segment was created since the last sync began */
+    uint64_t begun_lsn; /* the highest LSN a sync request has covered when it began */
     unsigned char *buf;
     size_t buf_cap;
 };
@@ -224,7 +230,7 @@ static int seg_create(rwkvd_wal *w, uint64_t first, char *err, size_t err_len)
     step = "write";
     if ((r = rwkvd_fsio_pwrite_all(w->io, fd, h, SEG_HDR, 0, path)) < 0)
         goto fail;
-    if (w->policy != RWKVD_WAL_FSYNC_NO) {
+    if (w->policy != RWKVD_WAL_FSYNC_NO && !w->deferred) {
         step = "fsync";
         if ((r = rwkvd_fsio_fsync(w->io, fd, path, 0)) < 0)
             goto fail;
@@ -234,8 +240,24 @@ static int seg_create(rwkvd_wal *w, uint64_t first, char *err, size_t err_len)
     }
     if ((r = segs_push(w, first)) < 0)
         goto fail;
-    if (w->fd >= 0)
+    if (w->fd >= 0 && w->deferred && w->policy != RWKVD_WAL_FSYNC_NO) {
+        /* the finished segment's fdatasync goes with the next sync request */
+        if (w->n_sealed == w->cap_sealed) {
+            uint32_t nc = w->cap_sealed ? 2 * w->cap_sealed : 4;
+            int *ns = realloc(w->sealed, nc * sizeof *ns);
+            if (!ns) {
+                w->n_segs--;
+                r = -ENOMEM;
+                goto fail;
+            }
+            w->sealed = ns;
+            w->cap_sealed = nc;
+        }
+        w->sealed[w->n_sealed++] = w->fd;
+    } else if (w->fd >= 0) {
         close(w->fd);
+    }
+    w->fresh = w->deferred;
     w->fd = fd;
     snprintf(w->path, sizeof w->path, "%s", path);
     w->end = SEG_HDR;
@@ -443,7 +465,9 @@ int rwkvd_wal_open(const char *dir, const rwkvd_wal_opts *opts, rwkvd_wal **out,
         if ((r = seg_create(w, floor_lsn, err, err_len)) < 0)
             goto fail;
     }
-    w->synced_lsn = w->next_lsn - 1;
+    w->synced_lsn = w->begun_lsn = w->next_lsn - 1;
+    w->fresh = false;
+    w->deferred = opts && opts->deferred_sync; /* recovery above synced in place */
     rep->n_segments = w->n_segs;
     rep->first_lsn = w->segs[0];
     rep->next_lsn = w->next_lsn;
@@ -463,6 +487,9 @@ void rwkvd_wal_destroy(rwkvd_wal **pw)
         close(w->fd);
     if (w->dirfd >= 0)
         close(w->dirfd);
+    for (uint32_t i = 0; i < w->n_sealed; i++)
+        close(w->sealed[i]);
+    free(w->sealed);
     free(w->segs);
     free(w->buf);
     free(w->dir);
@@ -472,27 +499,87 @@ void rwkvd_wal_destroy(rwkvd_wal **pw)
 
 /* ---- appending --------------------------------------------------------------------- */
 
-static int do_sync(rwkvd_wal *w)
+int rwkvd_wal_sync_begin(rwkvd_wal *w, rwkvd_wal_sync_req *req)
 {
+    memset(req, 0, sizeof *req);
+    req->fd = -1;
     if (w->failed)
         return w->failed;
     uint64_t last = w->next_lsn - 1;
-    if (w->synced_lsn >= last)
+    if (w->begun_lsn >= last && !w->n_sealed && !w->fresh)
         return 0;
-    int r = rwkvd_fsio_fsync(w->io, w->fd, w->path, 1);
-    if (r < 0) {
+    int fd = dup(w->fd);
+    if (fd < 0)
+        return -errno;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    req->w = w;
+    req->lsn = last;
+    req->fd = fd;
+    req->full = w->fresh;
+    req->dirsync = w->fresh;
+    req->sealed = w->sealed;
+    req->n_sealed = w->n_sealed;
+    snprintf(req->path, sizeof req->path, "%s", w->path);
+    w->sealed = NULL;
+    w->n_sealed = w->cap_sealed = 0;
+    w->fresh = false;
+    w->begun_lsn = last;
+    return 1;
+}
+
+int rwkvd_wal_sync_run(rwkvd_wal_sync_req *req)
+{
+    rwkvd_wal *w = req->w;
+    int r = 0;
+    for (uint32_t i = 0; i < req->n_sealed; i++) {
+        /* the segments finished since the last sync; their paths only name them in hooks */
+        if (r == 0)
+            r = rwkvd_fsio_fsync(w->io, req->sealed[i], req->path, 1);
+        close(req->sealed[i]);
+    }
+    free(req->sealed);
+    req->sealed = NULL;
+    req->n_sealed = 0;
+    if (r == 0 && req->fd >= 0)
+        r = rwkvd_fsio_fsync(w->io, req->fd, req->path, !req->full);
+    if (r == 0 && req->dirsync)
+        r = rwkvd_fsio_dirsync(w->io, w->dirfd, w->dir);
+    if (req->fd >= 0)
+        close(req->fd);
+    req->fd = -1;
+    req->rc = r;
+    return r;
+}
+
+void rwkvd_wal_sync_end(rwkvd_wal *w, const rwkvd_wal_sync_req *req)
+{
+    if (!req->w)
+        return;
+    if (req->rc < 0) {
         /* After a failed fsync the kernel may have dropped the dirty pages: nothing since the
          * last good sync can be trusted to reach the disk, and retrying could lie. */
-        w->failed = r;
-        return r;
+        if (!w->failed)
+            w->failed = req->rc;
+        return;
     }
-    w->synced_lsn = last;
-    return 0;
+    if (!w->failed && req->lsn > w->synced_lsn)
+        w->synced_lsn = req->lsn;
+}
+
+static int do_sync(rwkvd_wal *w)
+{
+    rwkvd_wal_sync_req req;
+    int r = rwkvd_wal_sync_begin(w, &req);
+    if (r <= 0)
+        return r;
+    rwkvd_wal_sync_run(&req);
+    rwkvd_wal_sync_end(w, &req);
+    return w->failed;
 }
 
 static int roll(rwkvd_wal *w)
 {
-    if (w->policy != RWKVD_WAL_FSYNC_NO) {
+    if (w->policy != RWKVD_WAL_FSYNC_NO && !w->deferred) {
         int r = do_sync(w);
         if (r < 0)
             return r;
@@ -599,30 +686,64 @@ uint64_t rwkvd_wal_durable_lsn(const rwkvd_wal *w)
 int rwkvd_wal_failed(const rwkvd_wal *w) { return w->failed; }
 uint32_t rwkvd_wal_n_segments(const rwkvd_wal *w) { return w->n_segs; }
 
-int rwkvd_wal_truncate_before(rwkvd_wal *w, uint64_t lsn, uint32_t *n_removed)
+int rwkvd_wal_truncate_begin(rwkvd_wal *w, uint64_t lsn, rwkvd_wal_trunc_req *req)
 {
+    memset(req, 0, sizeof *req);
+    uint32_t k = 0;
+    while (k + 1 < w->n_segs && w->segs[k + 1] <= lsn)
+        k++;
+    if (!k)
+        return 0;
+    if (!(req->firsts = malloc(k * sizeof *req->firsts)))
+        return -ENOMEM;
+    memcpy(req->firsts, w->segs, k * sizeof *req->firsts);
+    req->n = k;
+    req->w = w;
+    memmove(w->segs, w->segs + k, (w->n_segs - k) * sizeof *w->segs);
+    w->n_segs -= k;
+    return 1;
+}
+
+int rwkvd_wal_truncate_run(rwkvd_wal_trunc_req *req)
+{
+    rwkvd_wal *w = req->w;
     uint32_t k = 0;
     int r = 0;
-    while (k + 1 < w->n_segs && w->segs[k + 1] <= lsn) {
+    for (; k < req->n; k++) {
         char path[PATH_MAX];
-        seg_name(path, sizeof path, w->dir, w->segs[k]);
+        seg_name(path, sizeof path, w->dir, req->firsts[k]);
         r = rwkvd_fsio_unlink(w->io, path);
         if (r < 0 && r != -ENOENT)
-            break;
+            break; /* oldest first: what stays on disk is still a contiguous log */
         r = 0;
-        k++;
     }
     if (k) {
-        memmove(w->segs, w->segs + k, (w->n_segs - k) * sizeof *w->segs);
-        w->n_segs -= k;
         int e = rwkvd_fsio_dirsync(w->io, w->dirfd, w->dir);
         if (r == 0)
             r = e;
     }
-    if (n_removed)
-        *n_removed = k;
+    req->n_removed = k;
+    req->rc = r;
+    free(req->firsts);
+    req->firsts = NULL;
     return r;
 }
+
+int rwkvd_wal_truncate_before(rwkvd_wal *w, uint64_t lsn, uint32_t *n_removed)
+{
+    rwkvd_wal_trunc_req req;
+    int r = rwkvd_wal_truncate_begin(w, lsn, &req);
+    if (n_removed)
+        *n_removed = 0;
+    if (r <= 0)
+        return r;
+    r = rwkvd_wal_truncate_run(&req);
+    if (n_removed)
+        *n_removed = req.n_removed;
+    return r;
+}
+
+uint64_t rwkvd_wal_written_lsn(const rwkvd_wal *w) { return w->next_lsn - 1; }
 
 /* ---- reading ----------------------------------------------------------------------- */
 

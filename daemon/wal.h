@@ -17,8 +17,15 @@
  * A failed write is cut back so no partial record remains (the LSN is not consumed); a failed
  * fsync makes the log read-only until it is reopened (its pages may be lost, so the durable
  * LSN never advances past it).
- * What it is not: an index (replay is sequential) or a replication stream (later issue).
- * Threads: one thread at a time per log; iterators belong to that thread too. */
+ * With opts.deferred_sync the fsyncs can run on another thread: rwkvd_wal_sync_begin (owner
+ * thread) captures what is to be synced, rwkvd_wal_sync_run (any thread) performs it,
+ * rwkvd_wal_sync_end (owner thread, in the order the requests began) records the result; a
+ * segment roll-over then leaves the finished segment's fdatasync and the new one's fsync and
+ * directory fsync to the next request instead of doing them in the append. Truncation splits
+ * the same way (rwkvd_wal_truncate_begin / _run).
+ * What it is not: an index (replay is sequential) or a replication stream (replica.c).
+ * Threads: one owner thread at a time per log; iterators belong to it too; only the _run
+ * functions may run elsewhere, on requests the owner began. */
 #ifndef RWKVD_WAL_H
 #define RWKVD_WAL_H
 
@@ -53,6 +60,7 @@ typedef struct {
                                A single larger record still goes into one segment. */
     uint64_t first_lsn;     /* LSN of the first record of a new, empty log; 0 = 1 */
     rwkvd_fsio *io;         /* fault hooks and call counters; NULL = plain; borrowed */
+    int deferred_sync;      /* nonzero: syncs are split (begin/run/end, above) */
 } rwkvd_wal_opts;
 
 /* One record. Appending: the caller fills everything but lsn (pointers borrowed for the
@@ -104,7 +112,32 @@ uint64_t rwkvd_wal_next_tick_ns(const rwkvd_wal *w);
 /* fdatasync whatever is pending, whatever the policy (shutdown, before truncation). */
 int rwkvd_wal_sync(rwkvd_wal *w);
 
+/* A sync request: fdatasync of the segments written since the last request (fsync and a
+ * directory fsync for one created since). Filled by begin, which owns nothing else of w. */
+typedef struct {
+    rwkvd_wal *w;     /* NULL: nothing to do */
+    uint64_t lsn;     /* records up to this LSN are durable once it succeeds */
+    int fd;           /* a dup of the last segment's fd (closed by run) */
+    int full;         /* fsync, not fdatasync: the segment is new */
+    int dirsync;      /* fsync the directory afterwards */
+    int *sealed;      /* (n_sealed) fds of finished segments: fdatasync, close (run frees) */
+    uint32_t n_sealed;
+    int rc;           /* run's result */
+    char path[4096];  /* the last segment's path, for hooks and messages */
+} rwkvd_wal_sync_req;
+/* 1 with *req to run, 0 when everything written is covered by a request begun before, or the
+ * sticky error. Owner thread. */
+int rwkvd_wal_sync_begin(rwkvd_wal *w, rwkvd_wal_sync_req *req);
+/* Perform it (any thread, one request at a time, in the order they began): 0 or the errno
+ * of the first failed fsync (also left in req->rc). Touches only req, w's immutable fields
+ * (io, directory) and its fault counters for fsync and dirsync. */
+int rwkvd_wal_sync_run(rwkvd_wal_sync_req *req);
+/* Record the result (owner thread, in begin order): the durable LSN moves up to req->lsn, or
+ * a failure makes the log refuse further work (sticky). */
+void rwkvd_wal_sync_end(rwkvd_wal *w, const rwkvd_wal_sync_req *req);
+
 uint64_t rwkvd_wal_next_lsn(const rwkvd_wal *w);
+uint64_t rwkvd_wal_written_lsn(const rwkvd_wal *w); /* the last LSN appended (0 = none) */
 uint64_t rwkvd_wal_first_lsn(const rwkvd_wal *w); /* lowest LSN still in the log */
 /* Highest durable LSN (0 = none): fdatasynced under always/everysec, written under no. */
 uint64_t rwkvd_wal_durable_lsn(const rwkvd_wal *w);
@@ -115,6 +148,18 @@ uint32_t rwkvd_wal_n_segments(const rwkvd_wal *w);
  * oldest first, then fsync the directory. *n_removed (may be NULL) counts them. 0 or an
  * errno (the segments deleted so far stay deleted; the log stays consistent). */
 int rwkvd_wal_truncate_before(rwkvd_wal *w, uint64_t lsn, uint32_t *n_removed);
+/* The same split: begin (owner thread) takes the segments out of the log at once (the
+ * iterator and first_lsn no longer see them) and returns 1 with *req, 0 when there is
+ * nothing to delete, -ENOMEM; run (any thread) unlinks them oldest first, stopping at the
+ * first error so what stays on disk is still contiguous, then fsyncs the directory. */
+typedef struct {
+    rwkvd_wal *w;
+    uint64_t *firsts;     /* (n) first LSNs of the segments to delete (run frees) */
+    uint32_t n, n_removed;
+    int rc;
+} rwkvd_wal_trunc_req;
+int rwkvd_wal_truncate_begin(rwkvd_wal *w, uint64_t lsn, rwkvd_wal_trunc_req *req);
+int rwkvd_wal_truncate_run(rwkvd_wal_trunc_req *req);
 
 /* Iterate over the records with LSN >= from_lsn, in order, across segments. The records
  * appended after the iterator reached the last segment's end are not seen. next: 1 with *rec,

@@ -1,0 +1,176 @@
+/* bio.c — see bio.h. One ring of `cap` slots and three counters: submitted (loop), done
+ * (I/O thread) and collected (loop), with collected <= done <= submitted; slot i % cap holds
+ * job i. The counters move under one mutex; the job runs outside it. */
+#include "bio.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    rwkvd_bio_fn fn;
+    void *arg;
+    int rc;
+} slot;
+
+struct rwkvd_bio {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t work;  /* the thread waits for jobs */
+    pthread_cond_t done_cv; /* the loop waits in rwkvd_bio_wait */
+    slot *ring;           /* (cap) */
+    uint32_t cap;
+    uint64_t submitted, done, collected;
+    bool stop;
+    int efd;
+    uint64_t max_job_ns;
+};
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void *run(void *p)
+{
+    rwkvd_bio *b = p;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        while (b->done == b->submitted && !b->stop)
+            pthread_cond_wait(&b->work, &b->mu);
+        if (b->done == b->submitted)
+            break; /* stop, and nothing left */
+        slot *s = &b->ring[b->done % b->cap];
+        pthread_mutex_unlock(&b->mu);
+        uint64_t t0 = mono_ns();
+        s->rc = s->fn(s->arg);
+        uint64_t dt = mono_ns() - t0;
+        pthread_mutex_lock(&b->mu);
+        if (dt > b->max_job_ns)
+            b->max_job_ns = dt;
+        b->done++;
+        pthread_cond_broadcast(&b->done_cv);
+        uint64_t one = 1;
+        ssize_t w = write(b->efd, &one, sizeof one);
+        (void)w; /* only fails when the counter would overflow: it is readable anyway */
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+int rwkvd_bio_new(uint32_t cap, rwkvd_bio **out)
+{
+    rwkvd_bio *b = calloc(1, sizeof *b);
+    if (!b)
+        return -ENOMEM;
+    b->cap = cap ? cap : 1;
+    b->efd = -1;
+    if (!(b->ring = calloc(b->cap, sizeof *b->ring))) {
+        free(b);
+        return -ENOMEM;
+    }
+    if ((b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+        int e = -errno;
+        free(b->ring);
+        free(b);
+        return e;
+    }
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->work, NULL);
+    pthread_cond_init(&b->done_cv, NULL);
+    int e = pthread_create(&b->thread, NULL, run, b);
+    if (e) {
+        close(b->efd);
+        free(b->ring);
+        free(b);
+        return -e;
+    }
+    *out = b;
+    return 0;
+}
+
+void rwkvd_bio_destroy(rwkvd_bio **pb)
+{
+    if (!pb || !*pb)
+        return;
+    rwkvd_bio *b = *pb;
+    pthread_mutex_lock(&b->mu);
+    b->stop = true;
+    pthread_cond_signal(&b->work);
+    pthread_mutex_unlock(&b->mu);
+    pthread_join(b->thread, NULL);
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->work);
+    pthread_cond_destroy(&b->done_cv);
+    close(b->efd);
+    free(b->ring);
+    free(b);
+    *pb = NULL;
+}
+
+int rwkvd_bio_submit(rwkvd_bio *b, rwkvd_bio_fn fn, void *arg)
+{
+    pthread_mutex_lock(&b->mu);
+    if (b->submitted - b->collected >= b->cap) {
+        pthread_mutex_unlock(&b->mu);
+        return -EAGAIN;
+    }
+    b->ring[b->submitted % b->cap] = (slot){fn, arg, 0};
+    b->submitted++;
+    pthread_cond_signal(&b->work);
+    pthread_mutex_unlock(&b->mu);
+    return 0;
+}
+
+int rwkvd_bio_collect(rwkvd_bio *b, void **arg, int *rc)
+{
+    pthread_mutex_lock(&b->mu);
+    if (b->collected == b->done) {
+        uint64_t v;
+        ssize_t r = read(b->efd, &v, sizeof v); /* drain: nothing is left to collect */
+        (void)r;
+        pthread_mutex_unlock(&b->mu);
+        return 0;
+    }
+    slot *s = &b->ring[b->collected % b->cap];
+    *arg = s->arg;
+    *rc = s->rc;
+    b->collected++;
+    pthread_mutex_unlock(&b->mu);
+    return 1;
+}
+
+void rwkvd_bio_wait(rwkvd_bio *b)
+{
+    pthread_mutex_lock(&b->mu);
+    while (b->collected == b->done && b->done != b->submitted)
+        pthread_cond_wait(&b->done_cv, &b->mu);
+    pthread_mutex_unlock(&b->mu);
+}
+
+int rwkvd_bio_fd(const rwkvd_bio *b) { return b->efd; }
+
+uint32_t rwkvd_bio_outstanding(const rwkvd_bio *b)
+{
+    rwkvd_bio *m = (rwkvd_bio *)b;
+    pthread_mutex_lock(&m->mu);
+    uint32_t n = (uint32_t)(b->submitted - b->collected);
+    pthread_mutex_unlock(&m->mu);
+    return n;
+}
+
+bool rwkvd_bio_full(const rwkvd_bio *b) { return rwkvd_bio_outstanding(b) >= b->cap; }
+
+uint64_t rwkvd_bio_max_job_ns(const rwkvd_bio *b)
+{
+    rwkvd_bio *m = (rwkvd_bio *)b;
+    pthread_mutex_lock(&m->mu);
+    uint64_t v = b->max_job_ns;
+    pthread_mutex_unlock(&m->mu);
+    return v;
+}
