@@ -64,7 +64,7 @@ struct rwkv_backend {
 };
 
 /* Bytes of one exported state: n_layer * (2*C + H*N*N) floats. */
-size_t rwkv_state_floats(const rwkv_dims *d);
+RWKV_API size_t rwkv_state_floats(const rwkv_dims *d); /* exported: modules use it */
 
 int rwkv_cpu_backend_new(const rwkv_model *m, const rwkv_engine_opts *opts, rwkv_backend **out,
                          char *err, size_t err_len);

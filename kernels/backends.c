@@ -11,6 +11,7 @@
  * Not here: argument checks and batching (engine.c), any arithmetic.
  */
 #include "backend.h"
+#include "errbuf.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -53,16 +54,6 @@ static pthread_mutex_t mod_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Any object of librwkv: dladdr on it finds librwkv.so's path. */
 static const char librwkv_anchor = 0;
 
-static void msgf(char *msg, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void msgf(char *msg, size_t len, const char *fmt, ...)
-{
-    if (!msg || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, len, fmt, ap);
-    va_end(ap);
-}
 
 int rwkv_backend_count(void) { return N_BACKENDS; }
 
@@ -82,7 +73,7 @@ static void unknown(const char *name, char *msg, size_t len)
     size_t n = 0;
     for (int i = 0; i < N_BACKENDS && n < sizeof names; i++)
         n += (size_t)snprintf(names + n, sizeof names - n, "%s, ", registry[i].name);
-    msgf(msg, len, "unknown backend '%s' (known: %sauto)", name ? name : "(null)", names);
+    rwkv_errf(msg, len, 0, NULL, 0, "unknown backend '%s' (known: %sauto)", name ? name : "(null)", names);
 }
 
 /* The candidate directories, in search order; returns how many. Buffers are the caller's. */
@@ -135,7 +126,7 @@ static int load_module(int i, char *msg, size_t len)
         void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
         if (!h) {
             const char *why = dlerror();
-            msgf(msg, len, "%s: dlopen failed: %s", path, why ? why : "unknown error");
+            rwkv_errf(msg, len, 0, NULL, 0, "%s: dlopen failed: %s", path, why ? why : "unknown error");
             rc = -ENODEV;
             goto out;
         }
@@ -143,14 +134,14 @@ static int load_module(int i, char *msg, size_t len)
         loaded_module lm = {h, NULL, NULL};
         if (!abi || resolve(h, "rwkv_module_backend_new", &lm.new_fn, sizeof lm.new_fn) ||
             resolve(h, "rwkv_module_probe", &lm.probe_fn, sizeof lm.probe_fn)) {
-            msgf(msg, len, "%s: not a backend module (missing rwkv_module_abi, rwkv_module_backend_new or "
+            rwkv_errf(msg, len, 0, NULL, 0, "%s: not a backend module (missing rwkv_module_abi, rwkv_module_backend_new or "
                            "rwkv_module_probe)", path);
             dlclose(h);
             rc = -ENODEV;
             goto out;
         }
         if (*abi != RWKV_MODULE_ABI) {
-            msgf(msg, len, "%s: built for module ABI %d, this librwkv has %d (rebuild the module)", path, *abi,
+            rwkv_errf(msg, len, 0, NULL, 0, "%s: built for module ABI %d, this librwkv has %d (rebuild the module)", path, *abi,
                  RWKV_MODULE_ABI);
             dlclose(h);
             rc = -ENODEV;
@@ -159,7 +150,7 @@ static int load_module(int i, char *msg, size_t len)
         loaded[i] = lm;
         goto out;
     }
-    msgf(msg, len, "%s not built or not installed (looked in %s)", registry[i].module, looked);
+    rwkv_errf(msg, len, 0, NULL, 0, "%s not built or not installed (looked in %s)", registry[i].module, looked);
     rc = -ENODEV;
 out:
     pthread_mutex_unlock(&mod_lock);
@@ -179,7 +170,7 @@ static void cpu_describe(char *msg, size_t len)
 #else
         "portable C";
 #endif
-    msgf(msg, len, "%ld thread%s, %s", n > 0 ? n : 1, n == 1 ? "" : "s", isa);
+    rwkv_errf(msg, len, 0, NULL, 0, "%ld thread%s, %s", n > 0 ? n : 1, n == 1 ? "" : "s", isa);
 }
 
 /* Probe registry[i]: 0 usable, -ENODEV not (msg says why either way). */
@@ -195,10 +186,10 @@ static int probe_at(int i, char *msg, size_t len)
     char m[512] = "";
     rc = loaded[i].probe_fn(m, sizeof m);
     if (rc) {
-        msgf(msg, len, "%s", m[0] ? m : "the module's probe failed without a reason");
+        rwkv_errf(msg, len, 0, NULL, 0, "%s", m[0] ? m : "the module's probe failed without a reason");
         return -ENODEV;
     }
-    msgf(msg, len, "%s", m);
+    rwkv_errf(msg, len, 0, NULL, 0, "%s", m);
     return 0;
 }
 
@@ -210,12 +201,12 @@ int rwkv_backend_probe(const char *name, char *msg, size_t len)
         char m[512];
         int c = find("cuda");
         if (probe_at(c, m, sizeof m) == 0) {
-            msgf(msg, len, "cuda: %s", m);
+            rwkv_errf(msg, len, 0, NULL, 0, "cuda: %s", m);
             return 0;
         }
         char cm[256];
         probe_at(find("cpu"), cm, sizeof cm);
-        msgf(msg, len, "cpu: %s (cuda unavailable: %s)", cm, m);
+        rwkv_errf(msg, len, 0, NULL, 0, "cpu: %s (cuda unavailable: %s)", cm, m);
         return 0;
     }
     int i = find(name);
@@ -237,17 +228,17 @@ int rwkv_backend_create(const char *name, const rwkv_model *m, const rwkv_engine
             i = find("cpu");
     } else if ((i = find(name)) < 0) {
         unknown(name, why, sizeof why);
-        msgf(err, err_len, "engine: %s", why);
+        rwkv_errf(err, err_len, 0, NULL, 0, "engine: %s", why);
         return -EINVAL;
     } else if (!registry[i].builtin_new && probe_at(i, why, sizeof why) != 0) {
-        msgf(err, err_len, "engine: backend %s unavailable: %s", registry[i].name, why);
+        rwkv_errf(err, err_len, 0, NULL, 0, "engine: backend %s unavailable: %s", registry[i].name, why);
         return -ENODEV;
     }
     rwkv_backend *b = NULL;
     int rc = registry[i].builtin_new ? registry[i].builtin_new(m, opts, &b, err, err_len)
                                      : loaded[i].new_fn(m, opts, &b, err, err_len);
     if (rc == 0 && !b) {
-        msgf(err, err_len, "engine: backend %s returned no backend", registry[i].name);
+        rwkv_errf(err, err_len, 0, NULL, 0, "engine: backend %s returned no backend", registry[i].name);
         rc = -EIO;
     }
     if (rc)

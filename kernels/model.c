@@ -9,6 +9,7 @@
 #include "half.h"
 #include "model.h"
 #include "pth.h"
+#include "errbuf.h"
 
 #include <errno.h>
 #include <math.h>
@@ -76,17 +77,6 @@ int rwkv_weights_parse(const char *s, rwkv_weights *out)
     return -EINVAL;
 }
 
-static int fail(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t err_len, const char *fmt, ...)
-{
-    if (err && err_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_len, fmt, ap);
-        va_end(ap);
-    }
-    return -EINVAL;
-}
 
 /* ---- conversions ---------------------------------------------------------------------- */
 
@@ -188,11 +178,11 @@ static const rwkv_pth_tensor *need(const rwkv_pth *p, const char *name, char *er
 {
     const rwkv_pth_tensor *t = rwkv_pth_find(p, name);
     if (!t) {
-        *rc = fail(err, err_len, "%s: missing tensor '%s'", rwkv_pth_name(p), name);
+        *rc = rwkv_errf(err, err_len, -EINVAL, NULL, 0, "%s: missing tensor '%s'", rwkv_pth_name(p), name);
         return NULL;
     }
     if (!is_float(t->type)) {
-        *rc = fail(err, err_len, "%s: tensor '%s' has type %s, expected bfloat16, float16 or float32",
+        *rc = rwkv_errf(err, err_len, -EINVAL, NULL, 0, "%s: tensor '%s' has type %s, expected bfloat16, float16 or float32",
                    rwkv_pth_name(p), name, rwkv_pth_type_name(t->type));
         return NULL;
     }
@@ -205,7 +195,7 @@ static int check_shape2(const rwkv_pth *p, const rwkv_pth_tensor *t, int64_t r, 
         return 0;
     char s[96];
     shape_str(t, s, sizeof s);
-    return fail(err, err_len, "%s: tensor '%s' has shape %s, expected [%lld, %lld]", rwkv_pth_name(p), t->name, s,
+    return rwkv_errf(err, err_len, -EINVAL, NULL, 0, "%s: tensor '%s' has shape %s, expected [%lld, %lld]", rwkv_pth_name(p), t->name, s,
                 (long long)r, (long long)c);
 }
 
@@ -216,9 +206,9 @@ static int check_arch(const rwkv_pth *p, char *err, size_t err_len)
     for (int i = 0; i < rwkv_pth_count(p); i++) {
         const char *k = rwkv_pth_at(p, i)->name;
         if (strstr(k, "ffn.s_emb") || strstr(k, ".ffn.s0") || strstr(k, ".ffn.s1") || strstr(k, ".ffn.s2"))
-            return fail(err, err_len, "%s: tensor '%s' marks an RWKV-7 x070a (DeepEmbed) checkpoint; only plain x070 is supported", nm, k);
+            return rwkv_errf(err, err_len, -EINVAL, NULL, 0, "%s: tensor '%s' marks an RWKV-7 x070a (DeepEmbed) checkpoint; only plain x070 is supported", nm, k);
         if (strncmp(k, "blocks.", 7) == 0 && strstr(k, ".qkv."))
-            return fail(err, err_len, "%s: tensor '%s' marks an RWKV-7 x070b (DEA) checkpoint; only plain x070 is supported", nm, k);
+            return rwkv_errf(err, err_len, -EINVAL, NULL, 0, "%s: tensor '%s' marks an RWKV-7 x070b (DEA) checkpoint; only plain x070 is supported", nm, k);
     }
     if (rwkv_pth_find(p, "blocks.0.att.r_k") && rwkv_pth_find(p, "blocks.0.att.k_k"))
         return 0;
@@ -231,7 +221,7 @@ static int check_arch(const rwkv_pth *p, char *err, size_t err_len)
         what = "RWKV-5.0";
     else if (rwkv_pth_find(p, "blocks.0.att.time_mix_k"))
         what = "RWKV-4";
-    return fail(err, err_len, "%s: checkpoint is %s; this engine runs RWKV-7 (x070) only", nm, what);
+    return rwkv_errf(err, err_len, -EINVAL, NULL, 0, "%s: checkpoint is %s; this engine runs RWKV-7 (x070) only", nm, what);
 }
 
 /* Is `name` one of the tensors an x070 checkpoint may contain? */
@@ -264,7 +254,7 @@ static int infer_dims(const rwkv_pth *p, rwkv_dims *d, char *err, size_t err_len
     if (emb->ndim != 2 || emb->shape[0] < 1 || emb->shape[1] < 1 || emb->shape[0] > (1 << 24) || emb->shape[1] > (1 << 16)) {
         char s[96];
         shape_str(emb, s, sizeof s);
-        return fail(err, err_len, "%s: tensor 'emb.weight' has shape %s, expected [n_vocab, n_embd]", nm, s);
+        return rwkv_errf(err, err_len, -EINVAL, NULL, 0, "%s: tensor 'emb.weight' has shape %s, expected [n_vocab, n_embd]", nm, s);
     }
     d->n_vocab = (int)emb->shape[0];
     d->n_embd = (int)emb->shape[1];
@@ -274,7 +264,7 @@ static int infer_dims(const rwkv_pth *p, rwkv_dims *d, char *err, size_t err_len
     if (rk->ndim != 2 || rk->shape[0] < 1 || rk->shape[1] < 1 || rk->shape[0] * rk->shape[1] != d->n_embd) {
         char s[96];
         shape_str(rk, s, sizeof s);
-        return fail(err, err_len, "%s: tensor 'blocks.0.att.r_k' has shape %s, expected [n_head, head_size] with n_head*head_size = n_embd = %d",
+        return rwkv_errf(err, err_len, -EINVAL, NULL, 0, "%s: tensor 'blocks.0.att.r_k' has shape %s, expected [n_head, head_size] with n_head*head_size = n_embd = %d",
                     nm, s, d->n_embd);
     }
     d->n_head = (int)rk->shape[0];
@@ -290,7 +280,7 @@ static int infer_dims(const rwkv_pth *p, rwkv_dims *d, char *err, size_t err_len
         }
     }
     if (max_l < 0)
-        return fail(err, err_len, "%s: no blocks.* tensors", nm);
+        return rwkv_errf(err, err_len, -EINVAL, NULL, 0, "%s: no blocks.* tensors", nm);
     d->n_layer = max_l + 1;
     const rwkv_pth_tensor *t;
     if (!(t = need(p, "blocks.0.ffn.key.weight", err, err_len, &rc)))
@@ -355,10 +345,10 @@ static int convert(const rwkv_pth *p, plan_item *it, uint8_t *arena, float *tmp,
     int64_t n = rwkv_pth_numel(t);
     int rc = rwkv_pth_to_f32(t, tmp);
     if (rc)
-        return fail(err, err_len, "%s: tensor '%s' cannot be converted", rwkv_pth_name(p), t->name);
+        return rwkv_errf(err, err_len, -EINVAL, NULL, 0, "%s: tensor '%s' cannot be converted", rwkv_pth_name(p), t->name);
     for (int64_t i = 0; i < n; i++) {
         if (!isfinite(tmp[i]))
-            return fail(err, err_len, "%s: tensor '%s' holds a non-finite value (%f) at flat index %lld",
+            return rwkv_errf(err, err_len, -EINVAL, NULL, 0, "%s: tensor '%s' holds a non-finite value (%f) at flat index %lld",
                         rwkv_pth_name(p), t->name, (double)tmp[i], (long long)i);
     }
     void *dst = arena + it->off;
@@ -384,7 +374,7 @@ static int convert(const rwkv_pth *p, plan_item *it, uint8_t *arena, float *tmp,
                     } else {
                         uint16_t h = it->dtype == RWKV_DTYPE_F16 ? rwkv_f32_to_f16(v) : rwkv_f32_to_bf16(v);
                         if (it->dtype == RWKV_DTYPE_F16 && (h & 0x7c00u) == 0x7c00u)
-                            return fail(err, err_len, "%s: tensor '%s' value %g at [%d][%d] overflows float16 (load with f32 or bf16 weights)",
+                            return rwkv_errf(err, err_len, -EINVAL, NULL, 0, "%s: tensor '%s' value %g at [%d][%d] overflows float16 (load with f32 or bf16 weights)",
                                         rwkv_pth_name(p), t->name, (double)v, lora ? k : r, lora ? r : k);
                         ((uint16_t *)dst)[o] = h;
                     }
@@ -405,7 +395,7 @@ int rwkv_model_load(const char *path, const rwkv_load_opts *opts, rwkv_model **o
 {
     rwkv_load_opts o = opts ? *opts : (rwkv_load_opts){0};
     if ((unsigned)o.weights > RWKV_WEIGHTS_BF16DOT)
-        return fail(err, err_len, "%s: invalid weights option %d", path, (int)o.weights);
+        return rwkv_errf(err, err_len, -EINVAL, NULL, 0, "%s: invalid weights option %d", path, (int)o.weights);
     rwkv_pth *p = NULL;
     int rc = rwkv_pth_open(path, &p, err, err_len);
     if (rc)
@@ -425,7 +415,7 @@ int rwkv_model_load(const char *path, const rwkv_load_opts *opts, rwkv_model **o
     for (int i = 0; i < rwkv_pth_count(p); i++) {
         const char *k = rwkv_pth_at(p, i)->name;
         if (!known_name(k, L)) {
-            rc = fail(err, err_len, "%s: unexpected tensor '%s' (not part of an RWKV-7 x070 checkpoint with %d layers)", nm, k, L);
+            rc = rwkv_errf(err, err_len, -EINVAL, NULL, 0, "%s: unexpected tensor '%s' (not part of an RWKV-7 x070 checkpoint with %d layers)", nm, k, L);
             goto out;
         }
     }
@@ -465,7 +455,7 @@ int rwkv_model_load(const char *path, const rwkv_load_opts *opts, rwkv_model **o
         if (!vec_shape_ok(t, C)) {
             char s[96];
             shape_str(t, s, sizeof s);
-            rc = fail(err, err_len, "%s: tensor '%s' has shape %s, expected [%d]", nm, t->name, s, C);
+            rc = rwkv_errf(err, err_len, -EINVAL, NULL, 0, "%s: tensor '%s' has shape %s, expected [%d]", nm, t->name, s, C);
             goto out;
         }
         ADD(t, K_VEC, 1, C, RWKV_DTYPE_F32, (void *)vecs[i].field);
@@ -491,7 +481,7 @@ int rwkv_model_load(const char *path, const rwkv_load_opts *opts, rwkv_model **o
                 if (!vec_shape_ok(t, C)) {
                     char s[96];
                     shape_str(t, s, sizeof s);
-                    rc = fail(err, err_len, "%s: tensor '%s' has shape %s, expected [1, 1, %d]", nm, name, s, C);
+                    rc = rwkv_errf(err, err_len, -EINVAL, NULL, 0, "%s: tensor '%s' has shape %s, expected [1, 1, %d]", nm, name, s, C);
                     goto out;
                 }
                 ADD(t, K_VEC, 1, C, RWKV_DTYPE_F32, field);
@@ -518,7 +508,7 @@ int rwkv_model_load(const char *path, const rwkv_load_opts *opts, rwkv_model **o
     m->arena = mmap(NULL, arena, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m->arena == MAP_FAILED) {
         m->arena = NULL;
-        fail(err, err_len, "%s: cannot allocate %zu bytes for the weights", nm, arena);
+        rwkv_errf(err, err_len, -EINVAL, NULL, 0, "%s: cannot allocate %zu bytes for the weights", nm, arena);
         rc = -ENOMEM;
         goto out;
     }

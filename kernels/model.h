@@ -35,7 +35,7 @@ size_t rwkv_mat_index(rwkv_dtype t, int cols, int r, int k);
 /* Bytes of a packed matrix. */
 size_t rwkv_mat_bytes(int rows, int cols, rwkv_dtype t);
 /* Row r of W (cols values) as fp32, e.g. for uploading to another backend. */
-void rwkv_mat_get_row(const rwkv_mat *m, int r, float *out);
+RWKV_API void rwkv_mat_get_row(const rwkv_mat *m, int r, float *out); /* exported: modules use it */
 
 typedef struct {
     const float *ln1_w, *ln1_b;                  /* (C) */

@@ -7,6 +7,7 @@
  * only created after its extent was checked against its storage record.
  */
 #include "pth.h"
+#include "errbuf.h"
 #include "half.h"
 
 #include <errno.h>
@@ -46,23 +47,6 @@ struct rwkv_pth {
     size_t strings_len, strings_cap;
 };
 
-static int fail(char *err, size_t err_len, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t err_len, const char *name, const char *fmt, ...)
-{
-    if (err && err_len) {
-        int n = snprintf(err, err_len, "%s: ", name);
-        if (n >= 0 && (size_t)n < err_len) {
-            va_list ap;
-            va_start(ap, fmt);
-            vsnprintf(err + n, err_len - (size_t)n, fmt, ap);
-            va_end(ap);
-        }
-    }
-    return -EINVAL;
-}
-
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24); }
 static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | ((uint64_t)rd32(p + 4) << 32); }
@@ -74,10 +58,10 @@ static int zip_read(rwkv_pth *p, char *err, size_t err_len)
     const uint8_t *b = p->buf;
     size_t len = p->len;
     if (len < 22)
-        return fail(err, err_len, p->name, "file too short for a zip archive (%zu bytes)", len);
+        return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "file too short for a zip archive (%zu bytes)", len);
     if (len >= 4 && rd32(b) != 0x04034b50)
-        return fail(err, err_len, p->name,
-                    "not a zip archive (torch >= 1.6 .pth expected; legacy pickle/tar format not supported)");
+        return rwkv_errf(err, err_len, -EINVAL, p->name, 0,
+                         "not a zip archive (torch >= 1.6 .pth expected; legacy pickle/tar format not supported)");
     /* End of central directory: scan back at most 64 KiB + 22 bytes. */
     size_t lo = len > 65557 ? len - 65557 : 0;
     size_t eocd = SIZE_MAX;
@@ -88,7 +72,7 @@ static int zip_read(rwkv_pth *p, char *err, size_t err_len)
         }
     }
     if (eocd == SIZE_MAX)
-        return fail(err, err_len, p->name, "zip end-of-central-directory record not found (truncated file?)");
+        return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "zip end-of-central-directory record not found (truncated file?)");
     uint64_t n_entries = rd16(b + eocd + 10);
     uint64_t cd_size = rd32(b + eocd + 12);
     uint64_t cd_off = rd32(b + eocd + 16);
@@ -96,31 +80,31 @@ static int zip_read(rwkv_pth *p, char *err, size_t err_len)
     if (eocd >= 20 && rd32(b + eocd - 20) == 0x07064b50) {
         uint64_t z64 = rd64(b + eocd - 20 + 8);
         if (z64 > len || len - z64 < 56 || rd32(b + z64) != 0x06064b50)
-            return fail(err, err_len, p->name, "bad zip64 end-of-central-directory record");
+            return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "bad zip64 end-of-central-directory record");
         n_entries = rd64(b + z64 + 32);
         cd_size = rd64(b + z64 + 40);
         cd_off = rd64(b + z64 + 48);
     } else if (n_entries == 0xffff || cd_size == 0xffffffffu || cd_off == 0xffffffffu) {
-        return fail(err, err_len, p->name, "zip64 archive without a zip64 locator");
+        return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "zip64 archive without a zip64 locator");
     }
     if (cd_off > len || cd_size > len - cd_off)
-        return fail(err, err_len, p->name, "zip central directory (offset %llu, size %llu) lies outside the file (%zu bytes): truncated?",
+        return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "zip central directory (offset %llu, size %llu) lies outside the file (%zu bytes): truncated?",
                     (unsigned long long)cd_off, (unsigned long long)cd_size, len);
     if (n_entries == 0 || n_entries > MAX_ENTRIES)
-        return fail(err, err_len, p->name, "zip archive has %llu entries", (unsigned long long)n_entries);
+        return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "zip archive has %llu entries", (unsigned long long)n_entries);
     p->entries = calloc(n_entries, sizeof(zip_entry));
     if (!p->entries)
         return -ENOMEM;
     const uint8_t *c = b + cd_off, *end = b + cd_off + cd_size;
     for (uint64_t k = 0; k < n_entries; k++) {
         if (end - c < 46 || rd32(c) != 0x02014b50)
-            return fail(err, err_len, p->name, "zip central directory entry %llu is malformed", (unsigned long long)k);
+            return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "zip central directory entry %llu is malformed", (unsigned long long)k);
         uint16_t method = rd16(c + 10);
         uint64_t csize = rd32(c + 20), usize = rd32(c + 24);
         uint16_t nlen = rd16(c + 28), xlen = rd16(c + 30), clen = rd16(c + 32);
         uint64_t lho = rd32(c + 42);
         if ((size_t)(end - c) < 46u + nlen + xlen + clen)
-            return fail(err, err_len, p->name, "zip central directory entry %llu overruns the directory", (unsigned long long)k);
+            return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "zip central directory entry %llu overruns the directory", (unsigned long long)k);
         const char *nm = (const char *)c + 46;
         /* zip64 extra: only the saturated fields, in the order usize, csize, offset. */
         const uint8_t *x = c + 46 + nlen, *xe = x + xlen;
@@ -132,35 +116,35 @@ static int zip_read(rwkv_pth *p, char *err, size_t err_len)
                 const uint8_t *f = x + 4, *fe = f + sz;
                 if (usize == 0xffffffffu) {
                     if (fe - f < 8)
-                        return fail(err, err_len, p->name, "bad zip64 extra field in entry '%.*s'", nlen, nm);
+                        return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "bad zip64 extra field in entry '%.*s'", nlen, nm);
                     usize = rd64(f);
                     f += 8;
                 }
                 if (csize == 0xffffffffu) {
                     if (fe - f < 8)
-                        return fail(err, err_len, p->name, "bad zip64 extra field in entry '%.*s'", nlen, nm);
+                        return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "bad zip64 extra field in entry '%.*s'", nlen, nm);
                     csize = rd64(f);
                     f += 8;
                 }
                 if (lho == 0xffffffffu) {
                     if (fe - f < 8)
-                        return fail(err, err_len, p->name, "bad zip64 extra field in entry '%.*s'", nlen, nm);
+                        return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "bad zip64 extra field in entry '%.*s'", nlen, nm);
                     lho = rd64(f);
                 }
             }
             x += 4 + sz;
         }
         if (method != 0)
-            return fail(err, err_len, p->name, "zip entry '%.*s' is compressed (method %u); torch writes stored entries", nlen, nm, method);
+            return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "zip entry '%.*s' is compressed (method %u); torch writes stored entries", nlen, nm, method);
         if (csize != usize)
-            return fail(err, err_len, p->name, "zip entry '%.*s' has compressed size %llu != size %llu", nlen, nm,
+            return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "zip entry '%.*s' has compressed size %llu != size %llu", nlen, nm,
                         (unsigned long long)csize, (unsigned long long)usize);
         if (lho > len || len - lho < 30 || rd32(b + lho) != 0x04034b50)
-            return fail(err, err_len, p->name, "zip local header of '%.*s' missing at offset %llu (truncated file?)", nlen, nm,
+            return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "zip local header of '%.*s' missing at offset %llu (truncated file?)", nlen, nm,
                         (unsigned long long)lho);
         uint64_t data = lho + 30 + rd16(b + lho + 26) + rd16(b + lho + 28);
         if (data > len || usize > len - data)
-            return fail(err, err_len, p->name, "zip entry '%.*s' (%llu bytes at offset %llu) extends past the end of the file (%zu bytes): truncated?",
+            return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "zip entry '%.*s' (%llu bytes at offset %llu) extends past the end of the file (%zu bytes): truncated?",
                         nlen, nm, (unsigned long long)usize, (unsigned long long)data, len);
         p->entries[k] = (zip_entry){nm, nlen, data, usize};
         c += 46 + nlen + xlen + clen;
@@ -357,26 +341,26 @@ static int make_tensor(rwkv_pth *p, pvm *m, uint32_t args, uint32_t *out, char *
 {
     const pvalue *a = &m->v[args];
     if (a->type != V_TUPLE || a->n < 4)
-        return fail(err, err_len, p->name, "pickle: _rebuild_tensor_v2 expects (storage, offset, size, stride, ...)");
+        return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "pickle: _rebuild_tensor_v2 expects (storage, offset, size, stride, ...)");
     const pvalue *st = &m->v[a->items[0]], *off = &m->v[a->items[1]];
     const pvalue *size = &m->v[a->items[2]], *stride = &m->v[a->items[3]];
     if (st->type != V_STORAGE || off->type != V_INT || size->type != V_TUPLE || stride->type != V_TUPLE)
-        return fail(err, err_len, p->name, "pickle: _rebuild_tensor_v2 argument types are not (storage, int, tuple, tuple)");
+        return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "pickle: _rebuild_tensor_v2 argument types are not (storage, int, tuple, tuple)");
     if (size->n != stride->n || size->n > RWKV_PTH_MAX_DIM)
-        return fail(err, err_len, p->name, "pickle: tensor with %u dims and %u strides (at most %d dims)", size->n, stride->n, RWKV_PTH_MAX_DIM);
+        return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "pickle: tensor with %u dims and %u strides (at most %d dims)", size->n, stride->n, RWKV_PTH_MAX_DIM);
     rwkv_pth_tensor t = {0};
     t.type = (rwkv_pth_type)st->i;
     t.ndim = (int)size->n;
     t.offset = off->i;
     t.storage_numel = st->i2;
     if (t.offset < 0 || t.storage_numel < 0)
-        return fail(err, err_len, p->name, "pickle: negative storage offset or size");
+        return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "pickle: negative storage offset or size");
     int64_t extent = 0; /* last element index + 1 */
     bool empty = false;
     for (int d = 0; d < t.ndim; d++) {
         const pvalue *s = &m->v[size->items[d]], *r = &m->v[stride->items[d]];
         if (s->type != V_INT || r->type != V_INT || s->i < 0 || r->i < 0 || s->i > (INT64_C(1) << 40) || r->i > (INT64_C(1) << 40))
-            return fail(err, err_len, p->name, "pickle: bad tensor size/stride in dim %d", d);
+            return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "pickle: bad tensor size/stride in dim %d", d);
         t.shape[d] = s->i;
         t.stride[d] = r->i;
         if (s->i == 0)
@@ -387,7 +371,7 @@ static int make_tensor(rwkv_pth *p, pvm *m, uint32_t args, uint32_t *out, char *
     /* Find the storage record "<root>/data/<key>". */
     char key[64];
     if (st->slen == 0 || st->slen >= sizeof key)
-        return fail(err, err_len, p->name, "pickle: bad storage key");
+        return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "pickle: bad storage key");
     memcpy(key, st->s, st->slen);
     key[st->slen] = 0;
     size_t isz = rwkv_pth_type_size(t.type);
@@ -402,13 +386,13 @@ static int make_tensor(rwkv_pth *p, pvm *m, uint32_t args, uint32_t *out, char *
         }
     }
     if (!rec)
-        return fail(err, err_len, p->name, "storage record 'data/%s' missing from the archive", key);
+        return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "storage record 'data/%s' missing from the archive", key);
     if ((uint64_t)t.storage_numel > rec->size / isz || rec->size != (uint64_t)t.storage_numel * isz)
-        return fail(err, err_len, p->name, "storage 'data/%s' holds %llu bytes, expected %lld %s elements (%llu bytes)",
+        return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "storage 'data/%s' holds %llu bytes, expected %lld %s elements (%llu bytes)",
                     key, (unsigned long long)rec->size, (long long)t.storage_numel, rwkv_pth_type_name(t.type),
                     (unsigned long long)t.storage_numel * isz);
     if (!empty && t.offset + extent >= t.storage_numel)
-        return fail(err, err_len, p->name, "tensor view (offset %lld, extent %lld) exceeds its storage 'data/%s' of %lld elements",
+        return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "tensor view (offset %lld, extent %lld) exceeds its storage 'data/%s' of %lld elements",
                     (long long)t.offset, (long long)extent + 1, key, (long long)t.storage_numel);
     t.storage = p->buf + rec->data_off;
     int rc = grow((void **)&m->tensors, (uint32_t *)&m->cap_tensors, sizeof(rwkv_pth_tensor), (uint32_t)m->n_tensors + 1, MAX_VALUES);
@@ -453,8 +437,8 @@ static int run_pickle(rwkv_pth *p, const uint8_t *pk, size_t n, char *err, size_
     int rc = 0;
     size_t i = 0;
     uint32_t result = UINT32_MAX;
-#define NEED(k) do { if (n - i < (size_t)(k)) { rc = fail(err, err_len, p->name, "data.pkl: truncated at byte %zu", i); goto out; } } while (0)
-#define BAD(...) do { rc = fail(err, err_len, p->name, __VA_ARGS__); goto out; } while (0)
+#define NEED(k) do { if (n - i < (size_t)(k)) { rc = rwkv_errf(err, err_len, -EINVAL, p->name, 0, "data.pkl: truncated at byte %zu", i); goto out; } } while (0)
+#define BAD(...) do { rc = rwkv_errf(err, err_len, -EINVAL, p->name, 0, __VA_ARGS__); goto out; } while (0)
 #define TRY(x) do { int r_ = (x); if (r_ == -E2BIG) BAD("data.pkl: too many objects (limit exceeded)"); if (r_) { rc = r_; goto out; } } while (0)
 #define POP(dst) do { if (pop(&m, &(dst))) BAD("data.pkl: stack underflow at byte %zu (opcode 0x%02x)", op_at, op); } while (0)
     while (i < n) {
@@ -714,10 +698,10 @@ static int parse(rwkv_pth *p, char *err, size_t err_len)
         }
     }
     if (!pkl)
-        return fail(err, err_len, p->name, "archive has no <root>/data.pkl record (not a torch.save file)");
+        return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "archive has no <root>/data.pkl record (not a torch.save file)");
     const zip_entry *bo = zip_find(p, pkl->name, pkl->name_len - 9, "byteorder");
     if (bo && !(bo->size >= 6 && memcmp(p->buf + bo->data_off, "little", 6) == 0))
-        return fail(err, err_len, p->name, "big-endian checkpoints are not supported");
+        return rwkv_errf(err, err_len, -EINVAL, p->name, 0, "big-endian checkpoints are not supported");
     return run_pickle(p, p->buf + pkl->data_off, pkl->size, err, err_len);
 }
 
@@ -756,7 +740,7 @@ int rwkv_pth_open(const char *path, rwkv_pth **out, char *err, size_t err_len)
     }
     if (st.st_size < 22) {
         close(fd);
-        return fail(err, err_len, path, "file too short for a zip archive (%lld bytes)", (long long)st.st_size);
+        return rwkv_errf(err, err_len, -EINVAL, path, 0, "file too short for a zip archive (%lld bytes)", (long long)st.st_size);
     }
     void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;

@@ -12,6 +12,7 @@
 #define _POSIX_C_SOURCE 200809L /* O_CLOEXEC, ssize_t read() */
 #endif
 #include "rwkv_tokenizer.h"
+#include "errbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,23 +51,6 @@ struct rwkv_tokenizer {
 };
 
 /* ---------------------------------------------------------------- errors */
-
-static int fail(char *err, size_t err_len, const char *name, size_t line, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
-static int fail(char *err, size_t err_len, const char *name, size_t line, const char *fmt, ...)
-{
-    if (err && err_len) {
-        int n = snprintf(err, err_len, "%s:%zu: ", name, line);
-        if (n >= 0 && (size_t)n < err_len) {
-            va_list ap;
-            va_start(ap, fmt);
-            vsnprintf(err + n, err_len - (size_t)n, fmt, ap);
-            va_end(ap);
-        }
-    }
-    return -EINVAL;
-}
 
 /* ---------------------------------------------------------------- UTF-8 */
 
@@ -421,7 +405,7 @@ static int finish(rwkv_tokenizer *t, const char *name, char *err, size_t err_len
     for (size_t i = 1; i < n; i++) {
         if (e[i].len == e[i - 1].len && memcmp(e[i].p, e[i - 1].p, e[i].len) == 0) {
             /* In a vocabulary file line number == id (ids are 1..n in order). */
-            int rc = fail(err, err_len, name, (size_t)e[i].id,
+            int rc = rwkv_errf(err, err_len, -EINVAL, name, (size_t)e[i].id,
                           "duplicate token (same bytes as id %d on line %d)", e[i - 1].id,
                           e[i - 1].id);
             free(e);
@@ -452,9 +436,9 @@ int rwkv_tokenizer_load_buffer(const char *data, size_t len, const char *name,
     if (!name)
         name = "<buffer>";
     if (!out || (!data && len))
-        return fail(err, err_len, name, 0, "invalid arguments");
+        return rwkv_errf(err, err_len, -EINVAL, name, 0, "invalid arguments");
     if (len > MAX_FILE_BYTES)
-        return fail(err, err_len, name, 0, "file too large (%zu bytes)", len);
+        return rwkv_errf(err, err_len, -EINVAL, name, 0, "file too large (%zu bytes)", len);
 
     /* The line count bounds the id count and the buffer length bounds the pool, since no
      * literal decodes to more bytes than it spells; both are shrunk at the end. */
@@ -467,7 +451,7 @@ int rwkv_tokenizer_load_buffer(const char *data, size_t len, const char *name,
     int rc = -ENOMEM;
     rwkv_tokenizer *t = calloc(1, sizeof *t);
     if (!t) {
-        (void)fail(err, err_len, name, 0, "out of memory");
+        (void)rwkv_errf(err, err_len, -EINVAL, name, 0, "out of memory");
         return -ENOMEM;
     }
     t->offsets = malloc((max_lines + 2) * sizeof *t->offsets);
@@ -487,18 +471,18 @@ int rwkv_tokenizer_load_buffer(const char *data, size_t len, const char *name,
         size_t L = (size_t)(le - p);
         const char *next = nl ? nl + 1 : end;
         if (L > MAX_LINE_BYTES) {
-            rc = fail(err, err_len, name, line, "line too long (%zu bytes, limit %d)", L,
+            rc = rwkv_errf(err, err_len, -EINVAL, name, line, "line too long (%zu bytes, limit %d)", L,
                       MAX_LINE_BYTES);
             goto out;
         }
         if (L > 0 && p[L - 1] == '\r') /* tolerate CRLF files */
             L--;
         if (L == 0) {
-            rc = fail(err, err_len, name, line, "empty line");
+            rc = rwkv_errf(err, err_len, -EINVAL, name, line, "empty line");
             goto out;
         }
         if (line > MAX_IDS - 1) {
-            rc = fail(err, err_len, name, line, "too many tokens (limit %d)", MAX_IDS - 1);
+            rc = rwkv_errf(err, err_len, -EINVAL, name, line, "too many tokens (limit %d)", MAX_IDS - 1);
             goto out;
         }
         /* Split at the first and the last space: the literal may itself contain spaces. */
@@ -507,43 +491,43 @@ int rwkv_tokenizer_load_buffer(const char *data, size_t len, const char *name,
         while (sp2 > p && *sp2 != ' ')
             sp2--;
         if (!sp1 || sp1 == sp2) {
-            rc = fail(err, err_len, name, line,
+            rc = rwkv_errf(err, err_len, -EINVAL, name, line,
                       "missing fields (expected '<id> <literal> <byte length>')");
             goto out;
         }
         unsigned long id, want;
         if (!parse_uint(p, (size_t)(sp1 - p), MAX_IDS, &id)) {
-            rc = fail(err, err_len, name, line, "bad id field");
+            rc = rwkv_errf(err, err_len, -EINVAL, name, line, "bad id field");
             goto out;
         }
         if (id != n_tok + 1) {
-            rc = fail(err, err_len, name, line, "id %lu out of sequence (expected %zu)", id,
+            rc = rwkv_errf(err, err_len, -EINVAL, name, line, "id %lu out of sequence (expected %zu)", id,
                       n_tok + 1);
             goto out;
         }
         if (!parse_uint(sp2 + 1, (size_t)(p + L - sp2 - 1), MAX_TOKEN_BYTES * 4UL, &want)) {
-            rc = fail(err, err_len, name, line, "bad byte length field");
+            rc = rwkv_errf(err, err_len, -EINVAL, name, line, "bad byte length field");
             goto out;
         }
         bool is_bytes;
         long got = parse_literal(sp1 + 1, (size_t)(sp2 - sp1 - 1), t->pool + w, &is_bytes, why,
                                  sizeof why);
         if (got < 0) {
-            rc = fail(err, err_len, name, line, "%s", why);
+            rc = rwkv_errf(err, err_len, -EINVAL, name, line, "%s", why);
             goto out;
         }
         if ((unsigned long)got != want) {
-            rc = fail(err, err_len, name, line,
+            rc = rwkv_errf(err, err_len, -EINVAL, name, line,
                       "byte length field says %lu but the literal decodes to %ld bytes", want,
                       got);
             goto out;
         }
         if (got == 0) {
-            rc = fail(err, err_len, name, line, "empty token");
+            rc = rwkv_errf(err, err_len, -EINVAL, name, line, "empty token");
             goto out;
         }
         if (got > MAX_TOKEN_BYTES) {
-            rc = fail(err, err_len, name, line, "token too long (%ld bytes, limit %d)", got,
+            rc = rwkv_errf(err, err_len, -EINVAL, name, line, "token too long (%ld bytes, limit %d)", got,
                       MAX_TOKEN_BYTES);
             goto out;
         }
@@ -553,7 +537,7 @@ int rwkv_tokenizer_load_buffer(const char *data, size_t len, const char *name,
         p = next;
     }
     if (n_tok == 0) {
-        rc = fail(err, err_len, name, 1, "empty vocabulary");
+        rc = rwkv_errf(err, err_len, -EINVAL, name, 1, "empty vocabulary");
         goto out;
     }
     t->n_ids = (int)n_tok + 1;
@@ -568,7 +552,7 @@ int rwkv_tokenizer_load_buffer(const char *data, size_t len, const char *name,
     *out = t;
     return 0;
 oom:
-    (void)fail(err, err_len, name, 0, "out of memory");
+    (void)rwkv_errf(err, err_len, -EINVAL, name, 0, "out of memory");
     rc = -ENOMEM;
 out:
     rwkv_tokenizer_destroy(&t);
@@ -578,7 +562,7 @@ out:
 int rwkv_tokenizer_load(const char *path, rwkv_tokenizer **out, char *err, size_t err_len)
 {
     if (!path || !out)
-        return fail(err, err_len, path ? path : "<null>", 0, "invalid arguments");
+        return rwkv_errf(err, err_len, -EINVAL, path ? path : "<null>", 0, "invalid arguments");
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
@@ -593,7 +577,7 @@ int rwkv_tokenizer_load(const char *path, rwkv_tokenizer **out, char *err, size_
     while (buf) {
         if (len == cap) {
             if (cap >= MAX_FILE_BYTES) {
-                rc = fail(err, err_len, path, 0, "file too large (limit %u bytes)",
+                rc = rwkv_errf(err, err_len, -EINVAL, path, 0, "file too large (limit %u bytes)",
                           MAX_FILE_BYTES);
                 break;
             }

@@ -14,6 +14,15 @@
 #ifndef RWKV_H
 #define RWKV_H
 
+/* Marks the library's exported API (librwkv is built with hidden visibility). */
+#ifndef RWKV_API
+#if defined(__GNUC__)
+#define RWKV_API __attribute__((visibility("default")))
+#else
+#define RWKV_API
+#endif
+#endif
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,7 +38,7 @@ typedef enum {
     RWKV_DTYPE_BF16X2 = 3, /* bf16, stored as pairs of consecutive inputs (weights bf16dot) */
 } rwkv_dtype;
 
-const char *rwkv_dtype_name(rwkv_dtype t);
+RWKV_API const char *rwkv_dtype_name(rwkv_dtype t);
 
 /* Hyper-parameters, all inferred from tensor shapes (spec §1.4). */
 typedef struct {
@@ -60,7 +69,7 @@ typedef enum {
 } rwkv_weights;
 
 /* Parse "f32" | "stored" | "bf16" | "f16" | "bf16dot"; -EINVAL otherwise. */
-int rwkv_weights_parse(const char *s, rwkv_weights *out);
+RWKV_API int rwkv_weights_parse(const char *s, rwkv_weights *out);
 
 typedef struct {
     rwkv_weights weights;
@@ -70,28 +79,28 @@ typedef struct {
  * private arena, so the mapping is released before return. Returns 0, or -EINVAL (bad or
  * unsupported content), -ENOMEM, or the errno of open/mmap; `err` (may be NULL) then names
  * the file and, where relevant, the tensor and what was expected. */
-int rwkv_model_load(const char *path, const rwkv_load_opts *opts, rwkv_model **out,
+RWKV_API int rwkv_model_load(const char *path, const rwkv_load_opts *opts, rwkv_model **out,
                     char *err, size_t err_len);
-void rwkv_model_destroy(rwkv_model **m);
-const rwkv_dims *rwkv_model_dims(const rwkv_model *m);
+RWKV_API void rwkv_model_destroy(rwkv_model **m);
+RWKV_API const rwkv_dims *rwkv_model_dims(const rwkv_model *m);
 /* Number of parameters (layer-0 v0/v1/v2 excluded) and bytes of weights held in memory. */
-uint64_t rwkv_model_n_params(const rwkv_model *m);
-uint64_t rwkv_model_weight_bytes(const rwkv_model *m);
+RWKV_API uint64_t rwkv_model_n_params(const rwkv_model *m);
+RWKV_API uint64_t rwkv_model_weight_bytes(const rwkv_model *m);
 /* A 64-bit fingerprint of dims and weights (FNV-1a over the converted arena). */
-uint64_t rwkv_model_fingerprint(const rwkv_model *m);
+RWKV_API uint64_t rwkv_model_fingerprint(const rwkv_model *m);
 
 /* ---- backends ---------------------------------------------------------------------- */
 
 /* The backends this librwkv knows, built or not: index 0 .. count-1, in a fixed order
  * ("cpu" first). name_at returns a static string, or NULL out of range. */
-int rwkv_backend_count(void);
-const char *rwkv_backend_name_at(int i);
+RWKV_API int rwkv_backend_count(void);
+RWKV_API const char *rwkv_backend_name_at(int i);
 /* Whether backend `name` can run on this machine: 0 (msg says on what, e.g. "2 threads,
  * AVX-512"), -EINVAL for an unknown name, -ENODEV when it cannot (msg gives the reason:
  * module not built or not loadable, no usable device, ...). "auto" probes the choice
  * rwkv_engine_new would make. `msg` (len bytes, may be NULL) is always NUL-terminated
  * when len > 0. Any thread. Loads the backend's module if it has one. */
-int rwkv_backend_probe(const char *name, char *msg, size_t len);
+RWKV_API int rwkv_backend_probe(const char *name, char *msg, size_t len);
 
 /* ---- engine: a backend plus a pool of state slots ---------------------------------- */
 
@@ -118,22 +127,22 @@ typedef struct {
  * unknown backend name; err lists the known ones), -ENODEV (the backend cannot run here:
  * its module is not built or does not load, or its probe found no usable device; err
  * says which), -ENOMEM, or the backend's own error. */
-int rwkv_engine_new(const rwkv_model *model, const rwkv_engine_opts *opts, rwkv_engine **out,
+RWKV_API int rwkv_engine_new(const rwkv_model *model, const rwkv_engine_opts *opts, rwkv_engine **out,
                     char *err, size_t err_len);
-void rwkv_engine_destroy(rwkv_engine **e);
+RWKV_API void rwkv_engine_destroy(rwkv_engine **e);
 /* The backend actually running ("cpu", "cuda", ...; never "auto"). */
-const char *rwkv_engine_backend(const rwkv_engine *e);
+RWKV_API const char *rwkv_engine_backend(const rwkv_engine *e);
 /* "" while the engine works; after a call returned -EIO, the backend's account of the
  * failure. Once any call returned -EIO, every later step, sequence and state call returns
  * -EIO too (the device is gone: recreate the engine, or the process). */
-const char *rwkv_engine_last_error(const rwkv_engine *e);
-int rwkv_engine_n_slots(const rwkv_engine *e);
-int rwkv_engine_max_batch(const rwkv_engine *e);
+RWKV_API const char *rwkv_engine_last_error(const rwkv_engine *e);
+RWKV_API int rwkv_engine_n_slots(const rwkv_engine *e);
+RWKV_API int rwkv_engine_max_batch(const rwkv_engine *e);
 
 /* Advance items[0..n) by one token each; n may exceed max_batch (split internally).
  * Returns 0, or -EINVAL for a bad slot/token/duplicate slot (no state is touched then),
  * or -EIO when the backend is dead (see rwkv_engine_last_error). */
-int rwkv_engine_step(rwkv_engine *e, const rwkv_step_item *items, int n);
+RWKV_API int rwkv_engine_step(rwkv_engine *e, const rwkv_step_item *items, int n);
 
 /* Outputs left in the engine instead of copied out: give RWKV_OUT_ENGINE as an item's
  * `logits` or `hidden` in rwkv_engine_step (then n <= max_batch, else -EINVAL), and after
@@ -142,13 +151,13 @@ int rwkv_engine_step(rwkv_engine *e, const rwkv_step_item *items, int n);
  * to in one copy), valid until the next call on the engine. NULL where item i did not ask
  * for that output that way, or when the last call was not such a step. */
 #define RWKV_OUT_ENGINE ((float *)(uintptr_t)1)
-const float *rwkv_engine_out_logits(const rwkv_engine *e, int i);
-const float *rwkv_engine_out_hidden(const rwkv_engine *e, int i);
+RWKV_API const float *rwkv_engine_out_logits(const rwkv_engine *e, int i);
+RWKV_API const float *rwkv_engine_out_hidden(const rwkv_engine *e, int i);
 
 /* Sequence mode: feed tokens[0..n) to one slot; equal to n single steps. `hidden` (n_embd)
  * and `logits` (n_vocab) receive the outputs after the last token (NULL to skip);
  * `all_logits` (n × n_vocab), if not NULL, receives every row. */
-int rwkv_engine_seq(rwkv_engine *e, int slot, const int32_t *tokens, int n, float *hidden,
+RWKV_API int rwkv_engine_seq(rwkv_engine *e, int slot, const int32_t *tokens, int n, float *hidden,
                     float *logits, float *all_logits);
 
 /* Several sequences at once: item i feeds items[i].tokens[0..n) to items[i].slot (slots
@@ -164,16 +173,16 @@ typedef struct {
     float *logits; /* (n_vocab) or NULL */
 } rwkv_seq_item;
 
-int rwkv_engine_run(rwkv_engine *e, const rwkv_seq_item *items, int n_items);
+RWKV_API int rwkv_engine_run(rwkv_engine *e, const rwkv_seq_item *items, int n_items);
 
 /* State slots. A state is n_layer × (p_att[C], S[H][N][N], p_ffn[C]) in fp32. */
-size_t rwkv_engine_state_bytes(const rwkv_engine *e);
-int rwkv_engine_state_reset(rwkv_engine *e, int slot);
-int rwkv_engine_state_copy(rwkv_engine *e, int dst_slot, int src_slot);
+RWKV_API size_t rwkv_engine_state_bytes(const rwkv_engine *e);
+RWKV_API int rwkv_engine_state_reset(rwkv_engine *e, int slot);
+RWKV_API int rwkv_engine_state_copy(rwkv_engine *e, int dst_slot, int src_slot);
 /* Export writes exactly state_bytes() bytes in the portable layout (little-endian fp32,
  * per layer p_att, S, p_ffn); import reads the same. -EINVAL on a size mismatch. */
-int rwkv_engine_state_export(rwkv_engine *e, int slot, void *buf, size_t len);
-int rwkv_engine_state_import(rwkv_engine *e, int slot, const void *buf, size_t len);
+RWKV_API int rwkv_engine_state_export(rwkv_engine *e, int slot, void *buf, size_t len);
+RWKV_API int rwkv_engine_state_import(rwkv_engine *e, int slot, const void *buf, size_t len);
 
 #ifdef __cplusplus
 }

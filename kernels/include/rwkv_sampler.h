@@ -12,6 +12,15 @@
 #ifndef RWKV_SAMPLER_H
 #define RWKV_SAMPLER_H
 
+/* Marks the library's exported API (librwkv is built with hidden visibility). */
+#ifndef RWKV_API
+#if defined(__GNUC__)
+#define RWKV_API __attribute__((visibility("default")))
+#else
+#define RWKV_API
+#endif
+#endif
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,32 +38,32 @@ typedef struct {
     uint64_t seed;
 } rwkv_sampler_params;
 
-void rwkv_sampler_params_default(rwkv_sampler_params *p);
+RWKV_API void rwkv_sampler_params_default(rwkv_sampler_params *p);
 typedef struct rwkv_sampler rwkv_sampler;
 /* Allocates all scratch for n_vocab ids (1..2^24) up front. Returns 0, -EINVAL when a
  * parameter is out of range (err names it), or -ENOMEM; *out is written only on success. */
-int rwkv_sampler_new(const rwkv_sampler_params *p, int n_vocab, rwkv_sampler **out,
+RWKV_API int rwkv_sampler_new(const rwkv_sampler_params *p, int n_vocab, rwkv_sampler **out,
                      char *err, size_t err_len);
-void rwkv_sampler_destroy(rwkv_sampler **s);
+RWKV_API void rwkv_sampler_destroy(rwkv_sampler **s);
 
 /* Ban an id for every later draw (e.g. ids without bytes). 0, or -EINVAL if out of range. */
-int rwkv_sampler_ban(rwkv_sampler *s, int32_t id);
+RWKV_API int rwkv_sampler_ban(rwkv_sampler *s, int32_t id);
 
 /* Draw one id from logits (n_vocab floats; modified in place as scratch). Applies the
  * penalties of earlier accepted tokens. Never allocates. Returns the id (>= 0), -EINVAL on
  * NULL arguments, or -EDOM when every logit is -inf or NaN (e.g. everything banned). */
-int32_t rwkv_sampler_sample(rwkv_sampler *s, float *logits);
+RWKV_API int32_t rwkv_sampler_sample(rwkv_sampler *s, float *logits);
 
 /* Record an emitted token for presence/frequency penalties: decay every count by
  * penalty_decay, then add `weight` (1, or 0 for whitespace/digit tokens as pip does). A
  * recorded id gets the presence penalty even when its count is 0. Ids out of range and
  * non-finite weights are ignored. */
-void rwkv_sampler_accept(rwkv_sampler *s, int32_t id, float weight);
+RWKV_API void rwkv_sampler_accept(rwkv_sampler *s, int32_t id, float weight);
 /* Forget all accepted tokens and restart the RNG from the seed, so the sampler behaves like
  * a new one; bans stay. */
-void rwkv_sampler_reset(rwkv_sampler *s);
+RWKV_API void rwkv_sampler_reset(rwkv_sampler *s);
 /* Replace the seed and restart the RNG from it (e.g. a per-request seed). */
-void rwkv_sampler_set_seed(rwkv_sampler *s, uint64_t seed);
+RWKV_API void rwkv_sampler_set_seed(rwkv_sampler *s, uint64_t seed);
 
 #ifdef __cplusplus
 }
