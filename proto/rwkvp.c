@@ -272,23 +272,39 @@ static void excerpt(char *buf, size_t cap, const rwkvp_frame *f)
     buf[o] = 0;
 }
 
+int rwkvp_error_vset(rwkvp_error *e, int code, int frame, const char *field, const char *label, const char *fmt,
+                     va_list ap)
+{
+    e->code = code;
+    e->frame = frame;
+    e->field = field;
+    int o = frame >= 0 ? snprintf(e->text, sizeof e->text, "frame %d (%s): ", frame, label ? label : field)
+                       : snprintf(e->text, sizeof e->text, "%s: ", label ? label : field);
+    if (o < 0 || (size_t)o >= sizeof e->text)
+        o = 0;
+    vsnprintf(e->text + o, sizeof e->text - (size_t)o, fmt, ap);
+    return -EBADMSG;
+}
+
+int rwkvp_error_set(rwkvp_error *e, int code, int frame, const char *field, const char *label, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = rwkvp_error_vset(e, code, frame, field, label, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
 #if defined(__GNUC__)
 __attribute__((format(printf, 5, 6)))
 #endif
 static int fail(rwkvp_error *e, int code, int frame, const char *field, const char *fmt, ...)
 {
-    e->code = code;
-    e->frame = frame;
-    e->field = field;
-    int o = frame >= 0 ? snprintf(e->text, sizeof e->text, "frame %d (%s): ", frame, field)
-                       : snprintf(e->text, sizeof e->text, "%s: ", field);
-    if (o < 0 || (size_t)o >= sizeof e->text)
-        o = 0;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->text + o, sizeof e->text - (size_t)o, fmt, ap);
+    int rc = rwkvp_error_vset(e, code, frame, field, NULL, fmt, ap);
     va_end(ap);
-    return -EBADMSG;
+    return rc;
 }
 
 /* ---- field checks shared by the decoders: each returns 0 or fail(...) ------------ */

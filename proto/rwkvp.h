@@ -23,6 +23,7 @@
 #define RWKVP_H
 
 #include <stdbool.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -99,6 +100,17 @@ typedef struct {
     bool has_seq;
     uint64_t seq;
 } rwkvp_error;
+
+/* The codec's one error formatter: fills e (code, frame, field) and its text, "frame N
+ * (LABEL): message" (or "LABEL: message" for frame -1; LABEL is field when NULL), and
+ * returns -EBADMSG. For the codec's modules (rwkvp.c, rwkvp_json.c). */
+int rwkvp_error_set(rwkvp_error *e, int code, int frame, const char *field, const char *label, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 6, 7)))
+#endif
+    ;
+int rwkvp_error_vset(rwkvp_error *e, int code, int frame, const char *field, const char *label, const char *fmt,
+                     va_list ap);
 
 /* Configured size limits; see rwkvp_limits_default. Decoders take a pointer to one, NULL
  * meaning the defaults. Encoders apply no size limits. */

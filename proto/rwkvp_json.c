@@ -77,17 +77,11 @@ __attribute__((format(printf, 4, 5)))
 static int gen_fail(rwkvp_error *e, int code, const char *field, const char *fmt, ...)
 {
     memset(e, 0, sizeof *e);
-    e->code = code;
-    e->frame = GEN_FRAME;
-    e->field = field;
-    int o = snprintf(e->text, sizeof e->text, "frame %d (params): ", GEN_FRAME);
-    if (o < 0 || (size_t)o >= sizeof e->text)
-        o = 0;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->text + o, sizeof e->text - (size_t)o, fmt, ap);
+    int rc = rwkvp_error_vset(e, code, GEN_FRAME, field, "params", fmt, ap);
     va_end(ap);
-    return -EBADMSG;
+    return rc;
 }
 
 static int range_fail(rwkvp_error *e, const struct member *m)
