@@ -1,6 +1,7 @@
-/* bio.c — see bio.h. One ring of `cap` slots and three counters: submitted (loop), done
- * (I/O thread) and collected (loop), with collected <= done <= submitted; slot i % cap holds
- * job i. The counters move under one mutex; the job runs outside it. */
+/* bio.c — see bio.h. Two lanes (urgent, normal), each a ring of `cap` slots and three
+ * counters: submitted (loop), done (I/O thread) and collected (loop), with collected <= done
+ * <= submitted; slot i % cap holds the lane's job i. The thread takes the urgent lane's next
+ * job whenever there is one. The counters move under one mutex; the job runs outside it. */
 #include "bio.h"
 
 #include <errno.h>
@@ -16,14 +17,18 @@ typedef struct {
     int rc;
 } slot;
 
+typedef struct {
+    slot *ring;           /* (cap) */
+    uint64_t submitted, done, collected;
+} lane;
+
 struct rwkvd_bio {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t work;  /* the thread waits for jobs */
     pthread_cond_t done_cv; /* the loop waits in rwkvd_bio_wait */
-    slot *ring;           /* (cap) */
+    lane lanes[2];        /* [0] urgent, [1] normal */
     uint32_t cap;
-    uint64_t submitted, done, collected;
     bool stop;
     int efd;
     uint64_t max_job_ns;
@@ -41,11 +46,17 @@ static void *run(void *p)
     rwkvd_bio *b = p;
     pthread_mutex_lock(&b->mu);
     for (;;) {
-        while (b->done == b->submitted && !b->stop)
+        lane *l = NULL;
+        for (;;) {
+            l = b->lanes[0].done < b->lanes[0].submitted ? &b->lanes[0]
+                : b->lanes[1].done < b->lanes[1].submitted ? &b->lanes[1] : NULL;
+            if (l || b->stop)
+                break;
             pthread_cond_wait(&b->work, &b->mu);
-        if (b->done == b->submitted)
+        }
+        if (!l)
             break; /* stop, and nothing left */
-        slot *s = &b->ring[b->done % b->cap];
+        slot *s = &l->ring[l->done % b->cap];
         pthread_mutex_unlock(&b->mu);
         uint64_t t0 = mono_ns();
         s->rc = s->fn(s->arg);
@@ -53,7 +64,7 @@ static void *run(void *p)
         pthread_mutex_lock(&b->mu);
         if (dt > b->max_job_ns)
             b->max_job_ns = dt;
-        b->done++;
+        l->done++;
         pthread_cond_broadcast(&b->done_cv);
         uint64_t one = 1;
         ssize_t w = write(b->efd, &one, sizeof one);
@@ -70,13 +81,18 @@ int rwkvd_bio_new(uint32_t cap, rwkvd_bio **out)
         return -ENOMEM;
     b->cap = cap ? cap : 1;
     b->efd = -1;
-    if (!(b->ring = calloc(b->cap, sizeof *b->ring))) {
+    b->lanes[0].ring = calloc(b->cap, sizeof(slot));
+    b->lanes[1].ring = calloc(b->cap, sizeof(slot));
+    if (!b->lanes[0].ring || !b->lanes[1].ring) {
+        free(b->lanes[0].ring);
+        free(b->lanes[1].ring);
         free(b);
         return -ENOMEM;
     }
     if ((b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
         int e = -errno;
-        free(b->ring);
+        free(b->lanes[0].ring);
+        free(b->lanes[1].ring);
         free(b);
         return e;
     }
@@ -86,7 +102,8 @@ int rwkvd_bio_new(uint32_t cap, rwkvd_bio **out)
     int e = pthread_create(&b->thread, NULL, run, b);
     if (e) {
         close(b->efd);
-        free(b->ring);
+        free(b->lanes[0].ring);
+        free(b->lanes[1].ring);
         free(b);
         return -e;
     }
@@ -108,20 +125,22 @@ void rwkvd_bio_destroy(rwkvd_bio **pb)
     pthread_cond_destroy(&b->work);
     pthread_cond_destroy(&b->done_cv);
     close(b->efd);
-    free(b->ring);
+    free(b->lanes[0].ring);
+    free(b->lanes[1].ring);
     free(b);
     *pb = NULL;
 }
 
-int rwkvd_bio_submit(rwkvd_bio *b, rwkvd_bio_fn fn, void *arg)
+int rwkvd_bio_submit(rwkvd_bio *b, rwkvd_bio_fn fn, void *arg, bool urgent)
 {
+    lane *l = &b->lanes[urgent ? 0 : 1];
     pthread_mutex_lock(&b->mu);
-    if (b->submitted - b->collected >= b->cap) {
+    if (l->submitted - l->collected >= b->cap) {
         pthread_mutex_unlock(&b->mu);
         return -EAGAIN;
     }
-    b->ring[b->submitted % b->cap] = (slot){fn, arg, 0};
-    b->submitted++;
+    l->ring[l->submitted % b->cap] = (slot){fn, arg, 0};
+    l->submitted++;
     pthread_cond_signal(&b->work);
     pthread_mutex_unlock(&b->mu);
     return 0;
@@ -130,25 +149,37 @@ int rwkvd_bio_submit(rwkvd_bio *b, rwkvd_bio_fn fn, void *arg)
 int rwkvd_bio_collect(rwkvd_bio *b, void **arg, int *rc)
 {
     pthread_mutex_lock(&b->mu);
-    if (b->collected == b->done) {
+    lane *l = b->lanes[0].collected < b->lanes[0].done ? &b->lanes[0]
+              : b->lanes[1].collected < b->lanes[1].done ? &b->lanes[1] : NULL;
+    if (!l) {
         uint64_t v;
         ssize_t r = read(b->efd, &v, sizeof v); /* drain: nothing is left to collect */
         (void)r;
         pthread_mutex_unlock(&b->mu);
         return 0;
     }
-    slot *s = &b->ring[b->collected % b->cap];
+    slot *s = &l->ring[l->collected % b->cap];
     *arg = s->arg;
     *rc = s->rc;
-    b->collected++;
+    l->collected++;
     pthread_mutex_unlock(&b->mu);
     return 1;
+}
+
+static bool finished_waiting(const rwkvd_bio *b)
+{
+    return b->lanes[0].collected < b->lanes[0].done || b->lanes[1].collected < b->lanes[1].done;
+}
+
+static bool all_done(const rwkvd_bio *b)
+{
+    return b->lanes[0].done == b->lanes[0].submitted && b->lanes[1].done == b->lanes[1].submitted;
 }
 
 void rwkvd_bio_wait(rwkvd_bio *b)
 {
     pthread_mutex_lock(&b->mu);
-    while (b->collected == b->done && b->done != b->submitted)
+    while (!finished_waiting(b) && !all_done(b))
         pthread_cond_wait(&b->done_cv, &b->mu);
     pthread_mutex_unlock(&b->mu);
 }
@@ -159,12 +190,20 @@ uint32_t rwkvd_bio_outstanding(const rwkvd_bio *b)
 {
     rwkvd_bio *m = (rwkvd_bio *)b;
     pthread_mutex_lock(&m->mu);
-    uint32_t n = (uint32_t)(b->submitted - b->collected);
+    uint32_t n = (uint32_t)(b->lanes[0].submitted - b->lanes[0].collected + b->lanes[1].submitted -
+                            b->lanes[1].collected);
     pthread_mutex_unlock(&m->mu);
     return n;
 }
 
-bool rwkvd_bio_full(const rwkvd_bio *b) { return rwkvd_bio_outstanding(b) >= b->cap; }
+bool rwkvd_bio_full(const rwkvd_bio *b)
+{
+    rwkvd_bio *m = (rwkvd_bio *)b;
+    pthread_mutex_lock(&m->mu);
+    bool full = b->lanes[1].submitted - b->lanes[1].collected >= b->cap;
+    pthread_mutex_unlock(&m->mu);
+    return full;
+}
 
 uint64_t rwkvd_bio_max_job_ns(const rwkvd_bio *b)
 {

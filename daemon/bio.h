@@ -2,10 +2,12 @@
  * that the loop never waits on the disk (fdatasync of the input log, snapshot writes, log
  * truncation and directory fsyncs; durable.c defines the jobs).
  *
- * What it is: a bounded FIFO of jobs (a function and its argument) run one at a time, in
- * submission order, by one thread; each finished job is handed back, in the same order,
- * through rwkvd_bio_collect, and an eventfd (rwkvd_bio_fd, for the loop's zmq_poll) becomes
- * readable whenever finished jobs wait to be collected. No allocation after rwkvd_bio_new.
+ * What it is: two bounded FIFOs of jobs (a function and its argument), urgent and normal, run
+ * one at a time by one thread, which takes the next urgent job whenever there is one (a log
+ * sync that ACKs wait for does not queue behind snapshot writes) and otherwise the next
+ * normal one; within a lane jobs run and are handed back (rwkvd_bio_collect) in submission
+ * order. An eventfd (rwkvd_bio_fd, for the loop's zmq_poll) becomes readable whenever
+ * finished jobs wait to be collected. No allocation after rwkvd_bio_new.
  * What it is not: a thread pool (one thread keeps the file operations in order: a snapshot
  * written after a log sync sees that sync done) or the owner of the jobs' memory.
  * Threads: submit, collect, wait and destroy belong to one thread (the loop); job functions
@@ -28,8 +30,9 @@ int rwkvd_bio_new(uint32_t cap, rwkvd_bio **out);
  * NULL-safe. */
 void rwkvd_bio_destroy(rwkvd_bio **b);
 
-/* Queue a job. 0, or -EAGAIN when `cap` jobs are outstanding (collect, or wait first). */
-int rwkvd_bio_submit(rwkvd_bio *b, rwkvd_bio_fn fn, void *arg);
+/* Queue a job on a lane. 0, or -EAGAIN when `cap` jobs of that lane are outstanding
+ * (collect, or wait first). */
+int rwkvd_bio_submit(rwkvd_bio *b, rwkvd_bio_fn fn, void *arg, bool urgent);
 /* The oldest finished job not yet collected: 1 with *arg and *rc, 0 when none has finished.
  * Also clears the eventfd once nothing finished is left. */
 int rwkvd_bio_collect(rwkvd_bio *b, void **arg, int *rc);
@@ -38,8 +41,8 @@ int rwkvd_bio_collect(rwkvd_bio *b, void **arg, int *rc);
 void rwkvd_bio_wait(rwkvd_bio *b);
 
 int rwkvd_bio_fd(const rwkvd_bio *b);          /* readable while finished jobs wait */
-uint32_t rwkvd_bio_outstanding(const rwkvd_bio *b); /* submitted and not yet collected */
-bool rwkvd_bio_full(const rwkvd_bio *b);
+uint32_t rwkvd_bio_outstanding(const rwkvd_bio *b); /* submitted and not yet collected, both lanes */
+bool rwkvd_bio_full(const rwkvd_bio *b);           /* the normal lane is full */
 /* Longest single job so far (ns), for the metrics. */
 uint64_t rwkvd_bio_max_job_ns(const rwkvd_bio *b);
 

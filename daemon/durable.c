@@ -47,15 +47,17 @@ typedef struct {
     bool oom;
 } prod_list;
 
-/* Work for the I/O thread (bio.c). Any job may carry a log sync, run first; a snapshot job
- * owns a copy of the image it writes (the state exported on the loop thread), so the channel
- * may go on while it is written. */
+/* Work for the I/O thread (bio.c). Log syncs go on its urgent lane (ACKs may wait for them),
+ * run in the order they began; snapshot writes and truncations on the normal lane. A snapshot
+ * job owns a copy of the image it writes (the state exported on the loop thread), so the
+ * channel may go on while it is written; a sync covering what it needs is queued before it. */
 typedef enum { JOB_SYNC, JOB_SNAP, JOB_TRUNC } job_kind;
 
 typedef struct io_job {
     job_kind kind;
     struct rwkvd_durable *u;
-    bool has_sync;            /* run `sync` first */
+    bool has_sync;            /* JOB_SYNC: `sync` was begun */
+    bool in_use;              /* JOB_SYNC: queued (the pool below) */
     rwkvd_wal_sync_req sync;
     /* JOB_SNAP */
     rwkvd_snapshot s;         /* points into the fields below */
@@ -76,6 +78,7 @@ typedef struct io_job {
     uint64_t keep;
 } io_job;
 
+#define SYNC_JOBS 4                     /* log syncs queued at most */
 #define BIO_JOBS 1024                   /* jobs outstanding on the I/O thread at most */
 #define ROUND_INFLIGHT_BYTES (64u << 20) /* state bytes a background round keeps queued at most */
 #define ROUND_STEP_BYTES (8u << 20)     /* ... and exports per loop iteration at most */
@@ -83,8 +86,8 @@ typedef struct io_job {
 typedef struct rwkvd_durable {
     rwkvd_fsio wal_io, snap_io;
     rwkvd_bio *bio;           /* the I/O thread */
-    io_job sync_job;          /* the log sync of everysec and of always's group commit */
-    bool sync_busy;           /* sync_job is queued */
+    io_job sync_pool[SYNC_JOBS]; /* log syncs (everysec, group commit, before snapshots) */
+    uint32_t n_sync_busy;     /* of them queued */
     uint64_t next_sync_ns;    /* everysec: when the next one is due */
     uint64_t inflight_bytes;  /* state bytes of queued snapshot jobs */
     /* the I/O thread's own view of the log (written and read by it only) */
@@ -352,31 +355,38 @@ static void drain(rwkvd_daemon *d)
     }
 }
 
-/* Queue j, waiting for room when the queue is full. */
+/* Queue j, waiting for room when its lane is full. */
 static void submit(rwkvd_daemon *d, io_job *j)
 {
     rwkvd_durable *u = d->dur;
-    while (rwkvd_bio_submit(u->bio, run_job, j) == -EAGAIN)
+    while (rwkvd_bio_submit(u->bio, run_job, j, j->kind == JOB_SYNC) == -EAGAIN)
         wait_one(d);
 }
 
-/* Attach a sync of everything written so far to j (unless one begun before covers it). */
-static void attach_sync(rwkvd_durable *u, io_job *j)
-{
-    j->has_sync = rwkvd_wal_sync_begin(u->wal, &j->sync) == 1;
-}
-
-/* Start the log sync of everysec / group commit unless one is queued. */
-static void kick_sync(rwkvd_daemon *d)
+/* Queue a sync of everything written so far (nothing when a sync begun before covers it).
+ * Without `force`, only when no sync is queued (everysec, group commit: what is written
+ * meanwhile waits for the next one); with it (before a snapshot), whatever is queued, waiting
+ * for a free job of the pool only when SYNC_JOBS are queued. */
+static void kick_sync(rwkvd_daemon *d, bool force)
 {
     rwkvd_durable *u = d->dur;
-    if (u->sync_busy || rwkvd_bio_full(u->bio) || rwkvd_wal_failed(u->wal))
+    if (rwkvd_wal_failed(u->wal) || (!force && u->n_sync_busy))
         return;
-    io_job *j = &u->sync_job;
-    attach_sync(u, j);
-    if (!j->has_sync)
+    io_job *j = NULL;
+    while (!j) {
+        for (int i = 0; i < SYNC_JOBS && !j; i++)
+            if (!u->sync_pool[i].in_use)
+                j = &u->sync_pool[i];
+        if (!j && !force)
+            return;
+        if (!j)
+            wait_one(d);
+    }
+    if (rwkvd_wal_sync_begin(u->wal, &j->sync) != 1)
         return;
-    u->sync_busy = true;
+    j->has_sync = true;
+    j->in_use = true;
+    u->n_sync_busy++;
     submit(d, j);
 }
 
@@ -385,7 +395,7 @@ void rwkvd_durable_commit(rwkvd_daemon *d)
     release(d);
     /* group commit: producers wait, so sync now; what arrives meanwhile joins the next one */
     if (d->cfg->durability.fsync == RWKVD_FSYNC_ALWAYS)
-        kick_sync(d);
+        kick_sync(d, false);
 }
 
 int rwkvd_durable_io_fd(const rwkvd_daemon *d)
@@ -404,7 +414,7 @@ static void after_collect(rwkvd_daemon *d)
     rwkvd_durable *u = d->dur;
     release(d);
     if (d->cfg->durability.fsync == RWKVD_FSYNC_ALWAYS) /* what was written during the last one */
-        kick_sync(d);
+        kick_sync(d, false);
     if (u->truncate_due && u->round_outstanding == 0 && !u->round_active)
         truncate_wal(d);
 }
@@ -424,7 +434,7 @@ uint64_t rwkvd_durable_next_ns(const rwkvd_daemon *d)
 {
     const rwkvd_durable *u = d->dur;
     uint64_t t = 0;
-    if (d->cfg->durability.fsync == RWKVD_FSYNC_EVERYSEC && !u->sync_busy &&
+    if (d->cfg->durability.fsync == RWKVD_FSYNC_EVERYSEC && !u->n_sync_busy &&
         rwkvd_wal_written_lsn(u->wal) > rwkvd_wal_durable_lsn(u->wal) && !rwkvd_wal_failed(u->wal))
         t = u->next_sync_ns ? u->next_sync_ns : 1;
     if (u->next_snap_ns && (!t || u->next_snap_ns < t))
@@ -686,9 +696,7 @@ static int snap_job_of(rwkvd_daemon *d, rwkvd_channel *ch, io_job **out, char *e
 static void snap_submit(rwkvd_daemon *d, rwkvd_channel *ch, io_job *j)
 {
     rwkvd_durable *u = d->dur;
-    while (rwkvd_bio_full(u->bio)) /* room first: a sync begun must be submitted */
-        wait_one(d);
-    attach_sync(u, j);
+    kick_sync(d, true);
     ch->snap_jobs++;
     u->inflight_bytes += j->s.payload_bytes;
     submit(d, j);
@@ -829,8 +837,9 @@ static void finish_job(rwkvd_daemon *d, io_job *j, int rc)
     }
     switch (j->kind) {
     case JOB_SYNC:
-        u->sync_busy = false;
-        return; /* u->sync_job: not freed */
+        j->in_use = false;
+        u->n_sync_busy--;
+        return; /* of u->sync_pool: not freed */
     case JOB_SNAP:
         finish_snap(d, j, rc);
         break;
@@ -962,8 +971,8 @@ void rwkvd_durable_tick(rwkvd_daemon *d, uint64_t now_ns, bool worker_idle)
     rwkvd_durable *u = d->dur;
     collect(d);
     if (d->cfg->durability.fsync == RWKVD_FSYNC_EVERYSEC && now_ns >= u->next_sync_ns &&
-        rwkvd_wal_written_lsn(u->wal) > rwkvd_wal_durable_lsn(u->wal) && !u->sync_busy) {
-        kick_sync(d);
+        rwkvd_wal_written_lsn(u->wal) > rwkvd_wal_durable_lsn(u->wal) && !u->n_sync_busy) {
+        kick_sync(d, false);
         u->next_sync_ns = now_ns + 1000000000ull;
     }
     after_collect(d);
@@ -1099,7 +1108,7 @@ int rwkvd_durable_flush(rwkvd_daemon *d)
 {
     rwkvd_durable *u = d->dur;
     drain(d);
-    kick_sync(d);
+    kick_sync(d, true);
     drain(d);
     release(d);
     return rwkvd_wal_failed(u->wal);
@@ -1540,9 +1549,11 @@ int rwkvd_durable_open(rwkvd_daemon *d)
                             : "");
     /* disk work from here on goes to the I/O thread */
     u->io_synced_lsn = rwkvd_wal_durable_lsn(u->wal);
-    u->sync_job.kind = JOB_SYNC;
-    u->sync_job.u = u;
-    u->sync_job.sync.fd = -1;
+    for (int i = 0; i < SYNC_JOBS; i++) {
+        u->sync_pool[i].kind = JOB_SYNC;
+        u->sync_pool[i].u = u;
+        u->sync_pool[i].sync.fd = -1;
+    }
     if ((rc = rwkvd_bio_new(BIO_JOBS, &u->bio))) {
         rwkvd_log(LOG_ERR, "durability: cannot start the I/O thread: %s", strerror(-rc));
         return rc;
@@ -1844,9 +1855,7 @@ int rwkvd_durable_install(rwkvd_daemon *d, const char *name, const rwkvd_snapsho
         j->need_lsn = rwkvd_wal_written_lsn(u->wal);
         j->uid = ch ? ch->uid : 0;
         /* written and synced before the reply (PROTOCOL.md §10.4): wait for it */
-        while (rwkvd_bio_full(u->bio))
-            wait_one(d);
-        attach_sync(u, j);
+        kick_sync(d, true);
         u->inflight_bytes += j->s.payload_bytes;
         if (ch)
             ch->snap_jobs++;

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *const op_names[RWKVD_FSIO_N_OPS] = {
@@ -29,7 +30,7 @@ static const struct {
 /* One rule "module.op:ERRNO[@N]" of length n at s. 1 = parsed for this module, 0 = other
  * module, -EINVAL = malformed. */
 static int parse_rule(const char *s, size_t n, const char *module, rwkvd_fsio_op *op, int *err,
-                      uint64_t *from)
+                      uint64_t *from, uint32_t *sleep_ms)
 {
     char buf[64];
     if (n == 0 || n >= sizeof buf)
@@ -60,10 +61,19 @@ static int parse_rule(const char *s, size_t n, const char *module, rwkvd_fsio_op
         return -EINVAL;
     *op = (rwkvd_fsio_op)found;
     *err = 0;
+    *sleep_ms = 0;
     for (size_t i = 0; i < sizeof errnos / sizeof errnos[0]; i++)
         if (strcmp(colon + 1, errnos[i].name) == 0)
             *err = errnos[i].err;
-    if (!*err)
+    if (strncmp(colon + 1, "SLEEP", 5) == 0) { /* a stall, then the call as usual */
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(colon + 6, &end, 10);
+        if (errno || *end || end == colon + 6 || v == 0 || v > 600000)
+            return -EINVAL;
+        *sleep_ms = (uint32_t)v;
+    }
+    if (!*err && !*sleep_ms)
         return -EINVAL;
     return strcmp(buf, module) == 0;
 }
@@ -80,7 +90,8 @@ int rwkvd_fsio_faults(rwkvd_fsio *io, const char *module, const char *spec)
         rwkvd_fsio_op op;
         int err;
         uint64_t from;
-        int r = parse_rule(s, n, module, &op, &err, &from);
+        uint32_t sleep_ms;
+        int r = parse_rule(s, n, module, &op, &err, &from, &sleep_ms);
         if (r < 0)
             return r;
         if (r == 1) {
@@ -89,6 +100,7 @@ int rwkvd_fsio_faults(rwkvd_fsio *io, const char *module, const char *spec)
             tmp.rules[tmp.n_rules].op = op;
             tmp.rules[tmp.n_rules].err = err;
             tmp.rules[tmp.n_rules].from = from;
+            tmp.rules[tmp.n_rules].sleep_ms = sleep_ms;
             tmp.n_rules++;
         }
         if (!comma)
@@ -105,9 +117,17 @@ static int gate(rwkvd_fsio *io, rwkvd_fsio_op op, const char *path, size_t len)
     if (!io)
         return 0;
     uint64_t n = ++io->n_calls[op];
-    for (int i = 0; i < io->n_rules; i++)
-        if (io->rules[i].op == op && n >= io->rules[i].from)
-            return -io->rules[i].err;
+    for (int i = 0; i < io->n_rules; i++) {
+        if (io->rules[i].op != op || n < io->rules[i].from)
+            continue;
+        if (io->rules[i].sleep_ms) {
+            struct timespec ts = {io->rules[i].sleep_ms / 1000, (long)(io->rules[i].sleep_ms % 1000) * 1000000L};
+            while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+            continue;
+        }
+        return -io->rules[i].err;
+    }
     if (io->hook) {
         int r = io->hook(io->ctx, op, path, len);
         if (r > 0 && (op != RWKVD_FSIO_WRITE || (size_t)r >= len))

@@ -11,7 +11,8 @@
  *     RWKVD_FAULT="snapshot.write:ENOSPC,wal.fsync:EIO@3"
  * a comma-separated list of MODULE.OP:ERRNO[@N]: the N-th call (1-based, default 1) of OP
  * made by MODULE and every later one fail with ERRNO. OP is one of open, write, fsync,
- * rename, unlink, truncate, dirsync, link; ERRNO one of ENOSPC, EIO, EDQUOT, EROFS, EACCES, EFBIG. */
+ * rename, unlink, truncate, dirsync, link; ERRNO one of ENOSPC, EIO, EDQUOT, EROFS, EACCES, EFBIG,
+ * or SLEEP<ms> (1..600000): those calls stall that long, then run as usual (a slow disk). */
 #ifndef RWKVD_FSIO_H
 #define RWKVD_FSIO_H
 
@@ -49,8 +50,9 @@ typedef struct {
     int n_rules;
     struct {
         rwkvd_fsio_op op;
-        int err;           /* positive errno */
+        int err;           /* positive errno (0 with sleep_ms) */
         uint64_t from;     /* 1-based call number from which to fail */
+        uint32_t sleep_ms; /* nonzero: stall this long instead of failing */
     } rules[RWKVD_FSIO_MAX_RULES];
 } rwkvd_fsio;
 
