@@ -70,9 +70,10 @@ class Daemon:
         with open(conf, "w") as f:
             f.write("model: {path: %s, vocab: bytes, threads: %d, state_slots: %d, max_batch: %d}\n"
                     "endpoints: {ingest: \"%s\", publish: \"%s\", control: \"%s\"}\n"
-                    "limits: {max_queue_tokens: %d, max_channels: %d}\nstate_dir: %s\n%s"
+                    "limits: {max_queue_tokens: %d, max_channels: %d}\nstate_dir: %s\n%s%s"
                     % (a.model, a.threads, n_slots, a.max_batch, self.ing, self.pub, self.ctl,
-                       max_queue_tokens, n_slots, self.dir, prof))
+                       max_queue_tokens, n_slots, self.dir, prof,
+                       "durability: {fsync: %s}\n" % a.fsync if a.fsync else ""))
         self.log = open(os.path.join(self.dir, "rwkvd.log"), "w")
         self.proc = subprocess.Popen([a.rwkvd, "-c", conf], stdout=self.log, stderr=subprocess.STDOUT)
         self.zctx = zmq.Context()
@@ -247,6 +248,8 @@ def main():
     ap.add_argument("--gap-ms", type=float, default=50)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-batch", type=int, default=64)
+    ap.add_argument("--fsync", choices=["no", "everysec", "always"], default=None,
+                    help="durability.fsync of the daemon (default: the daemon's, everysec)")
     ap.add_argument("--rwkvd", default="build/daemon/rwkvd")
     ap.add_argument("--rwkv-bench", default="build/tools/rwkv-bench")
     a = ap.parse_args()
