@@ -359,16 +359,25 @@ int rwkvd_ingest_handle(rwkvd_daemon *d, int budget)
             break;
         size_t n_env = 0;
         if (zm.n_total != zm.n || rwkvp_envelope_split(zm.f, zm.n, &n_env) != 0) {
-            /* more frames than any message has, or nothing after the identity */
+            /* more frames than any message has, or nothing after the identity; the size
+             * comes first (PROTOCOL.md §12), so an oversized one is 413 whatever its frames */
             if (zm.n >= 1) {
-                rwkvp_error e = {.code = RWKVP_E_MALFORMED, .frame = -1, .field = "message"};
-                snprintf(e.text, sizeof e.text, "message has %zu frames; no ingest message has more than 6",
-                         zm.n_total > 2 ? zm.n_total - 2 : zm.n_total);
-                rwkvp_msg msg;
                 size_t ne = zm.n >= 2 && zm.f[1].len == 0 ? 2 : 1;
+                size_t bytes = zm.bytes_total - zm.f[0].len; /* the envelope excluded */
+                size_t frames = zm.n_total > ne ? zm.n_total - ne : 0;
+                rwkvp_error e = {.code = RWKVP_E_MALFORMED, .frame = -1, .field = "message"};
+                if (bytes > lim.max_message_bytes) {
+                    e.code = RWKVP_E_TOO_LARGE;
+                    snprintf(e.text, sizeof e.text, "message: %zu octets exceed the limit of %zu (max_message_bytes)",
+                             bytes, lim.max_message_bytes);
+                } else {
+                    snprintf(e.text, sizeof e.text, "message has %zu frames; no ingest message has more than 6",
+                             frames);
+                }
+                rwkvp_msg msg;
                 if (rwkvp_reply_encode_error(&e, &msg) == 0)
                     send_raw(d, zm.f, ne, &msg);
-                count(d, 0, RWKVP_E_MALFORMED);
+                count(d, 0, e.code);
             }
             rwkvd_zmsg_close(&zm);
             continue;
