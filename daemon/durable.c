@@ -1625,16 +1625,44 @@ static rwkvd_snap_model model_of(const rwkvd_daemon *d)
 
 /* A channel's state as a snapshot, from any tier: the engine slot (exported), the host
  * buffer, or the snapshot file. Meta ids as in snapshot_one, without $partial/$pos (they
- * name this daemon's input log, meaningless elsewhere). */
+ * name this daemon's input log, meaningless elsewhere); an image of the disk tier is the
+ * file's, with them and $next, until image_public drops them. */
 typedef struct {
     rwkvd_snapshot s;
     prod_list pl;
     void *state;             /* resident: the exported state */
     rwkvd_snapshot *loaded;  /* disk: the file read */
+    rwkvd_snap_producer *pub; /* image_public's producer list, or NULL */
 } chan_image;
+
+/* The ids that name this daemon's input log (FORMATS.md §1): never in an EXPORT. */
+static bool log_meta_id(const char *id)
+{
+    return strcmp(id, "$partial") == 0 || strcmp(id, "$pos") == 0 || strcmp(id, "$next") == 0;
+}
+
+/* Leave the log's meta ids out of im->s (the image a file of the disk tier gives has them). */
+static int image_public(chan_image *im)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < im->s.n_producers; i++)
+        n += !log_meta_id(im->s.producers[i].id);
+    if (n == im->s.n_producers)
+        return 0;
+    if (!(im->pub = malloc((n ? n : 1) * sizeof *im->pub)))
+        return -ENOMEM;
+    n = 0;
+    for (uint32_t i = 0; i < im->s.n_producers; i++)
+        if (!log_meta_id(im->s.producers[i].id))
+            im->pub[n++] = im->s.producers[i];
+    im->s.producers = im->pub;
+    im->s.n_producers = n;
+    return 0;
+}
 
 static void image_free(chan_image *im)
 {
+    free(im->pub);
     free(im->pl.v);
     free(im->pl.ids);
     free(im->state);
@@ -1704,6 +1732,8 @@ int rwkvd_durable_export(rwkvd_daemon *d, rwkvd_channel *ch, void **blob, size_t
     chan_image im;
     err[0] = '\0';
     int rc = image_of(d, ch, &im, err, err_len);
+    if (rc == 0)
+        rc = image_public(&im);
     if (rc == 0 && (rc = rwkvd_snapshot_encode(&im.s, blob, len)))
         snprintf(err, err_len, "channel %s: encoding the snapshot: %s", ch->name, strerror(-rc));
     image_free(&im);
