@@ -153,8 +153,6 @@ static const key limit_keys[] = {
         .umin = 1, .umax = 1u << 30},
     {"max_message_bytes", K_SIZE, 0, AT(rwkvd_config, limits.max_message_bytes), .def = "1MiB",
         .umin = 1, .umax = 64u << 20},
-    {"max_channel_name_bytes", K_UINT, 0, AT(rwkvd_config, limits.max_channel_name_bytes),
-        .def = "64", .umin = 1, .umax = 255},
     {.name = NULL},
 };
 
@@ -1320,8 +1318,19 @@ static bool find_elsewhere(const key *keys, const char *name, size_t n, char *bu
     return false;
 }
 
+/* Keys that older versions took, with what to do about them now. */
+static const struct {
+    const char *path, *why;
+} removed_keys[] = {
+    {"limits.max_channel_name_bytes", "no longer a setting: channel names are 1..128 octets, fixed by the "
+                                      "protocol (PROTOCOL.md §4.4, §14); delete this line"},
+};
+
 static int unknown_key(ctx *c, const key *keys, const char *name, size_t n, yaml_mark_t m)
 {
+    for (size_t i = 0; i < sizeof removed_keys / sizeof removed_keys[0]; i++)
+        if (!strcmp(c->path, removed_keys[i].path))
+            return fail(c, m, "%s", removed_keys[i].why);
     const key *best = NULL;
     size_t best_d = 3;
     for (const key *k = keys; k->name; k++) {

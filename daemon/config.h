@@ -125,7 +125,6 @@ typedef struct rwkvd_config {
         uint32_t max_channels;
         uint32_t max_queue_tokens;  /* pending input tokens per channel */
         uint64_t max_message_bytes; /* largest ingest message */
-        uint32_t max_channel_name_bytes;
     } limits;
     struct {
         char *separator; /* fed after every text event; may be "" */

@@ -459,13 +459,7 @@ static void do_install(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, co
                        rwkvd_channel *src)
 {
     const rwkvp_frame *target = req->cmd == RWKVP_CTL_FORK ? &req->dst : &req->channel;
-    char name[RWKVP_CHANNEL_MAX + 1], err[1024] = "";
-    if (target->len > d->cfg->limits.max_channel_name_bytes) {
-        snprintf(err, sizeof err, "frame %d (channel): name is %zu octets; limits.max_channel_name_bytes is %u",
-                 req->cmd == RWKVP_CTL_FORK ? 3 : 2, target->len, d->cfg->limits.max_channel_name_bytes);
-        reply(d, env, n_env, 422, err, strlen(err));
-        return;
-    }
+    char name[RWKVP_CHANNEL_MAX + 1], err[1024] = ""; /* the decoder checked the name (§4.4) */
     memcpy(name, target->data, target->len);
     name[target->len] = '\0';
     rwkvd_channel *old = rwkvd_chantab_find(d->tab, name, target->len);

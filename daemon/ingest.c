@@ -164,11 +164,6 @@ static rwkvd_entry *entry_new(const rwkvp_ingest *m, size_t n_tokens)
 static void handle_decoded(rwkvd_daemon *d, reply_ctx *rc, const rwkvp_ingest *m)
 {
     const rwkvd_config *cfg = d->cfg;
-    if (m->channel.len > cfg->limits.max_channel_name_bytes) {
-        reject(rc, m, NULL, RWKVP_E_INVALID, "frame 2 (channel): name is %zu octets; limits.max_channel_name_bytes is %u",
-               m->channel.len, cfg->limits.max_channel_name_bytes);
-        return;
-    }
     rwkvd_channel *ch = rwkvd_chantab_find(d->tab, m->channel.data, m->channel.len);
     rwkvd_pair *pair = rwkvd_chantab_pair(d->tab, m->channel.data, m->channel.len, m->producer.data, m->producer.len,
                                           true);

@@ -120,7 +120,7 @@ static void test_defaults(void)
           !strcmp(c->endpoints.control.v[0], "ipc:///run/rwkvd/control.sock"));
     CHECK(!c->endpoints.allow_public_bind);
     CHECK(c->limits.max_channels == 1024 && c->limits.max_queue_tokens == 65536);
-    CHECK(c->limits.max_message_bytes == 1u << 20 && c->limits.max_channel_name_bytes == 64);
+    CHECK(c->limits.max_message_bytes == 1u << 20);
     CHECK(!strcmp(c->events.separator, "\n"));
     CHECK(c->log.level == RWKVD_LOG_INFO);
     CHECK(c->service.status_interval_ms == 5000 && c->service.step_timeout_ms == 60000);
@@ -255,6 +255,10 @@ static void test_errors(void)
     expect_error("model:\n  threds: 4\n", "t.yaml:2:3: model.threds: unknown key (did you mean "
                                           "\"threads\"?)");
     expect_error("threads: 4\n", "t.yaml:1:1: threads: unknown key (did you mean model.threads?)");
+    /* a key that is no longer a setting says why */
+    expect_error("limits:\n  max_channel_name_bytes: 64\n",
+                 "t.yaml:2:3: limits.max_channel_name_bytes: no longer a setting: channel names are 1..128 "
+                 "octets, fixed by the protocol (PROTOCOL.md \u00a74.4, \u00a714); delete this line");
     expect_error("modle:\n  path: x\n", "t.yaml:1:1: modle: unknown key (did you mean \"model\"?)");
     expect_error("colour: blue\n", "t.yaml:1:1: colour: unknown key");
     /* residency: the resident bound cannot pass the channel slots; units as elsewhere */
