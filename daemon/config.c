@@ -244,7 +244,7 @@ static const key profile_keys[] = {
 
 static const key task_keys[] = {
     {"default_profile", K_STR, F_PROFILE_REF, AT(rwkvd_config, tasks.default_profile),
-        .def = "\"\"", STR_BYTES(0, 63)},
+        .def = "\"\"", STR_BYTES(0, 64)},
     {"profiles", K_OBJMAP, 0, AT(rwkvd_config, tasks.profiles), .sub = profile_keys,
         .elem_size = sizeof(rwkvd_profile), .count_off = offsetof(rwkvd_config, tasks.n_profiles),
         .name_off = offsetof(rwkvd_profile, name), .max_items = 256, .check = check_profile},
@@ -1411,12 +1411,14 @@ static void *grow_objs(ctx *c, const key *k, void *base, size_t *index)
     return nv + n * k->elem_size;
 }
 
+/* A profile name as PROTOCOL.md §4.4 has it (TASK names one): 1..64 octets, the first a
+ * letter, digit or '_', each further one of those or '-' '.' ':' '/'. */
 static bool valid_profile_name(const char *s, size_t n)
 {
-    if (n == 0 || n > 63)
+    if (n == 0 || n > 64 || !is_name_char(s[0]))
         return false;
-    for (size_t i = 0; i < n; i++) {
-        if (!is_name_char(s[i]) && s[i] != '-')
+    for (size_t i = 1; i < n; i++) {
+        if (!is_name_char(s[i]) && !strchr("-.:/", s[i]))
             return false;
     }
     return true;
@@ -1445,7 +1447,8 @@ static int parse_objmap(ctx *c, const key *k, void *base)
         char *arr = objs_get(base, k, &n);
         size_t old = path_push(c, name, nn);
         if (!valid_profile_name(name, nn) || memchr(name, 0, nn)) {
-            rc = fail(c, name_mark, "bad name (expected 1..63 of A-Z a-z 0-9 _ -)");
+            rc = fail(c, name_mark, "bad name (expected 1..64 of A-Z a-z 0-9 _ - . : /, "
+                                      "the first a letter, digit or _)");
             goto out;
         }
         for (size_t i = 0; i < n; i++) {

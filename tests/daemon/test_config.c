@@ -20,6 +20,8 @@
 static const char *example_path;
 
 /* Parse text as "t.yaml"; returns rc and fills err. */
+#define LONG64 "p123456789012345678901234567890123456789012345678901234567890123" /* 64 octets */
+
 static int parse(const char *text, rwkvd_config **out, char *err, size_t err_len)
 {
     return rwkvd_config_parse(text, strlen(text), "t.yaml", out, err, err_len);
@@ -412,7 +414,19 @@ static void test_errors(void)
     expect_error("tasks:\n  profiles:\n    p:\n",
                  "t.yaml:3:5: tasks.profiles.p: missing required key \"kind\"");
     expect_error("tasks:\n  profiles:\n    \"bad name\": {kind: none}\n",
-                 "t.yaml:3:5: tasks.profiles.bad name: bad name (expected 1..63 of A-Z a-z 0-9 _ -)");
+                 "t.yaml:3:5: tasks.profiles.bad name: bad name (expected 1..64 of A-Z a-z 0-9 _ - . : /, "
+                 "the first a letter, digit or _)");
+    expect_error("tasks:\n  profiles:\n    -x: {kind: none}\n",
+                 "t.yaml:3:5: tasks.profiles.-x: bad name (expected 1..64 of A-Z a-z 0-9 _ - . : /, "
+                 "the first a letter, digit or _)");
+    {   /* the protocol's profile names (TASK, PROTOCOL.md \u00a74.4): 64 octets, '.', ':' and '/' */
+        rwkvd_config *c = NULL;
+        char err[1024] = "", text[256];
+        snprintf(text, sizeof text, "tasks:\n  default_profile: %s\n  profiles:\n    %s: {kind: none}\n"
+                 "    a.b:c/d: {kind: none}\n", LONG64, LONG64);
+        CHECKF(parse(text, &c, err, sizeof err) == 0 && c->tasks.n_profiles == 2, "64-octet profile name: %s", err);
+        rwkvd_config_destroy(&c);
+    }
     expect_error("tasks:\n  profiles:\n    p:\n      kind: classify_labels\n"
                  "      labels: [{name: a, text: \" a\"}]\n",
                  "t.yaml:3:5: tasks.profiles.p: kind classify_labels needs at least 2 labels "
