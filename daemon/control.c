@@ -11,6 +11,7 @@
 
 #include "durable.h"
 #include "log.h"
+#include "publish.h"
 #include "replica.h"
 #include "rwkvd_version.h"
 #include "tier.h"
@@ -497,6 +498,22 @@ static void do_install(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, co
     reply_json(d, env, n_env, j);
 }
 
+/* DROP discards queued GENs, each of which was accepted and so gets its one END
+ * (PROTOCOL.md §9.4): cancelled, nothing sampled, at the channel's tokens_seen. */
+static void end_discarded_gens(rwkvd_daemon *d, const rwkvd_channel *ch, uint64_t tokens_seen)
+{
+    for (const rwkvd_entry *e = ch->head; e; e = e->next) {
+        if (e->op != RWKVP_OP_GEN)
+            continue;
+        rwkvd_origin o = {e->producer, e->seq, tokens_seen};
+        rwkvp_end end = {.reason = RWKVP_END_CANCELLED,
+                         .text = {"", 0},
+                         .stop = {"", 0},
+                         .seed = e->gen && (e->gen->present & RWKVP_GEN_HAS_SEED) ? e->gen->seed & RWKVP_SEED_MAX : 0};
+        rwkvd_publish_end(d, ch, &o, &end);
+    }
+}
+
 static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
 {
     size_t n_env = 0;
@@ -568,16 +585,28 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
     case RWKVP_CTL_DROP: {
         json_t *j = json_pack("{s:s%}", "name", ch->name, ch->name_len);
         uint32_t dropped = 0;
+        uint64_t seen = ch->tokens_seen;
+        rwkvd_daemon_quiesce(d); /* a running generation's END comes now, before the ERROR */
         if (d->dur) { /* durable as a zero state that covers every record of the channel */
-            rwkvd_daemon_quiesce(d);
             if (!restore_for(d, env, n_env, ch)) {
                 json_decref(j);
                 break;
             }
             rwkvd_daemon_reset_channel(d, ch);
+        } else {
+            rwkvd_daemon_cancel_gen(d, ch);
+        }
+        uint32_t queued = ch->q_messages;
+        end_discarded_gens(d, ch, seen);
+        if (d->dur) {
             dropped = rwkvd_chantab_clear_queue(ch);
             rwkvd_durable_snapshot(d, ch, false, NULL, NULL);
         }
+        char t[160];
+        snprintf(t, sizeof t, "channel dropped by the operator (control DROP); %u queued message%s discarded", queued,
+                 queued == 1 ? "" : "s");
+        rwkvd_origin o = {"", 0, seen};
+        rwkvd_publish_error(d, ch, &o, RWKVP_E_CONFLICT, t);
         dropped += rwkvd_daemon_drop_channel(d, ch);
         rwkvd_replica_diverged(d, "control DROP changed a state outside the input log");
         json_object_set_new(j, "dropped_messages", json_integer(dropped));
