@@ -143,6 +143,8 @@ static const key endpoint_keys[] = {
     ENDPOINT_ROW(control, "control.sock"),
     {"allow_public_bind", K_BOOL, 0, AT(rwkvd_config, endpoints.allow_public_bind),
         .def = "false"},
+    {"publish_hwm", K_UINT, 0, AT(rwkvd_config, endpoints.publish_hwm), .def = "10000", .umin = 100,
+        .umax = 1000000},
     {.name = NULL},
 };
 

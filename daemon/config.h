@@ -120,6 +120,7 @@ typedef struct rwkvd_config {
         rwkvd_strlist publish;
         rwkvd_strlist control;
         bool allow_public_bind; /* tcp on a non-loopback address is refused unless true */
+        uint32_t publish_hwm;   /* messages queued per subscriber before drops toward it */
     } endpoints;
     struct {
         uint32_t max_channels;

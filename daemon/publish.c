@@ -18,8 +18,9 @@ int rwkvd_publish_open(rwkvd_daemon *d, char *err, size_t err_len)
         snprintf(err, err_len, "zmq_socket(XPUB): %s", zmq_strerror(zmq_errno()));
         return -EIO;
     }
-    int one = 1, zero = 0;
+    int one = 1, zero = 0, hwm = (int)d->cfg->endpoints.publish_hwm;
     zmq_setsockopt(d->publish, ZMQ_XPUB_NODROP, &one, sizeof one);
+    zmq_setsockopt(d->publish, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(d->publish, ZMQ_LINGER, &zero, sizeof zero);
     for (size_t i = 0; i < d->cfg->endpoints.publish.n; i++) {
         const char *ep = d->cfg->endpoints.publish.v[i];
@@ -51,6 +52,18 @@ void rwkvd_publish_drain(rwkvd_daemon *d)
     }
 }
 
+/* 0, or -errno of the first frame (-EAGAIN: with ZMQ_XPUB_NODROP, some matching subscriber's
+ * queue is full); a multipart message is queued atomically, so only the first frame can fail. */
+static int send_frames(void *sock, const rwkvp_msg *msg)
+{
+    for (size_t i = 0; i < msg->n; i++) {
+        int flags = ZMQ_DONTWAIT | (i + 1 < msg->n ? ZMQ_SNDMORE : 0);
+        if (zmq_send(sock, msg->frames[i].data, msg->frames[i].len, flags) < 0)
+            return -zmq_errno();
+    }
+    return 0;
+}
+
 static void send_pub(rwkvd_daemon *d, const rwkvp_pub *p)
 {
     if (!d->publish) /* a standby publishes nothing until it takes over (replica.h) */
@@ -63,15 +76,20 @@ static void send_pub(rwkvd_daemon *d, const rwkvp_pub *p)
         d->m.publish_dropped++;
         return;
     }
-    for (size_t i = 0; i < msg.n; i++) {
-        int flags = ZMQ_DONTWAIT | (i + 1 < msg.n ? ZMQ_SNDMORE : 0);
-        if (zmq_send(d->publish, msg.frames[i].data, msg.frames[i].len, flags) < 0) {
-            /* only the first frame can fail: a multipart message is queued atomically */
-            d->m.publish_dropped++;
-            return;
-        }
+    int rc = send_frames(d->publish, &msg);
+    if (rc == -EAGAIN) {
+        /* a matching subscriber's queue is full: count the drop toward it, then send lossy
+         * so that every subscriber with room still gets the message (PROTOCOL.md §9.6) */
+        int zero = 0, one = 1;
+        d->m.publish_dropped++;
+        zmq_setsockopt(d->publish, ZMQ_XPUB_NODROP, &zero, sizeof zero);
+        rc = send_frames(d->publish, &msg);
+        zmq_setsockopt(d->publish, ZMQ_XPUB_NODROP, &one, sizeof one);
     }
-    d->m.publish[p->kind]++;
+    if (rc == 0)
+        d->m.publish[p->kind]++;
+    else if (rc != -EAGAIN)
+        d->m.publish_dropped++;
 }
 
 static void fill_origin(rwkvp_pub *p, const rwkvd_channel *ch, const rwkvd_origin *o)

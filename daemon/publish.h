@@ -1,13 +1,15 @@
 /* publish.h — the PUBLISH socket: CLASS, TEXT, END and ERROR messages, topic = channel.
  *
  * What it is: encoders (via proto/rwkvp) plus a non-blocking multipart send on an XPUB
- * socket with ZMQ_XPUB_NODROP set, so a message that a subscriber's full queue cannot take
- * fails with EAGAIN instead of vanishing; such messages are counted in
- * rwkvd_metrics.publish_dropped (rwkvd_publish_dropped_total) and never retried: the
- * daemon never blocks on a subscriber. Subscription messages arriving on the XPUB are
- * drained and counted.
- * Trade-off: with NODROP one slow subscriber makes a message fail for every subscriber of
- * that topic; the count is exact, the fan-out is not per-subscriber.
+ * socket. Each message is sent first with ZMQ_XPUB_NODROP set, so that a subscriber whose
+ * queue is full makes the send fail with EAGAIN instead of losing the message silently;
+ * then the message is counted in rwkvd_metrics.publish_dropped
+ * (rwkvd_publish_dropped_total) and sent again without NODROP, which queues it for every
+ * matching subscriber with room and drops it only toward the full ones. So a stalled
+ * subscriber never cuts off the others, and the daemon never blocks on a subscriber.
+ * Subscription messages arriving on the XPUB are drained and counted.
+ * Trade-off: libzmq does not say which or how many subscribers were full, so a drop counts
+ * one per message that at least one subscriber could not take, not one per subscriber.
  * Loop thread only.
  */
 #ifndef RWKVD_PUBLISH_H

@@ -120,7 +120,7 @@ static void test_defaults(void)
           !strcmp(c->endpoints.publish.v[0], "ipc:///run/rwkvd/publish.sock"));
     CHECK(c->endpoints.control.n == 1 &&
           !strcmp(c->endpoints.control.v[0], "ipc:///run/rwkvd/control.sock"));
-    CHECK(!c->endpoints.allow_public_bind);
+    CHECK(!c->endpoints.allow_public_bind && c->endpoints.publish_hwm == 10000);
     CHECK(c->limits.max_channels == 1024 && c->limits.max_queue_tokens == 65536);
     CHECK(c->limits.max_message_bytes == 1u << 20);
     CHECK(!strcmp(c->events.separator, "\n"));
@@ -585,7 +585,7 @@ static void test_units(void)
                    "        commit: on\n        stop: [\"\\n\", END]\n");
     if (c) {
         CHECK(c->model.threads == 8 && c->model.state_slots == 65536);
-        CHECK(!c->endpoints.allow_public_bind);
+        CHECK(!c->endpoints.allow_public_bind && c->endpoints.publish_hwm == 10000);
         const rwkvd_profile *p = &c->tasks.profiles[0];
         CHECK(p->generate.temperature == 0 && p->generate.top_p == 0.1 &&
               p->generate.presence_penalty == -0.5);
