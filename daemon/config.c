@@ -141,6 +141,9 @@ static const key endpoint_keys[] = {
     ENDPOINT_ROW(ingest, "ingest.sock"),
     ENDPOINT_ROW(publish, "publish.sock"),
     ENDPOINT_ROW(control, "control.sock"),
+    /* INGEST-PULL (PROTOCOL.md §8.4): none unless configured */
+    {"ingest_pull", K_ENDPOINTS, F_EXPAND, AT(rwkvd_config, endpoints.ingest_pull), .def = NULL,
+        STR_BYTES(1, 1024), .min_items = 0, .max_items = 8},
     {"allow_public_bind", K_BOOL, 0, AT(rwkvd_config, endpoints.allow_public_bind),
         .def = "false"},
     {"publish_hwm", K_UINT, 0, AT(rwkvd_config, endpoints.publish_hwm), .def = "10000", .umin = 100,
@@ -1224,6 +1227,8 @@ static int apply_default(ctx *c, const key *k, void *base, yaml_mark_t m)
         return 0; /* empty */
     case K_ENDPOINTS: {
         char *v;
+        if (!k->def)
+            return 0; /* no endpoint unless configured */
         c->in_default = k->def;
         size_t old = path_push_index(c, 0);
         rc = convert_item(c, k, k->def, strlen(k->def), m, &v);

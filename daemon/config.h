@@ -119,6 +119,7 @@ typedef struct rwkvd_config {
         rwkvd_strlist ingest;  /* >= 1 endpoint each; tcp://, ipc:// or inproc:// */
         rwkvd_strlist publish;
         rwkvd_strlist control;
+        rwkvd_strlist ingest_pull; /* INGEST-PULL (PROTOCOL.md §8.4); 0 endpoints: none */
         bool allow_public_bind; /* tcp on a non-loopback address is refused unless true */
         uint32_t publish_hwm;   /* messages queued per subscriber before drops toward it */
     } endpoints;

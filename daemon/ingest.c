@@ -10,8 +10,16 @@
 
 #include "durable.h"
 #include "log.h"
+#include "publish.h"
 #include "tier.h"
 #include "zmsg.h"
+
+/* The INGEST-PULL message that waits for room in its channel's queue (§8.4). */
+struct rwkvd_pull_hold {
+    bool has;
+    bool busy; /* being handled: a job completed meanwhile (quiesce) must not re-enter */
+    rwkvd_zmsg msg;
+};
 
 int rwkvd_ingest_open(rwkvd_daemon *d, char *err, size_t err_len)
 {
@@ -32,7 +40,38 @@ int rwkvd_ingest_open(rwkvd_daemon *d, char *err, size_t err_len)
             return -EADDRINUSE;
         }
     }
+    if (d->cfg->endpoints.ingest_pull.n == 0)
+        return 0;
+    if (!(d->pull_hold = calloc(1, sizeof *d->pull_hold)) || !(d->ingest_pull = zmq_socket(d->zctx, ZMQ_PULL))) {
+        snprintf(err, err_len, "zmq_socket(PULL): %s", d->pull_hold ? zmq_strerror(zmq_errno()) : "out of memory");
+        return -EIO;
+    }
+    zmq_setsockopt(d->ingest_pull, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(d->ingest_pull, ZMQ_LINGER, &zero, sizeof zero);
+    for (size_t i = 0; i < d->cfg->endpoints.ingest_pull.n; i++) {
+        const char *ep = d->cfg->endpoints.ingest_pull.v[i];
+        if (zmq_bind(d->ingest_pull, ep) != 0) {
+            snprintf(err, err_len, "endpoints.ingest_pull: cannot bind %s: %s", ep, zmq_strerror(zmq_errno()));
+            return -EADDRINUSE;
+        }
+    }
     return 0;
+}
+
+void *rwkvd_ingest_pull_socket(const rwkvd_daemon *d)
+{
+    return d->pull_hold && d->pull_hold->has ? NULL : d->ingest_pull;
+}
+
+void rwkvd_ingest_pull_close(rwkvd_daemon *d)
+{
+    if (d->pull_hold && d->pull_hold->has)
+        rwkvd_zmsg_close(&d->pull_hold->msg);
+    free(d->pull_hold);
+    d->pull_hold = NULL;
+    if (d->ingest_pull)
+        zmq_close(d->ingest_pull);
+    d->ingest_pull = NULL;
 }
 
 typedef struct {
@@ -40,10 +79,36 @@ typedef struct {
     const rwkvp_frame *env;
     size_t n_env;
     uint64_t lsn; /* the input-log record an ACK must wait for (0 = none) */
+    bool pull;    /* from INGEST-PULL: no replies; errors are published */
+    bool hold;    /* pull: the channel's queue is full; keep the message and stop reading */
 } reply_ctx;
+
+/* A rejected INGEST-PULL message: ERROR on its channel's topic when the name was valid,
+ * with its producer and seq when both were (PROTOCOL.md §8.4, §9.5). */
+static void publish_rejection(rwkvd_daemon *d, const rwkvp_frame *channel, const rwkvp_frame *producer,
+                              bool has_seq, uint64_t seq, int code, const char *text)
+{
+    if (!channel->len)
+        return;
+    char prod[RWKVP_NAME_MAX + 1] = "";
+    bool both = has_seq && seq && producer->len && producer->len <= RWKVP_NAME_MAX;
+    if (both)
+        memcpy(prod, producer->data, producer->len);
+    const rwkvd_channel *ch = rwkvd_chantab_find(d->tab, channel->data, channel->len);
+    rwkvd_origin o = {prod, both ? seq : 0, ch ? ch->tokens_seen : 0};
+    rwkvd_publish_error_to(d, channel->data, channel->len, &o, code, text);
+}
 
 static void send_reply(reply_ctx *rc, const rwkvp_reply *r)
 {
+    if (rc->pull) {
+        if (r->kind == RWKVP_REPLY_ERROR) {
+            char text[RWKVP_ERROR_TEXT_MAX + 96];
+            snprintf(text, sizeof text, "%.*s", (int)r->text.len, (const char *)r->text.data);
+            publish_rejection(rc->d, &r->channel, &r->producer, r->has_seq, r->seq, r->code, text);
+        }
+        return;
+    }
     rwkvp_msg msg;
     rwkvp_error e;
     if (rwkvp_reply_encode(r, &msg, &e) != 0) {
@@ -84,7 +149,8 @@ __attribute__((format(printf, 5, 6))) static void reject(reply_ctx *rc, const rw
                      .seq = m->seq, .code = code, .text = {text, strlen(text)}};
     send_reply(rc, &r);
     count(rc->d, (int)m->op, code);
-    if (pair && rwkvp_code_pauses(code) && m->op != RWKVP_OP_SYNC) {
+    /* a PUSH producer cannot resend, so its pairs are never paused */
+    if (pair && !rc->pull && rwkvp_code_pauses(code) && m->op != RWKVP_OP_SYNC) {
         pair->paused_at = m->seq;
         pair->paused_code = code;
     }
@@ -124,6 +190,8 @@ static void want_credit(rwkvd_daemon *d, rwkvd_pair *pair, const reply_ctx *rc)
 
 void rwkvd_ingest_credit_notify(rwkvd_daemon *d)
 {
+    if (d->pull_hold && d->pull_hold->has)
+        rwkvd_ingest_pull_handle(d, 256);
     uint64_t max_q = d->cfg->limits.max_queue_tokens;
     for (size_t i = 0; i < d->n_credit_waiters;) {
         rwkvd_pair *p = d->credit_waiters[i];
@@ -262,6 +330,10 @@ static void handle_decoded(rwkvd_daemon *d, reply_ctx *rc, const rwkvp_ingest *m
                rwkvd_tier_name(ch->tier), cfg->model.state_slots);
         return;
     } else if (ch->q_tokens + cost > cfg->limits.max_queue_tokens) {
+        if (rc->pull) { /* the PULL socket waits for room (§8.4) */
+            rc->hold = true;
+            return;
+        }
         reject(rc, m, pair, RWKVP_E_NO_CREDIT, "no credit: the queue holds %llu of limits.max_queue_tokens %u tokens",
                (unsigned long long)ch->q_tokens, cfg->limits.max_queue_tokens);
         want_credit(d, pair, rc);
@@ -377,7 +449,7 @@ int rwkvd_ingest_handle(rwkvd_daemon *d, int budget)
             rwkvd_zmsg_close(&zm);
             continue;
         }
-        reply_ctx rc = {d, zm.f, n_env, 0};
+        reply_ctx rc = {.d = d, .env = zm.f, .n_env = n_env};
         rwkvp_ingest m;
         rwkvp_error e;
         memset(&e, 0, sizeof e);
@@ -401,5 +473,55 @@ int rwkvd_ingest_handle(rwkvd_daemon *d, int budget)
     }
     if (d->dur && handled > 0)
         rwkvd_durable_commit(d); /* group commit (fsync always), then the replies it covers */
+    return handled;
+}
+
+/* One INGEST-PULL message: true when it must wait for queue room (kept by the caller). */
+static bool pull_one(rwkvd_daemon *d, rwkvd_zmsg *zm, const rwkvp_limits *lim)
+{
+    rwkvp_error e;
+    memset(&e, 0, sizeof e);
+    rwkvp_ingest m;
+    if (zm->n_total != zm->n) {
+        /* more frames than any message has (size first, §12); nothing in it is trusted */
+        count(d, 0, zm->bytes_total > lim->max_message_bytes ? RWKVP_E_TOO_LARGE : RWKVP_E_MALFORMED);
+        return false;
+    }
+    if (rwkvp_ingest_decode(zm->f, zm->n, lim, &m, &e) != 0) {
+        /* 505 and a bad signature carry no channel: counted and dropped (§13) */
+        publish_rejection(d, &e.channel, &e.producer, e.has_seq, e.seq, e.code, e.text);
+        count(d, 0, e.code);
+        return false;
+    }
+    if (m.op == RWKVP_OP_SYNC) /* ignored on PULL (§8.4) */
+        return false;
+    reply_ctx rc = {.d = d, .pull = true};
+    handle_decoded(d, &rc, &m);
+    return rc.hold;
+}
+
+int rwkvd_ingest_pull_handle(rwkvd_daemon *d, int budget)
+{
+    struct rwkvd_pull_hold *h = d->pull_hold;
+    if (!d->ingest_pull || !h || h->busy)
+        return 0;
+    rwkvp_limits lim;
+    rwkvp_limits_default(&lim);
+    lim.max_message_bytes = d->cfg->limits.max_message_bytes;
+    int handled = 0;
+    for (; handled < budget; handled++) {
+        if (!h->has && rwkvd_zmsg_recv(d->ingest_pull, &h->msg) != 0)
+            break;
+        h->has = true;
+        h->busy = true;
+        bool wait = pull_one(d, &h->msg, &lim);
+        h->busy = false;
+        if (wait)
+            break; /* not handled: it waits, and the socket is not read meanwhile */
+        rwkvd_zmsg_close(&h->msg);
+        h->has = false;
+    }
+    if (d->dur && handled > 0)
+        rwkvd_durable_commit(d);
     return handled;
 }

@@ -1,5 +1,5 @@
-/* ingest.h — the INGEST ROUTER: validation, duplicate detection, pausing, backpressure and
- * queueing of producer messages (PROTOCOL.md §6-§8).
+/* ingest.h — the INGEST ROUTER (and the optional INGEST-PULL socket): validation, duplicate
+ * detection, pausing, backpressure and queueing of producer messages (PROTOCOL.md §6-§8).
  *
  * What it is: for each received message, exactly one reply (ACK, DUP, CREDIT or ERROR) in
  * arrival order; accepted messages are tokenized (TEXT + the event separator) and queued
@@ -18,7 +18,21 @@
 int rwkvd_ingest_open(rwkvd_daemon *d, char *err, size_t err_len);
 /* Handle up to `budget` waiting messages; returns how many were handled. */
 int rwkvd_ingest_handle(rwkvd_daemon *d, int budget);
-/* Send CREDIT to pairs answered 429 whose channel has drained to half its depth. */
+/* Send CREDIT to pairs answered 429 whose channel has drained to half its depth, and retry
+ * the INGEST-PULL message waiting for queue room. */
 void rwkvd_ingest_credit_notify(rwkvd_daemon *d);
+
+/* INGEST-PULL (PROTOCOL.md §8.4), bound by rwkvd_ingest_open when endpoints.ingest_pull is
+ * set: PUSH producers' messages, handled as on INGEST but without replies; a rejection is
+ * published as ERROR on the channel's topic (when the channel name was valid) and counted,
+ * a DUP only counted, SYNC ignored. A message for a channel whose queue is full is kept,
+ * and the socket not read, until the queue has room: backpressure through the producers'
+ * high-water marks, nothing dropped. */
+/* Handle up to `budget` messages (first the one kept waiting, if any); returns how many. */
+int rwkvd_ingest_pull_handle(rwkvd_daemon *d, int budget);
+/* The socket to poll, or NULL when there is none or a message waits for queue room. */
+void *rwkvd_ingest_pull_socket(const rwkvd_daemon *d);
+/* Close the socket and free a waiting message (NULL-safe, idempotent). */
+void rwkvd_ingest_pull_close(rwkvd_daemon *d);
 
 #endif

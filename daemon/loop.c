@@ -318,6 +318,7 @@ int rwkvd_daemon_bind_serving(rwkvd_daemon *d, char *err, size_t err_len)
 {
     mkdir_ipc_parents(&d->cfg->endpoints.ingest);
     mkdir_ipc_parents(&d->cfg->endpoints.publish);
+    mkdir_ipc_parents(&d->cfg->endpoints.ingest_pull);
     int rc = rwkvd_ingest_open(d, err, err_len);
     if (rc == 0)
         rc = rwkvd_publish_open(d, err, err_len);
@@ -327,6 +328,7 @@ int rwkvd_daemon_bind_serving(rwkvd_daemon *d, char *err, size_t err_len)
         if (d->publish)
             zmq_close(d->publish);
         d->ingest = d->publish = NULL;
+        rwkvd_ingest_pull_close(d);
     }
     return rc;
 }
@@ -446,6 +448,7 @@ void rwkvd_daemon_fini(rwkvd_daemon *d)
         }
     if (d->ingest)
         zmq_close(d->ingest);
+    rwkvd_ingest_pull_close(d);
     if (d->publish)
         zmq_close(d->publish);
     if (d->control)
@@ -587,10 +590,11 @@ int rwkvd_loop_run(rwkvd_daemon *d)
         }
         timeout_ms = wake > now ? (long)((wake - now + 999999) / 1000000) : 0;
         /* a standby has no ingest or publish socket until it takes over */
-        enum { P_SIG, P_WORKER, P_CONTROL, P_INGEST, P_PUBLISH, P_REPL, P_BIO, P_N };
+        enum { P_SIG, P_WORKER, P_CONTROL, P_INGEST, P_PUBLISH, P_REPL, P_BIO, P_PULL, P_N };
         zmq_pollitem_t items[P_N];
         int at[P_N], n_items = 0;
-        void *socks[P_N] = {NULL, NULL, d->control, d->ingest, d->publish, rwkvd_replica_socket(d), NULL};
+        void *socks[P_N] = {NULL, NULL, d->control, d->ingest, d->publish, rwkvd_replica_socket(d), NULL,
+                            rwkvd_ingest_pull_socket(d)};
         for (int k = 0; k < P_N; k++) {
             at[k] = -1;
             if (k == P_SIG || k == P_WORKER) {
@@ -628,6 +632,8 @@ int rwkvd_loop_run(rwkvd_daemon *d)
                 rwkvd_replica_handle(d);
             if (READY(P_INGEST))
                 rwkvd_ingest_handle(d, 256);
+            if (READY(P_PULL))
+                rwkvd_ingest_pull_handle(d, 256);
             if (READY(P_PUBLISH))
                 rwkvd_publish_drain(d);
         }

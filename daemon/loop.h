@@ -64,6 +64,8 @@ typedef struct rwkvd_daemon {
     int slot_a, slot_b;       /* head scratch */
     void *zctx;
     void *ingest, *publish, *control;
+    void *ingest_pull;        /* INGEST-PULL, or NULL when not configured (ingest.c) */
+    struct rwkvd_pull_hold *pull_hold; /* its message waiting for queue room (ingest.c) */
     int sigfd;
     rwkvd_run_state state;
     rwkvd_metrics m;

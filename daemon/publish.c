@@ -167,8 +167,19 @@ void rwkvd_publish_end(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_ori
 void rwkvd_publish_error(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o, int code,
                          const char *text)
 {
+    rwkvd_publish_error_to(d, ch->name, ch->name_len, o, code, text);
+}
+
+void rwkvd_publish_error_to(rwkvd_daemon *d, const char *channel, size_t channel_len, const rwkvd_origin *o,
+                            int code, const char *text)
+{
     rwkvp_pub p = {.kind = RWKVP_PUB_ERROR};
-    fill_origin(&p, ch, o);
+    p.channel.data = channel;
+    p.channel.len = channel_len;
+    p.seq = o->seq;
+    p.producer.data = o->seq ? o->producer : "";
+    p.producer.len = o->seq ? strlen(o->producer) : 0;
+    p.tokens_seen = o->tokens_seen;
     p.code = code;
     p.body.data = text;
     p.body.len = strlen(text);

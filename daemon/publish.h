@@ -40,5 +40,8 @@ void rwkvd_publish_end(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_ori
                        const rwkvp_end *end);
 void rwkvd_publish_error(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o, int code,
                          const char *text);
+/* ERROR on a topic given by name (the channel need not exist): INGEST-PULL rejections. */
+void rwkvd_publish_error_to(rwkvd_daemon *d, const char *channel, size_t channel_len, const rwkvd_origin *o,
+                            int code, const char *text);
 
 #endif
