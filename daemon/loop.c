@@ -206,10 +206,10 @@ static void complete_job(rwkvd_daemon *d, rwkvd_job *j)
     d->m.steps_total++;
     d->m.step_rows_total += (uint64_t)j->n_items;
     d->m.step_ns_total += j->elapsed_ns;
-    /* input tokens entered tokens_total when the scheduler counted them in tokens_seen;
-     * here only the rows that were not channel input: generated tokens fed to forks */
+    /* input tokens entered tokens_total and input_tokens_total when the scheduler counted
+     * them in tokens_seen; here only the rows that were not channel input: generated tokens
+     * fed to forks */
     d->m.tokens_total += (uint64_t)j->n_items + (uint64_t)j->n_run_tokens - j->n_input_tokens;
-    d->m.input_tokens_total += j->n_input_tokens;
     if (j->rc) {
         rwkvd_log(LOG_ERR, "compute step failed: %s%s%s", strerror(-j->rc), j->rc == -EIO ? ": " : "",
                   j->rc == -EIO ? rwkv_engine_last_error(d->engine) : "");

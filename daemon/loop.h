@@ -33,7 +33,7 @@ typedef struct {
     uint64_t publish_dropped;
     uint64_t control[16];                /* [rwkvp_ctl_cmd, 0 = undecodable] */
     uint64_t tokens_total;               /* fed to channel states and forks' generations */
-    uint64_t input_tokens_total;         /* input tokens fed (channel rows) */
+    uint64_t input_tokens_total;         /* input tokens counted in tokens_seen (scheduler.c) */
     uint64_t steps_total, step_rows_total;
     uint64_t step_ns_total;
     uint64_t outputs_failed;

@@ -295,7 +295,9 @@ static int sched_channel(rwkvd_daemon *d, rwkvd_channel *ch, int quota)
                     run[fed++] = ch->held;
                 ch->held = t;
                 ch->tokens_seen++;
-                d->m.tokens_total++; /* counted as tokens_seen is, the held token included */
+                /* counted as tokens_seen is, the held token included */
+                d->m.tokens_total++;
+                d->m.input_tokens_total++;
                 ch->tokens_since_output++;
                 const rwkvd_task_profile *prof = rwkvd_tasks_find(d->tasks, ch->profile);
                 if (prof && prof->cfg->trigger == RWKVD_TRIGGER_TOKENS &&
