@@ -1,6 +1,7 @@
-/* chantab.c — see chantab.h. Chained hash tables (FNV-1a) for channels and pairs, a
- * dense array of channels for round-robin scans, and a stack of free slots. Allocation
- * happens per channel, per pair and per message, never per token. */
+/* chantab.c — see chantab.h. Chained hash tables (FNV-1a) for channels and pairs (pairs
+ * chained twice: by (channel, producer) and by channel), a dense array of channels for
+ * listings, the scheduler's intrusive lists, and a stack of free slots. Allocation happens
+ * per channel, per pair and per message, never per token. */
 #include "chantab.h"
 
 #include <errno.h>
@@ -44,9 +45,10 @@ rwkvd_chantab *rwkvd_chantab_new(uint32_t max_channels, int first_slot, int n_sl
     t->n_pbuckets = t->n_buckets;
     t->buckets = calloc(t->n_buckets, sizeof *t->buckets);
     t->pbuckets = calloc(t->n_pbuckets, sizeof *t->pbuckets);
+    t->cbuckets = calloc(t->n_pbuckets, sizeof *t->cbuckets);
     t->n_slots = n_slots;
     t->free_slots = calloc((size_t)(n_slots > 0 ? n_slots : 1), sizeof *t->free_slots);
-    if (!t->buckets || !t->pbuckets || !t->free_slots) {
+    if (!t->buckets || !t->pbuckets || !t->cbuckets || !t->free_slots) {
         rwkvd_chantab_destroy(&t);
         return NULL;
     }
@@ -62,6 +64,96 @@ static void channel_free(rwkvd_channel *ch)
     rwkvd_chantab_clear_out_commits(ch);
     free(ch->host_state);
     free(ch);
+}
+
+/* ---- intrusive lists ---------------------------------------------------------------- */
+
+static rwkvd_chlist *list_of(rwkvd_chantab *t, rwkvd_list_id id)
+{
+    return id == RWKVD_LIST_READY ? &t->ready : id == RWKVD_LIST_WAITING ? &t->waiting : NULL;
+}
+
+void rwkvd_chantab_list_move(rwkvd_channel *ch, rwkvd_list_id to)
+{
+    rwkvd_chantab *t = ch->tab;
+    rwkvd_chlist *from = list_of(t, ch->list);
+    if (from) {
+        if (ch->rprev)
+            ch->rprev->rnext = ch->rnext;
+        else
+            from->head = ch->rnext;
+        if (ch->rnext)
+            ch->rnext->rprev = ch->rprev;
+        else
+            from->tail = ch->rprev;
+        from->n--;
+        ch->rnext = ch->rprev = NULL;
+    }
+    ch->list = RWKVD_LIST_NONE;
+    rwkvd_chlist *l = list_of(t, to);
+    if (!l)
+        return;
+    ch->rprev = l->tail;
+    ch->rnext = NULL;
+    if (l->tail)
+        l->tail->rnext = ch;
+    else
+        l->head = ch;
+    l->tail = ch;
+    l->n++;
+    ch->list = to;
+}
+
+void rwkvd_chantab_mark_ready(rwkvd_channel *ch)
+{
+    if (ch->list == RWKVD_LIST_NONE && !ch->dead && ch->tab)
+        rwkvd_chantab_list_move(ch, RWKVD_LIST_READY);
+}
+
+bool rwkvd_channel_has_work(const rwkvd_channel *ch)
+{
+    return ch->head || ch->output_pending || ch->reset_pending;
+}
+
+void rwkvd_chantab_gens_add(rwkvd_channel *ch)
+{
+    rwkvd_chlist *l = &ch->tab->gens;
+    if (ch->on_gens)
+        return;
+    ch->gprev = l->tail;
+    ch->gnext = NULL;
+    if (l->tail)
+        l->tail->gnext = ch;
+    else
+        l->head = ch;
+    l->tail = ch;
+    l->n++;
+    ch->on_gens = true;
+}
+
+void rwkvd_chantab_gens_remove(rwkvd_channel *ch)
+{
+    rwkvd_chlist *l = &ch->tab->gens;
+    if (!ch->on_gens)
+        return;
+    if (ch->gprev)
+        ch->gprev->gnext = ch->gnext;
+    else
+        l->head = ch->gnext;
+    if (ch->gnext)
+        ch->gnext->gprev = ch->gprev;
+    else
+        l->tail = ch->gprev;
+    l->n--;
+    ch->gnext = ch->gprev = NULL;
+    ch->on_gens = false;
+}
+
+void rwkvd_channel_set_profile(rwkvd_channel *ch, const char *name)
+{
+    snprintf(ch->profile, sizeof ch->profile, "%s", name ? name : "");
+    ch->prof = NULL;
+    ch->prof_gen = 0; /* stale: looked up again by name on next use */
 }
 
 const char *rwkvd_tier_name(rwkvd_tier t)
@@ -118,6 +210,7 @@ void rwkvd_chantab_destroy(rwkvd_chantab **tp)
     free(t->v);
     free(t->buckets);
     free(t->pbuckets);
+    free(t->cbuckets);
     free(t->free_slots);
     free(t);
     *tp = NULL;
@@ -148,10 +241,7 @@ static int create(rwkvd_chantab *t, const void *name, size_t len, const char *pr
 {
     if (len == 0 || len > RWKVP_CHANNEL_MAX)
         return -EINVAL;
-    size_t live = 0;
-    for (size_t i = 0; i < t->n; i++)
-        live += !t->v[i]->dead;
-    if (live >= max_channels)
+    if (t->n_live >= max_channels)
         return -EMLINK;
     if (!evicted && t->n_free == 0)
         return -ENOSPC;
@@ -174,13 +264,17 @@ static int create(rwkvd_chantab *t, const void *name, size_t len, const char *pr
     t->n_tier[ch->tier]++;
     ch->reset_pending = !evicted;
     ch->held = -1;
-    snprintf(ch->profile, sizeof ch->profile, "%s", profile ? profile : "");
+    ch->tab = t;
+    rwkvd_channel_set_profile(ch, profile);
     ch->created_unix_ms = ch->last_input_unix_ms = now_unix_ms;
     size_t b = fnv1a(name, len, FNV_INIT) & (t->n_buckets - 1);
     ch->hnext = t->buckets[b];
     t->buckets[b] = ch;
     ch->index = t->n;
     t->v[t->n++] = ch;
+    t->n_live++;
+    if (ch->reset_pending)
+        rwkvd_chantab_mark_ready(ch);
     *out = ch;
     return 0;
 }
@@ -202,8 +296,6 @@ static void array_remove(rwkvd_chantab *t, rwkvd_channel *ch)
     size_t i = ch->index;
     t->v[i] = t->v[--t->n];
     t->v[i]->index = i;
-    if (t->rr >= t->n)
-        t->rr = 0;
 }
 
 uint32_t rwkvd_chantab_remove(rwkvd_chantab *t, rwkvd_channel *ch)
@@ -216,11 +308,15 @@ uint32_t rwkvd_chantab_remove(rwkvd_chantab *t, rwkvd_channel *ch)
         }
     ch->hnext = NULL;
     t->n_tier[ch->tier]--; /* no longer live, whether freed now or reaped later */
+    t->n_live--;
     free(ch->host_state);
     ch->host_state = NULL;
     uint32_t dropped = rwkvd_chantab_clear_queue(ch);
-    if (ch->in_job > 0) {
+    rwkvd_chantab_list_move(ch, RWKVD_LIST_NONE);
+    if (ch->in_job > 0 || ch->on_gens) {
         ch->dead = true; /* stays in v (skipped by the scheduler) until reaped */
+        ch->dnext = t->dead;
+        t->dead = ch;
         return dropped;
     }
     array_remove(t, ch);
@@ -231,14 +327,15 @@ uint32_t rwkvd_chantab_remove(rwkvd_chantab *t, rwkvd_channel *ch)
 
 void rwkvd_chantab_reap(rwkvd_chantab *t)
 {
-    for (size_t i = 0; i < t->n;) {
-        rwkvd_channel *ch = t->v[i];
-        if (ch->dead && ch->in_job <= 0) {
+    for (rwkvd_channel **pp = &t->dead; *pp;) {
+        rwkvd_channel *ch = *pp;
+        if (ch->in_job <= 0 && !ch->on_gens) {
+            *pp = ch->dnext;
             array_remove(t, ch);
             rwkvd_chantab_slot_free(t, ch->slot);
             channel_free(ch);
         } else {
-            i++;
+            pp = &ch->dnext;
         }
     }
 }
@@ -253,6 +350,7 @@ void rwkvd_chantab_push(rwkvd_channel *ch, rwkvd_entry *e)
     ch->tail = e;
     ch->q_messages++;
     ch->q_tokens += rwkvd_entry_cost(e);
+    rwkvd_chantab_mark_ready(ch);
 }
 
 void rwkvd_chantab_push_front(rwkvd_channel *ch, rwkvd_entry *e)
@@ -263,6 +361,7 @@ void rwkvd_chantab_push_front(rwkvd_channel *ch, rwkvd_entry *e)
         ch->tail = e;
     ch->q_messages++;
     ch->q_tokens += rwkvd_entry_cost(e);
+    rwkvd_chantab_mark_ready(ch);
 }
 
 void rwkvd_chantab_pop(rwkvd_channel *ch)
@@ -316,8 +415,8 @@ uint64_t rwkvd_channel_credit(const rwkvd_channel *ch, uint64_t max_queue_tokens
 rwkvd_pair *rwkvd_chantab_pair(rwkvd_chantab *t, const void *channel, size_t channel_len,
                                const void *producer, size_t producer_len, bool create)
 {
-    uint64_t h = fnv1a(channel, channel_len, FNV_INIT);
-    h = fnv1a("", 1, h);
+    uint64_t hc = fnv1a(channel, channel_len, FNV_INIT);
+    uint64_t h = fnv1a("", 1, hc);
     h = fnv1a(producer, producer_len, h);
     size_t b = h & (t->n_pbuckets - 1);
     for (rwkvd_pair *p = t->pbuckets[b]; p; p = p->hnext)
@@ -336,6 +435,9 @@ rwkvd_pair *rwkvd_chantab_pair(rwkvd_chantab *t, const void *channel, size_t cha
     memcpy(p->key + channel_len + 1, producer, producer_len);
     p->hnext = t->pbuckets[b];
     t->pbuckets[b] = p;
+    size_t cb = hc & (t->n_pbuckets - 1);
+    p->cnext = t->cbuckets[cb];
+    t->cbuckets[cb] = p;
     t->n_pairs++;
     return p;
 }
@@ -343,8 +445,8 @@ rwkvd_pair *rwkvd_chantab_pair(rwkvd_chantab *t, const void *channel, size_t cha
 void rwkvd_chantab_each_pair(const rwkvd_chantab *t, const char *channel, size_t channel_len,
                              void (*fn)(const rwkvd_pair *p, void *user), void *user)
 {
-    for (size_t b = 0; b < t->n_pbuckets; b++)
-        for (const rwkvd_pair *p = t->pbuckets[b]; p; p = p->hnext)
-            if (p->channel_len == channel_len && memcmp(p->key, channel, channel_len) == 0)
-                fn(p, user);
+    size_t cb = fnv1a(channel, channel_len, FNV_INIT) & (t->n_pbuckets - 1);
+    for (const rwkvd_pair *p = t->cbuckets[cb]; p; p = p->cnext)
+        if (p->channel_len == channel_len && memcmp(p->key, channel, channel_len) == 0)
+            fn(p, user);
 }

@@ -9,6 +9,16 @@
  * What it is not: the scheduler (scheduler.c) or the engine: nothing here calls the engine.
  * The compute worker never reads this table; jobs carry copies of what it needs.
  *
+ * Costs grow with work, not with population: besides the hash and the dense array (for
+ * listings), the table keeps intrusive lists that the scheduler walks instead of the array:
+ * `ready` (channels that may have work: a queued entry, a pending output or reset; a
+ * channel with work is always on `ready` or `waiting`, one without may linger until the
+ * scheduler visits it), `waiting` (channels with work whose rows are in a job still in
+ * flight; the scheduler moves them back when that job is collected), `gens` (channels with
+ * a running generation) and `dead` (removed while a job referenced them, until reaped).
+ * Pairs are chained a second time by channel name, so a channel's pairs are found without
+ * walking every pair.
+ *
  * Key invariants: q_tokens is the sum of the unapplied tokens of the queued entries
  * (each entry costing at least 1), never above the configured limit when an entry was
  * accepted; `held` is the last input token, which the channel's slot has NOT seen yet
@@ -26,6 +36,11 @@
 #include "rwkvp_json.h"
 
 typedef struct rwkvd_gen rwkvd_gen;
+typedef struct rwkvd_task_profile rwkvd_task_profile;
+typedef struct rwkvd_chantab rwkvd_chantab;
+
+/* The scheduler list a channel is on (rwkvd_chantab.ready / waiting). */
+typedef enum { RWKVD_LIST_NONE = 0, RWKVD_LIST_READY, RWKVD_LIST_WAITING } rwkvd_list_id;
 
 /* Where a channel's state lives (PROTOCOL.md §10.3 `tier`): in an engine slot (compute
  * memory), exported into a host-memory buffer (host_state), or only in its snapshot (disk).
@@ -79,7 +94,12 @@ typedef struct rwkvd_channel {
     uint64_t active_ns;           /* monotonic time of its last input or job: LRU and idle_ttl */
     int32_t held;                 /* last input token not yet fed to slot, -1 none */
     bool reset_pending;           /* slot must be zeroed before its next use (next job) */
-    char profile[RWKVP_NAME_MAX + 1]; /* "" = none */
+    char profile[RWKVP_NAME_MAX + 1]; /* "" = none; set through rwkvd_channel_set_profile */
+    const rwkvd_task_profile *prof; /* the compiled profile of that name, valid while
+                                     * prof_gen equals the daemon's tasks generation
+                                     * (scheduler.c binds it; a reload or a new name
+                                     * makes it stale) */
+    uint64_t prof_gen;
     uint64_t tokens_seen;         /* tokens fed since creation or reset (held one included) */
     uint64_t tokens_since_output; /* for trigger: tokens */
     /* queue */
@@ -105,8 +125,15 @@ typedef struct rwkvd_channel {
     int in_job;                   /* references from the in-flight job */
     int64_t created_unix_ms, last_input_unix_ms;
     size_t index;                 /* position in rwkvd_chantab.v */
-    uint64_t sched_tick;          /* last job build that visited it (one visit per job) */
+    uint64_t job_id;              /* the last job holding its rows, output or reset (scheduler.c) */
     struct rwkvd_channel *hnext;  /* hash chain */
+    rwkvd_chantab *tab;           /* the table it belongs to */
+    /* intrusive lists (see the top of this file) */
+    struct rwkvd_channel *rnext, *rprev; /* ready or waiting */
+    rwkvd_list_id list;
+    struct rwkvd_channel *gnext, *gprev; /* gens */
+    bool on_gens;
+    struct rwkvd_channel *dnext;  /* dead */
     /* durable state (durable.c); LSNs of the input log, 0 = none */
     uint64_t applied_lsn;         /* highest LSN of an entry popped (applied) */
     uint64_t logged_lsn;          /* highest LSN logged for this channel */
@@ -123,6 +150,7 @@ typedef struct rwkvd_channel {
 
 typedef struct rwkvd_pair {
     struct rwkvd_pair *hnext;
+    struct rwkvd_pair *cnext; /* chain of the pairs of one channel name (cbuckets) */
     uint64_t acked;
     uint64_t paused_at;  /* 0 = not paused; else the seq turned away with a retryable code */
     int paused_code;
@@ -135,23 +163,31 @@ typedef struct rwkvd_pair {
     char key[];          /* channel '\0' producer '\0' */
 } rwkvd_pair;
 
-typedef struct rwkvd_chantab {
-    rwkvd_channel **v;   /* (n) channels in creation order (swap-removed) */
+typedef struct {
+    rwkvd_channel *head, *tail;
+    size_t n;
+} rwkvd_chlist;
+
+struct rwkvd_chantab {
+    rwkvd_channel **v;   /* (n) channels in creation order (swap-removed), dead ones included */
     size_t n, cap;
+    size_t n_live;       /* not dead */
+    rwkvd_chlist ready, waiting, gens; /* see the top of this file */
+    rwkvd_channel *dead; /* removed while referenced, until reaped (dnext) */
     rwkvd_channel **buckets;
     size_t n_buckets;
     rwkvd_pair **pbuckets;
+    rwkvd_pair **cbuckets; /* (n_pbuckets) pairs by channel name alone */
     size_t n_pbuckets, n_pairs;
     /* slot pool */
     int *free_slots;     /* stack */
     int n_free, n_slots;
     uint64_t next_uid;
-    size_t rr;           /* round-robin cursor into v */
     uint32_t n_tier[RWKVD_N_TIERS]; /* live (not dead) channels per tier */
     /* tier moves through rwkvd_chantab_set_tier: [from] up, [from][to] down */
     uint64_t promotions[RWKVD_N_TIERS], demotions[RWKVD_N_TIERS][RWKVD_N_TIERS];
     uint64_t tier_wake_ns;          /* tier.c: next idle_ttl expiry of a host channel, 0 = none */
-} rwkvd_chantab;
+};
 
 /* A table for up to max_channels channels over a pool of slots [first_slot, n_slots)
  * (slots below first_slot are reserved by the caller). NULL on -ENOMEM. */
@@ -177,7 +213,8 @@ uint32_t rwkvd_chantab_remove(rwkvd_chantab *t, rwkvd_channel *ch);
 /* Free channels marked dead whose in_job dropped to 0 (called after a job completes). */
 void rwkvd_chantab_reap(rwkvd_chantab *t);
 
-/* Queue operations. push appends; push_front inserts at the head (committed tokens). */
+/* Queue operations. push appends; push_front inserts at the head (committed tokens); both
+ * put the channel on the ready list unless it is on a scheduler list already. */
 void rwkvd_chantab_push(rwkvd_channel *ch, rwkvd_entry *e);
 void rwkvd_chantab_push_front(rwkvd_channel *ch, rwkvd_entry *e);
 /* Pop and free the head entry (it counts as applied: applied_lsn takes its lsn). */
@@ -186,6 +223,19 @@ void rwkvd_chantab_pop(rwkvd_channel *ch);
 void rwkvd_chantab_clear_out_commits(rwkvd_channel *ch);
 /* Discard every queued entry; returns how many there were. */
 uint32_t rwkvd_chantab_clear_queue(rwkvd_channel *ch);
+
+/* Put ch on the ready list (end) unless it is on the ready or waiting list or dead: call it
+ * whenever a channel gets work (a pending reset or output) other than by a push. */
+void rwkvd_chantab_mark_ready(rwkvd_channel *ch);
+/* Move ch to the end of list `to` (NONE: off both lists). */
+void rwkvd_chantab_list_move(rwkvd_channel *ch, rwkvd_list_id to);
+/* Whether ch has work for the scheduler: a queued entry, a pending output or reset. */
+bool rwkvd_channel_has_work(const rwkvd_channel *ch);
+/* Add ch to / remove it from the list of channels with a running generation. */
+void rwkvd_chantab_gens_add(rwkvd_channel *ch);
+void rwkvd_chantab_gens_remove(rwkvd_channel *ch);
+/* Set the channel's profile name; its compiled profile is looked up again on next use. */
+void rwkvd_channel_set_profile(rwkvd_channel *ch, const char *name);
 
 /* Messages the channel accepts now: free token budget over the mean cost of the messages
  * it has accepted (1 for a new channel); 0 when full. */

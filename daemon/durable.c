@@ -25,6 +25,7 @@
 #include "bio.h"
 #include "log.h"
 #include "replica.h"
+#include "scheduler.h"
 #include "snapshot.h"
 #include "tier.h"
 #include "wal.h"
@@ -96,6 +97,7 @@ typedef struct rwkvd_durable {
     /* the background snapshot round (interval, token count) */
     bool round_active;        /* channels still to submit */
     uint32_t round_id, round_outstanding, round_n;
+    size_t round_pos;         /* the round's cursor into the channel table's array */
     uint64_t round_bytes, round_t0;
     const char *round_why;
     /* what rwkvd_durable_snapshot's waited-for jobs gave */
@@ -707,12 +709,12 @@ static void snap_submit(rwkvd_daemon *d, rwkvd_channel *ch, io_job *j)
  * would hold a state that its applied_lsn does not place (the tokens are logged after records
  * that come later in the channel's order): snapshots wait, so that a commit record
  * (rwkvd_durable_log_commit) is in a snapshot exactly when the record it follows is. */
-static bool commit_pending(const rwkvd_daemon *d, const rwkvd_channel *ch)
+static bool commit_pending(const rwkvd_daemon *d, rwkvd_channel *ch)
 {
     if ((ch->gen && ch->gen->commit) || (ch->head && ch->head->committed))
         return true;
     /* an output whose generation will commit: the snapshot would not hold the pending output */
-    const rwkvd_task_profile *prof = ch->output_pending ? rwkvd_tasks_find(d->tasks, ch->profile) : NULL;
+    const rwkvd_task_profile *prof = ch->output_pending ? rwkvd_sched_profile(d, ch) : NULL;
     return prof && prof->cfg->kind == RWKVD_TASK_CONTINUE && prof->cfg->generate.commit;
 }
 
@@ -921,8 +923,10 @@ static void round_step(rwkvd_daemon *d)
     rwkvd_durable *u = d->dur;
     uint64_t step = 0;
     char err[768];
-    for (size_t i = 0; i < d->tab->n; i++) {
-        rwkvd_channel *ch = d->tab->v[i];
+    /* a cursor, so each step costs what it submits (a channel swapped below the cursor by a
+     * removal meanwhile waits for the next round; the log covers it until then) */
+    for (; u->round_pos < d->tab->n; u->round_pos++) {
+        rwkvd_channel *ch = d->tab->v[u->round_pos];
         if (ch->snap_round == u->round_id)
             continue;
         if (u->inflight_bytes >= ROUND_INFLIGHT_BYTES || step >= ROUND_STEP_BYTES || rwkvd_bio_full(u->bio))
@@ -966,6 +970,20 @@ static void round_finish(rwkvd_daemon *d)
         u->next_snap_ns = rwkvd_now_ns() + d->cfg->durability.snapshot_interval_ms * 1000000ull;
 }
 
+bool rwkvd_durable_wants_idle(const rwkvd_daemon *d, uint64_t now_ns)
+{
+    const rwkvd_durable *u = d->dur;
+    if (d->state == RWKVD_STOPPING)
+        return false;
+    if (u->round_active)
+        return u->inflight_bytes < ROUND_INFLIGHT_BYTES && !rwkvd_bio_full(u->bio);
+    if (u->round_t0)
+        return false;
+    uint64_t every = d->cfg->durability.snapshot_every_tokens;
+    return (u->next_snap_ns && now_ns >= u->next_snap_ns) ||
+           (every && d->m.input_tokens_total - u->tokens_at_snap >= every);
+}
+
 void rwkvd_durable_tick(rwkvd_daemon *d, uint64_t now_ns, bool worker_idle)
 {
     rwkvd_durable *u = d->dur;
@@ -990,6 +1008,7 @@ void rwkvd_durable_tick(rwkvd_daemon *d, uint64_t now_ns, bool worker_idle)
     if (!by_time && !by_tokens)
         return;
     u->round_active = true;
+    u->round_pos = 0;
     u->round_id++;
     u->round_n = 0;
     u->round_bytes = 0;
@@ -1247,7 +1266,7 @@ static int load_snapshot(rwkvd_daemon *d, const char *name, int64_t now_ms)
         else if (strcmp(p->id, "$tso") == 0)
             ch->tokens_since_output = p->seq;
         else if (strncmp(p->id, "$profile:", 9) == 0)
-            snprintf(ch->profile, sizeof ch->profile, "%s", p->id + 9);
+            rwkvd_channel_set_profile(ch, p->id + 9);
         else if (strcmp(p->id, "$partial") == 0)
             ch->partial_lsn = p->seq;
         else if (strcmp(p->id, "$pos") == 0)
@@ -1789,8 +1808,7 @@ int rwkvd_durable_install(rwkvd_daemon *d, const char *name, const rwkvd_snapsho
     }
     if (!ch) {
         size_t live = 0;
-        for (size_t i = 0; i < d->tab->n; i++)
-            live += !d->tab->v[i]->dead;
+        live = d->tab->n_live;
         if (live >= d->cfg->limits.max_channels) {
             snprintf(err, err_len, "limit reached: limits.max_channels is %u", d->cfg->limits.max_channels);
             return -EMLINK;
@@ -1940,7 +1958,7 @@ int rwkvd_durable_install(rwkvd_daemon *d, const char *name, const rwkvd_snapsho
     ch->held = held;
     ch->tokens_seen = src->tokens_seen;
     ch->tokens_since_output = tso;
-    snprintf(ch->profile, sizeof ch->profile, "%s", profile);
+    rwkvd_channel_set_profile(ch, profile);
     ch->active_ns = rwkvd_now_ns();
     ch->applied_lsn = ch->logged_lsn = ch->snap_lsn = ch->snap_prev_lsn = lsn;
     ch->snap_written = d->dur != NULL;

@@ -83,6 +83,9 @@ void rwkvd_durable_commit(rwkvd_daemon *d);
  * when the worker is idle (and not stopping), the interval / token-count snapshot round:
  * states exported here a few channels per iteration, written by the I/O thread. */
 void rwkvd_durable_tick(rwkvd_daemon *d, uint64_t now_ns, bool worker_idle);
+/* Whether rwkvd_durable_tick would use the engine now (a background snapshot round due or
+ * with room to go on): the loop then lets the worker drain. O(1). */
+bool rwkvd_durable_wants_idle(const rwkvd_daemon *d, uint64_t now_ns);
 /* The next time rwkvd_durable_tick has work (monotonic ns), 0 = none. */
 uint64_t rwkvd_durable_next_ns(const rwkvd_daemon *d);
 /* The I/O thread's eventfd (bio.h), for the loop's poll set; -1 without durability. When it

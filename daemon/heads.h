@@ -26,7 +26,7 @@
 #include "rwkv_tokenizer.h"
 #include "rwkvp_json.h"
 
-typedef struct {
+typedef struct rwkvd_task_profile {
     const rwkvd_profile *cfg;  /* borrowed from the config the tasks were built from */
     int32_t *suffix;           /* (n_suffix) prompt_suffix tokens */
     int n_suffix;

@@ -307,9 +307,7 @@ static void handle_decoded(rwkvd_daemon *d, reply_ctx *rc, const rwkvp_ingest *m
         return;
     }
     if (!ch) {
-        size_t live = 0;
-        for (size_t i = 0; i < d->tab->n; i++)
-            live += !d->tab->v[i]->dead;
+        size_t live = d->tab->n_live;
         if (live >= cfg->limits.max_channels) {
             reject(rc, m, pair, RWKVP_E_LIMIT, "limit reached: limits.max_channels is %u", cfg->limits.max_channels);
             return;

@@ -105,6 +105,7 @@ static void gen_end(rwkvd_daemon *d, rwkvd_gen *g, rwkvp_end_reason reason, cons
         rwkvd_durable_log_output(d, ch, g->trig_lsn, g->trig_ts, e);
     rwkvd_chantab_slot_free(d->tab, g->slot);
     ch->gen = NULL;
+    rwkvd_chantab_gens_remove(ch);
     d->n_gens--;
     rwkvd_gen_destroy(&g);
 }
@@ -152,6 +153,7 @@ void rwkvd_daemon_reset_channel(rwkvd_daemon *d, rwkvd_channel *ch)
 {
     rwkvd_daemon_cancel_gen(d, ch);
     ch->reset_pending = true;
+    rwkvd_chantab_mark_ready(ch);
     ch->held = -1;
     ch->tokens_seen = 0;
     ch->tokens_since_output = 0;
@@ -239,20 +241,21 @@ static void complete_job(rwkvd_daemon *d, rwkvd_job *j)
             rwkvd_chantab_slot_free(d->tab, t->fork_slot);
         publish_task(d, t);
     }
+    rwkvd_sched_collected(d, j);
     rwkvd_chantab_reap(d->tab);
-    rwkvd_tasks_destroy(&d->tasks_retired);
-    rwkvd_config_destroy(&d->cfg_retired);
     rwkvd_ingest_credit_notify(d);
 }
 
 void rwkvd_daemon_quiesce(rwkvd_daemon *d)
 {
     while (rwkvd_worker_busy(d->worker)) {
+        rwkvd_job *j = rwkvd_worker_collect(d->worker);
+        if (j) {
+            complete_job(d, j);
+            continue;
+        }
         struct pollfd p = {.fd = rwkvd_worker_fd(d->worker), .events = POLLIN};
         poll(&p, 1, 1000);
-        rwkvd_job *j = rwkvd_worker_collect(d->worker);
-        if (j)
-            complete_job(d, j);
     }
 }
 
@@ -276,15 +279,11 @@ int rwkvd_daemon_reload(rwkvd_daemon *d, char *err, size_t err_len,
     d->state = RWKVD_RELOADING;
     rwkvd_notify_reloading();
     int n = rwkvd_config_diff(d->cfg, next, fn, user);
-    bool busy = rwkvd_worker_busy(d->worker);
-    if (busy && !d->tasks_retired) {
-        d->tasks_retired = d->tasks;
-        d->cfg_retired = d->cfg;
-    } else {
-        rwkvd_tasks_destroy(&d->tasks);
-        rwkvd_config_destroy(&d->cfg);
-    }
+    rwkvd_daemon_quiesce(d); /* the jobs in flight use the compiled profiles and their config */
+    rwkvd_tasks_destroy(&d->tasks);
+    rwkvd_config_destroy(&d->cfg);
     d->tasks = tasks;
+    d->tasks_gen++; /* channels look their profile up again */
     d->cfg = next;
     d->tab->tier_wake_ns = 0; /* residency.idle_ttl may have changed: tier.c recomputes its timer */
     rwkvd_log_set_level((int)d->cfg->log.level);
@@ -396,14 +395,17 @@ int rwkvd_daemon_init(rwkvd_daemon *d, const char *config_path, rwkvd_config **c
         rwkvd_log(LOG_ERR, "%s", err);
         return rc;
     }
+    d->tasks_gen = 1;
     d->slot_a = 0;
     d->slot_b = 1;
     int n_slots = (int)cfg->model.state_slots;
     if (!(d->tab = rwkvd_chantab_new(cfg->limits.max_channels, 2, n_slots)))
         return -ENOMEM;
-    if ((rc = rwkvd_job_init(&d->job, n_slots, (int)cfg->model.max_batch + n_slots, (int)cfg->model.max_batch,
-                             (int)cfg->model.max_batch, (int)cfg->model.max_batch, dm)))
-        return rc;
+    for (int k = 0; k < RWKVD_JOBS_IN_FLIGHT; k++)
+        if ((rc = rwkvd_job_init(&d->jobs[k], n_slots, (int)cfg->model.max_batch + n_slots,
+                                 (int)cfg->model.max_batch, (int)cfg->model.max_batch, (int)cfg->model.max_batch,
+                                 dm)))
+            return rc;
     if ((rc = rwkvd_worker_new(d->engine, d->tok, dm, d->slot_a, d->slot_b, (int)cfg->model.max_batch, &d->worker,
                                err, sizeof err))) {
         rwkvd_log(LOG_ERR, "worker: %s", err);
@@ -462,28 +464,19 @@ void rwkvd_daemon_fini(rwkvd_daemon *d)
         return; /* the worker still runs a step: leave the engine alone and let exit() end it */
     rwkvd_durable_destroy(d);
     rwkvd_worker_destroy(&d->worker);
-    rwkvd_job_free(&d->job);
+    for (int k = 0; k < RWKVD_JOBS_IN_FLIGHT; k++)
+        rwkvd_job_free(&d->jobs[k]);
     rwkvd_chantab_destroy(&d->tab);
     free(d->credit_waiters);
     rwkvd_tasks_destroy(&d->tasks);
-    rwkvd_tasks_destroy(&d->tasks_retired);
     rwkv_engine_destroy(&d->engine);
     rwkv_model_destroy(&d->model);
     rwkv_tokenizer_destroy(&d->tok);
     rwkvd_config_destroy(&d->cfg);
-    rwkvd_config_destroy(&d->cfg_retired);
     free(d->config_path);
 }
 
 /* ---- the loop ------------------------------------------------------------------------ */
-
-static size_t live_channels(const rwkvd_daemon *d)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < d->tab->n; i++)
-        n += !d->tab->v[i]->dead;
-    return n;
-}
 
 static void status_tick(rwkvd_daemon *d, uint64_t now)
 {
@@ -493,7 +486,7 @@ static void status_tick(rwkvd_daemon *d, uint64_t now)
     d->rate_t0_ns = now;
     d->rate_tokens0 = d->m.tokens_total;
     char s[256];
-    snprintf(s, sizeof s, "%zu channels, %.1f tokens/s, %d generations", live_channels(d), d->tokens_per_s,
+    snprintf(s, sizeof s, "%zu channels, %.1f tokens/s, %d generations", d->tab->n_live, d->tokens_per_s,
              d->n_gens);
     rwkvd_notify_status(s);
 }
@@ -551,12 +544,22 @@ int rwkvd_loop_run(rwkvd_daemon *d)
     d->m.loop_cpu0_ns = thread_cpu_ns();
     uint64_t woke_ns = rwkvd_now_ns(); /* when zmq_poll last returned */
     for (;;) {
-        bool busy = rwkvd_worker_busy(d->worker);
-        if (!busy && d->state != RWKVD_STOPPING && rwkvd_sched_build(d) > 0) {
-            rwkvd_worker_submit(d->worker, &d->job);
-            d->job_submit_ns = rwkvd_now_ns();
-            busy = true;
+        /* the next job is built while the worker computes the current one, unless work that
+         * needs the engine on this thread waits for the worker to drain (scheduler.h) */
+        int in_flight = rwkvd_worker_in_flight(d->worker);
+        if (in_flight > 0 && !d->want_idle)
+            d->want_idle = rwkvd_tier_wants_idle(d, woke_ns) || (d->dur && rwkvd_durable_wants_idle(d, woke_ns));
+        if (d->state != RWKVD_STOPPING && in_flight < RWKVD_JOBS_IN_FLIGHT && !(in_flight > 0 && d->want_idle)) {
+            if (in_flight == 0)
+                d->want_idle = false; /* this build and the ticks after it do what waited */
+            if (rwkvd_sched_build(d, in_flight > 0) > 0) {
+                rwkvd_worker_submit(d->worker, d->building);
+                rwkvd_sched_submitted(d);
+                if (in_flight == 0)
+                    d->job_submit_ns = rwkvd_now_ns();
+            }
         }
+        bool busy = rwkvd_worker_busy(d->worker);
         if (d->state == RWKVD_STOPPING && !busy)
             break;
         now = rwkvd_now_ns();
@@ -620,9 +623,10 @@ int rwkvd_loop_run(rwkvd_daemon *d)
             if (READY(P_SIG))
                 handle_signals(d);
             if (READY(P_WORKER)) {
-                rwkvd_job *j = rwkvd_worker_collect(d->worker);
-                if (j)
+                for (rwkvd_job *j; (j = rwkvd_worker_collect(d->worker)) != NULL;) {
                     complete_job(d, j);
+                    d->job_submit_ns = rwkvd_now_ns(); /* the watchdog times the next one from here */
+                }
             }
             if (READY(P_BIO))
                 rwkvd_durable_io_done(d);

@@ -4,9 +4,12 @@
  * tokenizer, compiled task profiles, channel table, sockets, worker, metrics) and
  * rwkvd_loop_run() is the one loop thread: zmq_poll over INGEST, CONTROL, the PUBLISH
  * XPUB (subscription messages), the worker's eventfd and a signalfd, with a timeout from
- * the next timer deadline (STATUS=, watchdog, shutdown). Whenever the worker is idle the
- * loop builds the next job (scheduler.c) and submits it; when it completes, it publishes
- * the results (heads, generations) and submits the next one.
+ * the next timer deadline (STATUS=, watchdog, shutdown). While fewer than
+ * RWKVD_JOBS_IN_FLIGHT jobs are in flight the loop builds the next one (scheduler.c) and
+ * submits it, so the worker finds the next job ready when it finishes one; each completed
+ * job's results (heads, generations) are published in order. Work that needs the engine on
+ * the loop thread (promotions, demotions, snapshot exports) waits until no job is in
+ * flight: the loop then stops building ahead until the worker has drained.
  * What it is not: the protocol codec (proto/), the scheduler policy (scheduler.c) or the
  * command implementations (control.c).
  * Invariant: only the loop thread touches this struct; the worker sees only its job.
@@ -56,11 +59,14 @@ typedef struct rwkvd_daemon {
     rwkv_tokenizer *tok;
     bool world_vocab;         /* id 0 ends generations */
     rwkvd_tasks *tasks;
-    rwkvd_tasks *tasks_retired; /* replaced while a job that may use it was in flight */
-    rwkvd_config *cfg_retired;
+    uint64_t tasks_gen;       /* bumped when tasks is replaced (channels' profile pointers) */
     rwkvd_chantab *tab;
     rwkvd_worker *worker;
-    rwkvd_job job;
+    rwkvd_job jobs[RWKVD_JOBS_IN_FLIGHT]; /* built and run in turn (scheduler.c) */
+    int build_idx;            /* the one the next build fills */
+    rwkvd_job *building;      /* the one being filled, during a build */
+    uint64_t jobs_collected;  /* id of the last job collected (ids ascend, collection is in order) */
+    bool want_idle;           /* a build left work that needs the engine: drain the worker first */
     int slot_a, slot_b;       /* head scratch */
     void *zctx;
     void *ingest, *publish, *control;
@@ -72,7 +78,7 @@ typedef struct rwkvd_daemon {
     uint64_t start_ns;
     int64_t start_unix_ms;
     uint64_t gen_seed_counter;
-    uint64_t tick;            /* job builds */
+    uint64_t tick;            /* job builds (a job's id) */
     rwkvd_pair **credit_waiters; /* pairs answered 429, waiting for an unsolicited CREDIT */
     size_t n_credit_waiters, cap_credit_waiters;
     int n_gens;               /* running generations */

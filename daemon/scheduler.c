@@ -12,13 +12,25 @@
 #include "publish.h"
 #include "tier.h"
 
-static void add_reset(rwkvd_job *j, int slot)
+/* The compiled profile of ch's profile name, looked up by name only when the name or the
+ * tasks (a reload) changed since the last lookup. */
+const rwkvd_task_profile *rwkvd_sched_profile(const rwkvd_daemon *d, rwkvd_channel *ch)
 {
+    if (ch->prof_gen != d->tasks_gen) {
+        ch->prof = rwkvd_tasks_find(d->tasks, ch->profile);
+        ch->prof_gen = d->tasks_gen;
+    }
+    return ch->prof;
+}
+
+static void add_reset(rwkvd_job *j, rwkvd_channel *ch)
+{
+    ch->job_id = j->id;
     for (int i = 0; i < j->n_resets; i++)
-        if (j->resets[i] == slot)
+        if (j->resets[i] == ch->slot)
             return;
     if (j->n_resets < j->cap_resets)
-        j->resets[j->n_resets++] = slot;
+        j->resets[j->n_resets++] = ch->slot;
 }
 
 static void add_row(rwkvd_job *j, rwkvd_channel *ch, rwkvd_gen *g, int slot, int32_t token, float *logits)
@@ -29,6 +41,7 @@ static void add_row(rwkvd_job *j, rwkvd_channel *ch, rwkvd_gen *g, int slot, int
     j->item_gen[i] = g;
     if (ch) {
         ch->in_job++;
+        ch->job_id = j->id;
         j->n_input_tokens++;
     }
 }
@@ -41,6 +54,7 @@ static void add_run(rwkvd_job *j, rwkvd_channel *ch, int n)
     j->n_run_tokens += n;
     j->n_input_tokens += (uint64_t)n;
     ch->in_job++;
+    ch->job_id = j->id;
 }
 
 /* Add an output task; classifications get a fork slot from the pool (or, once per job,
@@ -48,7 +62,7 @@ static void add_run(rwkvd_job *j, rwkvd_channel *ch, int n)
 static rwkvd_head_task *add_task(rwkvd_daemon *d, rwkvd_head_kind kind, rwkvd_channel *ch,
                                  const rwkvd_task_profile *prof, const char *producer, uint64_t seq, rwkvd_gen *g)
 {
-    rwkvd_job *j = &d->job;
+    rwkvd_job *j = d->building;
     int fork = g ? g->slot : rwkvd_chantab_slot_alloc(d->tab);
     bool reserved = false;
     if (fork < 0) {
@@ -74,6 +88,7 @@ static rwkvd_head_task *add_task(rwkvd_daemon *d, rwkvd_head_kind kind, rwkvd_ch
     t->seq = seq;
     t->tokens_seen = ch->tokens_seen;
     ch->in_job++;
+    ch->job_id = j->id;
     return t;
 }
 
@@ -100,7 +115,7 @@ static void set_output(rwkvd_channel *ch, const rwkvd_entry *e)
 static void zero_channel(rwkvd_daemon *d, rwkvd_channel *ch)
 {
     rwkvd_daemon_cancel_gen(d, ch);
-    add_reset(&d->job, ch->slot);
+    add_reset(d->building, ch);
     ch->reset_pending = false;
     ch->held = -1;
     ch->tokens_seen = 0;
@@ -112,11 +127,11 @@ static void zero_channel(rwkvd_daemon *d, rwkvd_channel *ch)
  * tokens of one that commits come as the primary's commit record (for an output trigger's,
  * see the pending output in sched_channel). Whether it commits, as
  * rwkvd_gen_new decides it: the request's value, else a continue profile's, else not. */
-static bool standby_gen_commits(const rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_entry *e)
+static bool standby_gen_commits(const rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_entry *e)
 {
     if (e->gen && (e->gen->present & RWKVP_GEN_HAS_COMMIT))
         return e->gen->commit;
-    const rwkvd_task_profile *prof = rwkvd_tasks_find(d->tasks, ch->profile);
+    const rwkvd_task_profile *prof = rwkvd_sched_profile(d, ch);
     return prof && prof->cfg->kind == RWKVD_TASK_CONTINUE && prof->cfg->generate.commit;
 }
 
@@ -127,7 +142,7 @@ static bool start_gen(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvp_gen_params
 {
     /* only a continue profile shapes a generation (its suffix and defaults); a GEN on a channel
      * with another profile samples right after the channel's input with the request's values */
-    const rwkvd_task_profile *prof = rwkvd_tasks_find(d->tasks, ch->profile);
+    const rwkvd_task_profile *prof = rwkvd_sched_profile(d, ch);
     if (prof && prof->cfg->kind != RWKVD_TASK_CONTINUE)
         prof = NULL;
     rwkvd_origin o = {producer, seq, ch->tokens_seen};
@@ -137,8 +152,9 @@ static bool start_gen(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvp_gen_params
     seed &= RWKVP_SEED_MAX;
     rwkvd_gen *g = rwkvd_gen_new(prof, gp, d->tok, n_vocab, seed, err, sizeof err);
     int slot = g ? rwkvd_chantab_slot_alloc(d->tab) : -1;
-    /* no free slot: demote an idle channel (the worker is idle while a job is built, and the
-     * channels of this job are not idle) rather than refuse the generation */
+    /* no free slot: demote an idle channel (sched_channel comes here without a free slot only
+     * while no job is in flight, and the channels of this job are not idle) rather than
+     * refuse the generation */
     if (g && slot < 0 && rwkvd_tier_make_room(d, ch) == 0)
         slot = rwkvd_chantab_slot_alloc(d->tab);
     if (!g || slot < 0) {
@@ -159,32 +175,44 @@ static bool start_gen(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvp_gen_params
     g->tokens_seen = ch->tokens_seen;
     g->in_job = true;
     ch->gen = g;
+    rwkvd_chantab_gens_add(ch);
     d->n_gens++;
     add_task(d, RWKVD_HEAD_GEN_START, ch, prof, producer, seq, g);
+    return true;
+}
+
+/* A generation needs a slot of its own; while a job is in flight none may be made (a
+ * demotion uses the engine): without a free one the channel waits for an idle build. */
+static bool gen_slot_wait(rwkvd_daemon *d, bool pipelined)
+{
+    if (!pipelined || d->tab->n_free > 0)
+        return false;
+    d->want_idle = true;
     return true;
 }
 
 /* Schedule one channel: apply its queue in order, feeding at most `quota` input tokens to
  * its slot in this job (one: a single-token row; more: a sequence run; all of them go to the
  * engine in the job's one call), and add its pending output, after which the slot takes
- * nothing more in this job. Returns the number
- * of tokens fed. The tokens are collected at run_tokens[n_run_tokens..], which has room for
- * quota of them (the caller keeps the job's input tokens within max_batch). */
-static int sched_channel(rwkvd_daemon *d, rwkvd_channel *ch, int quota)
+ * nothing more in this job. Returns the number of tokens fed, or -1 when a CLOSE dropped
+ * the channel (ch may be freed). The tokens are collected at run_tokens[n_run_tokens..],
+ * which has room for quota of them (the caller keeps the job's input tokens within
+ * max_batch). `pipelined`: a job is in flight, so nothing here may use the engine. */
+static int sched_channel(rwkvd_daemon *d, rwkvd_channel *ch, int quota, bool pipelined)
 {
-    rwkvd_job *j = &d->job;
+    rwkvd_job *j = d->building;
     bool task = false;
     int fed = 0;
     int32_t *run = j->run_tokens + j->n_run_tokens;
     if (ch->reset_pending) {
-        add_reset(j, ch->slot);
+        add_reset(j, ch);
         ch->reset_pending = false;
     }
     for (int guard = 0; guard < 100000; guard++) {
         if (ch->output_pending) {
             if (task || j->n_tasks >= j->cap_tasks)
                 break;
-            const rwkvd_task_profile *prof = rwkvd_tasks_find(d->tasks, ch->profile);
+            const rwkvd_task_profile *prof = rwkvd_sched_profile(d, ch);
             rwkvd_task_kind kind = prof ? prof->cfg->kind : RWKVD_TASK_NONE;
             if (kind == RWKVD_TASK_CONTINUE) {
                 if (ch->gen)
@@ -197,6 +225,8 @@ static int sched_channel(rwkvd_daemon *d, rwkvd_channel *ch, int quota)
                     continue;
                 }
                 if (rwkvd_replica_standby(d) && prof->cfg->generate.commit)
+                    break;
+                if (gen_slot_wait(d, pipelined))
                     break;
                 ch->output_pending = false;
                 task = start_gen(d, ch, NULL, ch->out_producer, ch->out_seq);
@@ -236,7 +266,7 @@ static int sched_channel(rwkvd_daemon *d, rwkvd_channel *ch, int quota)
             rwkvd_chantab_pop(ch);
             continue;
         case RWKVP_OP_TASK:
-            snprintf(ch->profile, sizeof ch->profile, "%s", e->arg);
+            rwkvd_channel_set_profile(ch, e->arg);
             ch->tokens_since_output = 0;
             set_origin(ch, e);
             rwkvd_chantab_pop(ch);
@@ -246,10 +276,10 @@ static int sched_channel(rwkvd_daemon *d, rwkvd_channel *ch, int quota)
                 goto out;
             if (!e->next) {
                 rwkvd_daemon_drop_channel(d, ch);
-                return 0;
+                return -1;
             }
             zero_channel(d, ch);
-            snprintf(ch->profile, sizeof ch->profile, "%s", d->cfg->tasks.default_profile);
+            rwkvd_channel_set_profile(ch, d->cfg->tasks.default_profile);
             ch->created_unix_ms = rwkvd_unix_ms();
             ch->last_producer[0] = '\0';
             ch->last_seq = 0;
@@ -264,7 +294,7 @@ static int sched_channel(rwkvd_daemon *d, rwkvd_channel *ch, int quota)
                 }
                 goto out; /* until the primary's commit record replaces it with the tokens */
             }
-            if (ch->gen || j->n_tasks >= j->cap_tasks)
+            if (ch->gen || j->n_tasks >= j->cap_tasks || gen_slot_wait(d, pipelined))
                 goto out;
             {
                 char producer[RWKVP_NAME_MAX + 1];
@@ -299,7 +329,7 @@ static int sched_channel(rwkvd_daemon *d, rwkvd_channel *ch, int quota)
                 d->m.tokens_total++;
                 d->m.input_tokens_total++;
                 ch->tokens_since_output++;
-                const rwkvd_task_profile *prof = rwkvd_tasks_find(d->tasks, ch->profile);
+                const rwkvd_task_profile *prof = rwkvd_sched_profile(d, ch);
                 if (prof && prof->cfg->trigger == RWKVD_TRIGGER_TOKENS &&
                     ch->tokens_since_output >= prof->cfg->every_n_tokens && prof->cfg->kind != RWKVD_TASK_NONE) {
                     ch->tokens_since_output = 0;
@@ -308,7 +338,7 @@ static int sched_channel(rwkvd_daemon *d, rwkvd_channel *ch, int quota)
             }
             if (e->pos >= e->n_tokens) {
                 set_origin(ch, e);
-                const rwkvd_task_profile *prof = rwkvd_tasks_find(d->tasks, ch->profile);
+                const rwkvd_task_profile *prof = rwkvd_sched_profile(d, ch);
                 if (e->event && prof && prof->cfg->trigger == RWKVD_TRIGGER_EVENT &&
                     prof->cfg->kind != RWKVD_TASK_NONE)
                     set_output(ch, e);
@@ -328,54 +358,63 @@ out:
     return fed;
 }
 
-int rwkvd_sched_build(rwkvd_daemon *d)
+int rwkvd_sched_build(rwkvd_daemon *d, bool pipelined)
 {
-    rwkvd_job *j = &d->job;
+    rwkvd_job *j = &d->jobs[d->build_idx];
+    d->building = j;
     rwkvd_job_clear(j);
+    j->id = ++d->tick;
     rwkvd_chantab *t = d->tab;
-    d->tick++;
     uint64_t now = rwkvd_now_ns();
-    rwkvd_tier_tick(d, now); /* the worker is idle: demote past residency bounds first */
-    /* generations first: each running one advances by one token */
-    for (size_t i = 0; i < t->n; i++) {
-        rwkvd_channel *ch = t->v[i];
+    if (!pipelined)
+        rwkvd_tier_tick(d, now); /* no job in flight: demote past residency bounds first */
+    /* generations first: each running one not in flight advances by one token */
+    for (rwkvd_channel *ch = t->gens.head; ch && j->n_items < j->cap_items; ch = ch->gnext) {
         rwkvd_gen *g = ch->gen;
-        if (g && g->started && !g->cancel && g->feed_token >= 0 && j->n_items < j->cap_items) {
+        if (g && g->started && !g->cancel && !g->in_job && g->feed_token >= 0) {
             add_row(j, NULL, g, g->slot, g->feed_token, g->logits);
             g->in_job = true;
             ch->in_job++;
         }
     }
-    /* Input tokens per job: at most max_batch, shared among the busy channels (those with
-     * input, a pending output or a pending reset): visiting them round-robin from the
-     * cursor, each may feed up to ceil(rows left / busy channels not yet visited), at least
-     * one. So with B busy channels each gets about max_batch / B tokens (one each once B >=
-     * max_batch), a flooding channel never more than its share of what is left, and a share
-     * another channel leaves unused goes to the channels after it. All the rows, single
-     * tokens and runs of any number of channels, go to the engine in one call that reads
-     * the weights once per max_batch rows (worker.c). */
+    /* Input tokens per job: at most max_batch, shared among the busy channels (the ready
+     * list: input, a pending output or a pending reset): visiting them in list order, each
+     * may feed up to ceil(rows left / busy channels not yet visited), at least one. So with
+     * B busy channels each gets about max_batch / B tokens (one each once B >= max_batch),
+     * a flooding channel never more than its share of what is left, and a share another
+     * channel leaves unused goes to the channels after it. A channel given rows moves to the
+     * waiting list until its job is collected and then to the end of the ready list, so
+     * the list turns round robin. All the rows, single tokens and runs of any number of
+     * channels, go to the engine in one call that reads the weights once per max_batch rows
+     * (worker.c). The walk touches busy channels only: idle ones are on no list. */
     int max_rows = (int)d->cfg->model.max_batch;
-    int n_busy = 0;
-    for (size_t i = 0; i < t->n; i++) {
-        const rwkvd_channel *ch = t->v[i];
-        n_busy += !ch->dead && (ch->head || ch->output_pending || ch->reset_pending);
-    }
     int rows = 0;
-    size_t n = t->n, start = t->rr, last = start;
-    for (size_t k = 0; k < n && rows < max_rows && j->n_items < j->cap_items; k++) {
-        size_t i = (start + k) % n;
-        if (i >= t->n)
-            continue; /* the table shrank (a CLOSE dropped a channel) */
-        rwkvd_channel *ch = t->v[i];
-        if (ch->dead || ch->sched_tick == d->tick)
+    size_t n_visit = t->ready.n;
+    int n_busy = (int)n_visit;
+    rwkvd_channel *next;
+    for (rwkvd_channel *ch = t->ready.head; ch && n_visit > 0 && rows < max_rows && j->n_items < j->cap_items;
+         ch = next, n_visit--) {
+        next = ch->rnext;
+        if (!rwkvd_channel_has_work(ch)) {
+            rwkvd_chantab_list_move(ch, RWKVD_LIST_NONE);
+            n_busy--;
             continue;
-        ch->sched_tick = d->tick;
-        if (!ch->head && !ch->output_pending && !ch->reset_pending)
+        }
+        if (ch->job_id > d->jobs_collected) { /* its rows are in flight: after that job */
+            rwkvd_chantab_list_move(ch, RWKVD_LIST_WAITING);
+            n_busy--;
             continue;
-        /* a host- or disk-tier channel with work comes back before it is scheduled (the
-         * worker is idle while a job is built); without a slot it waits */
-        if (ch->tier != RWKVD_TIER_RESIDENT && rwkvd_tier_promote(d, ch) != 0)
-            continue;
+        }
+        /* a host- or disk-tier channel with work comes back before it is scheduled, which
+         * needs the engine: only while no job is in flight; without a slot it waits */
+        if (ch->tier != RWKVD_TIER_RESIDENT) {
+            if (pipelined) {
+                d->want_idle = true;
+                continue;
+            }
+            if (rwkvd_tier_promote(d, ch) != 0)
+                continue;
+        }
         ch->active_ns = now;
         int left = n_busy > 1 ? n_busy : 1;
         int quota = (max_rows - rows + left - 1) / left;
@@ -383,13 +422,33 @@ int rwkvd_sched_build(rwkvd_daemon *d)
             quota = 1;
         if (n_busy > 0)
             n_busy--;
-        int fed = sched_channel(d, ch, quota);
-        if (fed > 0) {
-            rows += fed;
-            last = i;
-        }
+        int fed = sched_channel(d, ch, quota, pipelined);
+        if (fed < 0)
+            continue; /* dropped */
+        rows += fed;
+        if (ch->job_id == j->id)
+            rwkvd_chantab_list_move(ch, rwkvd_channel_has_work(ch) ? RWKVD_LIST_WAITING : RWKVD_LIST_NONE);
+        else if (!rwkvd_channel_has_work(ch))
+            rwkvd_chantab_list_move(ch, RWKVD_LIST_NONE);
     }
-    if (rows > 0 && t->n > 0)
-        t->rr = (last + 1) % t->n;
     return j->n_resets + j->n_items + j->n_runs + j->n_tasks;
+}
+
+void rwkvd_sched_submitted(rwkvd_daemon *d)
+{
+    d->build_idx = (d->build_idx + 1) % RWKVD_JOBS_IN_FLIGHT;
+    d->building = NULL;
+}
+
+void rwkvd_sched_collected(rwkvd_daemon *d, const rwkvd_job *j)
+{
+    if (j->id > d->jobs_collected)
+        d->jobs_collected = j->id;
+    rwkvd_chantab *t = d->tab;
+    rwkvd_channel *next;
+    for (rwkvd_channel *ch = t->waiting.head; ch; ch = next) {
+        next = ch->rnext;
+        if (ch->job_id <= d->jobs_collected)
+            rwkvd_chantab_list_move(ch, rwkvd_channel_has_work(ch) ? RWKVD_LIST_READY : RWKVD_LIST_NONE);
+    }
 }

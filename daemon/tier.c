@@ -192,6 +192,18 @@ void rwkvd_tier_tick(rwkvd_daemon *d, uint64_t now_ns)
     }
 }
 
+bool rwkvd_tier_wants_idle(const rwkvd_daemon *d, uint64_t now_ns)
+{
+    const rwkvd_chantab *t = d->tab;
+    if (t->n_tier[RWKVD_TIER_RESIDENT] > rwkvd_tier_resident_limit(d))
+        return true;
+    if (!d->dur || !t->n_tier[RWKVD_TIER_HOST])
+        return false;
+    if (host_bytes(d) > d->cfg->residency.host_max_bytes)
+        return true;
+    return d->cfg->residency.idle_ttl_ms && (!t->tier_wake_ns || now_ns >= t->tier_wake_ns);
+}
+
 uint64_t rwkvd_tier_next_ns(const rwkvd_daemon *d)
 {
     return d->dur && d->tab->n_tier[RWKVD_TIER_HOST] ? d->tab->tier_wake_ns : 0;

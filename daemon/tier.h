@@ -29,6 +29,7 @@
 #ifndef RWKVD_TIER_H
 #define RWKVD_TIER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "loop.h"
@@ -55,6 +56,9 @@ int rwkvd_tier_to_host(rwkvd_daemon *d, rwkvd_channel *ch);
 
 /* Enforce the bounds (resident count, idle_ttl, host bytes) while the worker is idle. */
 void rwkvd_tier_tick(rwkvd_daemon *d, uint64_t now_ns);
+/* Whether rwkvd_tier_tick has work now (a bound passed, an idle_ttl due): the loop then lets
+ * the worker drain so that the tick (which uses the engine) can run. O(1). */
+bool rwkvd_tier_wants_idle(const rwkvd_daemon *d, uint64_t now_ns);
 /* When rwkvd_tier_tick next has time-driven work (an idle_ttl expiring), 0 = none. */
 uint64_t rwkvd_tier_next_ns(const rwkvd_daemon *d);
 

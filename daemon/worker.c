@@ -1,5 +1,6 @@
-/* worker.c — see worker.h. A pthread waiting on a condition variable for one job at a
- * time; completion is published under the mutex and signalled with an eventfd write.
+/* worker.c — see worker.h. A pthread waiting on a condition variable for submitted jobs,
+ * kept in a ring of RWKVD_JOBS_IN_FLIGHT in submission order; each completion is published
+ * under the mutex and signalled with an eventfd write.
  * Test hook: RWKVD_TEST_STEP_DELAY_MS=N makes every job sleep N ms first (a hung step
  * for the watchdog test); unset in production it costs nothing. */
 #include "worker.h"
@@ -22,12 +23,12 @@ struct rwkvd_worker {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int efd;
-    rwkvd_job *job;   /* submitted, not yet picked up or completed */
-    bool running;     /* the worker is executing `job` */
-    bool done;        /* `job` completed and not yet collected */
+    /* under mu: q[(q_head + i) % RWKVD_JOBS_IN_FLIGHT] for i < q_n, oldest first; the first
+     * n_done of them have completed */
+    rwkvd_job *q[RWKVD_JOBS_IN_FLIGHT];
+    int q_head, q_n, n_done;
     bool quit;
-    bool busy;        /* loop-side view: submitted and not collected */
-    uint64_t completed;
+    int in_flight;    /* loop-side view: submitted and not collected */
     unsigned delay_ms;
 };
 
@@ -133,18 +134,15 @@ static void *worker_main(void *arg)
     rwkvd_worker *w = arg;
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (!w->quit && (!w->job || w->done))
+        while (!w->quit && w->n_done == w->q_n)
             pthread_cond_wait(&w->cv, &w->mu);
-        if (w->quit && (!w->job || w->done))
+        if (w->n_done == w->q_n) /* quit, and nothing left to run */
             break;
-        rwkvd_job *j = w->job;
-        w->running = true;
+        rwkvd_job *j = w->q[(w->q_head + w->n_done) % RWKVD_JOBS_IN_FLIGHT];
         pthread_mutex_unlock(&w->mu);
         run_job(w, j);
         pthread_mutex_lock(&w->mu);
-        w->running = false;
-        w->done = true;
-        w->completed++;
+        w->n_done++;
         uint64_t one = 1;
         ssize_t n = write(w->efd, &one, sizeof one);
         (void)n;
@@ -215,27 +213,19 @@ void rwkvd_worker_destroy(rwkvd_worker **wp)
 }
 
 int rwkvd_worker_fd(const rwkvd_worker *w) { return w->efd; }
-bool rwkvd_worker_busy(const rwkvd_worker *w) { return w->busy; }
-
-uint64_t rwkvd_worker_completed(const rwkvd_worker *w)
-{
-    rwkvd_worker *mw = (rwkvd_worker *)w;
-    pthread_mutex_lock(&mw->mu);
-    uint64_t c = mw->completed;
-    pthread_mutex_unlock(&mw->mu);
-    return c;
-}
+bool rwkvd_worker_busy(const rwkvd_worker *w) { return w->in_flight > 0; }
+int rwkvd_worker_in_flight(const rwkvd_worker *w) { return w->in_flight; }
 
 int rwkvd_worker_submit(rwkvd_worker *w, rwkvd_job *j)
 {
-    if (w->busy)
+    if (w->in_flight >= RWKVD_JOBS_IN_FLIGHT)
         return -EBUSY;
     pthread_mutex_lock(&w->mu);
-    w->job = j;
-    w->done = false;
+    w->q[(w->q_head + w->q_n) % RWKVD_JOBS_IN_FLIGHT] = j;
+    w->q_n++;
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
-    w->busy = true;
+    w->in_flight++;
     return 0;
 }
 
@@ -244,16 +234,18 @@ rwkvd_job *rwkvd_worker_collect(rwkvd_worker *w)
     uint64_t v;
     ssize_t n = read(w->efd, &v, sizeof v);
     (void)n;
-    if (!w->busy)
+    if (!w->in_flight)
         return NULL;
+    rwkvd_job *j = NULL;
     pthread_mutex_lock(&w->mu);
-    rwkvd_job *j = w->done ? w->job : NULL;
-    if (j) {
-        w->job = NULL;
-        w->done = false;
+    if (w->n_done > 0) {
+        j = w->q[w->q_head];
+        w->q_head = (w->q_head + 1) % RWKVD_JOBS_IN_FLIGHT;
+        w->q_n--;
+        w->n_done--;
     }
     pthread_mutex_unlock(&w->mu);
     if (j)
-        w->busy = false;
+        w->in_flight--;
     return j;
 }

@@ -8,17 +8,20 @@
  * feeding every token as a single step; then sampling for the
  * generation rows and the head tasks (classifications, generation starts) on forks. Every
  * slot a run or a row advances is distinct, and heads run last, so a fork sees its
- * channel's slot after all of the job's input. The loop fills a job while the
- * worker is idle, hands it over with rwkvd_worker_submit, and collects it when the
- * worker's eventfd becomes readable (rwkvd_worker_collect).
- * What it is not: a scheduler or a queue: at most one job is in flight.
+ * channel's slot after all of the job's input. The loop hands a job over with
+ * rwkvd_worker_submit and collects it when the worker's eventfd becomes readable
+ * (rwkvd_worker_collect). Up to RWKVD_JOBS_IN_FLIGHT jobs may be submitted: the worker runs
+ * them one after the other in submission order and they are collected in that order, so
+ * the loop builds the next job while the worker computes the current one (the scheduler
+ * keeps a channel's rows out of a job while an earlier one holding them is in flight).
+ * What it is not: a scheduler: it runs what it is given, in order.
  *
- * Handoff (the key invariant): between submit and collect the worker owns the engine, the
- * job and everything the job points to (the generations' samplers and logits, the head
- * scratch, the compiled profiles it references, which the loop keeps alive); the loop
- * touches none of them and never calls the engine. Outside that window the worker sleeps
- * on its condition variable and touches nothing. The mutex orders all memory between the
- * two threads; the eventfd only wakes zmq_poll.
+ * Handoff (the key invariant): between the first submit and the last collect the worker
+ * owns the engine, the submitted jobs and everything they point to (the generations'
+ * samplers and logits, the head scratch, the compiled profiles they reference, which the
+ * loop keeps alive); the loop touches none of them and never calls the engine. With no job
+ * submitted the worker sleeps on its condition variable and touches nothing. The mutex
+ * orders all memory between the two threads; the eventfd only wakes zmq_poll.
  */
 #ifndef RWKVD_WORKER_H
 #define RWKVD_WORKER_H
@@ -59,6 +62,7 @@ typedef struct {
     float *task_hidden;        /* (cap_tasks, n_embd) each task's fork hidden vector */
     int n_vocab, n_embd;
     bool reserved_used;        /* the reserved fork slot is taken in this job */
+    uint64_t id;               /* the scheduler's job number (ascending in submission order) */
     /* results */
     int rc;                    /* first engine error, 0 if none */
     uint64_t n_input_tokens;   /* input tokens fed: channel rows in the step + run tokens */
@@ -72,6 +76,8 @@ void rwkvd_job_free(rwkvd_job *j);
 
 typedef struct rwkvd_worker rwkvd_worker;
 
+#define RWKVD_JOBS_IN_FLIGHT 2 /* jobs submitted and not yet collected, at most */
+
 /* Start the worker thread over engine e (borrowed). The tokenizer is shared read-only.
  * slot_a/slot_b are the reserved scratch slots for heads; dims and cap_tasks size buffers. 0 and *out, or negative errno. */
 int rwkvd_worker_new(rwkv_engine *e, const rwkv_tokenizer *tok, const rwkv_dims *dims, int slot_a,
@@ -80,12 +86,15 @@ int rwkvd_worker_new(rwkv_engine *e, const rwkv_tokenizer *tok, const rwkv_dims 
 void rwkvd_worker_destroy(rwkvd_worker **w);
 /* The eventfd that becomes readable when a job completes (for zmq_poll). */
 int rwkvd_worker_fd(const rwkvd_worker *w);
-/* Hand job j to the worker. Loop thread only; -EBUSY if a job is in flight. */
+/* Hand job j to the worker; it runs after the jobs submitted before it. Loop thread only;
+ * -EBUSY when RWKVD_JOBS_IN_FLIGHT are in flight. */
 int rwkvd_worker_submit(rwkvd_worker *w, rwkvd_job *j);
-/* If the in-flight job has completed, return it (and clear the eventfd); else NULL. */
+/* The oldest submitted job if it has completed (clearing the eventfd), else NULL. Call it
+ * until NULL: two jobs may have completed behind one wake-up. */
 rwkvd_job *rwkvd_worker_collect(rwkvd_worker *w);
+/* Whether any job is submitted and not collected (loop thread). */
 bool rwkvd_worker_busy(const rwkvd_worker *w);
-/* Jobs completed since start (the watchdog's progress counter). */
-uint64_t rwkvd_worker_completed(const rwkvd_worker *w);
+/* Jobs submitted and not collected, 0..RWKVD_JOBS_IN_FLIGHT (loop thread). */
+int rwkvd_worker_in_flight(const rwkvd_worker *w);
 
 #endif

@@ -8,7 +8,9 @@
  * What it is: producers that speak RWKV1 (proto/PROTOCOL.md) through proto/'s codec, one
  * DEALER per producer thread, each thread owning the channels c with c % threads == its
  * index. A producer sends in seq order, keeps at most `credit` messages in flight per
- * channel (§8.1, credit 1 until the first reply), stops at the socket's high-water mark,
+ * channel (§8.1, credit 1 until the first reply) and at most --window in all (rwkvd's
+ * ROUTER drops replies past its high-water mark, 1000 by default, and the loadgen does not
+ * resend on a timeout), stops at the socket's high-water mark,
  * and after a retryable error for seq s (429, 409, 500, 503, 507) pauses the channel, waits
  * for CREDIT (429; or 1 s) or a back-off, and resends from s (§8.2; 425 for what was in
  * flight behind s is expected). Every message must end with an ACK (or DUP).
@@ -88,6 +90,8 @@ typedef struct {
     double rate, duration_s;
     const char *profile;
     int engine_threads, max_batch;
+    int window;        /* messages in flight per producer thread, at most */
+    int idle;          /* idle channels created before each measured run */
     long queue_tokens; /* 0: tokens + chunk */
     const char *fsync; /* NULL: the daemon's default */
     bool durability;
@@ -363,6 +367,8 @@ struct producer {
     int *ready;            /* (n_ch) ring of channels that may have something to send */
     int r_head, r_count;
     int n_done, n_paused;
+    uint32_t in_flight, max_in_flight; /* all channels; 0 = no bound */
+    bool capped;           /* send_ready stopped at max_in_flight */
     payload_fn payload;
     void *user;
     /* results */
@@ -388,10 +394,15 @@ static bool can_send(const chan_t *c)
 /* Send what the channels in the ready ring may send. false when the socket is at its HWM. */
 static bool send_ready(producer_t *p)
 {
+    p->capped = false;
     while (p->r_count) {
         int ci = p->ready[p->r_head];
         chan_t *c = &p->ch[ci];
         while (can_send(c)) {
+            if (p->max_in_flight && p->in_flight >= p->max_in_flight) {
+                p->capped = true; /* go on as replies come */
+                return true;
+            }
             rwkvp_ingest m = {.channel = {c->name, c->name_len},
                               .producer = {p->producer, strlen(p->producer)},
                               .seq = (uint64_t)c->next + 1};
@@ -413,6 +424,7 @@ static bool send_ready(producer_t *p)
             }
             c->next++;
             c->in_flight++;
+            p->in_flight++;
             p->n_sent++;
         }
         c->queued = false;
@@ -519,8 +531,10 @@ static void handle_reply(producer_t *p, const rwkvp_reply *r)
     switch (r->kind) {
     case RWKVP_REPLY_ACK:
     case RWKVP_REPLY_DUP:
-        if (c->in_flight)
+        if (c->in_flight) {
             c->in_flight--;
+            p->in_flight--;
+        }
         c->credit = r->credit;
         c->backoff_ms = 0;
         cover(p, ci, r->acked);
@@ -532,8 +546,10 @@ static void handle_reply(producer_t *p, const rwkvp_reply *r)
             resume(p, ci);
         break;
     case RWKVP_REPLY_ERROR: {
-        if (c->in_flight)
+        if (c->in_flight) {
             c->in_flight--;
+            p->in_flight--;
+        }
         p->n_errors++;
         rwkvp_retry retry = rwkvp_code_retry(r->code);
         if (retry == RWKVP_RETRY_NO) {
@@ -640,7 +656,7 @@ static void produce(producer_t *p, void *sub, tick_fn tick, double timeout_s)
         if (t >= 0 && t < timeout)
             timeout = t;
         zmq_pollitem_t it[2] = {{p->sock, 0, (short)(ZMQ_POLLIN | (room ? 0 : ZMQ_POLLOUT)), 0}, {sub, 0, ZMQ_POLLIN, 0}};
-        if (zmq_poll(it, sub ? 2 : 1, p->r_count && room ? 0 : timeout) < 0 && zmq_errno() != EINTR) {
+        if (zmq_poll(it, sub ? 2 : 1, p->r_count && room && !p->capped ? 0 : timeout) < 0 && zmq_errno() != EINTR) {
             p->fatal = "zmq_poll failed";
             break;
         }
@@ -746,8 +762,50 @@ typedef struct {
     double e2e, ack_rate, engine, ratio, loop_ns, iter_ms, lg_cpu_pct, lg_ns_tok, job_ms;
 } tp_result;
 
+static void idle_payload(producer_t *p, int c, uint32_t k, rwkvp_op *op, rwkvp_frame *payload)
+{
+    (void)c;
+    (void)k;
+    *op = RWKVP_OP_TOKENS;
+    *payload = (rwkvp_frame){p->user, 8}; /* two ids: one fed, one held */
+}
+
+/* --idle: n channels that get one message of two ids each, all acknowledged and applied
+ * before the measured run, then nothing (so the daemon holds n idle channels). */
+static void make_idle(opts *o, daemon_t *d, int n)
+{
+    unsigned char ids[8];
+    uint32_t two[2] = {1, 2};
+    rwkvp_tokens_pack(two, 2, ids, sizeof ids);
+    producer_t p;
+    if (producer_init(&p, d->zctx, o->ingest, 0))
+        die("cannot connect to %s", o->ingest);
+    p.payload = idle_payload;
+    p.user = ids;
+    p.max_in_flight = (uint32_t)o->window;
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "lg%ld/idle/", (long)getpid());
+    setup_channels(&p, 1, n, prefix, 1);
+    usleep(100000);
+    metrics_t m0 = metrics(d);
+    double t0 = now_s();
+    produce(&p, NULL, NULL, 60);
+    if (p.fatal)
+        die("%s", p.fatal);
+    metrics_t m1 = metrics(d);
+    for (double deadline = now_s() + 60; m1.input_tokens < m0.input_tokens + n; m1 = metrics(d)) {
+        if (now_s() > deadline)
+            die("the daemon fed %.0f of %d idle channels' tokens within 60 s", m1.input_tokens - m0.input_tokens, n);
+        usleep(2000);
+    }
+    fprintf(stderr, "# %d idle channels created in %.1f s\n", n, now_s() - t0);
+    producer_fini(&p);
+}
+
 static tp_result throughput(opts *o, daemon_t *d, int m)
 {
+    if (o->idle > 0)
+        make_idle(o, d, o->idle);
     tp_load load = {o->tokens, o->chunk, malloc((size_t)o->tokens * 4)};
     uint32_t *ids = malloc((size_t)o->tokens * sizeof *ids);
     if (!load.packed || !ids)
@@ -766,6 +824,7 @@ static tp_result throughput(opts *o, daemon_t *d, int m)
             die("cannot connect to %s", o->ingest);
         ps[k].payload = tp_payload;
         ps[k].user = &load;
+        ps[k].max_in_flight = (uint32_t)o->window;
     }
     setup_channels(ps, n_prod, m, prefix, n_msgs);
     usleep(100000); /* let the DEALERs connect */
@@ -991,6 +1050,10 @@ static void usage(FILE *f)
           "  --tokens N           throughput: token ids per channel (default 256)\n"
           "  --chunk N            throughput: ids per TOKENS message (default 16)\n"
           "  --threads N          producer threads, one DEALER each (default 1)\n"
+          "  --window N           messages in flight per producer thread, at most (default 800: rwkvd's\n"
+          "                       ROUTER drops replies past its high-water mark of 1000)\n"
+          "  --idle N             throughput: N idle channels (one message of 2 ids each, applied)\n"
+          "                       created before each measured run\n"
           "  --lat-channels N     latency: channels (default 100)\n"
           "  --rate R             latency: events per second offered, all channels (default 1000)\n"
           "  --duration S         latency: seconds of events (default 5)\n"
@@ -1023,12 +1086,13 @@ int main(int argc, char **argv)
 {
     opts o = {.phase = "throughput", .rwkvd = LOADGEN_RWKVD, .chans = "100", .tokens = 256, .chunk = 16,
               .threads = 1, .lat_channels = 100, .event_bytes = 15, .rate = 1000, .duration_s = 5, .profile = "yn",
-              .engine_threads = 1, .max_batch = 1024, .durability = true, .timeout_s = 30};
+              .engine_threads = 1, .max_batch = 1024, .durability = true, .timeout_s = 30,
+              .window = 800};
     rwkvc_default_endpoint("ingest", o.ingest, sizeof o.ingest);
     rwkvc_default_endpoint("publish", o.publish, sizeof o.publish);
     rwkvc_default_endpoint("control", o.control, sizeof o.control);
     enum { O_PHASE = 256, O_SPAWN, O_RWKVD, O_INGEST, O_PUBLISH, O_CONTROL, O_CHANNELS, O_TOKENS, O_CHUNK, O_THREADS,
-           O_LATCH, O_RATE, O_DURATION, O_EVB, O_PROFILE, O_ETHREADS, O_MAXB, O_QUEUE, O_DUR, O_FSYNC, O_KEEP };
+           O_LATCH, O_RATE, O_DURATION, O_EVB, O_PROFILE, O_ETHREADS, O_MAXB, O_QUEUE, O_DUR, O_FSYNC, O_KEEP, O_WINDOW, O_IDLE };
     static const struct option lo[] = {
         {"phase", 1, NULL, O_PHASE},       {"spawn", 1, NULL, O_SPAWN},          {"rwkvd", 1, NULL, O_RWKVD},
         {"ingest", 1, NULL, O_INGEST},     {"publish", 1, NULL, O_PUBLISH},      {"control", 1, NULL, O_CONTROL},
@@ -1037,6 +1101,7 @@ int main(int argc, char **argv)
         {"duration", 1, NULL, O_DURATION}, {"event-bytes", 1, NULL, O_EVB},      {"profile", 1, NULL, O_PROFILE},
         {"engine-threads", 1, NULL, O_ETHREADS}, {"max-batch", 1, NULL, O_MAXB}, {"queue-tokens", 1, NULL, O_QUEUE},
         {"durability", 1, NULL, O_DUR},    {"fsync", 1, NULL, O_FSYNC},          {"keep", 0, NULL, O_KEEP},
+        {"window", 1, NULL, O_WINDOW},     {"idle", 1, NULL, O_IDLE},
         {"verbose", 0, NULL, 'v'},         {"help", 0, NULL, 'h'},               {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "vh", lo, NULL)) != -1) {
@@ -1062,6 +1127,8 @@ int main(int argc, char **argv)
         case O_DUR: o.durability = strcmp(optarg, "off") != 0; break;
         case O_FSYNC: o.fsync = optarg; break;
         case O_KEEP: o.keep = true; break;
+        case O_WINDOW: o.window = parse_int(optarg, "--window", 0, 1 << 24); break;
+        case O_IDLE: o.idle = parse_int(optarg, "--idle", 0, 1 << 22); break;
         case 'v': o.verbose = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -1091,7 +1158,7 @@ int main(int argc, char **argv)
             if (*s == ',')
                 s++;
             if (o.spawn)
-                daemon_spawn(&g_daemon, &o, m, false);
+                daemon_spawn(&g_daemon, &o, m + o.idle, false);
             tp_result r = throughput(&o, &g_daemon, m);
             if (o.spawn)
                 daemon_stop(&g_daemon);
