@@ -81,8 +81,10 @@ typedef struct io_job {
 
 #define SYNC_JOBS 4                     /* log syncs queued at most */
 #define BIO_JOBS 1024                   /* jobs outstanding on the I/O thread at most */
+#define EVICT_JOBS 16                   /* evictions queued at most (rwkvd_durable_evict_async) */
 #define ROUND_INFLIGHT_BYTES (64u << 20) /* state bytes a background round keeps queued at most */
-#define ROUND_STEP_BYTES (8u << 20)     /* ... and exports per loop iteration at most */
+#define ROUND_STEP_BYTES (1u << 20)     /* ... and exports per loop iteration at most (one state
+                                         * at least): about a millisecond of the loop's time */
 
 typedef struct rwkvd_durable {
     rwkvd_fsio wal_io, snap_io;
@@ -91,6 +93,7 @@ typedef struct rwkvd_durable {
     uint32_t n_sync_busy;     /* of them queued */
     uint64_t next_sync_ns;    /* everysec: when the next one is due */
     uint64_t inflight_bytes;  /* state bytes of queued snapshot jobs */
+    uint32_t evict_queued;    /* eviction jobs queued (each image is its channel's only state) */
     /* the I/O thread's own view of the log (written and read by it only) */
     uint64_t io_synced_lsn;
     int io_wal_err;
@@ -443,7 +446,7 @@ uint64_t rwkvd_durable_next_ns(const rwkvd_daemon *d)
         t = u->next_snap_ns;
     /* a round with room to go on: at once, unless the worker's completion wakes the loop */
     if (u->round_active && !rwkvd_worker_busy(d->worker) && u->inflight_bytes < ROUND_INFLIGHT_BYTES &&
-        !rwkvd_bio_full(u->bio))
+        !rwkvd_bio_full(u->bio) && u->n_sync_busy < SYNC_JOBS)
         t = 1;
     return t;
 }
@@ -771,6 +774,8 @@ static void finish_snap(rwkvd_daemon *d, io_job *j, int rc)
         ch = NULL;
     if (ch && ch->snap_jobs)
         ch->snap_jobs--;
+    if (j->evict)
+        u->evict_queued--;
     bool evicting = ch && ch->evict_job == j;
     if (evicting)
         ch->evict_job = NULL;
@@ -903,8 +908,10 @@ int rwkvd_durable_snapshot(rwkvd_daemon *d, rwkvd_channel *only, bool only_chang
         snap_submit(d, ch, j);
     }
     drain(d);
-    if (u->truncate_due)
+    if (u->truncate_due) { /* and the log cut behind them before the reply, as it promises */
         truncate_wal(d);
+        drain(d);
+    }
     if (!first)
         first = u->wait_err;
     u->tokens_at_snap = d->m.input_tokens_total;
@@ -929,7 +936,9 @@ static void round_step(rwkvd_daemon *d)
         rwkvd_channel *ch = d->tab->v[u->round_pos];
         if (ch->snap_round == u->round_id)
             continue;
-        if (u->inflight_bytes >= ROUND_INFLIGHT_BYTES || step >= ROUND_STEP_BYTES || rwkvd_bio_full(u->bio))
+        /* a full sync pool would make snap_submit wait for the disk: go on later instead */
+        if (u->inflight_bytes >= ROUND_INFLIGHT_BYTES || step >= ROUND_STEP_BYTES || rwkvd_bio_full(u->bio) ||
+            u->n_sync_busy >= SYNC_JOBS)
             return; /* go on when jobs finish, or at the next iteration */
         ch->snap_round = u->round_id;
         /* skipped: dead, on disk (its snapshot is its state), covered, or with a write queued
@@ -976,7 +985,7 @@ bool rwkvd_durable_wants_idle(const rwkvd_daemon *d, uint64_t now_ns)
     if (d->state == RWKVD_STOPPING)
         return false;
     if (u->round_active)
-        return u->inflight_bytes < ROUND_INFLIGHT_BYTES && !rwkvd_bio_full(u->bio);
+        return u->inflight_bytes < ROUND_INFLIGHT_BYTES && !rwkvd_bio_full(u->bio) && u->n_sync_busy < SYNC_JOBS;
     if (u->round_t0)
         return false;
     uint64_t every = d->cfg->durability.snapshot_every_tokens;
@@ -1055,6 +1064,16 @@ int rwkvd_durable_evict_async(rwkvd_daemon *d, rwkvd_channel *ch)
         return rwkvd_durable_evict(d, ch);
     if (ch->gen || ch->in_job > 0 || commit_pending(d, ch))
         return -EBUSY;
+    /* The residency policy can evict far faster than the disk writes (a restore and an
+     * eviction per message under tier churn, two snapshot writes each), and nothing else
+     * bounds the queue short of the I/O thread's capacity: seconds of writes that SNAPSHOT,
+     * EVICT and SIGTERM then wait behind, and images that hold memory outside host_max_bytes.
+     * So past EVICT_JOBS evictions (or ROUND_INFLIGHT_BYTES of images) queued, wait for the
+     * oldest jobs, as a synchronous eviction would have waited for its own. */
+    rwkvd_durable *u = d->dur;
+    while ((u->evict_queued >= EVICT_JOBS || u->inflight_bytes >= ROUND_INFLIGHT_BYTES) &&
+           rwkvd_bio_outstanding(u->bio) > 0)
+        wait_one(d);
     io_job *j;
     char err[768];
     int rc = snap_job_of(d, ch, &j, err, sizeof err);
@@ -1063,6 +1082,7 @@ int rwkvd_durable_evict_async(rwkvd_daemon *d, rwkvd_channel *ch)
         return rc;
     }
     j->evict = true;
+    u->evict_queued++;
     if (!ch->head && !ch->reset_pending) /* both generations: the log can go */
         j->n_writes = 2;
     snap_submit(d, ch, j);
