@@ -3,7 +3,7 @@
 loop that keeps answering while the disk is slow.
 
 Usage: test_bio.py NAME (everysec_ack | always_group_commit | always_fsync_error |
-snapshot_no_stall). Slow disks come from RWKVD_FAULT's SLEEP rules (daemon/fsio.h): the
+snapshot_no_stall | evict_backlog). Slow disks come from RWKVD_FAULT's SLEEP rules (daemon/fsio.h): the
 fsyncs named stall that long on the I/O thread, then succeed. Time bounds are loose (a shared
 2-core VM): each is several times below what a loop waiting on the disk would need, and the
 figure is printed. Every receive has a timeout."""
@@ -152,6 +152,44 @@ def test_snapshot_no_stall():
         check(worst < 0.5, "an ACK took %.3f s during a snapshot round: the loop waited on the disk" % worst)
         D.compare(D.drained_states(d, chans), ref, "background snapshots with a slow disk", chans)
         print("ok: the loop kept answering during the snapshot round")
+    finally:
+        d.close()
+
+
+def test_evict_backlog():
+    """Tier churn on a slow disk: 12 channels over 2 resident slots and host memory for one
+    state, so nearly every message restores a channel from disk and evicts another (two
+    snapshot writes, whose fsyncs stall 40 ms each). The evictions queued on the I/O thread stay
+    bounded: a SNAPSHOT right after the last ACK (it waits for every queued write) answers
+    within a few seconds, not after the whole backlog (about 10 s of writes for 150 messages
+    when nothing bounds it), SIGTERM exits as quickly, and the states equal the run without
+    tiering."""
+    chans = [b"e/%d" % i for i in range(12)]
+    msgs = D.messages(25, 150, chans)
+    kw = dict(max_batch=4, slots=16)
+    ref = D.reference(msgs, chans, **kw)
+    res = "residency:\n  resident_channels: 2\n  idle_ttl: 200ms\n  host_max_bytes: 40000\n"
+    d = Daemon(durability="durability:\n  fsync: everysec\n", extra=res,
+               env={"RWKVD_FAULT": "snapshot.fsync:SLEEP40"}, **kw)
+    try:
+        p = D.Producer(msgs)
+        p.connect(d)
+        t0 = time.time()
+        while p.pump(1, timeout_ms=30000):  # paced: each lands on an idle daemon and churns the tiers
+            time.sleep(0.01)
+        t1 = time.time()
+        code, _ = d.control(b"SNAPSHOT")
+        t2 = time.time()
+        m = D.metrics(d)
+        prom = sum(v for k, v in m.items() if 'rwkvd_tier_promotions_total{from="disk"}' in k)
+        print("evict backlog: 150 messages ACKed in %.2f s; %d restores from disk; SNAPSHOT after the last ACK "
+              "took %.2f s" % (t1 - t0, prom, t2 - t1))
+        check(code == b"200", "SNAPSHOT answered %r" % code)
+        check(prom >= 50, "too little tier churn: %d restores from disk" % prom)
+        check(t2 - t1 < 4.0, "SNAPSHOT took %.2f s: it waited behind a backlog of evictions" % (t2 - t1))
+        got = D.drained_states(d, chans)  # SIGTERM within Daemon.stop's 10 s
+        D.compare(got, ref, "tier churn on a slow disk", chans)
+        print("ok: evictions queued stay bounded")
     finally:
         d.close()
 

@@ -761,18 +761,21 @@ def test_notify():
         read_until(lambda m: "READY=1" in m)
         read_until(lambda m: m.startswith("STATUS=") and "channels" in m)
         read_until(lambda m: m == "WATCHDOG=1")
-        # a step that takes 4 s (> step_timeout 1 s): pings stop while it runs; the 0.8 s window
-        # below ends about 2.2 s after it began, leaving 1.8 s of slack for a loaded machine
+        # a step that takes 4 s (> step_timeout 1 s): pings stop while it runs. The ACK may come
+        # before the step starts (everysec ACKs once the record is written), so the 0.8 s window
+        # below runs from 1.9 to 2.7 s after the ACK: inside the step when it started up to
+        # 0.9 s after the ACK (pings stop 1 s into it), with 1.3 s of slack before its end
         s = d.dealer()
         send(s, b"TEXT", b"w", b"p", 1, b"ab")
         expect_reply(s, "ACK", 1)
+        t_ack = time.time()
         time.sleep(0.3)
         t0 = time.time()  # the loop answers ingest and control while the step runs
         send(s, b"TEXT", b"w", b"p", 2, b"cd")
         expect_reply(s, "ACK", 2)
         check(d.control_json(b"STATUS")["queued"]["tokens"] > 0, "queued input while the step runs")
         check(time.time() - t0 < 0.5, "replies waited for the step: %.2f s" % (time.time() - t0))
-        time.sleep(1.1)
+        time.sleep(max(0.0, t_ack + 1.9 - time.time()))
         ns.settimeout(0.01)
         try:
             while True:
@@ -781,12 +784,14 @@ def test_notify():
             pass
         ns.settimeout(5)
         del msgs[:]
-        end = time.time() + 0.8
+        end = max(time.time(), t_ack + 1.9) + 0.8
         while time.time() < end:
+            ns.settimeout(max(0.01, end - time.time()))  # nothing read after the window
             try:
                 msgs.append(ns.recv(4096).decode())
             except socket.timeout:
                 break
+        ns.settimeout(5)
         check("WATCHDOG=1" not in msgs, "watchdog pinged during a hung step: %r" % msgs)
         read_until(lambda m: m == "WATCHDOG=1", timeout=5)  # resumes after the step
         d.proc.send_signal(signal.SIGHUP)
