@@ -9,8 +9,10 @@
  * DEALER per producer thread, each thread owning the channels c with c % threads == its
  * index. A producer sends in seq order, keeps at most `credit` messages in flight per
  * channel (§8.1, credit 1 until the first reply) and at most --window in all (rwkvd's
- * ROUTER drops replies past its high-water mark, 1000 by default, and the loadgen does not
- * resend on a timeout), stops at the socket's high-water mark,
+ * ROUTER drops a reply its pipe to us has no room for: the high-water mark is 1000, but the
+ * sender learns of what we read only every 500 messages, so more than 500 replies queued
+ * may already be too many; the loadgen does not resend on a timeout), stops at the
+ * socket's high-water mark,
  * and after a retryable error for seq s (429, 409, 500, 503, 507) pauses the channel, waits
  * for CREDIT (429; or 1 s) or a back-off, and resends from s (§8.2; 425 for what was in
  * flight behind s is expected). Every message must end with an ACK (or DUP).
@@ -1050,8 +1052,8 @@ static void usage(FILE *f)
           "  --tokens N           throughput: token ids per channel (default 256)\n"
           "  --chunk N            throughput: ids per TOKENS message (default 16)\n"
           "  --threads N          producer threads, one DEALER each (default 1)\n"
-          "  --window N           messages in flight per producer thread, at most (default 800: rwkvd's\n"
-          "                       ROUTER drops replies past its high-water mark of 1000)\n"
+          "  --window N           messages in flight per producer thread, at most (default 400: rwkvd's\n"
+          "                       ROUTER drops replies its pipe has no room for; see the top of the source)\n"
           "  --idle N             throughput: N idle channels (one message of 2 ids each, applied)\n"
           "                       created before each measured run\n"
           "  --lat-channels N     latency: channels (default 100)\n"
@@ -1087,7 +1089,7 @@ int main(int argc, char **argv)
     opts o = {.phase = "throughput", .rwkvd = LOADGEN_RWKVD, .chans = "100", .tokens = 256, .chunk = 16,
               .threads = 1, .lat_channels = 100, .event_bytes = 15, .rate = 1000, .duration_s = 5, .profile = "yn",
               .engine_threads = 1, .max_batch = 1024, .durability = true, .timeout_s = 30,
-              .window = 800};
+              .window = 400};
     rwkvc_default_endpoint("ingest", o.ingest, sizeof o.ingest);
     rwkvc_default_endpoint("publish", o.publish, sizeof o.publish);
     rwkvc_default_endpoint("control", o.control, sizeof o.control);
