@@ -350,6 +350,10 @@ void rwkvd_chantab_push(rwkvd_channel *ch, rwkvd_entry *e)
     ch->tail = e;
     ch->q_messages++;
     ch->q_tokens += rwkvd_entry_cost(e);
+    if (ch->tab) {
+        ch->tab->q_messages_total++;
+        ch->tab->q_tokens_total += rwkvd_entry_cost(e);
+    }
     rwkvd_chantab_mark_ready(ch);
 }
 
@@ -361,6 +365,10 @@ void rwkvd_chantab_push_front(rwkvd_channel *ch, rwkvd_entry *e)
         ch->tail = e;
     ch->q_messages++;
     ch->q_tokens += rwkvd_entry_cost(e);
+    if (ch->tab) {
+        ch->tab->q_messages_total++;
+        ch->tab->q_tokens_total += rwkvd_entry_cost(e);
+    }
     rwkvd_chantab_mark_ready(ch);
 }
 
@@ -370,8 +378,14 @@ void rwkvd_chantab_pop(rwkvd_channel *ch)
     if (!e)
         return;
     uint64_t cost = rwkvd_entry_cost(e);
-    ch->q_tokens = ch->q_tokens >= cost ? ch->q_tokens - cost : 0;
+    if (cost > ch->q_tokens)
+        cost = ch->q_tokens;
+    ch->q_tokens -= cost;
     ch->q_messages--;
+    if (ch->tab) {
+        ch->tab->q_tokens_total -= cost;
+        ch->tab->q_messages_total--;
+    }
     if (e->lsn > ch->applied_lsn)
         ch->applied_lsn = e->lsn;
     ch->head = e->next;
@@ -397,6 +411,8 @@ uint32_t rwkvd_chantab_clear_queue(rwkvd_channel *ch)
         rwkvd_chantab_pop(ch);
         n++;
     }
+    if (ch->tab)
+        ch->tab->q_tokens_total -= ch->q_tokens;
     ch->q_tokens = 0;
     return n;
 }

@@ -105,7 +105,8 @@ typedef struct rwkvd_channel {
     /* queue */
     rwkvd_entry *head, *tail;
     uint32_t q_messages;
-    uint64_t q_tokens;            /* sum of rwkvd_entry_cost */
+    uint64_t q_tokens;            /* sum of rwkvd_entry_cost (a change also goes to the
+                                   * table's q_tokens_total) */
     uint64_t n_accepted;          /* messages accepted (for the credit estimate) */
     uint64_t accepted_cost;       /* their costs */
     /* the input the next output follows */
@@ -172,6 +173,7 @@ struct rwkvd_chantab {
     rwkvd_channel **v;   /* (n) channels in creation order (swap-removed), dead ones included */
     size_t n, cap;
     size_t n_live;       /* not dead */
+    uint64_t q_tokens_total, q_messages_total; /* sums of the channels' q_tokens, q_messages */
     rwkvd_chlist ready, waiting, gens; /* see the top of this file */
     rwkvd_channel *dead; /* removed while referenced, until reaped (dnext) */
     rwkvd_channel **buckets;

@@ -106,15 +106,7 @@ static bool restore_for(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, r
 static json_t *status_json(rwkvd_daemon *d)
 {
     const rwkv_dims *dm = rwkv_model_dims(d->model);
-    uint64_t q_msgs = 0, q_tokens = 0, live = 0;
-    for (size_t i = 0; i < d->tab->n; i++) {
-        const rwkvd_channel *ch = d->tab->v[i];
-        if (ch->dead)
-            continue;
-        live++;
-        q_msgs += ch->q_messages;
-        q_tokens += ch->q_tokens;
-    }
+    uint64_t q_msgs = d->tab->q_messages_total, q_tokens = d->tab->q_tokens_total, live = d->tab->n_live;
     const uint32_t *nt = d->tab->n_tier;
     static const char *const states[] = {"running", "reloading", "stopping"};
     return json_pack("{s:s, s:s, s:[i], s:I, s:s, s:f, s:s, s:{s:s, s:i, s:i, s:i, s:i, s:i, s:I}, "
@@ -380,13 +372,7 @@ static void metrics_text(rwkvd_daemon *d, sbuf *s)
                  "# TYPE rwkvd_reloads_total counter\nrwkvd_reloads_total{result=\"ok\"} %llu\n"
                  "rwkvd_reloads_total{result=\"failed\"} %llu\n",
               (unsigned long long)m->reloads_ok, (unsigned long long)m->reloads_failed);
-    uint64_t live = 0, q_tokens = 0;
-    for (size_t i = 0; i < d->tab->n; i++)
-        if (!d->tab->v[i]->dead) {
-            live++;
-            q_tokens += d->tab->v[i]->q_tokens;
-        }
-    (void)live;
+    uint64_t q_tokens = d->tab->q_tokens_total;
     tier_metrics(d, s);
     durable_metrics(d, s);
     metric_u64(s, "rwkvd_queued_tokens", "gauge", "Input tokens accepted and not yet applied.", q_tokens);

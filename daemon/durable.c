@@ -1347,6 +1347,7 @@ static int place_commit(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_wal_rec 
     if (ch->tail == g)
         ch->tail = e;
     ch->q_tokens += rwkvd_entry_cost(e) - rwkvd_entry_cost(g);
+    d->tab->q_tokens_total += rwkvd_entry_cost(e) - rwkvd_entry_cost(g);
     rwkvd_entry_free(g);
     return 0;
 }

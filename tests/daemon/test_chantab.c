@@ -8,6 +8,12 @@
 #include "chantab.h"
 #include "testutil.h"
 
+static void count_pair(const rwkvd_pair *p, void *user)
+{
+    (void)p;
+    (*(int *)user)++;
+}
+
 static rwkvd_entry *entry(uint32_t n_tokens)
 {
     rwkvd_entry *e = calloc(1, sizeof *e + n_tokens * sizeof(int32_t));
@@ -18,6 +24,48 @@ static rwkvd_entry *entry(uint32_t n_tokens)
 
 /* Tier counts follow creation, moves and removal; the LRU pick takes the least recently
  * active idle channel of a tier (ties: oldest), skips busy ones, and honours a cut-off. */
+/* The scheduler's lists: a new channel (reset pending) and a push put a channel on the ready
+ * list once; list moves keep the counts; removal takes it off; the table's queue totals
+ * follow push, pop, clear and removal; a channel's pairs are found by name alone. */
+static void test_lists(void)
+{
+    rwkvd_chantab *t = rwkvd_chantab_new(8, 2, 8);
+    rwkvd_channel *a = NULL, *b = NULL;
+    CHECK(rwkvd_chantab_create(t, "a", 1, "", 8, 0, &a) == 0 && a->list == RWKVD_LIST_READY);
+    CHECK(rwkvd_chantab_create_evicted(t, "b", 1, "", 8, 0, &b) == 0 && b->list == RWKVD_LIST_NONE);
+    CHECK(t->ready.n == 1 && t->ready.head == a && t->n_live == 2);
+    rwkvd_chantab_push(b, entry(3));
+    rwkvd_chantab_push(b, entry(0));
+    rwkvd_chantab_push_front(a, entry(2));
+    CHECK(t->ready.n == 2 && t->ready.head == a && t->ready.tail == b);
+    CHECK(t->q_messages_total == 3 && t->q_tokens_total == 6);
+    rwkvd_chantab_list_move(a, RWKVD_LIST_WAITING);
+    CHECK(t->ready.n == 1 && t->waiting.n == 1 && t->ready.head == b && t->waiting.head == a);
+    rwkvd_chantab_push(a, entry(1)); /* on the waiting list: stays there */
+    CHECK(a->list == RWKVD_LIST_WAITING && t->q_tokens_total == 7 && t->q_messages_total == 4);
+    rwkvd_chantab_pop(b);
+    CHECK(t->q_tokens_total == 4 && t->q_messages_total == 3 && rwkvd_channel_has_work(b));
+    CHECK(rwkvd_chantab_clear_queue(b) == 1 && t->q_tokens_total == 3 && t->q_messages_total == 2);
+    rwkvd_chantab_gens_add(a);
+    rwkvd_chantab_gens_add(a);
+    CHECK(t->gens.n == 1 && a->on_gens);
+    rwkvd_chantab_pair(t, "a", 1, "p1", 2, true);
+    rwkvd_chantab_pair(t, "a", 1, "p2", 2, true);
+    rwkvd_chantab_pair(t, "ab", 2, "p1", 2, true);
+    int n_pairs = 0;
+    rwkvd_chantab_each_pair(t, "a", 1, count_pair, &n_pairs);
+    CHECK(n_pairs == 2);
+    rwkvd_chantab_remove(t, a); /* on gens: kept (dead) until the generation ends */
+    CHECK(a->dead && a->list == RWKVD_LIST_NONE && t->waiting.n == 0 && t->q_tokens_total == 0 &&
+          t->q_messages_total == 0 && t->n_live == 1);
+    rwkvd_chantab_reap(t);
+    CHECK(t->n == 2);
+    rwkvd_chantab_gens_remove(a);
+    rwkvd_chantab_reap(t);
+    CHECK(t->n == 1 && t->gens.n == 0);
+    rwkvd_chantab_destroy(&t);
+}
+
 static void test_tiers(void)
 {
     rwkvd_chantab *t = rwkvd_chantab_new(8, 2, 8);
@@ -129,5 +177,6 @@ int main(void)
     rwkvd_chantab_destroy(&t);
     CHECK(t == NULL);
     test_tiers();
+    test_lists();
     return test_finish("test_chantab");
 }
