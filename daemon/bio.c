@@ -3,6 +3,7 @@
  * <= submitted; slot i % cap holds the lane's job i. The thread takes the urgent lane's next
  * job whenever there is one. The counters move under one mutex; the job runs outside it. */
 #include "bio.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -34,13 +35,6 @@ struct rwkvd_bio {
     uint64_t max_job_ns;
 };
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void *run(void *p)
 {
     rwkvd_bio *b = p;
@@ -58,9 +52,9 @@ static void *run(void *p)
             break; /* stop, and nothing left */
         slot *s = &l->ring[l->done % b->cap];
         pthread_mutex_unlock(&b->mu);
-        uint64_t t0 = mono_ns();
+        uint64_t t0 = rwkvd_now_ns();
         s->rc = s->fn(s->arg);
-        uint64_t dt = mono_ns() - t0;
+        uint64_t dt = rwkvd_now_ns() - t0;
         pthread_mutex_lock(&b->mu);
         if (dt > b->max_job_ns)
             b->max_job_ns = dt;

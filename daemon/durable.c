@@ -1526,8 +1526,7 @@ int rwkvd_durable_open(rwkvd_daemon *d)
     }
     char dir[PATH_MAX], err[1024] = "";
     if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST) {
-        rwkvd_log(LOG_ERR, "state_dir %s: %s", cfg->state_dir, strerror(errno));
-        return -errno;
+        return rwkvd_log_errno(LOG_ERR, errno, "state_dir %s", cfg->state_dir);
     }
     snprintf(dir, sizeof dir, "%s/snapshots", cfg->state_dir);
     int rc = rwkvd_snapstore_open(dir, &u->snap_io, &u->store, err, sizeof err);
@@ -1552,8 +1551,7 @@ int rwkvd_durable_open(rwkvd_daemon *d)
     char **names = NULL;
     size_t n_names = 0;
     if ((rc = rwkvd_snapstore_list(u->store, &names, &n_names))) {
-        rwkvd_log(LOG_ERR, "snapshot store %s/snapshots: cannot list: %s", cfg->state_dir, strerror(-rc));
-        return rc;
+        return rwkvd_log_errno(LOG_ERR, rc, "snapshot store %s/snapshots: cannot list", cfg->state_dir);
     }
     int64_t now_ms = rwkvd_unix_ms();
     size_t n_loaded = 0;
@@ -1595,8 +1593,7 @@ int rwkvd_durable_open(rwkvd_daemon *d)
         u->sync_pool[i].sync.fd = -1;
     }
     if ((rc = rwkvd_bio_new(BIO_JOBS, &u->bio))) {
-        rwkvd_log(LOG_ERR, "durability: cannot start the I/O thread: %s", strerror(-rc));
-        return rc;
+        return rwkvd_log_errno(LOG_ERR, rc, "durability: cannot start the I/O thread");
     }
     uint64_t now = rwkvd_now_ns();
     if (cfg->durability.snapshot_interval_ms)

@@ -272,9 +272,8 @@ static size_t stop_holdback(const rwkvd_gen *g)
     return hold;
 }
 
-bool rwkvd_gen_advance(rwkvd_gen *g, const rwkv_tokenizer *tok, bool world_eos,
-                       const char **piece, size_t *piece_len, rwkvp_end_reason *reason,
-                       const char **stop_hit)
+bool rwkvd_gen_advance(rwkvd_gen *g, bool world_eos, const char **piece, size_t *piece_len,
+                       rwkvp_end_reason *reason, const char **stop_hit)
 {
     *piece = NULL;
     *piece_len = 0;
@@ -331,7 +330,6 @@ bool rwkvd_gen_advance(rwkvd_gen *g, const rwkv_tokenizer *tok, bool world_eos,
         *reason = RWKVP_END_MAX_TOKENS;
         return true;
     }
-    (void)tok;
     return false;
 }
 

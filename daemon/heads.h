@@ -93,9 +93,8 @@ void rwkvd_gen_destroy(rwkvd_gen **g);
 /* Loop side after the worker sampled g->next_token: record it, decode, check stop
  * strings. Writes the newly publishable text to *piece, *piece_len (may be 0) and returns
  * true when the generation has ended, with *reason. world_eos: id 0 ends it. */
-bool rwkvd_gen_advance(rwkvd_gen *g, const rwkv_tokenizer *tok, bool world_eos,
-                       const char **piece, size_t *piece_len, rwkvp_end_reason *reason,
-                       const char **stop_hit);
+bool rwkvd_gen_advance(rwkvd_gen *g, bool world_eos, const char **piece, size_t *piece_len,
+                       rwkvp_end_reason *reason, const char **stop_hit);
 /* At an end without a stop match: flush the decoder; returns the remaining publishable
  * text. */
 void rwkvd_gen_finish(rwkvd_gen *g, const char **piece, size_t *piece_len);

@@ -1,6 +1,8 @@
 /* log.c — see log.h. Sinks: journald (native), stderr with <N> prefixes, or plain stderr. */
 #include "log.h"
 
+#include <errno.h>
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdatomic.h>
@@ -38,7 +40,6 @@ void rwkvd_log_init(void)
 }
 
 void rwkvd_log_set_level(int level) { atomic_store(&log_level, level); }
-int rwkvd_log_get_level(void) { return atomic_load(&log_level); }
 
 static const char *prio_name(int p)
 {
@@ -47,20 +48,24 @@ static const char *prio_name(int p)
     return p >= 0 && p <= 7 ? names[p] : "log";
 }
 
-void rwkvd_log(int priority, const char *fmt, ...)
+/* One line at priority: msg, then ": strerror(err)" when err != 0. Leaves errno as it was. */
+static void vlog(int priority, int err, const char *fmt, va_list ap)
 {
-    if (priority > atomic_load(&log_level))
+    const int saved = errno;
+    if (priority > atomic_load(&log_level)) {
+        errno = saved;
         return;
+    }
     char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
+    int m = vsnprintf(msg, sizeof msg, fmt, ap);
+    if (err && m >= 0 && (size_t)m < sizeof msg)
+        snprintf(msg + m, sizeof msg - (size_t)m, ": %s", strerror(err < 0 ? -err : err));
     char line[1100];
-    int n;
+    int n = 0;
     switch (sink) {
     case SINK_JOURNAL:
         sd_journal_print(priority, "%s", msg);
+        errno = saved;
         return;
     case SINK_PREFIX:
         n = snprintf(line, sizeof line, "<%d>%s\n", priority, msg);
@@ -74,4 +79,22 @@ void rwkvd_log(int priority, const char *fmt, ...)
         ssize_t w = write(STDERR_FILENO, line, len);
         (void)w;
     }
+    errno = saved;
+}
+
+void rwkvd_log(int priority, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(priority, 0, fmt, ap);
+    va_end(ap);
+}
+
+int rwkvd_log_errno(int priority, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(priority, err, fmt, ap);
+    va_end(ap);
+    return err < 0 ? err : -err;
 }

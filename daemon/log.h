@@ -18,7 +18,10 @@
 void rwkvd_log_init(void);
 /* Messages with priority > level are discarded (level is a syslog priority, e.g. LOG_INFO). */
 void rwkvd_log_set_level(int level);
-int rwkvd_log_get_level(void);
+/* Logging never changes errno. */
 void rwkvd_log(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Logs the message followed by ": " and strerror(err), and returns -abs(err), so that a
+ * failure is logged and returned in one statement: return rwkvd_log_errno(LOG_ERR, r, ...). */
+int rwkvd_log_errno(int priority, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

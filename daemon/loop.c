@@ -28,13 +28,6 @@
 
 #define STOP_GRACE_NS (10ull * 1000000000ull) /* most time SIGTERM waits for a running step */
 
-uint64_t rwkvd_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static uint64_t thread_cpu_ns(void)
 {
     struct timespec ts;
@@ -121,7 +114,7 @@ static void gen_after_sample(rwkvd_daemon *d, rwkvd_gen *g)
     size_t len;
     rwkvp_end_reason reason;
     int32_t sampled = g->next_token;
-    bool ended = rwkvd_gen_advance(g, d->tok, d->world_vocab, &piece, &len, &reason, &stop);
+    bool ended = rwkvd_gen_advance(g, d->world_vocab, &piece, &len, &reason, &stop);
     rwkvd_origin o = {g->producer, g->seq, g->tokens_seen};
     if (len > 0)
         rwkvd_publish_text(d, g->ch, &o, g->index++, piece, len);
@@ -430,8 +423,7 @@ int rwkvd_daemon_init(rwkvd_daemon *d, const char *config_path, rwkvd_config **c
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     if ((d->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
-        rwkvd_log(LOG_ERR, "signalfd: %s", strerror(errno));
-        return -errno;
+        return rwkvd_log_errno(LOG_ERR, errno, "signalfd");
     }
     d->watchdog_interval_ns = rwkvd_notify_watchdog_interval_ns();
     return 0;

@@ -17,6 +17,7 @@
 #ifndef RWKVD_LOOP_H
 #define RWKVD_LOOP_H
 
+#include "clock.h"
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -91,7 +92,6 @@ typedef struct rwkvd_daemon {
     uint64_t job_submit_ns;
     uint64_t stop_deadline_ns;
     struct rwkvd_durable *dur; /* WAL + snapshots (durable.c); NULL when durability is off */
-    bool quit;
     int exit_status;          /* set when something fatal asks the loop to stop */
     /* warm standby (replica.c) */
     struct rwkvd_replica *rep; /* NULL when no replication is configured */
@@ -107,11 +107,10 @@ int rwkvd_daemon_init(rwkvd_daemon *d, const char *config_path, rwkvd_config **c
 int rwkvd_loop_run(rwkvd_daemon *d);
 void rwkvd_daemon_fini(rwkvd_daemon *d);
 
-/* Monotonic and wall clocks. */
-uint64_t rwkvd_now_ns(void);
 /* CPU time the loop thread has used since rwkvd_loop_run started, in ns. Loop thread only
  * (it reads the calling thread's CPU clock). */
 uint64_t rwkvd_loop_cpu_ns(const rwkvd_daemon *d);
+/* Wall clock in ms since the epoch (the monotonic clock is rwkvd_now_ns, clock.h). */
 int64_t rwkvd_unix_ms(void);
 
 /* Reload the config file: 0 and the changed keys via fn, or -EINVAL/-EPERM with err. */

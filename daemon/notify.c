@@ -1,5 +1,6 @@
 /* notify.c — see notify.h. */
 #include "notify.h"
+#include "clock.h"
 
 #include <stdio.h>
 #include <time.h>
@@ -21,9 +22,7 @@ void rwkvd_notify_ready(const char *status)
 
 void rwkvd_notify_reloading(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    unsigned long long us = (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000ull;
+    unsigned long long us = (unsigned long long)(rwkvd_now_ns() / 1000ull);
     sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading configuration", us);
 }
 

@@ -436,8 +436,7 @@ int rwkvd_replica_init(rwkvd_daemon *d, const char *standby_of)
         return -ENOMEM;
     d->rep = p;
     if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST) {
-        rwkvd_log(LOG_ERR, "state_dir %s: %s", cfg->state_dir, strerror(errno));
-        return -errno;
+        return rwkvd_log_errno(LOG_ERR, errno, "state_dir %s", cfg->state_dir);
     }
     uint64_t own = 0;
     int rc = epoch_read(cfg->state_dir, &own);
@@ -484,8 +483,7 @@ int rwkvd_replica_init(rwkvd_daemon *d, const char *standby_of)
     }
     p->epoch = own ? own : 1;
     if (!own && (rc = epoch_write(cfg->state_dir, p->epoch))) {
-        rwkvd_log(LOG_ERR, "%s/epoch: %s", cfg->state_dir, strerror(-rc));
-        return rc;
+        return rwkvd_log_errno(LOG_ERR, rc, "%s/epoch", cfg->state_dir);
     }
     if (cfg->replication.peer[0]) {
         json_t *r = remote_replication(d, cfg->replication.peer, (int)cfg->replication.failover_timeout_ms, err,

@@ -4,6 +4,7 @@
  * Test hook: RWKVD_TEST_STEP_DELAY_MS=N makes every job sleep N ms first (a hung step
  * for the watchdog test); unset in production it costs nothing. */
 #include "worker.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -85,16 +86,9 @@ void rwkvd_job_free(rwkvd_job *j)
     memset(j, 0, sizeof *j);
 }
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void run_job(rwkvd_worker *w, rwkvd_job *j)
 {
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = rwkvd_now_ns();
     if (w->delay_ms) {
         struct timespec d = {w->delay_ms / 1000, (long)(w->delay_ms % 1000) * 1000000L};
         nanosleep(&d, NULL);
@@ -126,7 +120,7 @@ static void run_job(rwkvd_worker *w, rwkvd_job *j)
             rwkvd_gen_sample(t->gen, w->tok);
     }
     j->rc = rc;
-    j->elapsed_ns = mono_ns() - t0;
+    j->elapsed_ns = rwkvd_now_ns() - t0;
 }
 
 static void *worker_main(void *arg)

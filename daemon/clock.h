@@ -1,0 +1,15 @@
+/* clock.h — the daemon's one monotonic clock, in nanoseconds (any thread). */
+#ifndef RWKVD_CLOCK_H
+#define RWKVD_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+static inline uint64_t rwkvd_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+#endif
