@@ -1027,6 +1027,21 @@ void rwkvd_durable_tick(rwkvd_daemon *d, uint64_t now_ns, bool worker_idle)
     round_step(d);
 }
 
+/* An evicted channel's bookkeeping: its state now lives in its snapshot. A host-tier
+ * channel may hold a slot reserved for its promotion: the restore from disk takes it over
+ * when it has input queued, else it goes back. */
+static void to_disk_tier(rwkvd_daemon *d, rwkvd_channel *ch)
+{
+    if (ch->tier == RWKVD_TIER_RESIDENT || (!ch->head && !ch->output_pending)) {
+        rwkvd_chantab_slot_free(d->tab, ch->slot);
+        ch->slot = -1;
+    }
+    free(ch->host_state);
+    ch->host_state = NULL;
+    rwkvd_chantab_set_tier(d->tab, ch, RWKVD_TIER_DISK);
+    ch->restore_failed = false;
+}
+
 int rwkvd_durable_evict(rwkvd_daemon *d, rwkvd_channel *ch)
 {
     if (ch->tier == RWKVD_TIER_DISK) { /* a slot reserved for a restore that has nothing to do goes back */
@@ -1043,16 +1058,7 @@ int rwkvd_durable_evict(rwkvd_daemon *d, rwkvd_channel *ch)
         rc = rwkvd_durable_snapshot(d, ch, false, NULL, NULL);
     if (rc)
         return rc;
-    /* a host-tier channel may hold a slot reserved for its promotion: the restore from disk
-     * takes it over when it has input queued, else it goes back */
-    if (ch->tier == RWKVD_TIER_RESIDENT || (!ch->head && !ch->output_pending)) {
-        rwkvd_chantab_slot_free(d->tab, ch->slot);
-        ch->slot = -1;
-    }
-    free(ch->host_state);
-    ch->host_state = NULL;
-    rwkvd_chantab_set_tier(d->tab, ch, RWKVD_TIER_DISK);
-    ch->restore_failed = false;
+    to_disk_tier(d, ch);
     truncate_wal(d);
     rwkvd_log(LOG_DEBUG, "channel %s evicted (applied LSN %llu)", ch->name, (unsigned long long)ch->applied_lsn);
     return 0;
@@ -1087,15 +1093,7 @@ int rwkvd_durable_evict_async(rwkvd_daemon *d, rwkvd_channel *ch)
         j->n_writes = 2;
     snap_submit(d, ch, j);
     ch->evict_job = j;
-    /* as rwkvd_durable_evict; until the write is done the image queued is the state */
-    if (ch->tier == RWKVD_TIER_RESIDENT || (!ch->head && !ch->output_pending)) {
-        rwkvd_chantab_slot_free(d->tab, ch->slot);
-        ch->slot = -1;
-    }
-    free(ch->host_state);
-    ch->host_state = NULL;
-    rwkvd_chantab_set_tier(d->tab, ch, RWKVD_TIER_DISK);
-    ch->restore_failed = false;
+    to_disk_tier(d, ch); /* until the write is done the image queued is the state */
     return 0;
 }
 

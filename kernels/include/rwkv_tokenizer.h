@@ -8,14 +8,7 @@
 #ifndef RWKV_TOKENIZER_H
 #define RWKV_TOKENIZER_H
 
-/* Marks the library's exported API (librwkv is built with hidden visibility). */
-#ifndef RWKV_API
-#if defined(__GNUC__)
-#define RWKV_API __attribute__((visibility("default")))
-#else
-#define RWKV_API
-#endif
-#endif
+#include "rwkv_api.h"
 
 #include <stddef.h>
 #include <stdint.h>
