@@ -628,6 +628,14 @@ static void add_meta(prod_list *pl, const char *id, uint64_t seq)
     p->seq = seq;
 }
 
+/* A snapshot that failed, for STATUS and METRICS: the count, when, and why. */
+static void count_snap_failure(rwkvd_durable *u, const char *err)
+{
+    u->snaps_failed++;
+    u->snap_fail_unix_ms = rwkvd_unix_ms();
+    snprintf(u->snap_error, sizeof u->snap_error, "%s", err);
+}
+
 /* A snapshot job for ch: its state (exported from the slot, or copied from the host buffer)
  * and everything a snapshot holds besides (durable.c header), taken now on the loop thread;
  * the I/O thread writes it. The worker must be idle. 0 with *out, or a negative errno with
@@ -785,9 +793,7 @@ static void finish_snap(rwkvd_daemon *d, io_job *j, int rc)
         if (j->n_ok)
             u->snap_ok_unix_ms = rwkvd_unix_ms();
         if (rc) {
-            u->snaps_failed++;
-            u->snap_fail_unix_ms = rwkvd_unix_ms();
-            snprintf(u->snap_error, sizeof u->snap_error, "%s", j->err);
+            count_snap_failure(u, j->err);
         }
     }
     if (rc)
@@ -897,9 +903,7 @@ int rwkvd_durable_snapshot(rwkvd_daemon *d, rwkvd_channel *only, bool only_chang
         int rc = snap_job_of(d, ch, &j, err, sizeof err);
         if (rc) {
             rwkvd_log(LOG_ERR, "snapshot: %s", err);
-            u->snaps_failed++;
-            u->snap_fail_unix_ms = rwkvd_unix_ms();
-            snprintf(u->snap_error, sizeof u->snap_error, "%s", err);
+            count_snap_failure(u, err);
             if (!first)
                 first = rc;
             continue;
@@ -953,9 +957,7 @@ static void round_step(rwkvd_daemon *d)
         int rc = snap_job_of(d, ch, &j, err, sizeof err);
         if (rc) {
             rwkvd_log(LOG_ERR, "snapshot: %s", err);
-            u->snaps_failed++;
-            u->snap_fail_unix_ms = rwkvd_unix_ms();
-            snprintf(u->snap_error, sizeof u->snap_error, "%s", err);
+            count_snap_failure(u, err);
             continue;
         }
         j->round = true;
