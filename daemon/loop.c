@@ -490,8 +490,17 @@ static void begin_stop(rwkvd_daemon *d, const char *why)
     rwkvd_log(LOG_NOTICE, "%s: stopping", why);
     d->state = RWKVD_STOPPING;
     rwkvd_notify_stopping();
-    for (size_t i = 0; i < d->tab->n; i++)
-        rwkvd_daemon_cancel_gen(d, d->tab->v[i]);
+    /* A generation that commits is an accepted input the state must apply exactly once, and
+     * it cannot be bounded (max_tokens up to 65536): with a store, it is left as a kill -9
+     * leaves it. No END is published; the shutdown snapshot of its channel is deferred
+     * (durable.c, commit_pending), so the input log keeps its GEN record (or its trigger
+     * point's input) and recovery runs it again from its start. One that does not commit
+     * changes no state: it ends as cancelled. */
+    for (size_t i = 0; i < d->tab->n; i++) {
+        rwkvd_channel *ch = d->tab->v[i];
+        if (!(d->dur && ch->gen && ch->gen->commit && !ch->dead))
+            rwkvd_daemon_cancel_gen(d, ch);
+    }
     d->stop_deadline_ns = rwkvd_now_ns() + STOP_GRACE_NS;
 }
 
