@@ -153,12 +153,17 @@ static void durable_status(rwkvd_daemon *d, json_t *status)
 {
     rwkvd_durable_stats st;
     rwkvd_durable_stats_get(d, &st);
+    /* what makes ingest answer 503 now: a failed fsync (for good), else a failing append */
+    int wal_err = st.wal_failed ? st.wal_failed : st.wal_append_err;
     json_t *j = st.enabled
-                    ? json_pack("{s:b, s:s, s:{s:I, s:I, s:I, s:i, s:s?}, s:{s:I, s:I, s:I, s:I, s:I, s:s?}}",
+                    ? json_pack("{s:b, s:s, s:{s:I, s:I, s:I, s:i, s:s?, s:b, s:I, s:I}, "
+                                "s:{s:I, s:I, s:I, s:I, s:I, s:s?}}",
                                 "enabled", 1, "fsync", st.fsync, "wal", "first_lsn", (json_int_t)st.wal_first_lsn,
                                 "next_lsn", (json_int_t)st.wal_next_lsn, "durable_lsn",
                                 (json_int_t)st.wal_durable_lsn, "segments", (int)st.wal_segments, "failed",
-                                st.wal_failed ? strerror(-st.wal_failed) : NULL, "snapshots", "written",
+                                wal_err ? strerror(-wal_err) : NULL, "failed_until_restart", st.wal_failed != 0,
+                                "append_errors", (json_int_t)st.wal_append_errors, "last_failure_unix_ms",
+                                (json_int_t)st.wal_last_failure_unix_ms, "snapshots", "written",
                                 (json_int_t)st.snapshots_written, "failed", (json_int_t)st.snapshots_failed, "bytes",
                                 (json_int_t)st.snapshot_bytes, "last_unix_ms", (json_int_t)st.last_snapshot_unix_ms,
                                 "last_failure_unix_ms", (json_int_t)st.last_failure_unix_ms, "last_error",
@@ -307,7 +312,15 @@ static void durable_metrics(rwkvd_daemon *d, sbuf *s)
                st.wal_next_lsn - st.wal_first_lsn);
     metric_u64(s, "rwkvd_wal_segments", "gauge", "Input-log segment files.", st.wal_segments);
     metric_u64(s, "rwkvd_wal_failed", "gauge",
-               "1 after an input-log fsync failed: acknowledgements stop (503) until a restart.", st.wal_failed != 0);
+               "1 while the input log fails and ingest answers 503 instead of ACK: a failed fsync (until a "
+               "restart) or a failed append such as ENOSPC (until an append succeeds again).",
+               st.wal_failed != 0 || st.wal_append_err != 0);
+    metric_u64(s, "rwkvd_wal_failed_until_restart", "gauge",
+               "1 after an input-log fsync failed: nothing more becomes durable until rwkvd restarts.",
+               st.wal_failed != 0);
+    metric_u64(s, "rwkvd_wal_append_errors_total", "counter",
+               "Input-log appends that failed (ENOSPC, EIO, ...); each message concerned was answered 503.",
+               st.wal_append_errors);
     sb_printf(s, "# HELP rwkvd_snapshots_total Channel snapshots written, by result.\n"
                  "# TYPE rwkvd_snapshots_total counter\nrwkvd_snapshots_total{result=\"ok\"} %llu\n"
                  "rwkvd_snapshots_total{result=\"failed\"} %llu\n",

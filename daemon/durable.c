@@ -124,6 +124,9 @@ typedef struct rwkvd_durable {
     uint64_t tokens_at_snap;  /* d->m.input_tokens_total at the last snapshot round */
     bool wal_failed_logged;   /* the log failed for good (sticky): logged */
     bool wal_refused_logged;  /* an append failed (the log stays usable): logged */
+    int wal_append_err;       /* the last append's negative errno while appends fail, else 0 */
+    uint64_t wal_append_errors; /* appends failed since start */
+    int64_t wal_fail_unix_ms; /* the last failed append or sync; 0: none */
     /* what STATUS and METRICS report (rwkvd_durable_stats) */
     uint64_t snaps_ok, snaps_failed, snap_bytes;
     int64_t snap_ok_unix_ms, snap_fail_unix_ms;
@@ -263,15 +266,36 @@ fail:
     d->m.ingest_undeliverable++;
 }
 
-static void note_wal_error(rwkvd_daemon *d, int rc)
+/* The outcome rc of an append (append true) or of a log sync: a failure is counted and shown
+ * by STATUS and METRICS (rwkvd_durable_stats), and logged once per episode; a failed append
+ * (ENOSPC, EIO: cut back, the log stays usable) refuses its message with 503 until an append
+ * succeeds again, which ends the episode; a failed sync is for good (until a restart). */
+static void note_wal_error(rwkvd_daemon *d, int rc, bool append)
 {
     rwkvd_durable *u = d->dur;
-    bool sticky = rc && rwkvd_wal_failed(u->wal) != 0;
-    if (!rc || (sticky ? u->wal_failed_logged : u->wal_refused_logged))
+    if (append && !rc) {
+        if (u->wal_append_err) {
+            rwkvd_log(LOG_NOTICE, "input log: appends succeed again after %s; ingest ACKs again",
+                      strerror(-u->wal_append_err));
+            u->wal_append_err = 0;
+            u->wal_refused_logged = false;
+        }
+        return;
+    }
+    if (!rc)
+        return;
+    u->wal_fail_unix_ms = rwkvd_unix_ms();
+    if (append) {
+        u->wal_append_errors++;
+        u->wal_append_err = rc;
+    }
+    bool sticky = rwkvd_wal_failed(u->wal) != 0;
+    if (sticky ? u->wal_failed_logged : u->wal_refused_logged)
         return;
     rwkvd_log(LOG_ERR, "input log: %s; %s", strerror(-rc),
               sticky ? "nothing more becomes durable: ingest answers 503 (no ACK, no DUP) until rwkvd restarts"
-                     : "the message is refused with 503 (logged once; the next ones are refused alike)");
+                     : "the message is refused with 503, and so is every one whose append fails, until an "
+                       "append succeeds again (logged once)");
     if (sticky)
         u->wal_failed_logged = true;
     else
@@ -479,8 +503,10 @@ int rwkvd_durable_log_commit(rwkvd_daemon *d, const rwkvd_channel *ch, const rwk
     if (rwkvd_replica_standby(d)) /* its log holds the primary's LSNs only; the primary's commit record comes */
         return 0;
     int rc = token_payload(u, e, &r);
-    if (!rc)
+    if (!rc) {
         rc = rwkvd_wal_append(u->wal, &r, &r.lsn);
+        note_wal_error(d, rc, true);
+    }
     if (!rc && d->rep)
         rwkvd_replica_record(d, &r);
     if (rc)
@@ -506,7 +532,7 @@ int rwkvd_durable_log_output(rwkvd_daemon *d, const rwkvd_channel *ch, uint64_t 
     int rc = e ? token_payload(u, e, &r) : 0;
     if (!rc)
         rc = rwkvd_wal_append(u->wal, &r, &r.lsn);
-    note_wal_error(d, rc);
+    note_wal_error(d, rc, true);
     if (!rc && d->rep)
         rwkvd_replica_record(d, &r);
     if (rc)
@@ -568,7 +594,7 @@ int rwkvd_durable_log(rwkvd_daemon *d, const char *channel, size_t channel_len, 
         r.payload_bytes = (uint32_t)gen_len;
     }
     int rc = rwkvd_wal_append(u->wal, &r, lsn);
-    note_wal_error(d, rc);
+    note_wal_error(d, rc, true);
     if (rc == 0 && d->rep) { /* standbys get the record as it is logged (replica.c) */
         r.lsn = *lsn;
         rwkvd_replica_record(d, &r);
@@ -845,7 +871,7 @@ static void finish_job(rwkvd_daemon *d, io_job *j, int rc)
     rwkvd_durable *u = d->dur;
     if (j->has_sync) {
         rwkvd_wal_sync_end(u->wal, &j->sync);
-        note_wal_error(d, j->sync.rc);
+        note_wal_error(d, j->sync.rc, false);
         j->has_sync = false;
     }
     switch (j->kind) {
@@ -1617,7 +1643,7 @@ int rwkvd_durable_apply(rwkvd_daemon *d, const rwkvd_wal_rec *r)
         return -EPROTO;
     rwkvd_wal_rec copy = *r;
     int rc = rwkvd_wal_append(u->wal, &copy, &lsn);
-    note_wal_error(d, rc);
+    note_wal_error(d, rc, true);
     if (rc)
         return rc;
     rc = queue_record(d, r, rwkvd_unix_ms(), false);
@@ -2037,6 +2063,9 @@ void rwkvd_durable_stats_get(const rwkvd_daemon *d, rwkvd_durable_stats *out)
     out->wal_durable_lsn = rwkvd_wal_durable_lsn(u->wal);
     out->wal_segments = rwkvd_wal_n_segments(u->wal);
     out->wal_failed = rwkvd_wal_failed(u->wal);
+    out->wal_append_err = u->wal_append_err;
+    out->wal_append_errors = u->wal_append_errors;
+    out->wal_last_failure_unix_ms = u->wal_fail_unix_ms;
     out->snapshots_written = u->snaps_ok;
     out->snapshots_failed = u->snaps_failed;
     out->snapshot_bytes = u->snap_bytes;

@@ -162,6 +162,10 @@ typedef struct {
     uint64_t wal_durable_lsn;      /* highest LSN known on disk (fdatasync) */
     uint32_t wal_segments;
     int wal_failed;                /* 0, or the sticky negative errno of a failed fsync */
+    int wal_append_err;            /* 0, or the negative errno of the last append while appends
+                                    * fail (ENOSPC, EIO; cleared by the next one that succeeds) */
+    uint64_t wal_append_errors;    /* appends failed since start */
+    int64_t wal_last_failure_unix_ms; /* the last failed append or sync; 0: none */
     uint64_t snapshots_written;    /* channel snapshots since start (rounds, EVICT, tiers) */
     uint64_t snapshots_failed;
     uint64_t snapshot_bytes;       /* state payload bytes of those written */

@@ -30,7 +30,7 @@ static const struct {
 /* One rule "module.op:ERRNO[@N]" of length n at s. 1 = parsed for this module, 0 = other
  * module, -EINVAL = malformed. */
 static int parse_rule(const char *s, size_t n, const char *module, rwkvd_fsio_op *op, int *err,
-                      uint64_t *from, uint32_t *sleep_ms)
+                      uint64_t *from, uint64_t *to, uint32_t *sleep_ms)
 {
     char buf[64];
     if (n == 0 || n >= sizeof buf)
@@ -44,14 +44,23 @@ static int parse_rule(const char *s, size_t n, const char *module, rwkvd_fsio_op
     *colon = 0;
     char *at = strchr(colon + 1, '@');
     *from = 1;
+    *to = 0;
     if (at) {
         *at = 0;
         char *end;
         errno = 0;
         unsigned long long v = strtoull(at + 1, &end, 10);
-        if (errno || *end || end == at + 1 || v == 0)
+        if (errno || (*end && *end != '-') || end == at + 1 || at[1] < '0' || at[1] > '9' || v == 0)
             return -EINVAL;
         *from = v;
+        if (*end == '-') { /* N-M: calls N..M fail, later ones work (the fault clears) */
+            char *m = end + 1;
+            errno = 0;
+            unsigned long long w = strtoull(m, &end, 10);
+            if (errno || *end || end == m || *m < '0' || *m > '9' || w < v)
+                return -EINVAL;
+            *to = w;
+        }
     }
     int found = -1;
     for (int i = 0; i < RWKVD_FSIO_N_OPS; i++)
@@ -89,9 +98,9 @@ int rwkvd_fsio_faults(rwkvd_fsio *io, const char *module, const char *spec)
         size_t n = comma ? (size_t)(comma - s) : strlen(s);
         rwkvd_fsio_op op;
         int err;
-        uint64_t from;
+        uint64_t from, to;
         uint32_t sleep_ms;
-        int r = parse_rule(s, n, module, &op, &err, &from, &sleep_ms);
+        int r = parse_rule(s, n, module, &op, &err, &from, &to, &sleep_ms);
         if (r < 0)
             return r;
         if (r == 1) {
@@ -100,6 +109,7 @@ int rwkvd_fsio_faults(rwkvd_fsio *io, const char *module, const char *spec)
             tmp.rules[tmp.n_rules].op = op;
             tmp.rules[tmp.n_rules].err = err;
             tmp.rules[tmp.n_rules].from = from;
+            tmp.rules[tmp.n_rules].to = to;
             tmp.rules[tmp.n_rules].sleep_ms = sleep_ms;
             tmp.n_rules++;
         }
@@ -118,7 +128,7 @@ static int gate(rwkvd_fsio *io, rwkvd_fsio_op op, const char *path, size_t len)
         return 0;
     uint64_t n = ++io->n_calls[op];
     for (int i = 0; i < io->n_rules; i++) {
-        if (io->rules[i].op != op || n < io->rules[i].from)
+        if (io->rules[i].op != op || n < io->rules[i].from || (io->rules[i].to && n > io->rules[i].to))
             continue;
         if (io->rules[i].sleep_ms) {
             struct timespec ts = {io->rules[i].sleep_ms / 1000, (long)(io->rules[i].sleep_ms % 1000) * 1000000L};

@@ -9,8 +9,9 @@
  * Faults for tests and for integration runs of the real daemon: either install `hook`, or
  * call rwkvd_fsio_faults() with a spec such as getenv("RWKVD_FAULT"):
  *     RWKVD_FAULT="snapshot.write:ENOSPC,wal.fsync:EIO@3"
- * a comma-separated list of MODULE.OP:ERRNO[@N]: the N-th call (1-based, default 1) of OP
- * made by MODULE and every later one fail with ERRNO. OP is one of open, write, fsync,
+ * a comma-separated list of MODULE.OP:ERRNO[@N[-M]]: the N-th call (1-based, default 1) of OP
+ * made by MODULE and every later one (with -M: up to the M-th, after which the calls work
+ * again, as when space is freed) fail with ERRNO. OP is one of open, write, fsync,
  * rename, unlink, truncate, dirsync, link; ERRNO one of ENOSPC, EIO, EDQUOT, EROFS, EACCES, EFBIG,
  * or SLEEP<ms> (1..600000): those calls stall that long, then run as usual (a slow disk). */
 #ifndef RWKVD_FSIO_H
@@ -52,6 +53,7 @@ typedef struct {
         rwkvd_fsio_op op;
         int err;           /* positive errno (0 with sleep_ms) */
         uint64_t from;     /* 1-based call number from which to fail */
+        uint64_t to;       /* ... up to which (0: every later call) */
         uint32_t sleep_ms; /* nonzero: stall this long instead of failing */
     } rules[RWKVD_FSIO_MAX_RULES];
 } rwkvd_fsio;

@@ -111,5 +111,59 @@ def test_sigterm_gen_commit():
             D.compare(got, ref, "%s during a committing generation (%s)" % (how, op), chans)
 
 
+# ---- a full disk, seen by monitoring ------------------------------------------------------
+
+def wal_metric(d, name):
+    return T.metric(d.control(b"METRICS")[1].decode(), name)
+
+
+def test_wal_enospc_visible():
+    """Input-log appends fail with ENOSPC for a while (RWKVD_FAULT wal.write:ENOSPC@N-M: the
+    disk fills, then has room again): while they fail, STATUS durability.wal.failed names the
+    error and METRICS rwkvd_wal_failed is 1 (the alert README suggests), append errors are
+    counted; once an append succeeds again (no restart) ingest ACKs and both clear."""
+    d = Daemon(env={"RWKVD_FAULT": "wal.write:ENOSPC@6-8"})
+    try:
+        s = d.dealer()
+        seq, acked = 0, 0
+        st = d.control_json(b"STATUS")["durability"]["wal"]
+        check(st["failed"] is None and st["append_errors"] == 0 and not st["failed_until_restart"], "%r" % st)
+        check(wal_metric(d, "rwkvd_wal_failed") == 0, "rwkvd_wal_failed before the fault")
+        r = None
+        for _ in range(20):
+            seq += 1
+            T.send(s, b"TEXT", b"c/0", b"p", seq, b"line %d" % seq)
+            r = recv(s, what="a reply")
+            if r[1] != b"ACK":
+                break
+            acked += 1
+        check(r[1] == b"ERROR" and r[5] == b"503", "expected ERROR 503 once the disk is full, got %r" % r)
+        check(acked > 0, "no ACK before the fault")
+        st = d.control_json(b"STATUS")["durability"]["wal"]
+        check(st["failed"] and "No space left" in st["failed"], "STATUS durability.wal.failed under ENOSPC: %r" % st)
+        check(st["append_errors"] >= 1 and not st["failed_until_restart"] and st["last_failure_unix_ms"] > 0,
+              "STATUS durability.wal under ENOSPC: %r" % st)
+        check(wal_metric(d, "rwkvd_wal_failed") == 1, "METRICS rwkvd_wal_failed is not 1 under ENOSPC")
+        check(wal_metric(d, "rwkvd_wal_append_errors_total") >= 1, "rwkvd_wal_append_errors_total")
+        check(wal_metric(d, "rwkvd_wal_failed_until_restart") == 0, "an append error is not for good")
+        # the producer resends the refused seq (PROTOCOL.md §8.2) until the disk has room again
+        for _ in range(10):
+            T.send(s, b"TEXT", b"c/0", b"p", seq, b"line %d" % seq)
+            r = recv(s, what="the reply to a resend")
+            if r[1] == b"ACK":
+                break
+            check(r[1] == b"ERROR" and r[5] == b"503", "resend answered %r" % r)
+        check(r[1] == b"ACK", "no ACK once the disk has room again: %r\n%s" % (r, d.logtext()))
+        st = d.control_json(b"STATUS")["durability"]["wal"]
+        check(st["failed"] is None and st["append_errors"] == 3, "STATUS after the disk has room again: %r" % st)
+        check(wal_metric(d, "rwkvd_wal_failed") == 0, "rwkvd_wal_failed stays 1 after appends succeed")
+        check("appends succeed again" in d.logtext(), "no log line for the recovery:\n" + d.logtext())
+        T.send(s, b"TEXT", b"c/0", b"p", seq + 1, b"more")
+        r = recv(s, what="the next reply")
+        check(r[1] == b"ACK", "next message %r" % r)
+    finally:
+        d.close()
+
+
 if __name__ == "__main__":
     T.run_named(globals(), "test_recovery.py")

@@ -433,10 +433,23 @@ static void test_faults(const char *dir)
     CHECK(rwkvd_fsio_faults(&io, "snapshot", "snapshot.write:ENOSPC") == 0);
     CHECK(rwkvd_snapstore_write(st, &s1, err, sizeof err) == -ENOSPC);
     CHECK(strstr(err, "No space left"));
+    /* N-M: only calls N..M fail (a disk that fills, then has room again) */
+    io.n_rules = 0;
+    uint64_t w0 = io.n_calls[RWKVD_FSIO_WRITE];
+    char spec[64];
+    snprintf(spec, sizeof spec, "snapshot.write:ENOSPC@%llu-%llu", (unsigned long long)w0 + 2,
+             (unsigned long long)w0 + 3);
+    CHECK(rwkvd_fsio_faults(&io, "snapshot", spec) == 0);
+    CHECK(rwkvd_fsio_write_all(&io, -1, "x", 1, "p") != -ENOSPC); /* call w0+1: the real write (bad fd) */
+    CHECK(rwkvd_fsio_write_all(&io, -1, "x", 1, "p") == -ENOSPC);
+    CHECK(rwkvd_fsio_write_all(&io, -1, "x", 1, "p") == -ENOSPC);
+    CHECK(rwkvd_fsio_write_all(&io, -1, "x", 1, "p") == -EBADF); /* past M: the call runs again */
+    io.n_rules = 0;
     static const char *const bad_specs[] = {
         "snapshot", "snapshot.write", "snapshot.write:", "snapshot.write:EWHAT",
         "snapshot.frob:EIO", "snapshot.write:EIO@0", "snapshot.write:EIO@x", ",",
-        "snapshot.write:EIO,", "snapshotwrite:EIO",
+        "snapshot.write:EIO,", "snapshotwrite:EIO", "snapshot.write:EIO@3-2", "snapshot.write:EIO@3-",
+        "snapshot.write:EIO@3-x", "snapshot.write:EIO@-3",
     };
     for (size_t i = 0; i < sizeof bad_specs / sizeof bad_specs[0]; i++)
         CHECKF(rwkvd_fsio_faults(&io, "snapshot", bad_specs[i]) == -EINVAL, "%s", bad_specs[i]);
