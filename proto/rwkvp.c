@@ -781,7 +781,7 @@ int rwkvp_pub_decode(const rwkvp_frame *f, size_t n, const rwkvp_limits *lim, rw
     if (!kind)
         return unknown_name(&f[2], 2, "kind", err);
     size_t want = kind == RWKVP_PUB_TEXT || kind == RWKVP_PUB_ERROR ? 8 : 7;
-    if ((rc = check_count(n, want, want, pub_names[kind - 1], err)))
+    if ((rc = check_count(n, want, want + 1, pub_names[kind - 1], err))) /* + the optional oseq */
         return rc;
     rwkvp_pub p;
     memset(&p, 0, sizeof p);
@@ -815,6 +815,12 @@ int rwkvp_pub_decode(const rwkvp_frame *f, size_t n, const rwkvp_limits *lim, rw
     }
     if (rc)
         return rc;
+    if (n > want) {
+        if ((rc = check_uint(&f[want], (int)want, "oseq", &p.oseq, err)))
+            return rc;
+        if (p.oseq == 0)
+            return fail(err, RWKVP_E_INVALID, (int)want, "oseq", "oseq is 0 (output sequence numbers start at 1)");
+    }
     p.channel = f[0];
     p.producer = f[3];
     *out = p;
@@ -840,6 +846,8 @@ int rwkvp_pub_encode(const rwkvp_pub *m, rwkvp_msg *out, rwkvp_error *err)
     else if (m->kind == RWKVP_PUB_ERROR)
         put_code(out, 2, m->code);
     put(out, m->body.data, m->body.len);
+    if (m->oseq)
+        put_uint(out, 3, m->oseq);
     rwkvp_pub check;
     return rwkvp_pub_decode(out->frames, out->n, &no_limits, &check, err) ? -EINVAL : 0;
 }
@@ -848,11 +856,11 @@ int rwkvp_pub_encode(const rwkvp_pub *m, rwkvp_msg *out, rwkvp_error *err)
 
 static const char *const ctl_names[] = {"STATUS", "CHANNELS", "INFO",     "RESET",  "EVICT",
                                         "DROP",   "SNAPSHOT", "RELOAD",   "METRICS", "EXPORT",
-                                        "IMPORT", "FORK",     NULL};
+                                        "IMPORT", "FORK",     "REPLAY", NULL};
 
 const char *rwkvp_ctl_cmd_name(rwkvp_ctl_cmd c)
 {
-    return c >= RWKVP_CTL_STATUS && c <= RWKVP_CTL_FORK ? ctl_names[c - 1] : NULL;
+    return c >= RWKVP_CTL_STATUS && c <= RWKVP_CTL_REPLAY ? ctl_names[c - 1] : NULL;
 }
 
 int rwkvp_ctl_request_decode(const rwkvp_frame *f, size_t n, const rwkvp_limits *lim,
@@ -886,6 +894,7 @@ int rwkvp_ctl_request_decode(const rwkvp_frame *f, size_t n, const rwkvp_limits 
         break;
     case RWKVP_CTL_IMPORT:
     case RWKVP_CTL_FORK:
+    case RWKVP_CTL_REPLAY:
         lo = hi = 4;
         if (n > 2)
             salvage(f, n, 2, SIZE_MAX, SIZE_MAX, err);
@@ -922,6 +931,9 @@ int rwkvp_ctl_request_decode(const rwkvp_frame *f, size_t n, const rwkvp_limits 
             if (f[3].len == 0)
                 return fail(err, RWKVP_E_INVALID, 3, "blob", "empty snapshot image");
             r.blob = f[3];
+        } else if (cmd == RWKVP_CTL_REPLAY) {
+            if ((rc = check_uint(&f[3], 3, "after", &r.after_oseq, err)))
+                return rc;
         }
     }
     *out = r;
@@ -960,6 +972,10 @@ int rwkvp_ctl_request_encode(const rwkvp_ctl_request *m, rwkvp_msg *out, rwkvp_e
     case RWKVP_CTL_FORK:
         put(out, m->channel.data, m->channel.len);
         put(out, m->dst.data, m->dst.len);
+        break;
+    case RWKVP_CTL_REPLAY:
+        put(out, m->channel.data, m->channel.len);
+        put_uint(out, 0, m->after_oseq);
         break;
     case RWKVP_CTL_SNAPSHOT:
         if (m->channel.len)

@@ -38,7 +38,7 @@ extern "C" {
 #define RWKVP_CHANNEL_MAX 128 /* octets */
 #define RWKVP_NAME_MAX 64     /* producer id, profile name; octets */
 #define RWKVP_U64_DIGITS 20   /* longest uint frame */
-#define RWKVP_MAX_FRAMES 8    /* most frames in any message, envelope excluded */
+#define RWKVP_MAX_FRAMES 9    /* most frames in any message, envelope excluded (TEXT with its oseq) */
 
 #define RWKVP_DEFAULT_MAX_MESSAGE_BYTES ((size_t)1 << 20)
 #define RWKVP_DEFAULT_MAX_TOKENS ((size_t)65536)
@@ -248,6 +248,8 @@ typedef struct {
     int code;             /* ERROR: 400..599 */
     rwkvp_frame body;     /* CLASS/END: JSON object (UTF-8 checked); TEXT: piece (>= 1 octet);
                              ERROR: text (>= 1 octet) */
+    uint64_t oseq;        /* the channel's output sequence number (PROTOCOL.md §9.1), >= 1;
+                             0: the message has no oseq frame (decode) / leave it out (encode) */
 } rwkvp_pub;
 
 const char *rwkvp_pub_kind_name(rwkvp_pub_kind k);
@@ -270,6 +272,7 @@ typedef enum {
     RWKVP_CTL_EXPORT,
     RWKVP_CTL_IMPORT,
     RWKVP_CTL_FORK,
+    RWKVP_CTL_REPLAY,
 } rwkvp_ctl_cmd;
 
 typedef struct {
@@ -280,12 +283,14 @@ typedef struct {
     rwkvp_frame after;   /* CHANNELS: empty = from the first */
     rwkvp_frame dst;     /* FORK: the channel to create */
     rwkvp_frame blob;    /* IMPORT: a snapshot image (binary, non-empty; checked by the daemon) */
+    uint64_t after_oseq; /* REPLAY: the outputs after this oseq (PROTOCOL.md §9.7) */
 } rwkvp_ctl_request;
 
 typedef struct {
     int code;         /* 200 or 400..599 */
     rwkvp_frame body; /* UTF-8; 200: JSON or metrics text; error: non-empty reason */
-    rwkvp_frame blob; /* 200 of EXPORT: the snapshot image (binary, frame 3); empty = absent */
+    rwkvp_frame blob; /* 200 of EXPORT: the snapshot image; of REPLAY: the publications
+                       * (binary, frame 3); empty = absent */
 } rwkvp_ctl_response;
 
 const char *rwkvp_ctl_cmd_name(rwkvp_ctl_cmd c);

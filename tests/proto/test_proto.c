@@ -715,6 +715,18 @@ static void test_pub(void)
     CHECK(rwkvp_pub_encode(&p, &m, &err) == -EINVAL && err.code == 415 && err.frame == 7);
     p.kind = (rwkvp_pub_kind)9;
     CHECK(rwkvp_pub_encode(&p, &m, &err) == -EINVAL && err.code == 405);
+    /* The output sequence number: one more frame, last; absent when 0. */
+    p.kind = RWKVP_PUB_TEXT;
+    p.body = fr("x");
+    p.oseq = 77;
+    CHECK(rwkvp_pub_encode(&p, &m, &err) == 0 && m.n == 9 && frame_eq(m.frames[8], "77"));
+    CHECK(rwkvp_pub_decode(m.frames, m.n, NULL, &out, &err) == 0 && out.oseq == 77 && frame_eq(out.body, "x"));
+    p.kind = RWKVP_PUB_END;
+    p.body = fr("{}");
+    CHECK(rwkvp_pub_encode(&p, &m, &err) == 0 && m.n == 8 && frame_eq(m.frames[7], "77"));
+    CHECK(rwkvp_pub_decode(m.frames, m.n, NULL, &out, &err) == 0 && out.oseq == 77);
+    CHECK(rwkvp_pub_decode(m.frames, 7, NULL, &out, &err) == 0 && out.oseq == 0);
+    p.oseq = 0;
 
     struct {
         const char *what;
@@ -728,7 +740,9 @@ static void test_pub(void)
         {"version", {"app", "RWKV3", "TEXT"}, 505, 1, false},
         {"kind", {"app", "RWKV1", "BLOB", "p", "1", "1", "x"}, 405, 2, true},
         {"empty kind", {"app", "RWKV1", "", "p", "1", "1", "x"}, 400, 2, true},
-        {"CLASS long", {"app", "RWKV1", "CLASS", "p", "1", "1", "{}", "x"}, 400, -1, true},
+        {"CLASS long", {"app", "RWKV1", "CLASS", "p", "1", "1", "{}", "5", "x"}, 400, -1, true},
+        {"oseq", {"app", "RWKV1", "CLASS", "p", "1", "1", "{}", "x"}, 400, 7, true},
+        {"oseq 0", {"app", "RWKV1", "TEXT", "p", "1", "1", "0", "x", "0"}, 422, 8, true},
         {"TEXT short", {"app", "RWKV1", "TEXT", "p", "1", "1", "x"}, 400, -1, true},
         {"topic", {"$SYS", "RWKV1", "END", "p", "1", "1", "{}"}, 422, 0, false},
         {"producer", {"app", "RWKV1", "END", "p q", "1", "1", "{}"}, 422, 3, true},
@@ -781,7 +795,7 @@ static void test_ctl(void)
         {RWKVP_CTL_METRICS, "", "", "", 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        rwkvp_ctl_request q = {cases[i].cmd, fr(cases[i].channel), fr(cases[i].prefix), fr(cases[i].after), fr(""), fr("")};
+        rwkvp_ctl_request q = {cases[i].cmd, fr(cases[i].channel), fr(cases[i].prefix), fr(cases[i].after), fr(""), fr(""), 0};
         CHECKF(rwkvp_ctl_request_encode(&q, &m, &err) == 0, "case %zu: %s", i, err.text);
         CHECKF(m.n == cases[i].frames, "case %zu: %zu frames", i, m.n);
         CHECK(frame_eq(m.frames[1], rwkvp_ctl_cmd_name(q.cmd)));
@@ -791,7 +805,7 @@ static void test_ctl(void)
         CHECK(frame_eq(out.prefix, cases[i].prefix));
         CHECK(frame_eq(out.after, cases[i].after));
     }
-    rwkvp_ctl_request q = {RWKVP_CTL_INFO, fr(""), fr(""), fr(""), fr(""), fr("")};
+    rwkvp_ctl_request q = {RWKVP_CTL_INFO, fr(""), fr(""), fr(""), fr(""), fr(""), 0};
     CHECK(rwkvp_ctl_request_encode(&q, &m, &err) == -EINVAL && err.code == 422 && err.frame == 2);
     q.cmd = (rwkvp_ctl_cmd)0;
     CHECK(rwkvp_ctl_request_encode(&q, &m, &err) == -EINVAL && err.code == 405);
@@ -866,13 +880,13 @@ static void test_ctl(void)
     rf[3] = fr("");
     CHECK(rwkvp_ctl_response_decode(rf, 4, NULL, &rout, &err) == -EBADMSG && err.code == 400 && err.frame == 3);
     /* EXPORT, IMPORT (binary blob), FORK */
-    rwkvp_ctl_request e = {RWKVP_CTL_EXPORT, fr("a/b"), fr(""), fr(""), fr(""), fr("")};
+    rwkvp_ctl_request e = {RWKVP_CTL_EXPORT, fr("a/b"), fr(""), fr(""), fr(""), fr(""), 0};
     CHECK(rwkvp_ctl_request_encode(&e, &m, &err) == 0 && m.n == 3 && frame_eq(m.frames[1], "EXPORT"));
-    rwkvp_ctl_request im = {RWKVP_CTL_IMPORT, fr("a/c"), fr(""), fr(""), fr(""), frn("RWKVSNAP\0\x01\xfe", 11)};
+    rwkvp_ctl_request im = {RWKVP_CTL_IMPORT, fr("a/c"), fr(""), fr(""), fr(""), frn("RWKVSNAP\0\x01\xfe", 11), 0};
     CHECK(rwkvp_ctl_request_encode(&im, &m, &err) == 0 && m.n == 4);
     CHECK(rwkvp_ctl_request_decode(m.frames, m.n, NULL, &out, &err) == 0 && out.cmd == RWKVP_CTL_IMPORT &&
           frame_eq(out.channel, "a/c") && out.blob.len == 11 && memcmp(out.blob.data, "RWKVSNAP\0\x01\xfe", 11) == 0);
-    rwkvp_ctl_request fk = {RWKVP_CTL_FORK, fr("a/b"), fr(""), fr(""), fr("a/d"), fr("")};
+    rwkvp_ctl_request fk = {RWKVP_CTL_FORK, fr("a/b"), fr(""), fr(""), fr("a/d"), fr(""), 0};
     CHECK(rwkvp_ctl_request_encode(&fk, &m, &err) == 0 && m.n == 4);
     CHECK(rwkvp_ctl_request_decode(m.frames, m.n, NULL, &out, &err) == 0 && out.cmd == RWKVP_CTL_FORK &&
           frame_eq(out.channel, "a/b") && frame_eq(out.dst, "a/d"));
@@ -884,6 +898,16 @@ static void test_ctl(void)
     CHECK(rwkvp_ctl_request_decode(q4, 4, NULL, &out, &err) == -EBADMSG && err.code == 422 && err.frame == 3);
     q4[1] = fr("EXPORT");
     CHECK(rwkvp_ctl_request_decode(q4, 4, NULL, &out, &err) == -EBADMSG && err.code == 400);
+    /* REPLAY channel after */
+    rwkvp_ctl_request rp = {RWKVP_CTL_REPLAY, fr("a/b"), fr(""), fr(""), fr(""), fr(""), 12};
+    CHECK(rwkvp_ctl_request_encode(&rp, &m, &err) == 0 && m.n == 4 && frame_eq(m.frames[1], "REPLAY") &&
+          frame_eq(m.frames[3], "12"));
+    CHECK(rwkvp_ctl_request_decode(m.frames, m.n, NULL, &out, &err) == 0 && out.cmd == RWKVP_CTL_REPLAY &&
+          frame_eq(out.channel, "a/b") && out.after_oseq == 12);
+    q4[1] = fr("REPLAY");
+    q4[3] = fr("x1");
+    CHECK(rwkvp_ctl_request_decode(q4, 4, NULL, &out, &err) == -EBADMSG && err.code == 400 && err.frame == 3);
+    CHECK(rwkvp_ctl_request_decode(q4, 3, NULL, &out, &err) == -EBADMSG && err.code == 400);
     rf[2] = fr("\xC3(");
     CHECK(rwkvp_ctl_response_decode(rf, 3, NULL, &rout, &err) == -EBADMSG && err.code == 415);
 }

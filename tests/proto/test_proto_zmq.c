@@ -247,7 +247,7 @@ static void test_control(void *ctx)
     CHECK(router && req);
     if (!router || !req)
         goto out;
-    rwkvp_ctl_request q = {RWKVP_CTL_INFO, fr("app/nginx"), {NULL, 0}, {NULL, 0}, {NULL, 0}, {NULL, 0}};
+    rwkvp_ctl_request q = {RWKVP_CTL_INFO, fr("app/nginx"), {NULL, 0}, {NULL, 0}, {NULL, 0}, {NULL, 0}, 0};
     rwkvp_msg m;
     rwkvp_error err;
     CHECK(rwkvp_ctl_request_encode(&q, &m, &err) == 0);
