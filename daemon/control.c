@@ -381,6 +381,10 @@ static void metrics_text(rwkvd_daemon *d, sbuf *s)
                  "# TYPE rwkvd_loop_iteration_max_seconds gauge\nrwkvd_loop_iteration_max_seconds %.6f\n",
               (double)m->loop_iter_max_ns / 1e9);
     metric_u64(s, "rwkvd_outputs_failed_total", "counter", "Classifications or generations that failed.", m->outputs_failed);
+    metric_u64(s, "rwkvd_channels_quarantined_total", "counter",
+               "Channels whose state went non-finite and was reset.", m->channels_quarantined);
+    metric_u64(s, "rwkvd_generations_nonfinite_total", "counter",
+               "Generations ended because their state went non-finite.", m->generations_nonfinite);
     sb_printf(s, "# HELP rwkvd_reloads_total Configuration reloads by result.\n"
                  "# TYPE rwkvd_reloads_total counter\nrwkvd_reloads_total{result=\"ok\"} %llu\n"
                  "rwkvd_reloads_total{result=\"failed\"} %llu\n",

@@ -18,6 +18,7 @@
 
 #include "control.h"
 #include "durable.h"
+#include "health.h"
 #include "ingest.h"
 #include "log.h"
 #include "notify.h"
@@ -184,6 +185,8 @@ static void publish_task(rwkvd_daemon *d, rwkvd_head_task *t)
         gen_after_sample(d, g);
         return;
     }
+    if (t->rc == -ERANGE) /* the channel was quarantined in this job (health.c): its ERROR is out */
+        return;
     if (t->rc) {
         rwkvd_publish_error(d, ch, &o, t->rc == -ENODATA ? 422 : 500,
                             t->rc == -ENODATA ? "nothing to classify: the channel has no input and the profile no "
@@ -213,6 +216,7 @@ static void complete_job(rwkvd_daemon *d, rwkvd_job *j)
             begin_stop(d, "engine failure");
         }
     }
+    rwkvd_health_job(d, j);
     for (int i = 0; i < j->n_runs; i++)
         j->runs[i].ch->in_job--;
     for (int i = 0; i < j->n_items; i++) {

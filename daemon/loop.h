@@ -28,6 +28,9 @@
 #include "rwkv_tokenizer.h"
 #include "worker.h"
 
+/* ERROR publication: the channel's state went non-finite and was reset (health.h) */
+#define RWKVD_E_QUARANTINED 512
+
 #define RWKVD_N_RESULTS 17 /* ack, dup, then the 15 error codes of PROTOCOL.md §12 */
 
 typedef struct {
@@ -41,6 +44,8 @@ typedef struct {
     uint64_t steps_total, step_rows_total;
     uint64_t step_ns_total;
     uint64_t outputs_failed;
+    uint64_t channels_quarantined;       /* states that went non-finite (health.c) */
+    uint64_t generations_nonfinite;      /* generations ended by a non-finite fork state */
     uint64_t reloads_ok, reloads_failed;
     uint64_t subscriptions;              /* current XPUB subscriptions seen */
     /* loop cost: an iteration is the work between one zmq_poll return and the next call */

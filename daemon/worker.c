@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chantab.h"
 #include "log.h"
 
 struct rwkvd_worker {
@@ -31,6 +32,8 @@ struct rwkvd_worker {
     bool quit;
     int in_flight;    /* loop-side view: submitted and not collected */
     unsigned delay_ms;
+    char poison_channel[RWKVP_CHANNEL_MAX + 1]; /* the fault hook's channel, "" = off */
+    unsigned poison_at, poison_seen;
 };
 
 int rwkvd_job_init(rwkvd_job *j, int cap_resets, int cap_items, int cap_runs, int cap_run_tokens, int cap_tasks,
@@ -54,7 +57,10 @@ int rwkvd_job_init(rwkvd_job *j, int cap_resets, int cap_items, int cap_runs, in
     j->n_embd = dims->n_embd;
     j->task_logits = malloc((size_t)cap_tasks * (size_t)dims->n_vocab * sizeof(float));
     j->task_hidden = malloc((size_t)cap_tasks * (size_t)dims->n_embd * sizeof(float));
-    if (!j->runs || !j->seq || !j->run_tokens || !j->resets || !j->items || !j->item_ch || !j->item_gen || !j->tasks || !j->task_logits ||
+    j->row_hidden = malloc(((size_t)cap_items + (size_t)cap_runs + 1) * (size_t)dims->n_embd * sizeof(float));
+    j->item_bad = calloc((size_t)cap_items + 1, 1);
+    j->run_bad = calloc((size_t)cap_runs + 1, 1);
+    if (!j->row_hidden || !j->item_bad || !j->run_bad || !j->runs || !j->seq || !j->run_tokens || !j->resets || !j->items || !j->item_ch || !j->item_gen || !j->tasks || !j->task_logits ||
         !j->task_hidden) {
         rwkvd_job_free(j);
         return -ENOMEM;
@@ -66,6 +72,7 @@ void rwkvd_job_clear(rwkvd_job *j)
 {
     j->n_resets = j->n_items = j->n_tasks = j->n_runs = j->n_run_tokens = 0;
     j->rc = 0;
+    j->n_bad = 0;
     j->reserved_used = false;
     j->n_input_tokens = 0;
     j->elapsed_ns = 0;
@@ -83,7 +90,38 @@ void rwkvd_job_free(rwkvd_job *j)
     free(j->tasks);
     free(j->task_logits);
     free(j->task_hidden);
+    free(j->row_hidden);
+    free(j->item_bad);
+    free(j->run_bad);
     memset(j, 0, sizeof *j);
+}
+
+static bool all_finite(const float *v, int n)
+{
+    /* an accumulated test keeps the loop branch-free; NaN and Inf both fail x - x == 0 */
+    float acc = 0.0f;
+    for (int i = 0; i < n; i++)
+        acc += v[i] - v[i];
+    return acc == 0.0f;
+}
+
+/* The fault hook: poison the channel's slot before the Nth job that runs it. */
+static void maybe_poison(rwkvd_worker *w, rwkvd_job *j)
+{
+    int slot = -1;
+    for (int i = 0; i < j->n_items && slot < 0; i++)
+        if (j->item_ch[i] && !j->item_gen[i] && strcmp(j->item_ch[i]->name, w->poison_channel) == 0)
+            slot = j->items[i].slot;
+    for (int i = 0; i < j->n_runs && slot < 0; i++)
+        if (strcmp(j->runs[i].ch->name, w->poison_channel) == 0)
+            slot = j->runs[i].slot;
+    if (slot < 0 || ++w->poison_seen < w->poison_at)
+        return;
+    size_t index = rwkv_engine_state_bytes(w->engine) / sizeof(float) / 2;
+    int rc = rwkv_engine_state_poison(w->engine, slot, index);
+    rwkvd_log(LOG_WARNING, "RWKVD_TEST_POISON: state of channel %s (slot %d) poisoned at value %zu: %s",
+              w->poison_channel, slot, index, rc ? strerror(-rc) : "done");
+    w->poison_channel[0] = '\0';
 }
 
 static void run_job(rwkvd_worker *w, rwkvd_job *j)
@@ -98,14 +136,32 @@ static void run_job(rwkvd_worker *w, rwkvd_job *j)
         rc = rwkv_engine_state_reset(w->engine, j->resets[i]);
     /* every row of the job (single tokens and runs, all on distinct slots) in ONE engine
      * call: they share the weight reads, up to max_batch rows per internal pass */
+    if (w->poison_channel[0] && rc == 0)
+        maybe_poison(w, j);
     int n_seq = 0;
-    for (int i = 0; i < j->n_items; i++)
+    const size_t C = (size_t)j->n_embd;
+    for (int i = 0; i < j->n_items; i++) {
+        float *h = j->items[i].hidden ? j->items[i].hidden : j->row_hidden + (size_t)n_seq * C;
         j->seq[n_seq++] = (rwkv_seq_item){.slot = j->items[i].slot, .tokens = &j->items[i].token, .n = 1,
-                                          .hidden = j->items[i].hidden, .logits = j->items[i].logits};
-    for (int i = 0; i < j->n_runs; i++)
-        j->seq[n_seq++] = (rwkv_seq_item){.slot = j->runs[i].slot, .tokens = j->runs[i].tokens, .n = j->runs[i].n};
+                                          .hidden = h, .logits = j->items[i].logits};
+    }
+    for (int i = 0; i < j->n_runs; i++) {
+        j->seq[n_seq] = (rwkv_seq_item){.slot = j->runs[i].slot, .tokens = j->runs[i].tokens, .n = j->runs[i].n,
+                                        .hidden = j->row_hidden + (size_t)n_seq * C};
+        n_seq++;
+    }
     if (rc == 0 && n_seq > 0)
         rc = rwkv_engine_run(w->engine, j->seq, n_seq);
+    if (rc == 0) {
+        for (int i = 0; i < j->n_items; i++) {
+            j->item_bad[i] = !all_finite(j->seq[i].hidden, j->n_embd);
+            j->n_bad += j->item_bad[i];
+        }
+        for (int i = 0; i < j->n_runs; i++) {
+            j->run_bad[i] = !all_finite(j->seq[j->n_items + i].hidden, j->n_embd);
+            j->n_bad += j->run_bad[i];
+        }
+    }
     if (rc == 0)
         for (int i = 0; i < j->n_items; i++)
             if (j->item_gen[i])
@@ -158,6 +214,14 @@ int rwkvd_worker_new(rwkv_engine *e, const rwkv_tokenizer *tok, const rwkv_dims 
     const char *d = getenv("RWKVD_TEST_STEP_DELAY_MS");
     if (d && *d)
         w->delay_ms = (unsigned)strtoul(d, NULL, 10);
+    const char *p = getenv("RWKVD_TEST_POISON");
+    const char *at = p ? strrchr(p, '@') : NULL;
+    if (at && at > p && (size_t)(at - p) <= RWKVP_CHANNEL_MAX) {
+        memcpy(w->poison_channel, p, (size_t)(at - p));
+        w->poison_channel[at - p] = '\0';
+        w->poison_at = (unsigned)strtoul(at + 1, NULL, 10);
+        rwkvd_log(LOG_WARNING, "RWKVD_TEST_POISON=%s: the state of channel %s will be poisoned", p, w->poison_channel);
+    }
     int rc = 0;
     if ((rc = rwkvd_head_scratch_init(&w->scratch, slot_a, slot_b, dims, cap_tasks))) {
         snprintf(err, err_len, "out of memory for head scratch");

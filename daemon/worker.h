@@ -63,6 +63,13 @@ typedef struct {
     int n_vocab, n_embd;
     bool reserved_used;        /* the reserved fork slot is taken in this job */
     uint64_t id;               /* the scheduler's job number (ascending in submission order) */
+    /* health: every row's final hidden vector is checked for non-finite values (a state
+     * that went non-finite shows there at once: NaN or Inf spreads through every later
+     * layer); rows that asked for no hidden vector get one in row_hidden */
+    float *row_hidden;         /* (cap_items + cap_runs, n_embd) worker scratch */
+    unsigned char *item_bad;   /* (cap_items) item i's hidden vector is not finite */
+    unsigned char *run_bad;    /* (cap_runs) run i's */
+    int n_bad;                 /* rows flagged in item_bad and run_bad */
     /* results */
     int rc;                    /* first engine error, 0 if none */
     uint64_t n_input_tokens;   /* input tokens fed: channel rows in the step + run tokens */
@@ -77,6 +84,10 @@ void rwkvd_job_free(rwkvd_job *j);
 typedef struct rwkvd_worker rwkvd_worker;
 
 #define RWKVD_JOBS_IN_FLIGHT 2 /* jobs submitted and not yet collected, at most */
+
+/* Fault injection for tests (RWKVD_TEST_POISON=CHANNEL@N, read at start): before the Nth
+ * job that advances CHANNEL's own state, one value of that state is set to NaN
+ * (rwkv_engine_state_poison), once. Unset in production it costs nothing. */
 
 /* Start the worker thread over engine e (borrowed). The tokenizer is shared read-only.
  * slot_a/slot_b are the reserved scratch slots for heads; dims and cap_tasks size buffers. 0 and *out, or negative errno. */

@@ -286,3 +286,23 @@ int rwkv_engine_state_import(rwkv_engine *e, int slot, const void *buf, size_t l
             return -EINVAL;
     return backend_rc(e, e->backend->ops->state_import(e->backend, slot, buf));
 }
+
+/* Through the backend's own export and import, so it reaches the state wherever the
+ * backend keeps it (host memory, device memory). */
+int rwkv_engine_state_poison(rwkv_engine *e, int slot, size_t index)
+{
+    if (e->dead)
+        return -EIO;
+    if (!slot_ok(e, slot) || index >= e->state_bytes / sizeof(float))
+        return -EINVAL;
+    float *f = malloc(e->state_bytes);
+    if (!f)
+        return -ENOMEM;
+    int rc = backend_rc(e, e->backend->ops->state_export(e->backend, slot, f));
+    if (rc == 0) {
+        f[index] = NAN;
+        rc = backend_rc(e, e->backend->ops->state_import(e->backend, slot, f));
+    }
+    free(f);
+    return rc;
+}

@@ -176,6 +176,11 @@ RWKV_API int rwkv_engine_state_copy(rwkv_engine *e, int dst_slot, int src_slot);
  * per layer p_att, S, p_ffn); import reads the same. -EINVAL on a size mismatch. */
 RWKV_API int rwkv_engine_state_export(rwkv_engine *e, int slot, void *buf, size_t len);
 RWKV_API int rwkv_engine_state_import(rwkv_engine *e, int slot, const void *buf, size_t len);
+/* Fault injection, for testing a caller's guard against non-finite states: overwrite value
+ * `index` (< state_bytes() / 4, in the export layout) of the slot's state with a quiet NaN,
+ * as a numerical blow-up or a memory fault would. 0, -EINVAL (bad slot or index), -ENOMEM,
+ * or the backend's error. */
+RWKV_API int rwkv_engine_state_poison(rwkv_engine *e, int slot, size_t index);
 
 #ifdef __cplusplus
 }

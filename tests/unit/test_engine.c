@@ -379,6 +379,27 @@ int main(int argc, char **argv)
         free(nan);
         void *after = state(e, 2);
         CHECK(memcmp(before, after, sb) == 0);
+        /* the fault hook: one NaN at the index asked for, nothing else changed, and a step
+         * from that state gives non-finite outputs (what the daemon's guard watches) */
+        CHECK(rwkv_engine_state_poison(e, 2, sb / 4) == -EINVAL);
+        CHECK(rwkv_engine_state_poison(e, 3, 0) == -EINVAL);
+        void *keep0 = state(e, 0);
+        CHECK(rwkv_engine_state_poison(e, 0, 17) == 0);
+        {
+            float *p = state(e, 0);
+            float *h = malloc((size_t)rwkv_model_dims(model)->n_embd * sizeof(float));
+            CHECK(isnan(p[17]) && isfinite(p[16]) && isfinite(p[18]));
+            CHECK(rwkv_engine_state_import(e, 0, p, sb) == -EINVAL);
+            CHECK(rwkv_engine_seq(e, 0, badseq, 1, h, NULL, NULL) == 0);
+            int n_bad = 0;
+            for (int i = 0; i < rwkv_model_dims(model)->n_embd; i++)
+                n_bad += !isfinite(h[i]);
+            CHECK(n_bad > 0);
+            CHECK(rwkv_engine_state_import(e, 0, keep0, sb) == 0);
+            free(keep0);
+            free(p);
+            free(h);
+        }
         /* the duplicate-slot detector was reset: a valid step still works */
         rwkv_step_item ok[2] = {{2, 1, NULL, NULL}, {1, 2, NULL, NULL}};
         CHECK(rwkv_engine_step(e, ok, 2) == 0);
