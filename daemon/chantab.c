@@ -63,6 +63,7 @@ static void channel_free(rwkvd_channel *ch)
     rwkvd_chantab_clear_queue(ch);
     rwkvd_chantab_clear_out_commits(ch);
     free(ch->host_state);
+    rwkvd_outring_clear(&ch->outs);
     free(ch);
 }
 

@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "outring.h"
 #include "rwkvp.h"
 #include "rwkvp_json.h"
 
@@ -121,6 +122,11 @@ typedef struct rwkvd_channel {
      * the generation it starts (durable.c) */
     uint64_t out_lsn, out_ts;
     rwkvd_out_commit *out_commits; /* recovered such records not yet reached, in log order */
+    /* output sequence (PROTOCOL.md §9.7): the oseq of the last publication numbered for the
+     * channel (0: none yet; durable through its snapshot, durable.c), and the retained
+     * recent publications (empty in tier disk: its snapshot holds them) */
+    uint64_t oseq;
+    rwkvd_outring outs;
     rwkvd_gen *gen;               /* running generation, or NULL */
     bool dead;                    /* dropped/closed while the in-flight job used it */
     int in_job;                   /* references from the in-flight job */

@@ -193,6 +193,16 @@ static const key durability_keys[] = {
     {.name = NULL},
 };
 
+/* Output sequence numbers and retention (PROTOCOL.md §9.7, publish.c, outring.c). */
+static const key output_keys[] = {
+    {"sequence", K_BOOL, 0, AT(rwkvd_config, outputs.sequence), .def = "true"},
+    {"retain_messages", K_UINT, 0, AT(rwkvd_config, outputs.retain_messages), .def = "1024",
+        .umin = 0, .umax = 1u << 20},
+    {"retain_bytes", K_SIZE, 0, AT(rwkvd_config, outputs.retain_bytes), .def = "256KiB",
+        .umin = 0, .umax = 64u << 20},
+    {.name = NULL},
+};
+
 static const key residency_keys[] = {
     {"resident_channels", K_UINT, 0, AT(rwkvd_config, residency.resident_channels), .def = "0",
         .umin = 0, .umax = 65536},
@@ -282,6 +292,7 @@ static const key root_keys[] = {
         .def = "${STATE_DIRECTORY:-/var/lib/rwkvd}", STR_BYTES(1, 4096)},
     {"durability", K_SECTION, 0, 0, 0, .sub = durability_keys},
     {"residency", K_SECTION, F_RELOAD, 0, 0, .sub = residency_keys},
+    {"outputs", K_SECTION, 0, 0, 0, .sub = output_keys},
     {"tasks", K_SECTION, F_RELOAD, 0, 0, .sub = task_keys},
     {"replication", K_SECTION, 0, 0, 0, .sub = replication_keys},
     {.name = NULL},

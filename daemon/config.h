@@ -153,6 +153,11 @@ typedef struct rwkvd_config {
                                      * 0 = no host tier (demotions go straight to disk) */
     } residency;
     struct {
+        bool sequence;            /* publications carry the channel's output sequence number */
+        uint32_t retain_messages; /* retained outputs per channel at most; 0 = none */
+        uint64_t retain_bytes;    /* ... and their encoded bytes at most */
+    } outputs;
+    struct {
         char *default_profile;  /* profile of a new channel; "" = none */
         rwkvd_profile *profiles; /* (n_profiles) in file order, names unique */
         size_t n_profiles;

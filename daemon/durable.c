@@ -10,6 +10,10 @@
  *   $next           the LSN from which on the output commit records of the input log are not
  *                   in the state: the log's next LSN when it was taken, or the first such
  *                   record recovered and not yet reached (keep_output_commit)
+ *   $oseq           the oseq of the channel's last publication (PROTOCOL.md §9.7): replaying
+ *                   the log from the snapshot publishes the outputs after it again under the
+ *                   numbers they had (snapshots wait while a generation runs or an output is
+ *                   pending, so every output of a record after applied_lsn comes after it)
  * Every other id is a producer, with the highest of its seqs applied to the state.
  * Key invariant: state(snapshot) + the channel's WAL records with LSN > applied_lsn, applied
  * in order from the partly applied head entry on, equals the live channel's state. */
@@ -706,6 +710,7 @@ static int snap_job_of(rwkvd_daemon *d, rwkvd_channel *ch, io_job **out, char *e
         add_meta(pl, "$pos", ch->head->pos);
     }
     add_meta(pl, "$next", ch->out_commits ? ch->out_commits->rec_lsn : rwkvd_wal_next_lsn(u->wal));
+    add_meta(pl, "$oseq", ch->oseq);
     if (pl->oom) {
         job_free(j);
         snprintf(err, err_len, "channel %s: out of memory", ch->name);
@@ -921,6 +926,13 @@ int rwkvd_durable_snapshot(rwkvd_daemon *d, rwkvd_channel *only, bool only_chang
             rwkvd_log(LOG_INFO, "snapshot of channel %s deferred: a committing generation is in progress", ch->name);
             continue;
         }
+        if (ch->gen || ch->output_pending) { /* deferred: its outputs would not be published
+                                              * again after a restart, yet $oseq counts them */
+            if (only && !first)
+                first = -EBUSY;
+            rwkvd_log(LOG_INFO, "snapshot of channel %s deferred: an output is in progress", ch->name);
+            continue;
+        }
         if (d->rep) /* a long round must not look like a dead primary to the standbys */
             rwkvd_replica_heartbeat(d);
         while (u->inflight_bytes >= ROUND_INFLIGHT_BYTES) /* bound the images queued */
@@ -1066,6 +1078,7 @@ static void to_disk_tier(rwkvd_daemon *d, rwkvd_channel *ch)
     }
     free(ch->host_state);
     ch->host_state = NULL;
+    rwkvd_outring_clear(&ch->outs); /* the disk tier pins no memory for retention */
     rwkvd_chantab_set_tier(d->tab, ch, RWKVD_TIER_DISK);
     ch->restore_failed = false;
 }
@@ -1319,6 +1332,8 @@ static int load_snapshot(rwkvd_daemon *d, const char *name, int64_t now_ms)
             ch->partial_pos = (uint32_t)p->seq;
         else if (strcmp(p->id, "$next") == 0)
             ch->snap_next_lsn = p->seq;
+        else if (strcmp(p->id, "$oseq") == 0)
+            ch->oseq = p->seq;
         else if (p->id[0] != '$') {
             rwkvd_pair *pair = rwkvd_chantab_pair(d->tab, name, strlen(name), p->id, strlen(p->id), true);
             if (pair) {
@@ -1701,7 +1716,8 @@ typedef struct {
 /* The ids that name this daemon's input log (FORMATS.md §1): never in an EXPORT. */
 static bool log_meta_id(const char *id)
 {
-    return strcmp(id, "$partial") == 0 || strcmp(id, "$pos") == 0 || strcmp(id, "$next") == 0;
+    return strcmp(id, "$partial") == 0 || strcmp(id, "$pos") == 0 || strcmp(id, "$next") == 0 ||
+           strcmp(id, "$oseq") == 0;
 }
 
 /* Leave the log's meta ids out of im->s (the image a file of the disk tier gives has them). */
@@ -1906,6 +1922,8 @@ int rwkvd_durable_install(rwkvd_daemon *d, const char *name, const rwkvd_snapsho
     add_meta(&pl, "$tso", tso);
     snprintf(meta, sizeof meta, "$profile:%s", profile);
     add_meta(&pl, meta, 0);
+    /* a replaced channel's outputs go on numbering (its running generation's END below) */
+    add_meta(&pl, "$oseq", ch ? ch->oseq + (ch->gen ? 1 : 0) : 0);
     void *buf = host ? malloc(src->payload_bytes ? src->payload_bytes : 1) : NULL;
     if (pl.oom || (host && !buf)) {
         prod_free(&pl);

@@ -64,9 +64,15 @@ static int send_frames(void *sock, const rwkvp_msg *msg)
     return 0;
 }
 
-static void send_pub(rwkvd_daemon *d, const rwkvp_pub *p)
+/* Number a channel's publication (ch NULL: a message that is no channel output, sent
+ * without an oseq), retain it, and send it. A standby numbers and retains what it computes
+ * but sends nothing until it takes over (replica.h). */
+static void send_pub(rwkvd_daemon *d, rwkvd_channel *ch, rwkvp_pub *p)
 {
-    if (!d->publish) /* a standby publishes nothing until it takes over (replica.h) */
+    const rwkvd_config *cfg = d->cfg;
+    if (ch && cfg->outputs.sequence)
+        p->oseq = ++ch->oseq;
+    if (!d->publish && !p->oseq)
         return;
     rwkvp_msg msg;
     rwkvp_error e;
@@ -74,8 +80,23 @@ static void send_pub(rwkvd_daemon *d, const rwkvp_pub *p)
         rwkvd_log(LOG_ERR, "cannot encode a %s publication for channel %.*s: %s", rwkvp_pub_kind_name(p->kind),
                   (int)p->channel.len, (const char *)p->channel.data, e.text);
         d->m.publish_dropped++;
+        if (p->oseq) /* the number is spent: REPLAY reports it as not retained */
+            rwkvd_outring_clear(&ch->outs);
         return;
     }
+    if (p->oseq && ch->tier != RWKVD_TIER_DISK) {
+        const void *data[RWKVP_MAX_FRAMES];
+        size_t len[RWKVP_MAX_FRAMES];
+        for (size_t i = 0; i < msg.n; i++) {
+            data[i] = msg.frames[i].data;
+            len[i] = msg.frames[i].len;
+        }
+        if (rwkvd_outring_push(&ch->outs, p->oseq, msg.n, data, len, cfg->outputs.retain_messages,
+                               cfg->outputs.retain_bytes) != 0)
+            d->m.outputs_unretained++;
+    }
+    if (!d->publish)
+        return;
     int rc = send_frames(d->publish, &msg);
     if (rc == -EAGAIN) {
         /* a matching subscriber's queue is full: count the drop toward it, then send lossy
@@ -92,7 +113,7 @@ static void send_pub(rwkvd_daemon *d, const rwkvp_pub *p)
         d->m.publish_dropped++;
 }
 
-static void fill_origin(rwkvp_pub *p, const rwkvd_channel *ch, const rwkvd_origin *o)
+static void fill_origin(rwkvp_pub *p, rwkvd_channel *ch, const rwkvd_origin *o)
 {
     p->channel.data = ch->name;
     p->channel.len = ch->name_len;
@@ -104,7 +125,7 @@ static void fill_origin(rwkvp_pub *p, const rwkvd_channel *ch, const rwkvd_origi
 
 /* Publish a JSON body the caller encoded (rc is the encoder's result), or count the message
  * as dropped when encoding failed; buf is freed unless it is the caller's stack buffer. */
-static void send_json(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o, rwkvp_pub_kind kind,
+static void send_json(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_origin *o, rwkvp_pub_kind kind,
                       int rc, char *buf, size_t len, const char *stack)
 {
     char *fenced = NULL;
@@ -120,7 +141,7 @@ static void send_json(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_orig
         fill_origin(&p, ch, o);
         p.body.data = fenced ? fenced : buf;
         p.body.len = len;
-        send_pub(d, &p);
+        send_pub(d, ch, &p);
     } else {
         d->m.publish_dropped++;
     }
@@ -129,7 +150,7 @@ static void send_json(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_orig
     free(fenced);
 }
 
-void rwkvd_publish_class(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o,
+void rwkvd_publish_class(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_origin *o,
                          const char *profile, int n, const char *const *labels, const float *probs)
 {
     char stackbuf[4096];
@@ -141,7 +162,7 @@ void rwkvd_publish_class(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_o
     send_json(d, ch, o, RWKVP_PUB_CLASS, rc, buf, need, stackbuf);
 }
 
-void rwkvd_publish_text(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o, uint64_t index,
+void rwkvd_publish_text(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_origin *o, uint64_t index,
                         const char *piece, size_t len)
 {
     rwkvp_pub p = {.kind = RWKVP_PUB_TEXT};
@@ -149,10 +170,10 @@ void rwkvd_publish_text(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_or
     p.index = index;
     p.body.data = piece;
     p.body.len = len;
-    send_pub(d, &p);
+    send_pub(d, ch, &p);
 }
 
-void rwkvd_publish_end(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o,
+void rwkvd_publish_end(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_origin *o,
                        const rwkvp_end *end)
 {
     size_t need = 0;
@@ -164,24 +185,33 @@ void rwkvd_publish_end(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_ori
     send_json(d, ch, o, RWKVP_PUB_END, rc, buf, need, small);
 }
 
-void rwkvd_publish_error(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o, int code,
+static void fill_error(rwkvp_pub *p, const char *channel, size_t channel_len, const rwkvd_origin *o, int code,
+                       const char *text)
+{
+    p->kind = RWKVP_PUB_ERROR;
+    p->channel.data = channel;
+    p->channel.len = channel_len;
+    p->seq = o->seq;
+    p->producer.data = o->seq ? o->producer : "";
+    p->producer.len = o->seq ? strlen(o->producer) : 0;
+    p->tokens_seen = o->tokens_seen;
+    p->code = code;
+    p->body.data = text;
+    p->body.len = strlen(text);
+}
+
+void rwkvd_publish_error(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_origin *o, int code,
                          const char *text)
 {
-    rwkvd_publish_error_to(d, ch->name, ch->name_len, o, code, text);
+    rwkvp_pub p = {.kind = RWKVP_PUB_ERROR};
+    fill_error(&p, ch->name, ch->name_len, o, code, text);
+    send_pub(d, ch, &p);
 }
 
 void rwkvd_publish_error_to(rwkvd_daemon *d, const char *channel, size_t channel_len, const rwkvd_origin *o,
                             int code, const char *text)
 {
     rwkvp_pub p = {.kind = RWKVP_PUB_ERROR};
-    p.channel.data = channel;
-    p.channel.len = channel_len;
-    p.seq = o->seq;
-    p.producer.data = o->seq ? o->producer : "";
-    p.producer.len = o->seq ? strlen(o->producer) : 0;
-    p.tokens_seen = o->tokens_seen;
-    p.code = code;
-    p.body.data = text;
-    p.body.len = strlen(text);
-    send_pub(d, &p);
+    fill_error(&p, channel, channel_len, o, code, text);
+    send_pub(d, NULL, &p); /* not a channel output: no oseq (PROTOCOL.md §9.7) */
 }

@@ -32,13 +32,13 @@ int rwkvd_publish_open(rwkvd_daemon *d, char *err, size_t err_len);
 /* Drain subscription messages (call when the XPUB is readable). */
 void rwkvd_publish_drain(rwkvd_daemon *d);
 
-void rwkvd_publish_class(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o,
+void rwkvd_publish_class(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_origin *o,
                          const char *profile, int n, const char *const *labels, const float *probs);
-void rwkvd_publish_text(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o, uint64_t index,
+void rwkvd_publish_text(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_origin *o, uint64_t index,
                         const char *piece, size_t len);
-void rwkvd_publish_end(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o,
+void rwkvd_publish_end(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_origin *o,
                        const rwkvp_end *end);
-void rwkvd_publish_error(rwkvd_daemon *d, const rwkvd_channel *ch, const rwkvd_origin *o, int code,
+void rwkvd_publish_error(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_origin *o, int code,
                          const char *text);
 /* ERROR on a topic given by name (the channel need not exist): INGEST-PULL rejections. */
 void rwkvd_publish_error_to(rwkvd_daemon *d, const char *channel, size_t channel_len, const rwkvd_origin *o,

