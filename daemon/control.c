@@ -503,7 +503,7 @@ static void do_install(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, co
 
 /* DROP discards queued GENs, each of which was accepted and so gets its one END
  * (PROTOCOL.md §9.4): cancelled, nothing sampled, at the channel's tokens_seen. */
-static void end_discarded_gens(rwkvd_daemon *d, const rwkvd_channel *ch, uint64_t tokens_seen)
+static void end_discarded_gens(rwkvd_daemon *d, rwkvd_channel *ch, uint64_t tokens_seen)
 {
     for (const rwkvd_entry *e = ch->head; e; e = e->next) {
         if (e->op != RWKVP_OP_GEN)
@@ -515,6 +515,66 @@ static void end_discarded_gens(rwkvd_daemon *d, const rwkvd_channel *ch, uint64_
                          .seed = e->gen && (e->gen->present & RWKVP_GEN_HAS_SEED) ? e->gen->seed & RWKVP_SEED_MAX : 0};
         rwkvd_publish_end(d, ch, &o, &end);
     }
+}
+
+/* REPLAY (PROTOCOL.md §9.7): the channel's retained publications after `after`, in
+ * order, in frame 3, and which of the numbers after `after` are no longer retained. */
+static void do_replay(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, const rwkvd_channel *ch,
+                      uint64_t after)
+{
+    if (!d->cfg->outputs.sequence) {
+        static const char t[] = "REPLAY needs output sequence numbers: outputs.sequence is false";
+        reply(d, env, n_env, 501, t, sizeof t - 1);
+        return;
+    }
+    uint64_t last = ch->oseq, first = rwkvd_outring_first(&ch->outs);
+    uint64_t lost_from = 0, lost_to = 0, from = 0, count = 0;
+    size_t bytes = 0;
+    if (after < last) {
+        if (!first || (ch->outs.tail && ch->outs.tail->oseq != last)) {
+            lost_from = after + 1; /* nothing retained up to the last one */
+            lost_to = last;
+        } else {
+            if (after + 1 < first) {
+                lost_from = after + 1;
+                lost_to = first - 1;
+            }
+            for (const rwkvd_outrec *x = ch->outs.head; x; x = x->next) {
+                if (x->oseq <= after)
+                    continue;
+                if (!from)
+                    from = x->oseq;
+                count++;
+                bytes += x->len;
+            }
+        }
+    }
+    unsigned char *blob = bytes ? malloc(bytes) : NULL;
+    if (bytes && !blob) {
+        reply(d, env, n_env, 500, "out of memory", 13);
+        return;
+    }
+    size_t off = 0;
+    for (const rwkvd_outrec *x = ch->outs.head; x && bytes; x = x->next) {
+        if (x->oseq <= after)
+            continue;
+        memcpy(blob + off, x->data, x->len);
+        off += x->len;
+    }
+    json_t *j = json_pack("{s:s%, s:I, s:I, s:I, s:I}", "name", ch->name, ch->name_len, "after", (json_int_t)after,
+                          "last", (json_int_t)last, "first", (json_int_t)from, "count", (json_int_t)count);
+    if (j)
+        json_object_set_new(j, "lost", lost_from ? json_pack("{s:I, s:I}", "from", (json_int_t)lost_from, "to",
+                                                             (json_int_t)lost_to)
+                                                 : json_null());
+    char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (body)
+        reply_blob(d, env, n_env, 200, body, strlen(body), blob, off);
+    else
+        reply(d, env, n_env, 500, "out of memory", 13);
+    free(body);
+    json_decref(j);
+    free(blob);
 }
 
 static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
@@ -543,7 +603,8 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
     d->m.control[req.cmd]++;
     rwkvd_channel *ch = NULL;
     if (req.cmd == RWKVP_CTL_INFO || req.cmd == RWKVP_CTL_RESET || req.cmd == RWKVP_CTL_EVICT ||
-        req.cmd == RWKVP_CTL_DROP || req.cmd == RWKVP_CTL_EXPORT || req.cmd == RWKVP_CTL_FORK) {
+        req.cmd == RWKVP_CTL_DROP || req.cmd == RWKVP_CTL_EXPORT || req.cmd == RWKVP_CTL_FORK ||
+        req.cmd == RWKVP_CTL_REPLAY) {
         ch = rwkvd_chantab_find(d->tab, req.channel.data, req.channel.len);
         if (!ch) {
             char t[200];
@@ -692,6 +753,9 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
     case RWKVP_CTL_IMPORT:
     case RWKVP_CTL_FORK:
         do_install(d, env, n_env, &req, ch);
+        break;
+    case RWKVP_CTL_REPLAY:
+        do_replay(d, env, n_env, ch, req.after_oseq);
         break;
     case RWKVP_CTL_METRICS: {
         sbuf s = {0};

@@ -38,6 +38,7 @@ typedef struct {
     uint64_t ingest_undeliverable;       /* replies ROUTER could not deliver */
     uint64_t publish[5];                 /* [rwkvp_pub_kind] */
     uint64_t publish_dropped;
+    uint64_t outputs_unretained; /* publications the retention could not keep (out of memory) */
     uint64_t control[16];                /* [rwkvp_ctl_cmd, 0 = undecodable] */
     uint64_t tokens_total;               /* fed to channel states and forks' generations */
     uint64_t input_tokens_total;         /* input tokens counted in tokens_seen (scheduler.c) */
