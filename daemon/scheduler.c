@@ -1,6 +1,7 @@
 /* scheduler.c — see scheduler.h. */
 #include "scheduler.h"
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,10 +136,25 @@ static bool standby_gen_commits(const rwkvd_daemon *d, rwkvd_channel *ch, const 
     return prof && prof->cfg->kind == RWKVD_TASK_CONTINUE && prof->cfg->generate.commit;
 }
 
-/* Start a generation for ch (from a GEN entry, or from an output trigger when gp is NULL).
- * Returns true if a task was added. */
+/* A slot for a generation of ch: a free one, or one freed by moving another channel out of
+ * compute memory (tier.c). -EAGAIN: none now, the generation waits (its GEN stays queued,
+ * its output pending) until a job or a demotion frees one, as input waits for a promotion;
+ * failing it would change what its channel commits. -ENOSPC: the pool cannot hold the
+ * channel and a generation at once (model.state_slots 3), so it never could. */
+static int gen_slot(rwkvd_daemon *d, rwkvd_channel *ch)
+{
+    int slot = rwkvd_chantab_slot_alloc(d->tab);
+    if (slot < 0 && rwkvd_tier_gen_room(d, ch) == 0)
+        slot = rwkvd_chantab_slot_alloc(d->tab);
+    if (slot >= 0)
+        return slot;
+    return d->cfg->model.state_slots - 2 < 2 ? -ENOSPC : -EAGAIN;
+}
+
+/* Start a generation for ch (from a GEN entry, or from an output trigger when gp is NULL) in
+ * `slot` (gen_slot's; -ENOSPC: it ends with 507). Returns true if a task was added. */
 static bool start_gen(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvp_gen_params *gp, const char *producer,
-                      uint64_t seq)
+                      uint64_t seq, int slot)
 {
     /* only a continue profile shapes a generation (its suffix and defaults); a GEN on a channel
      * with another profile samples right after the channel's input with the request's values */
@@ -151,12 +167,10 @@ static bool start_gen(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvp_gen_params
     uint64_t seed = 0x9e3779b97f4a7c15ull * ++d->gen_seed_counter;
     seed &= RWKVP_SEED_MAX;
     rwkvd_gen *g = rwkvd_gen_new(prof, gp, d->tok, n_vocab, seed, err, sizeof err);
-    int slot = g ? rwkvd_chantab_slot_alloc(d->tab) : -1;
-    /* no free slot: demote an idle channel (sched_channel comes here without a free slot only
-     * while no job is in flight, and the channels of this job are not idle) rather than
-     * refuse the generation */
-    if (g && slot < 0 && rwkvd_tier_make_room(d, ch) == 0)
-        slot = rwkvd_chantab_slot_alloc(d->tab);
+    if (!g && slot >= 0) {
+        rwkvd_chantab_slot_free(d->tab, slot);
+        slot = -1;
+    }
     if (!g || slot < 0) {
         int code = g ? 507 : 500;
         char text[320];
@@ -228,8 +242,11 @@ static int sched_channel(rwkvd_daemon *d, rwkvd_channel *ch, int quota, bool pip
                     break;
                 if (gen_slot_wait(d, pipelined))
                     break;
+                int slot = gen_slot(d, ch);
+                if (slot == -EAGAIN)
+                    break; /* the output stays pending */
                 ch->output_pending = false;
-                task = start_gen(d, ch, NULL, ch->out_producer, ch->out_seq);
+                task = start_gen(d, ch, NULL, ch->out_producer, ch->out_seq, slot);
                 if (task) {
                     ch->gen->triggered = true;
                     ch->gen->trig_lsn = ch->out_lsn;
@@ -297,6 +314,9 @@ static int sched_channel(rwkvd_daemon *d, rwkvd_channel *ch, int quota, bool pip
             if (ch->gen || j->n_tasks >= j->cap_tasks || gen_slot_wait(d, pipelined))
                 goto out;
             {
+                int slot = gen_slot(d, ch);
+                if (slot == -EAGAIN)
+                    goto out; /* the GEN stays queued */
                 char producer[RWKVP_NAME_MAX + 1];
                 memcpy(producer, e->producer, sizeof producer);
                 uint64_t seq = e->seq, lsn = e->lsn;
@@ -304,7 +324,7 @@ static int sched_channel(rwkvd_daemon *d, rwkvd_channel *ch, int quota, bool pip
                 e->gen = NULL;
                 set_origin(ch, e);
                 rwkvd_chantab_pop(ch);
-                task = start_gen(d, ch, gp, producer, seq);
+                task = start_gen(d, ch, gp, producer, seq, slot);
                 if (task)
                     ch->gen->gen_lsn = lsn;
                 free(gp);

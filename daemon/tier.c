@@ -35,12 +35,9 @@ static void note_host(rwkvd_daemon *d, const rwkvd_channel *ch)
         d->tab->tier_wake_ns = due;
 }
 
-int rwkvd_tier_to_host(rwkvd_daemon *d, rwkvd_channel *ch)
+/* Resident ch's state into a new host buffer, its slot freed. */
+static int export_to_host(rwkvd_daemon *d, rwkvd_channel *ch)
 {
-    if (ch->tier != RWKVD_TIER_RESIDENT)
-        return 0;
-    if (!rwkvd_channel_idle(ch) || ch->slot < 0)
-        return -EBUSY;
     size_t n = (size_t)rwkvd_tier_state_bytes(d);
     void *buf = malloc(n ? n : 1);
     if (!buf)
@@ -64,6 +61,31 @@ int rwkvd_tier_to_host(rwkvd_daemon *d, rwkvd_channel *ch)
     rwkvd_log(LOG_DEBUG, "channel %s demoted to host memory", ch->name);
     return 0;
 }
+
+int rwkvd_tier_to_host(rwkvd_daemon *d, rwkvd_channel *ch)
+{
+    if (ch->tier != RWKVD_TIER_RESIDENT)
+        return 0;
+    if (!rwkvd_channel_idle(ch) || ch->slot < 0)
+        return -EBUSY;
+    return export_to_host(d, ch);
+}
+
+/* Whether resident ch's next step is starting a generation (a GEN at the head of its queue,
+ * or a pending output of a continue profile), which waits for a slot of its own: its state
+ * does not change meanwhile, so it may leave its slot to a generation that can start. */
+static bool waits_for_gen(const rwkvd_daemon *d, rwkvd_channel *ch)
+{
+    if (ch->dead || ch->tier != RWKVD_TIER_RESIDENT || ch->slot < 0 || ch->gen || ch->in_job > 0 ||
+        ch->reset_pending)
+        return false;
+    if (ch->output_pending) {
+        const rwkvd_task_profile *p = rwkvd_tasks_find(d->tasks, ch->profile);
+        return p && p->cfg->kind == RWKVD_TASK_CONTINUE;
+    }
+    return ch->head && ch->head->op == RWKVP_OP_GEN;
+}
+
 
 /* Host tier -> disk for one idle channel (durability only). */
 static int host_to_disk(rwkvd_daemon *d, rwkvd_channel *ch)
@@ -126,6 +148,30 @@ int rwkvd_tier_make_room(rwkvd_daemon *d, rwkvd_channel *keep)
     if (rwkvd_worker_busy(d->worker))
         rwkvd_daemon_quiesce(d);
     return demote_one(d, keep);
+}
+
+int rwkvd_tier_gen_room(rwkvd_daemon *d, rwkvd_channel *keep)
+{
+    if (rwkvd_worker_busy(d->worker))
+        rwkvd_daemon_quiesce(d);
+    if (demote_one(d, keep) == 0)
+        return 0;
+    /* no idle channel: one that itself waits for a generation slot goes to host memory (past
+     * residency.host_max_bytes for a moment if need be: it holds work, so it is not pushed on
+     * to disk, and it comes back when the scheduler reaches it and a slot is free) */
+    rwkvd_channel *x = NULL;
+    for (size_t i = 0; i < d->tab->n; i++) {
+        rwkvd_channel *ch = d->tab->v[i];
+        if (ch == keep || !waits_for_gen(d, ch))
+            continue;
+        if (!x || ch->active_ns < x->active_ns || (ch->active_ns == x->active_ns && ch->uid < x->uid))
+            x = ch;
+    }
+    if (!x)
+        return -ENOSPC;
+    rwkvd_log(LOG_DEBUG, "channel %s, waiting for a generation slot, moves to host memory for one that can start",
+              x->name);
+    return export_to_host(d, x);
 }
 
 int rwkvd_tier_promote(rwkvd_daemon *d, rwkvd_channel *ch)

@@ -17,7 +17,11 @@
  *  - promotion: a non-resident channel with input gets a slot (ingest reserves it, demoting
  *    another channel if need be, else answers 507) and its state is imported before the
  *    scheduler gives it its next job (from the host buffer, or from the snapshot);
- *  - a generation's own slot is found the same way (scheduler.c start_gen) before it ends
+ *  - a generation's own slot is found the same way (rwkvd_tier_gen_room), and when no idle
+ *    channel can make room a resident channel that itself waits for a generation slot is
+ *    moved to host memory; failing that the generation waits (it keeps its place in its
+ *    channel's order: tiering must not change what is generated or committed). Only when the
+ *    pool cannot hold a channel and a generation at all (model.state_slots 3) does it end
  *    with 507.
  * Demotions happen only while the worker is idle: before each job is built, from the loop
  * when it has nothing to run, and in ingest after waiting for the in-flight job
@@ -53,6 +57,10 @@ int rwkvd_tier_promote(rwkvd_daemon *d, rwkvd_channel *ch);
 /* Move a resident idle channel to the host tier (state exported into a buffer, slot freed).
  * The worker must be idle. 0, -EBUSY when not idle, -ENOMEM. */
 int rwkvd_tier_to_host(rwkvd_daemon *d, rwkvd_channel *ch);
+/* Free a slot for a generation of `keep` (which stays): demote an idle resident channel
+ * (waiting for the in-flight job first), else move a resident channel whose next step is a
+ * generation start to host memory. 0 when a slot was freed, -ENOSPC when none can be. */
+int rwkvd_tier_gen_room(rwkvd_daemon *d, rwkvd_channel *keep);
 
 /* Enforce the bounds (resident count, idle_ttl, host bytes) while the worker is idle. */
 void rwkvd_tier_tick(rwkvd_daemon *d, uint64_t now_ns);
