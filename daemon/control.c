@@ -362,6 +362,9 @@ static void metrics_text(rwkvd_daemon *d, sbuf *s)
     for (int k = 1; k <= 4; k++)
         sb_printf(s, "rwkvd_publish_messages_total{kind=\"%s\"} %llu\n", kinds[k], (unsigned long long)m->publish[k]);
     metric_u64(s, "rwkvd_publish_dropped_total", "counter", "Publications a subscriber queue could not take (dropped).", m->publish_dropped);
+    metric_u64(s, "rwkvd_outputs_unretained_total", "counter",
+               "Publications the output retention could not keep (out of memory; REPLAY reports them lost).",
+               m->outputs_unretained);
     metric_u64(s, "rwkvd_subscriptions", "gauge", "Subscriptions currently registered on PUBLISH.", m->subscriptions);
     metric_u64(s, "rwkvd_tokens_total", "counter", "Tokens fed to channel states and generations.", m->tokens_total);
     metric_u64(s, "rwkvd_input_tokens_total", "counter", "Input tokens fed to channel states.", m->input_tokens_total);
