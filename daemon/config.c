@@ -281,6 +281,27 @@ static const key replication_keys[] = {
     {.name = NULL},
 };
 
+/* Security (security.c): CURVE on every socket when secret_key_file is set; `allow` is re-read
+ * on every SIGHUP. Whether the files exist and hold keys is found out at start and by
+ * --check-config (rwkvd_security_check). */
+static const key curve_keys[] = {
+    {"secret_key_file", K_STR, F_EXPAND, AT(rwkvd_config, security.curve.secret_key_file), .def = "\"\"",
+        STR_BYTES(0, 4096)},
+    {"allow", K_STR, F_EXPAND | F_RELOAD, AT(rwkvd_config, security.curve.allow), .def = "\"\"",
+        STR_BYTES(0, 4096)},
+    {"client_key_file", K_STR, F_EXPAND, AT(rwkvd_config, security.curve.client_key_file), .def = "\"\"",
+        STR_BYTES(0, 4096)},
+    {"peer_public_key_file", K_STR, F_EXPAND, AT(rwkvd_config, security.curve.peer_public_key_file),
+        .def = "\"\"", STR_BYTES(0, 4096)},
+    {.name = NULL},
+};
+
+static const key security_keys[] = {
+    {"insecure_bind", K_BOOL, 0, AT(rwkvd_config, security.insecure_bind), .def = "false"},
+    {"curve", K_SECTION, 0, 0, 0, .sub = curve_keys},
+    {.name = NULL},
+};
+
 static const key root_keys[] = {
     {"model", K_SECTION, 0, 0, 0, .sub = model_keys},
     {"endpoints", K_SECTION, 0, 0, 0, .sub = endpoint_keys},
@@ -295,6 +316,7 @@ static const key root_keys[] = {
     {"outputs", K_SECTION, 0, 0, 0, .sub = output_keys},
     {"tasks", K_SECTION, F_RELOAD, 0, 0, .sub = task_keys},
     {"replication", K_SECTION, 0, 0, 0, .sub = replication_keys},
+    {"security", K_SECTION, 0, 0, 0, .sub = security_keys},
     {.name = NULL},
 };
 
@@ -325,6 +347,7 @@ struct ctx {
     int n_eps;
     yaml_mark_t profile_ref_mark;
     yaml_mark_t residency_mark; /* residency.resident_channels, checked against model.state_slots */
+    yaml_mark_t curve_mark, allow_mark, repl_bind_mark; /* security.curve.*, replication.bind */
 };
 
 static int fail(ctx *c, yaml_mark_t m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -1057,6 +1080,12 @@ static int convert_scalar(ctx *c, const key *k, void *base, const char *s, size_
         }
         if (k->flags & F_PROFILE_REF)
             c->profile_ref_mark = m;
+        if (p == (void *)&c->cfg->security.curve.secret_key_file)
+            c->curve_mark = m;
+        else if (p == (void *)&c->cfg->security.curve.allow)
+            c->allow_mark = m;
+        else if (p == (void *)&c->cfg->replication.bind)
+            c->repl_bind_mark = m;
         memcpy(p, &v, sizeof v);
         return 0;
     }
@@ -1638,14 +1667,36 @@ static int check_whole(ctx *c)
     rwkvd_config *cfg = c->cfg;
     size_t saved = c->plen;
     int rc = 0;
+    bool curve = cfg->security.curve.secret_key_file[0] != '\0';
+    /* endpoints.allow_public_bind is the older name of security.insecure_bind */
+    bool secure = curve || cfg->security.insecure_bind || cfg->endpoints.allow_public_bind;
+    if (curve != (cfg->security.curve.allow[0] != '\0')) {
+        snprintf(c->path, sizeof c->path, "security.curve.%s", curve ? "allow" : "secret_key_file");
+        c->plen = strlen(c->path);
+        rc = fail(c, curve ? c->curve_mark : c->allow_mark,
+                  "security.curve needs both secret_key_file (the server's key pair) and allow (the "
+                  "client allow-list file or directory)");
+    }
+    if (!rc && cfg->replication.bind[0] && !secure) {
+        bool pub = false, any = false;
+        if (!check_endpoint(cfg->replication.bind, &pub, &any) && pub) {
+            snprintf(c->path, sizeof c->path, "replication.bind");
+            c->plen = strlen(c->path);
+            rc = fail(c, c->repl_bind_mark,
+                      "\"%s\" binds a non-loopback address without CURVE; configure "
+                      "security.curve.secret_key_file, or set security.insecure_bind: true",
+                      cfg->replication.bind);
+        }
+    }
     for (int i = 0; i < c->n_eps && !rc; i++) {
         snprintf(c->path, sizeof c->path, "%s", c->eps[i].path);
         c->plen = strlen(c->path);
-        if (c->eps[i].public_tcp && !cfg->endpoints.allow_public_bind)
+        if (c->eps[i].public_tcp && !secure)
             rc = fail(c, c->eps[i].mark,
-                      "\"%s\" binds a non-loopback address; rwkvd binds loopback and ipc:// only "
-                      "unless endpoints.allow_public_bind is true (then protect the port: "
-                      "anyone who reaches it can feed and read every channel)",
+                      "\"%s\" binds a non-loopback address without CURVE; configure "
+                      "security.curve.secret_key_file (encryption and a client allow-list), or set "
+                      "security.insecure_bind: true to accept that anyone who reaches the port can "
+                      "feed and read every channel",
                       c->eps[i].uri);
         for (int j = 0; j < i && !rc; j++) {
             if (c->eps[i].any_port || strcmp(c->eps[i].uri, c->eps[j].uri))

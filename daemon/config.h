@@ -169,6 +169,16 @@ typedef struct rwkvd_config {
         uint64_t failover_timeout_ms;   /* a standby takes over after this long without one */
         bool sync;                      /* ACKs wait until every synced standby logged the record */
     } replication;
+    /* CurveZMQ and the ZAP allow-list (security.c, keys.h; PROTOCOL.md §15) */
+    struct {
+        bool insecure_bind; /* non-loopback tcp without CURVE: allowed (warned at every start) */
+        struct {
+            char *secret_key_file;      /* the server's key pair; "" = CURVE off */
+            char *allow;                /* allow-list file or directory of public certificates */
+            char *client_key_file;      /* this daemon's pair toward a peer (standby, fencing); "" = the server's */
+            char *peer_public_key_file; /* the peer daemon's server public key; "" = this one's own */
+        } curve;
+    } security;
 } rwkvd_config;
 
 /* Load and validate a YAML file. Returns 0 and *out (free with rwkvd_config_destroy), or

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "publish.h"
 #include "replica.h"
+#include "security.h"
 #include "rwkvd_version.h"
 #include "tier.h"
 #include "zmsg.h"
@@ -37,6 +38,9 @@ int rwkvd_control_open(rwkvd_daemon *d, char *err, size_t err_len)
     zmq_setsockopt(d->control, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(d->control, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(d->control, ZMQ_LINGER, &zero, sizeof zero);
+    int rc = rwkvd_security_server(d, d->control, RWKVD_SOCK_CONTROL, err, err_len);
+    if (rc)
+        return rc;
     for (size_t i = 0; i < d->cfg->endpoints.control.n; i++) {
         const char *ep = d->cfg->endpoints.control.v[i];
         if (zmq_bind(d->control, ep) != 0) {
@@ -396,6 +400,17 @@ static void metrics_text(rwkvd_daemon *d, sbuf *s)
     tier_metrics(d, s);
     durable_metrics(d, s);
     metric_u64(s, "rwkvd_queued_tokens", "gauge", "Input tokens accepted and not yet applied.", q_tokens);
+    char *sec = NULL;
+    size_t sec_len = 0;
+    FILE *f = open_memstream(&sec, &sec_len);
+    if (f) {
+        rwkvd_security_metrics(d, f);
+        fclose(f);
+        sb_printf(s, "%s", sec ? sec : "");
+    } else {
+        s->oom = true;
+    }
+    free(sec);
     sb_printf(s, "# HELP rwkvd_generations Generations running.\n# TYPE rwkvd_generations gauge\n"
                  "rwkvd_generations %d\n",
               d->n_gens);
@@ -604,6 +619,11 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
         return;
     }
     d->m.control[req.cmd]++;
+    char why[RWKVP_ERROR_TEXT_MAX];
+    if (rwkvd_security_check_control(d, &zm->parts[zm->n - 1], req.cmd, why, sizeof why) != 0) {
+        reply(d, env, n_env, RWKVP_E_FORBIDDEN, why, strlen(why));
+        return;
+    }
     rwkvd_channel *ch = NULL;
     if (req.cmd == RWKVP_CTL_INFO || req.cmd == RWKVP_CTL_RESET || req.cmd == RWKVP_CTL_EVICT ||
         req.cmd == RWKVP_CTL_DROP || req.cmd == RWKVP_CTL_EXPORT || req.cmd == RWKVP_CTL_FORK ||
@@ -629,6 +649,7 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
         loop_status(d, st);
         durable_status(d, st);
         rwkvd_replica_status(d, st);
+        rwkvd_security_status(d, st);
         reply_json(d, env, n_env, st);
         break;
     }

@@ -11,6 +11,7 @@
 #include "durable.h"
 #include "log.h"
 #include "publish.h"
+#include "security.h"
 #include "tier.h"
 #include "zmsg.h"
 
@@ -33,6 +34,9 @@ int rwkvd_ingest_open(rwkvd_daemon *d, char *err, size_t err_len)
     zmq_setsockopt(d->ingest, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(d->ingest, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(d->ingest, ZMQ_LINGER, &zero, sizeof zero);
+    int src = rwkvd_security_server(d, d->ingest, RWKVD_SOCK_INGEST, err, err_len);
+    if (src)
+        return src;
     for (size_t i = 0; i < d->cfg->endpoints.ingest.n; i++) {
         const char *ep = d->cfg->endpoints.ingest.v[i];
         if (zmq_bind(d->ingest, ep) != 0) {
@@ -48,6 +52,8 @@ int rwkvd_ingest_open(rwkvd_daemon *d, char *err, size_t err_len)
     }
     zmq_setsockopt(d->ingest_pull, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(d->ingest_pull, ZMQ_LINGER, &zero, sizeof zero);
+    if ((src = rwkvd_security_server(d, d->ingest_pull, RWKVD_SOCK_INGEST_PULL, err, err_len)))
+        return src;
     for (size_t i = 0; i < d->cfg->endpoints.ingest_pull.n; i++) {
         const char *ep = d->cfg->endpoints.ingest_pull.v[i];
         if (zmq_bind(d->ingest_pull, ep) != 0) {
@@ -80,6 +86,7 @@ typedef struct {
     size_t n_env;
     uint64_t lsn; /* the input-log record an ACK must wait for (0 = none) */
     bool pull;    /* from INGEST-PULL: no replies; errors are published */
+    const zmq_msg_t *part; /* a frame of the message: its sender's key (security.c) */
     bool hold;    /* pull: the channel's queue is full; keep the message and stop reading */
 } reply_ctx;
 
@@ -232,6 +239,12 @@ static rwkvd_entry *entry_new(const rwkvp_ingest *m, size_t n_tokens)
 static void handle_decoded(rwkvd_daemon *d, reply_ctx *rc, const rwkvp_ingest *m)
 {
     const rwkvd_config *cfg = d->cfg;
+    char why[RWKVP_ERROR_TEXT_MAX];
+    if (rc->part && rwkvd_security_check_write(d, rc->part, rc->pull ? RWKVD_SOCK_INGEST_PULL : RWKVD_SOCK_INGEST,
+                                               m->channel.data, m->channel.len, why, sizeof why) != 0) {
+        reject(rc, m, NULL, RWKVP_E_FORBIDDEN, "%s", why); /* before any state: no pair, no channel */
+        return;
+    }
     rwkvd_channel *ch = rwkvd_chantab_find(d->tab, m->channel.data, m->channel.len);
     rwkvd_pair *pair = rwkvd_chantab_pair(d->tab, m->channel.data, m->channel.len, m->producer.data, m->producer.len,
                                           true);
@@ -447,7 +460,7 @@ int rwkvd_ingest_handle(rwkvd_daemon *d, int budget)
             rwkvd_zmsg_close(&zm);
             continue;
         }
-        reply_ctx rc = {.d = d, .env = zm.f, .n_env = n_env};
+        reply_ctx rc = {.d = d, .env = zm.f, .n_env = n_env, .part = &zm.parts[zm.n - 1]};
         rwkvp_ingest m;
         rwkvp_error e;
         memset(&e, 0, sizeof e);
@@ -493,7 +506,7 @@ static bool pull_one(rwkvd_daemon *d, rwkvd_zmsg *zm, const rwkvp_limits *lim)
     }
     if (m.op == RWKVP_OP_SYNC) /* ignored on PULL (§8.4) */
         return false;
-    reply_ctx rc = {.d = d, .pull = true};
+    reply_ctx rc = {.d = d, .pull = true, .part = &zm->parts[zm->n - 1]};
     handle_decoded(d, &rc, &m);
     return rc.hold;
 }

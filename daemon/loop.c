@@ -25,6 +25,7 @@
 #include "publish.h"
 #include "replica.h"
 #include "scheduler.h"
+#include "security.h"
 #include "tier.h"
 
 #define STOP_GRACE_NS (10ull * 1000000000ull) /* most time SIGTERM waits for a running step */
@@ -266,6 +267,8 @@ int rwkvd_daemon_reload(rwkvd_daemon *d, char *err, size_t err_len,
     int rc = rwkvd_config_load(d->config_path, &next, err, err_len);
     if (rc == 0 && (rc = rwkvd_config_diff_reloadable(d->cfg, next, err, err_len)) == 0)
         rc = rwkvd_tasks_build(next, d->tok, rwkv_model_dims(d->model), &tasks, err, err_len);
+    if (rc == 0) /* the allow-list is read again on every reload */
+        rc = rwkvd_security_prepare_reload(d, next, err, err_len);
     if (rc) {
         d->m.reloads_failed++;
         rwkvd_log(LOG_ERR, "reload refused, keeping the running configuration: %s", err);
@@ -282,6 +285,7 @@ int rwkvd_daemon_reload(rwkvd_daemon *d, char *err, size_t err_len,
     d->tasks = tasks;
     d->tasks_gen++; /* channels look their profile up again */
     d->cfg = next;
+    rwkvd_security_commit_reload(d);
     d->tab->tier_wake_ns = 0; /* residency.idle_ttl may have changed: tier.c recomputes its timer */
     rwkvd_log_set_level((int)d->cfg->log.level);
     d->m.reloads_ok++;
@@ -410,6 +414,8 @@ int rwkvd_daemon_init(rwkvd_daemon *d, const char *config_path, rwkvd_config **c
     }
     if (!(d->zctx = zmq_ctx_new()))
         return -ENOMEM;
+    if ((rc = rwkvd_security_init(d))) /* keys and the ZAP handler, before any socket */
+        return rc;
     if ((rc = rwkvd_replica_init(d, d->standby_of))) /* a standby's full sync, fencing */
         return rc;
     if (cfg->durability.enabled && (rc = rwkvd_durable_open(d))) /* recovery, before any socket is bound */
@@ -452,6 +458,7 @@ void rwkvd_daemon_fini(rwkvd_daemon *d)
     if (d->control)
         zmq_close(d->control);
     rwkvd_replica_destroy(d);
+    rwkvd_security_destroy(d);
     if (d->zctx)
         zmq_ctx_term(d->zctx);
     if (d->sigfd >= 0)
@@ -599,7 +606,7 @@ int rwkvd_loop_run(rwkvd_daemon *d)
         timeout_ms = wake > now ? (long)((wake - now + 999999) / 1000000) : 0;
         /* a standby has no ingest or publish socket until it takes over */
         enum { P_SIG, P_WORKER, P_CONTROL, P_INGEST, P_PUBLISH, P_REPL, P_BIO, P_PULL, P_N };
-        zmq_pollitem_t items[P_N];
+        zmq_pollitem_t items[P_N + RWKVD_SEC_POLL_MAX];
         int at[P_N], n_items = 0;
         void *socks[P_N] = {NULL, NULL, d->control, d->ingest, d->publish, rwkvd_replica_socket(d), NULL,
                             rwkvd_ingest_pull_socket(d)};
@@ -616,6 +623,8 @@ int rwkvd_loop_run(rwkvd_daemon *d)
                 at[k] = n_items++;
             }
         }
+        int sec_at = n_items, n_sec = rwkvd_security_pollitems(d, items + n_items);
+        n_items += n_sec;
         int rc = zmq_poll(items, n_items, timeout_ms);
         woke_ns = rwkvd_now_ns();
         if (rc < 0 && zmq_errno() != EINTR) {
@@ -625,6 +634,8 @@ int rwkvd_loop_run(rwkvd_daemon *d)
         }
 #define READY(k) (at[k] >= 0 && (items[at[k]].revents & ZMQ_POLLIN))
         if (rc > 0) {
+            if (n_sec) /* ZAP requests and handshake events */
+                rwkvd_security_handle(d, items + sec_at, n_sec);
             if (READY(P_SIG))
                 handle_signals(d);
             if (READY(P_WORKER)) {

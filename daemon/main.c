@@ -22,6 +22,7 @@
 #include "log.h"
 #include "rwkvd_version.h"
 #include "loop.h"
+#include "security.h"
 
 static void usage(FILE *f)
 {
@@ -86,8 +87,11 @@ int main(int argc, char **argv)
     rwkvd_config *cfg = NULL;
     int rc = path ? rwkvd_config_load(path, &cfg, err, sizeof err) : rwkvd_config_default(&cfg, err, sizeof err);
     if (check) {
+        if (rc == 0) /* the key files and the allow-list the config names */
+            rc = rwkvd_security_check(cfg, err, sizeof err);
         if (rc) {
             fprintf(stderr, "%s\n", err[0] ? err : strerror(-rc));
+            rwkvd_config_destroy(&cfg);
             return 1;
         }
         if (verbose)

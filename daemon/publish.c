@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "replica.h"
+#include "security.h"
 #include "rwkvp_json.h"
 
 int rwkvd_publish_open(rwkvd_daemon *d, char *err, size_t err_len)
@@ -22,6 +23,12 @@ int rwkvd_publish_open(rwkvd_daemon *d, char *err, size_t err_len)
     zmq_setsockopt(d->publish, ZMQ_XPUB_NODROP, &one, sizeof one);
     zmq_setsockopt(d->publish, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(d->publish, ZMQ_LINGER, &zero, sizeof zero);
+    if (rwkvd_security_on(d)) { /* subscriptions are applied by rwkvd_security_subscription */
+        int rc = rwkvd_security_server(d, d->publish, RWKVD_SOCK_PUBLISH, err, err_len);
+        if (rc)
+            return rc;
+        zmq_setsockopt(d->publish, ZMQ_XPUB_MANUAL, &one, sizeof one);
+    }
     for (size_t i = 0; i < d->cfg->endpoints.publish.n; i++) {
         const char *ep = d->cfg->endpoints.publish.v[i];
         if (zmq_bind(d->publish, ep) != 0) {
@@ -42,7 +49,9 @@ void rwkvd_publish_drain(rwkvd_daemon *d)
             return;
         }
         const unsigned char *p = zmq_msg_data(&m);
-        if (zmq_msg_size(&m) >= 1) {
+        if (rwkvd_security_on(d)) {
+            rwkvd_security_subscription(d, &m); /* manual mode: checked, then applied or refused */
+        } else if (zmq_msg_size(&m) >= 1) {
             if (p[0] == 1)
                 d->m.subscriptions++;
             else if (p[0] == 0 && d->m.subscriptions > 0)

@@ -8,6 +8,7 @@
  * the standby any more, a state changed outside the log) makes the standby start over with a
  * full sync rather than continue on a state that may differ. */
 #include "replica.h"
+#include "security.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -195,6 +196,7 @@ static json_t *remote_replication(rwkvd_daemon *d, const char *ep, int timeout_m
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms);
     zmq_setsockopt(s, ZMQ_SNDTIMEO, &timeout_ms, sizeof timeout_ms);
+    rwkvd_security_client(d, s); /* CURVE toward the peer when security.curve is set */
     zmq_msg_t parts[3];
     size_t n = 0;
     if (zmq_connect(s, ep) != 0) {
@@ -327,6 +329,7 @@ static int standby_sync(rwkvd_daemon *d, const char *endpoint, char *err, size_t
     int zero = 0;
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(s, ZMQ_RCVHWM, &zero, sizeof zero); /* the primary's SNDHWM bounds nothing either */
+    rwkvd_security_client(d, s);
     if (zmq_connect(s, endpoint) != 0) {
         snprintf(err, err_len, "cannot connect to the replication stream %.400s: %s", endpoint, zmq_strerror(zmq_errno()));
         return -EINVAL;
@@ -524,6 +527,7 @@ static void open_peer_watch(rwkvd_daemon *d)
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(s, ZMQ_IMMEDIATE, &one, sizeof one); /* no requests piling up for an absent peer */
     zmq_setsockopt(s, ZMQ_SNDHWM, &one, sizeof one);
+    rwkvd_security_client(d, s);
     if (zmq_connect(s, ep) != 0) {
         rwkvd_log(LOG_WARNING, "replication.peer %s: cannot connect: %s; no fencing check while running", ep,
                   zmq_strerror(zmq_errno()));
@@ -552,6 +556,11 @@ int rwkvd_replica_open(rwkvd_daemon *d, char *err, size_t err_len)
     zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(s, ZMQ_SNDHWM, &zero, sizeof zero); /* a standby must not miss records; see FORMATS.md §3 */
+    int src = rwkvd_security_server(d, s, RWKVD_SOCK_REPLICATION, err, err_len);
+    if (src) {
+        zmq_close(s);
+        return src;
+    }
     if (zmq_bind(s, ep) != 0) {
         snprintf(err, err_len, "replication.bind: cannot bind %s: %s", ep, zmq_strerror(zmq_errno()));
         zmq_close(s);
@@ -745,6 +754,12 @@ static void primary_handle(rwkvd_daemon *d)
         if (recv_msg(p->sock, parts, 4, &n, ZMQ_DONTWAIT) != 1)
             break;
         standby_peer from = {.id_len = 0};
+        char why[200];
+        if (n >= 2 && rwkvd_security_check_replicate(d, &parts[1], why, sizeof why) != 0) {
+            rwkvd_log(LOG_WARNING, "replication: a message refused: %s", why); /* and counted */
+            close_msg(parts, n);
+            continue;
+        }
         if (n >= 3 && zmq_msg_size(&parts[0]) <= sizeof from.id && frame_is(&parts[1], RWKVD_REPL_SIG)) {
             from.id_len = zmq_msg_size(&parts[0]);
             memcpy(from.id, zmq_msg_data(&parts[0]), from.id_len);

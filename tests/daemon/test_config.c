@@ -481,10 +481,20 @@ static void test_public_bind(void)
         CHECKF(parse(text, &c, err, sizeof err) == -EINVAL && !c, "%s", public[i]);
         char want[512];
         snprintf(want, sizeof want, "t.yaml:2:26: endpoints.ingest[1]: \"%s\" binds a "
-                 "non-loopback address; rwkvd binds loopback and ipc:// only unless "
-                 "endpoints.allow_public_bind is true (then protect the port: anyone who "
-                 "reaches it can feed and read every channel)", public[i]);
+                 "non-loopback address without CURVE; configure security.curve.secret_key_file "
+                 "(encryption and a client allow-list), or set security.insecure_bind: true to "
+                 "accept that anyone who reaches the port can feed and read every channel", public[i]);
         CHECKF(!strcmp(err, want), "\n  got:  %s\n  want: %s", err, want);
+        /* security.insecure_bind opts in; so does CURVE (with its allow-list) */
+        snprintf(text, sizeof text, "endpoints:\n  ingest: \"%s\"\nsecurity:\n  insecure_bind: true\n", public[i]);
+        c = must_parse(text);
+        CHECK(c->security.insecure_bind);
+        rwkvd_config_destroy(&c);
+        snprintf(text, sizeof text, "endpoints:\n  ingest: \"%s\"\nsecurity:\n  curve:\n"
+                 "    secret_key_file: /etc/rwkvd/server.key_secret\n    allow: /etc/rwkvd/clients\n", public[i]);
+        c = must_parse(text);
+        CHECK(!strcmp(c->security.curve.allow, "/etc/rwkvd/clients"));
+        rwkvd_config_destroy(&c);
         /* the opt-in may come before or after the endpoint */
         snprintf(text, sizeof text, "endpoints:\n  ingest: \"%s\"\n  allow_public_bind: true\n",
                  public[i]);
@@ -495,6 +505,14 @@ static void test_public_bind(void)
         c = must_parse(text);
         rwkvd_config_destroy(&c);
     }
+    /* CURVE needs both its files; replication.bind is held to the same rule as the endpoints */
+    expect_error("security:\n  curve:\n    secret_key_file: /k\n",
+                 "t.yaml:3:22: security.curve.allow: security.curve needs both secret_key_file (the "
+                 "server's key pair) and allow (the client allow-list file or directory)");
+    expect_error("replication:\n  bind: tcp://0.0.0.0:7000\n",
+                 "t.yaml:2:9: replication.bind: \"tcp://0.0.0.0:7000\" binds a non-loopback address "
+                 "without CURVE; configure security.curve.secret_key_file, or set "
+                 "security.insecure_bind: true");
     /* An environment variable cannot sneak a public address past the check. */
     setenv("RWKVD_TEST_HOST", "0.0.0.0", 1);
     rwkvd_config *c = NULL;

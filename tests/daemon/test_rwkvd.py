@@ -44,6 +44,33 @@ def check(cond, what):
         raise Fail(what)
 
 
+def curve_setup(dirname, name="tester", perms="write=* read=* control=all"):
+    """A server key pair and one client key with `perms` in dirname (ZPL certificates and an
+    allow-list file, as rwkvd-keygen writes them). Returns the client's keys and the
+    security section of the config."""
+    spub, ssec = zmq.curve_keypair()
+    cpub, csec = zmq.curve_keypair()
+    path = os.path.join(dirname, "server.key_secret")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write('metadata\n    name = "server"\ncurve\n    public-key = "%s"\n    secret-key = "%s"\n'
+                % (spub.decode(), ssec.decode()))
+    allow = os.path.join(dirname, "allow")
+    with open(allow, "w") as f:
+        f.write("# test keys\n%s %s %s\n" % (name, cpub.decode(), perms))
+    return {"server_public": spub, "public": cpub, "secret": csec, "allow": allow,
+            "yaml": "security:\n  curve:\n    secret_key_file: %s\n    allow: %s\n" % (path, allow)}
+
+
+def curve_client(s, keys, server_public=None):
+    """Make socket s a CURVE client with keys (curve_setup's); returns s."""
+    if keys:
+        s.curve_serverkey = server_public or keys["server_public"]
+        s.curve_publickey = keys["public"]
+        s.curve_secretkey = keys["secret"]
+    return s
+
+
 def yaml_str(s):
     return json.dumps(s)  # JSON strings are YAML double-quoted strings
 
@@ -58,6 +85,8 @@ class Daemon:
         # wait up to a second), and kill -9 loses nothing written to the kernel anyway
         self.durability = durability if durability is not None else "durability:\n  fsync: no\n"
         self.dir = tempfile.mkdtemp(prefix="rwkvd-t")
+        # RWKVD_TEST_CURVE=1: every socket with CURVE and a ZAP allow-list (security.curve)
+        self.curve = curve_setup(self.dir) if os.environ.get("RWKVD_TEST_CURVE") else None
         self.ingest_ep = "ipc://%s/in.sock" % self.dir
         self.pub_ep = "ipc://%s/pub.sock" % self.dir
         self.ctl_ep = "ipc://%s/ctl.sock" % self.dir
@@ -93,7 +122,7 @@ tasks:
 %s
 """ % (path_override or MODEL, slots, max_batch,
        "  backend: %s\n" % self.backend if self.backend else "", self.ingest_ep, self.pub_ep, self.ctl_ep, self.dir,
-       self.durability, extra,
+       self.durability, extra + ("\n" + self.curve["yaml"] if self.curve else ""),
        yaml_str(default_profile), profiles if profiles.strip() else "    {}")
         if not profiles.strip():
             text = text.replace("  profiles:\n    {}", "  profiles: {}")
@@ -127,12 +156,14 @@ tasks:
     def dealer(self):
         s = self.ctx.socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 0)
+        curve_client(s, self.curve)
         s.connect(self.ingest_ep)
         return s
 
     def sub(self, prefix=b""):
         s = self.ctx.socket(zmq.SUB)
         s.setsockopt(zmq.LINGER, 0)
+        curve_client(s, self.curve)
         s.connect(self.pub_ep)
         s.setsockopt(zmq.SUBSCRIBE, prefix)
         time.sleep(0.2)  # slow joiner: let the subscription reach the daemon
@@ -141,6 +172,7 @@ tasks:
     def control(self, *frames):
         s = self.ctx.socket(zmq.REQ)
         s.setsockopt(zmq.LINGER, 0)
+        curve_client(s, self.curve)
         s.connect(self.ctl_ep)
         s.send_multipart([SIG] + [f if isinstance(f, bytes) else f.encode() for f in frames])
         r = recv(s, what="control reply to %r" % (frames,))
