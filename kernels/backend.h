@@ -24,7 +24,7 @@ extern "C" {
 /* Version of the structs a module shares with librwkv (rwkv_model, rwkv_layer, rwkv_mat,
  * rwkv_dims, rwkv_engine_opts, rwkv_row, rwkv_backend, rwkv_backend_ops). Bump it with
  * every change to any of them; the loader refuses a module built against another value. */
-#define RWKV_MODULE_ABI 2
+#define RWKV_MODULE_ABI 3
 
 typedef struct rwkv_backend rwkv_backend;
 
@@ -63,7 +63,7 @@ struct rwkv_backend {
     char last_error[512];
 };
 
-/* Bytes of one exported state: n_layer * (2*C + H*N*N) floats. */
+/* Floats of one exported state: n_layer * (2*C + H*N*N); RWKV-4: n_layer * 5*C. */
 RWKV_API size_t rwkv_state_floats(const rwkv_dims *d); /* exported: modules use it */
 
 int rwkv_cpu_backend_new(const rwkv_model *m, const rwkv_engine_opts *opts, rwkv_backend **out,

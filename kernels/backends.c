@@ -237,6 +237,11 @@ int rwkv_backend_create(const char *name, const rwkv_model *m, const rwkv_engine
     rwkv_backend *b = NULL;
     int rc = registry[i].builtin_new ? registry[i].builtin_new(m, opts, &b, err, err_len)
                                      : loaded[i].new_fn(m, opts, &b, err, err_len);
+    if (rc == -ENOTSUP && name && strcmp(name, "auto") == 0 && !registry[i].builtin_new) {
+        /* auto: a GPU backend that does not run this model's generation leaves it to cpu */
+        i = find("cpu");
+        rc = registry[i].builtin_new(m, opts, &b, err, err_len);
+    }
     if (rc == 0 && !b) {
         rwkv_errf(err, err_len, 0, NULL, 0, "engine: backend %s returned no backend", registry[i].name);
         rc = -EIO;

@@ -30,6 +30,8 @@ struct rwkv_engine {
 
 size_t rwkv_state_floats(const rwkv_dims *d)
 {
+    if (d->arch == RWKV_ARCH_V4)
+        return (size_t)d->n_layer * 5 * (size_t)d->n_embd;
     return (size_t)d->n_layer * (2 * (size_t)d->n_embd + (size_t)d->n_head * d->head_size * d->head_size);
 }
 

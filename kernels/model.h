@@ -1,4 +1,5 @@
-/* model.h — the in-memory RWKV-7 model that backends read (internal to librwkv).
+/* model.h — the in-memory RWKV model that backends read (internal to librwkv): RWKV-7, and
+ * RWKV-4/5/6 in the same structs (dims.arch says which fields are in use).
  *
  * Every matrix y = W·x (out × in) is stored in "panels" of RWKV_PANEL output rows: panel p
  * holds, for k = 0..in-1, the RWKV_PANEL weights W[p*RWKV_PANEL + j][k] contiguously
@@ -53,6 +54,20 @@ typedef struct {
     const float *ffn_x_k;                        /* (C) */
     rwkv_mat ffn_k;                              /* (F, C) */
     rwkv_mat ffn_v;                              /* (C, F) */
+    /* RWKV-4/5/6 only (NULL / empty for RWKV-7). x_r, x_k, x_v, x_g (and x_w for v6) hold
+     * the token-shift vectors: v4/v5 time_mix_q, used as u*m + p*(1-m); v6 time_maa_q, used
+     * as u + (p-u)*(m + lora_q). ffn_x_k likewise; rw/kw/vw/ow, lnx_*, ffn_k/ffn_v as for
+     * RWKV-7; v6 decay LoRA time_decay_w1/w2 in w1 (D_w, C) / w2 (C, D_w). */
+    const float *x_x;                            /* (C) v6 time_maa_x */
+    rwkv_mat mix1;                               /* (5*D_mix, C) v6 time_maa_w1 */
+    rwkv_mat mix2[5];                            /* (C, D_mix) each: v6 time_maa_w2[w,k,v,r,g] */
+    const float *decay;                          /* (C) v4: -exp(time_decay); v5: exp(-exp(time_decay))
+                                                  * (per-head values repeated); v6: time_decay */
+    const float *bonus;                          /* (C) v4: time_first; v5/v6: u = time_faaaa,
+                                                  * or exp(time_first) (per-head values repeated) */
+    rwkv_mat gw;                                 /* (C, C) gate, 5.1 and later */
+    const float *ffn_x_r;                        /* (C) */
+    rwkv_mat ffn_r;                              /* (C, C) FFN receptance */
 } rwkv_layer;
 
 struct rwkv_model {

@@ -98,10 +98,10 @@ int rwkv_model_random(const rwkv_dims *shape, uint64_t seed, rwkv_weights weight
 {
     if (!shape || !out || shape->n_layer < 1 || shape->n_layer > 4096 || shape->n_embd < 64 ||
         shape->n_embd % 64 || shape->n_embd > (1 << 16) || shape->n_vocab < 0 || shape->n_vocab > (1 << 24) ||
-        (unsigned)weights > RWKV_WEIGHTS_BF16DOT ||
+        (unsigned)weights > RWKV_WEIGHTS_BF16DOT || shape->arch != RWKV_ARCH_X070 ||
         (size_t)(shape->n_vocab > 0 ? shape->n_vocab : 65536) * (size_t)shape->n_embd > (size_t)0x7fffffff) {
         if (err && err_len)
-            snprintf(err, err_len, "random model: bad shape (L %d, C %d: a multiple of 64, V %d)",
+            snprintf(err, err_len, "random model: bad shape (L %d, C %d: a multiple of 64, V %d; RWKV-7 only)",
                      shape ? shape->n_layer : 0, shape ? shape->n_embd : 0, shape ? shape->n_vocab : 0);
         return -EINVAL;
     }
@@ -112,7 +112,8 @@ int rwkv_model_random(const rwkv_dims *shape, uint64_t seed, rwkv_weights weight
     const int L = shape->n_layer, C = shape->n_embd;
     const double sc = sqrt((double)C);
     *d = (rwkv_dims){L, C, 0, shape->head_size > 0 ? shape->head_size : 64, shape->n_vocab > 0 ? shape->n_vocab : 65536,
-                     shape->n_ffn > 0 ? shape->n_ffn : 4 * C, shape->d_w, shape->d_a, shape->d_v, shape->d_g};
+                     shape->n_ffn > 0 ? shape->n_ffn : 4 * C, shape->d_w, shape->d_a, shape->d_v, shape->d_g,
+                     RWKV_ARCH_X070, 0};
     d->d_w = d->d_w > 0 ? d->d_w : trainer_rank(1.8 * sc);
     d->d_a = d->d_a > 0 ? d->d_a : trainer_rank(1.8 * sc);
     d->d_v = d->d_v > 0 ? d->d_v : trainer_rank(1.3 * sc);

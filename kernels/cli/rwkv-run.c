@@ -222,9 +222,10 @@ int main(int argc, char **argv)
     const rwkv_dims *d = rwkv_model_dims(model);
     double t_load = now_s() - t0;
     if (verbose)
-        fprintf(stderr, "rwkv-run: loaded %s: L%d C%d H%d N%d V%d F%d ranks %d/%d/%d/%d, %.1f M params, %.1f MB weights, %.2f s\n",
-                model_path, d->n_layer, d->n_embd, d->n_head, d->head_size, d->n_vocab, d->n_ffn, d->d_w, d->d_a,
-                d->d_v, d->d_g, rwkv_model_n_params(model) / 1e6, rwkv_model_weight_bytes(model) / 1e6, t_load);
+        fprintf(stderr, "rwkv-run: loaded %s: %s L%d C%d H%d N%d V%d F%d ranks %d/%d/%d/%d mix %d, %.1f M params, %.1f MB weights, %.2f s\n",
+                model_path, rwkv_arch_name(d->arch), d->n_layer, d->n_embd, d->n_head, d->head_size, d->n_vocab, d->n_ffn,
+                d->d_w, d->d_a, d->d_v, d->d_g, d->d_mix, rwkv_model_n_params(model) / 1e6,
+                rwkv_model_weight_bytes(model) / 1e6, t_load);
     rwkv_engine_opts eo = {backend, 1, 64, threads};
     if (rwkv_engine_new(model, &eo, &eng, err, sizeof err)) {
         fprintf(stderr, "rwkv-run: %s\n", err);

@@ -10,10 +10,8 @@
  * bit-identical to single steps and sequence mode to repeated steps.
  * This is the reference every other backend is checked against. No allocation per call.
  */
-#include "../backend.h"
-#include "../threadpool.h"
+#include "cpu.h"
 #include "gemm.h"
-#include "vmath.h"
 
 #include <errno.h>
 #include <math.h>
@@ -26,52 +24,7 @@
 #include <immintrin.h>
 #endif
 
-typedef struct {
-    rwkv_backend base;
-    const rwkv_model *m;
-    rwkv_pool *pool;
-    int n_slots, max_rows, max_d;
-    size_t state_floats, layer_floats; /* per slot; per layer = 2C + H*N*N */
-    float *states; /* (n_slots, state_floats): per layer p_att[C], S[H][N][N], p_ffn[C] */
-    /* scratch, (max_rows, C) unless noted */
-    float *x, *u, *xr, *xw, *xk, *xv, *xa, *xg;
-    float *r, *k, *v, *z, *a, *g, *vres, *vfirst, *y;
-    float *hw, *ha, *hv, *hg; /* (max_rows, max_d) */
-    float *ffh;               /* (max_rows, F) */
-    float *lnout;             /* (max_rows, C) */
-    float *ws;                /* GEMM workspace */
-    int *row_slot, *row_prev, *rows; /* (max_rows) each */
-    int *run_start, *run_len;        /* (max_rows): contiguous rows of one slot */
-    unsigned char *row_last;         /* (max_rows): last row of its run */
-    int n_runs;
-    int32_t *tokens;                 /* (max_rows) */
-    float **logit_rows;
-    float *out_logits;               /* (max_rows, V): logits left in the engine
-                                      * (RWKV_OUT_ENGINE), allocated on first use */
-} cpu_backend;
-
-static const float LN_EPS = 1e-5f;
-static const float GN_EPS = 64e-5f;
 static const float DECAY_K = 0.606531f; /* e^-0.5 as the one-token references write it */
-
-/* ---- per-row helpers ------------------------------------------------------------------ */
-
-static void layer_norm(const float *x, const float *w, const float *b, float *out, int n)
-{
-    const float mean = vm_dot(x, NULL, n) / (float)n;
-    for (int i = 0; i < n; i++)
-        out[i] = x[i] - mean;
-    const float var = vm_dot(out, out, n) / (float)n;
-    const float inv = 1.0f / sqrtf(var + LN_EPS);
-    for (int i = 0; i < n; i++)
-        out[i] = out[i] * inv * w[i] + b[i];
-}
-
-
-static float *state_of(cpu_backend *cb, int slot) { return cb->states + (size_t)slot * cb->state_floats; }
-
-/* Layer l of a slot's state: p_att at [0, C), S at [C, C + H*N*N), p_ffn in the last C. */
-static float *layer_state(cpu_backend *cb, int slot, int l) { return state_of(cb, slot) + (size_t)l * cb->layer_floats; }
 
 /* ---- the fused per-(row, head) time-mix core ------------------------------------------ */
 
@@ -270,6 +223,10 @@ static void rows_pass(cpu_backend *cb, const rwkv_layer *ly, int layer, int R, i
 
 static void forward(cpu_backend *cb, int R, const int32_t *tokens)
 {
+    if (cb->m->dims.arch != RWKV_ARCH_X070) {
+        rwkv_cpu_forward_legacy(cb, R, tokens);
+        return;
+    }
     const rwkv_model *m = cb->m;
     const rwkv_dims *d = &m->dims;
     const int C = d->n_embd, F = d->n_ffn;
@@ -397,7 +354,15 @@ static const float *cpu_output(rwkv_backend *be, int row, int what)
 static int cpu_state_reset(rwkv_backend *be, int slot)
 {
     cpu_backend *cb = (cpu_backend *)be;
-    memset(state_of(cb, slot), 0, cb->state_floats * sizeof(float));
+    float *s = state_of(cb, slot);
+    memset(s, 0, cb->state_floats * sizeof(float));
+    if (cb->m->dims.arch == RWKV_ARCH_V4) {
+        /* the running maximum pp starts far below any key, so the first token's weight is 1 */
+        const int C = cb->m->dims.n_embd;
+        for (int l = 0; l < cb->m->dims.n_layer; l++)
+            for (int i = 0; i < C; i++)
+                s[(size_t)l * cb->layer_floats + 3 * (size_t)C + i] = -1e30f;
+    }
     return 0;
 }
 
@@ -468,6 +433,7 @@ int rwkv_cpu_backend_new(const rwkv_model *m, const rwkv_engine_opts *opts, rwkv
     if (d->d_a > md) md = d->d_a;
     if (d->d_v > md) md = d->d_v;
     if (d->d_g > md) md = d->d_g;
+    if (5 * d->d_mix > md) md = 5 * d->d_mix;
     cb->max_d = md;
     const size_t R = (size_t)cb->max_rows, C = (size_t)d->n_embd;
     size_t total = R * C * 20 + R * (size_t)md * 4 + R * (size_t)d->n_ffn;
@@ -507,6 +473,8 @@ int rwkv_cpu_backend_new(const rwkv_model *m, const rwkv_engine_opts *opts, rwkv
     cb->ffh = s;
     s += R * (size_t)d->n_ffn;
     cb->ws = s;
+    for (int i = 0; i < cb->n_slots; i++)
+        cpu_state_reset(&cb->base, i);
     *out = &cb->base;
     return 0;
 }

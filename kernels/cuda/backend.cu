@@ -630,6 +630,12 @@ int rwkv_module_backend_new(const rwkv_model *m, const rwkv_engine_opts *opts, r
                                    size_t err_len)
 {
     const rwkv_dims *d = &m->dims;
+    if (d->arch != RWKV_ARCH_X070) {
+        /* the kernels here are RWKV-7's; the older generations run on the cpu backend */
+        set_err(err, err_len, "%s backend: %s models are not supported (RWKV-7 only; use the cpu backend)",
+                BACKEND_NAME, rwkv_arch_name(d->arch));
+        return -ENOTSUP;
+    }
     char why[256];
     int dev = 0, rc = probe(why, sizeof why, &dev);
     if (rc) {

@@ -1,4 +1,5 @@
-/* rwkv.h — public interface of librwkv, the RWKV-7 (x070) inference engine.
+/* rwkv.h — public interface of librwkv, the RWKV inference engine: RWKV-7 (x070) and the
+ * older generations RWKV-4, RWKV-5 (5.0, 5.1, 5.2) and RWKV-6.
  *
  * What it is: a loader for BlinkDL .pth checkpoints, a pool of fixed-size recurrent-state
  * slots, and a step function that advances a batch of (slot, token) pairs by one token.
@@ -33,15 +34,35 @@ typedef enum {
 
 RWKV_API const char *rwkv_dtype_name(rwkv_dtype t);
 
+/* The generation of a checkpoint, recognised from its tensor names and shapes as the
+ * official `rwkv` pip package does: att.r_k/k_k -> 7; att.time_maa_* -> 6; att.ln_x -> 5.0,
+ * plus att.gate -> 5.1, plus a 2-D att.time_decay with more than one column -> 5.2;
+ * att.time_mix_k and att.time_decay without heads -> 4. RWKV-7 is 0, so dims that were
+ * zero-initialised (rwkv_model_random's shape) mean RWKV-7. */
+typedef enum {
+    RWKV_ARCH_X070 = 0,
+    RWKV_ARCH_V4 = 40,
+    RWKV_ARCH_V5_0 = 50,
+    RWKV_ARCH_V5_1 = 51,
+    RWKV_ARCH_V5_2 = 52,
+    RWKV_ARCH_V6 = 60,
+} rwkv_arch;
+
+/* "RWKV-7", "RWKV-6", "RWKV-5.2", "RWKV-5.1", "RWKV-5.0", "RWKV-4"; "?" otherwise. */
+RWKV_API const char *rwkv_arch_name(rwkv_arch a);
+
 /* Hyper-parameters, all inferred from tensor shapes (spec §1.4). */
 typedef struct {
     int n_layer;   /* L */
     int n_embd;    /* C */
-    int n_head;    /* H = C / head_size */
-    int head_size; /* N (64 for released models; any multiple of 4 accepted) */
+    int n_head;    /* H = C / head_size; 0 for RWKV-4 (per-channel state, no heads) */
+    int head_size; /* N (64 for released models; any multiple of 4 accepted); 0 for RWKV-4 */
     int n_vocab;   /* V */
     int n_ffn;     /* F */
-    int d_w, d_a, d_v, d_g; /* LoRA ranks of decay, ICL rate, value residual, gate */
+    int d_w, d_a, d_v, d_g; /* RWKV-7 LoRA ranks of decay, ICL rate, value residual, gate;
+                               RWKV-6: d_w is the decay LoRA rank, the others 0 */
+    rwkv_arch arch; /* the generation; selects the step's math and the state layout */
+    int d_mix;      /* RWKV-6 token-shift LoRA rank (time_maa_w1 has 5*d_mix columns); else 0 */
 } rwkv_dims;
 
 typedef struct rwkv_model rwkv_model;
@@ -102,7 +123,8 @@ typedef struct rwkv_engine rwkv_engine;
 typedef struct {
     const char *backend; /* NULL or "cpu" (default), "cuda", "cuda-emu" (the CUDA code on
                             the SIMT emulator, for tests), or "auto": cuda where its probe
-                            succeeds, else cpu */
+                            succeeds and it runs the model's generation (the
+                            cuda backends run RWKV-7 only), else cpu */
     int n_slots;         /* size of the state pool, >= 1 */
     int max_batch;       /* most rows one step or sequence chunk may carry, >= 1 */
     int n_threads;       /* CPU threads, 0 = online CPUs */
@@ -119,7 +141,8 @@ typedef struct {
 /* The engine borrows `model`, which must outlive it. Returns 0, -EINVAL (bad options or an
  * unknown backend name; err lists the known ones), -ENODEV (the backend cannot run here:
  * its module is not built or does not load, or its probe found no usable device; err
- * says which), -ENOMEM, or the backend's own error. */
+ * says which), -ENOTSUP (the backend does not run this model's generation: the cuda
+ * backends and RWKV-4/5/6; err says so), -ENOMEM, or the backend's own error. */
 RWKV_API int rwkv_engine_new(const rwkv_model *model, const rwkv_engine_opts *opts, rwkv_engine **out,
                     char *err, size_t err_len);
 RWKV_API void rwkv_engine_destroy(rwkv_engine **e);
@@ -168,7 +191,9 @@ typedef struct {
 
 RWKV_API int rwkv_engine_run(rwkv_engine *e, const rwkv_seq_item *items, int n_items);
 
-/* State slots. A state is n_layer × (p_att[C], S[H][N][N], p_ffn[C]) in fp32. */
+/* State slots. A state is n_layer × (p_att[C], S[H][N][N], p_ffn[C]) in fp32 for RWKV-5, 6
+ * and 7 (RWKV-7 S[value][key], RWKV-5/6 S[key][value]), and n_layer × (p_att[C], aa[C],
+ * bb[C], pp[C], p_ffn[C]) for RWKV-4, whose reset state has pp = -1e30. */
 RWKV_API size_t rwkv_engine_state_bytes(const rwkv_engine *e);
 RWKV_API int rwkv_engine_state_reset(rwkv_engine *e, int slot);
 RWKV_API int rwkv_engine_state_copy(rwkv_engine *e, int dst_slot, int src_slot);

@@ -51,6 +51,11 @@ def main():
             del t[k]
         t['blocks.0.att.time_maa_x'] = np.zeros((1, 1, C))
     variant('x060.pth', x060)
+
+    def unknown_arch(t):
+        for k in [k for k in t if k.endswith('att.r_k') or k.endswith('att.k_k')]:
+            del t[k]
+    variant('unknown-arch.pth', unknown_arch)
     variant('rk.pth', lambda t: t.__setitem__('blocks.0.att.r_k', np.zeros((3, 5))))
     variant('l0v-absent.pth', lambda t: [t.pop(k) for k in ('blocks.0.att.v0', 'blocks.0.att.v1', 'blocks.0.att.v2') if k in t])
 

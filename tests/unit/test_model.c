@@ -85,7 +85,9 @@ int main(int argc, char **argv)
     expect_error(argv[2], "x070a.pth", "x070a", "blocks.0.ffn.s_emb.weight");
     expect_error(argv[2], "x070b.pth", "x070b", "blocks.1.qkv.weight");
     expect_error(argv[2], "extra.pth", "unexpected tensor 'blocks.0.att.bogus'", NULL);
-    expect_error(argv[2], "x060.pth", "RWKV-6 (x060)", "RWKV-7");
+    /* time_maa_* makes it RWKV-6, which then lacks what RWKV-6 needs */
+    expect_error(argv[2], "x060.pth", "missing tensor 'blocks.0.att.time_faaaa'", NULL);
+    expect_error(argv[2], "unknown-arch.pth", "unknown architecture", "found 'blocks.0.att.");
     expect_error(argv[2], "rk.pth", "'blocks.0.att.r_k' has shape [3, 5]", "n_head*head_size");
 
     /* a truncated copy on disk */
