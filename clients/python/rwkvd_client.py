@@ -10,7 +10,10 @@ Needs pyzmq (Debian: python3-zmq) and nothing else. Three classes, one per socke
   has), 429 waits for CREDIT, 409/500/503/507 back off, 425 while paused is expected (§8.2).
   Non-retryable errors raise ``RejectedError`` from ``flush()``/``poll()``.
 * ``Subscriber`` — a SUB on the PUBLISH endpoint; iterate it (or call ``recv``) to get
-  ``Publication`` tuples with the CLASS/END body already parsed.
+  ``Publication`` tuples with the CLASS/END body already parsed. It recovers missed output by
+  itself (§9.7): a gap in a channel's ``oseq`` or a reconnect makes it ask control ``REPLAY``
+  for what it missed and deliver that, in order, before live output, dropping duplicates;
+  ``recover=False`` turns this off.
 * ``Control``   — a REQ on the CONTROL endpoint; ``command("STATUS")`` returns
   ``(status, body)`` with the body parsed as JSON (text for METRICS and errors).
 
@@ -38,9 +41,11 @@ OPS = ("TEXT", "TOKENS", "RESET", "TASK", "GEN", "CANCEL", "CLOSE", "SYNC")
 RETRY_BACKOFF = (409, 500, 503, 507)
 NO_CREDIT, PAUSED = 429, 425
 
-Publication = namedtuple("Publication", "channel kind producer seq tokens_seen index piece code text body")
+Publication = namedtuple("Publication", "channel kind producer seq tokens_seen index piece code text body oseq",
+                         defaults=(None,))
 Publication.__doc__ = """One publish message (§9). kind is CLASS, TEXT, END or ERROR;
-index/piece are set for TEXT, code/text for ERROR, body (a dict) for CLASS and END."""
+index/piece are set for TEXT, code/text for ERROR, body (a dict) for CLASS and END; oseq is
+the channel's output sequence number (§9.7), None from a daemon that sends none."""
 
 
 class ProtocolError(Exception):
@@ -357,28 +362,117 @@ class Producer:
 
 
 class Subscriber:
-    """SUB socket on the PUBLISH endpoint; prefixes select channels ("" or none: all)."""
+    """SUB socket on the PUBLISH endpoint; prefixes select channels ("" or none: all).
 
-    def __init__(self, endpoint=None, prefixes=("",), context=None):
+    With ``recover`` (the default) it keeps, per channel, the highest ``oseq`` delivered and
+    follows §9.7: a publication more than one above it makes it ask control ``REPLAY``
+    (``control``: a Control or its endpoint; default the local one) for the ones in between
+    and deliver those first; a publication not above it is a duplicate and skipped; after a
+    reconnect to PUBLISH (a daemon restart, a failover) it asks ``REPLAY`` for every channel it
+    has seen, ``reconnect_delay`` seconds later (so that its subscription has reached the
+    daemon). What the daemon no longer retained is appended to ``lost`` as (channel, first,
+    last). A channel's output before its first publication received here is not fetched.
+    """
+
+    def __init__(self, endpoint=None, prefixes=("",), context=None, recover=True, control=None,
+                 reconnect_delay=0.3):
         self.endpoint = endpoint or default_endpoint("publish")
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
         for p in prefixes or ("",):
             self._sock.setsockopt(zmq.SUBSCRIBE, p.encode("ascii"))
+        self.recover = recover
+        self.last = {}
+        self.lost = []
+        self.replays = 0
+        self._pending = []
+        self._mon = None
+        self._connects = 0
+        self._replay_due = None
+        self._control = control
+        self._own_control = False
+        self.reconnect_delay = reconnect_delay
+        if recover:
+            self._mon = self._sock.get_monitor_socket(zmq.EVENT_CONNECTED)
         self._sock.connect(self.endpoint)
+
+    def _ctl(self):
+        if not isinstance(self._control, Control):
+            self._control = Control(self._control, context=self._ctx)
+            self._own_control = True
+        return self._control
+
+    def _replay(self, channel):
+        """REPLAY after our last of `channel`; the publications go to the pending queue."""
+        last = self.last.get(channel, 0)
+        try:
+            body, pubs = self._ctl().replay(channel, last)
+        except (Timeout, CommandError):
+            return  # the daemon is away or forgot the channel: the next gap or reconnect retries
+        self.replays += 1
+        if body.get("lost"):
+            self.lost.append((channel, body["lost"]["from"], body["lost"]["to"]))
+        if body["last"] < last:  # the channel's numbering started again (§9.7)
+            self.last[channel] = body["last"]
+            return
+        for pub in pubs:
+            if pub.oseq > self.last.get(channel, 0):
+                self._pending.append(pub)
+                self.last[channel] = pub.oseq
+
+    def _take(self, pub):
+        """Apply §9.7 to one live publication: queue what it makes deliverable."""
+        if not self.recover or pub.oseq is None:
+            self._pending.append(pub)
+            return
+        last = self.last.get(pub.channel)
+        if last is not None and pub.oseq <= last:
+            return  # a duplicate: a restart published it again
+        if last is not None and pub.oseq > last + 1:
+            self._replay(pub.channel)
+            if pub.oseq <= self.last.get(pub.channel, 0):
+                return
+        self._pending.append(pub)
+        self.last[pub.channel] = pub.oseq
+
+    def _monitor(self):
+        from zmq.utils.monitor import recv_monitor_message
+        while self._mon.poll(0):
+            ev = recv_monitor_message(self._mon)
+            if ev["event"] == zmq.EVENT_CONNECTED:
+                self._connects += 1
+                if self._connects > 1:
+                    self._replay_due = time.monotonic() + self.reconnect_delay
 
     def recv(self, timeout=None):
         """The next publication, or None when timeout (seconds) passes first. Messages with
         another signature or a '$' topic are skipped (§9)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        if self._mon is not None:
+            poller.register(self._mon, zmq.POLLIN)
         while True:
-            left = None if deadline is None else max(0, deadline - time.monotonic())
-            if not self._sock.poll(None if left is None else int(left * 1000)):
+            if self._pending:
+                return self._pending.pop(0)
+            now = time.monotonic()
+            if self._replay_due is not None and now >= self._replay_due:
+                self._replay_due = None
+                for channel in list(self.last):
+                    self._replay(channel)
+                continue
+            waits = [t for t in (deadline, self._replay_due) if t is not None]
+            left = None if not waits else max(0, min(waits) - now)
+            ready = dict(poller.poll(None if left is None else int(left * 1000) + 1))
+            if self._mon is not None and self._mon in ready:
+                self._monitor()
+            if self._sock in ready:
+                pub = decode_publication(self._sock.recv_multipart())
+                if pub is not None:
+                    self._take(pub)
+            elif not ready and deadline is not None and time.monotonic() >= deadline and not self._pending:
                 return None
-            pub = decode_publication(self._sock.recv_multipart())
-            if pub is not None:
-                return pub
 
     def __iter__(self):
         while True:
@@ -387,7 +481,13 @@ class Subscriber:
                 yield pub
 
     def close(self):
+        if self._mon is not None:
+            self._sock.disable_monitor()
+            self._mon.close(0)
+            self._mon = None
         self._sock.close(0)
+        if self._own_control:
+            self._control.close()
 
     def __enter__(self):
         return self
@@ -403,18 +503,38 @@ def decode_publication(frames):
     channel, kind = frames[0].decode("ascii"), frames[2].decode("ascii", "replace")
     producer = frames[3].decode("ascii")
     seq, seen = _uint(frames[4], "seq"), _uint(frames[5], "tokens_seen")
-    index = piece = code = text = body = None
-    if kind in ("CLASS", "END") and len(frames) == 7:
-        body = json.loads(frames[6].decode("utf-8"))
-    elif kind == "TEXT" and len(frames) == 8:
-        index, piece = _uint(frames[6], "index"), frames[7].decode("utf-8")
-    elif kind == "ERROR" and len(frames) == 8:
-        code, text = int(frames[6]), frames[7].decode("utf-8")
-    elif kind in ("CLASS", "END", "TEXT", "ERROR"):
-        raise ProtocolError("%s publication with %d frames" % (kind, len(frames)))
-    else:
+    index = piece = code = text = body = oseq = None
+    want = {"CLASS": 7, "END": 7, "TEXT": 8, "ERROR": 8}.get(kind)
+    if want is None:
         return None  # a later kind (§13): ignored
-    return Publication(channel, kind, producer, seq, seen, index, piece, code, text, body)
+    if len(frames) not in (want, want + 1):
+        raise ProtocolError("%s publication with %d frames" % (kind, len(frames)))
+    if len(frames) == want + 1:  # the output sequence number (§9.7)
+        oseq = _uint(frames[want], "oseq")
+    if kind in ("CLASS", "END"):
+        body = json.loads(frames[6].decode("utf-8"))
+    elif kind == "TEXT":
+        index, piece = _uint(frames[6], "index"), frames[7].decode("utf-8")
+    else:
+        code, text = int(frames[6]), frames[7].decode("utf-8")
+    return Publication(channel, kind, producer, seq, seen, index, piece, code, text, body, oseq)
+
+
+def split_replay(blob):
+    """Frame 3 of a REPLAY reply (§10.3) -> a list of publications, each a list of frames."""
+    pubs, off = [], 0
+    while off < len(blob):
+        n, = struct.unpack_from("<I", blob, off)
+        off += 4
+        frames = []
+        for _ in range(n):
+            ln, = struct.unpack_from("<I", blob, off)
+            if off + 4 + ln > len(blob):
+                raise ProtocolError("REPLAY reply: a frame runs past the end")
+            frames.append(blob[off + 4:off + 4 + ln])
+            off += 4 + ln
+        pubs.append(frames)
+    return pubs
 
 
 class Control:
@@ -443,7 +563,7 @@ class Control:
             raise Timeout("no reply to %s from %s within %.1fs" % (name, self.endpoint, self.timeout))
         frames = self._sock.recv_multipart()
         image = None
-        if len(frames) == 4 and frames[0] == SIGNATURE and frames[1] == b"200" and name.upper() == "EXPORT":
+        if len(frames) == 4 and frames[0] == SIGNATURE and frames[1] == b"200" and name.upper() in ("EXPORT", "REPLAY"):
             image = frames[3]
         elif len(frames) != 3 or frames[0] != SIGNATURE:
             raise ProtocolError("malformed control reply to %s: %d frames %r" % (name, len(frames), frames[:3]))
@@ -482,6 +602,16 @@ class Control:
         if status != 200:
             raise CommandError(status, body)
         return body
+
+    def replay(self, channel, after):
+        """REPLAY (§9.7): (body, [Publication]) — the channel's retained publications with an
+        oseq above `after`, in order; body names what is no longer retained (`lost`). Raises
+        CommandError when refused (404: unknown channel)."""
+        status, body, blob = self._request("REPLAY", (channel, str(int(after))))
+        if status != 200:
+            raise CommandError(status, body)
+        pubs = [decode_publication(f) for f in split_replay(blob or b"")]
+        return body, [p for p in pubs if p is not None]
 
     def close(self):
         if self._sock is not None:
