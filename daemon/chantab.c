@@ -163,17 +163,67 @@ const char *rwkvd_tier_name(rwkvd_tier t)
     return t >= 0 && t < RWKVD_N_TIERS ? names[t] : "?";
 }
 
+static void lru_unlink(rwkvd_chantab *t, rwkvd_channel *ch)
+{
+    rwkvd_chlist *l = &t->lru[ch->tier];
+    if (ch->lprev)
+        ch->lprev->lnext = ch->lnext;
+    else
+        l->head = ch->lnext;
+    if (ch->lnext)
+        ch->lnext->lprev = ch->lprev;
+    else
+        l->tail = ch->lprev;
+    ch->lnext = ch->lprev = NULL;
+    l->n--;
+}
+
+/* Into its tier's list in active_ns order (ties: after the equal ones). Searched from the
+ * tail, where a touched or just demoted channel usually belongs; one older than the head
+ * (a new channel, active_ns 0) goes first at once. */
+static void lru_insert(rwkvd_chantab *t, rwkvd_channel *ch)
+{
+    rwkvd_chlist *l = &t->lru[ch->tier];
+    rwkvd_channel *after = NULL;
+    if (l->head && ch->active_ns >= l->head->active_ns)
+        for (after = l->tail; after->active_ns > ch->active_ns; after = after->lprev)
+            ;
+    ch->lprev = after;
+    ch->lnext = after ? after->lnext : l->head;
+    if (ch->lnext)
+        ch->lnext->lprev = ch;
+    else
+        l->tail = ch;
+    if (after)
+        after->lnext = ch;
+    else
+        l->head = ch;
+    l->n++;
+}
+
+void rwkvd_chantab_touch(rwkvd_channel *ch, uint64_t now_ns)
+{
+    ch->active_ns = now_ns;
+    if (ch->dead || ch->tab->lru[ch->tier].tail == ch)
+        return;
+    lru_unlink(ch->tab, ch);
+    lru_insert(ch->tab, ch);
+}
+
 void rwkvd_chantab_set_tier(rwkvd_chantab *t, rwkvd_channel *ch, rwkvd_tier tier)
 {
     if (!ch->dead) {
         t->n_tier[ch->tier]--;
         t->n_tier[tier]++;
+        lru_unlink(t, ch);
     }
     if (tier < ch->tier)
         t->promotions[ch->tier]++;
     else if (tier > ch->tier)
         t->demotions[ch->tier][tier]++;
     ch->tier = tier;
+    if (!ch->dead)
+        lru_insert(t, ch);
 }
 
 bool rwkvd_channel_idle(const rwkvd_channel *ch)
@@ -183,15 +233,13 @@ bool rwkvd_channel_idle(const rwkvd_channel *ch)
 
 rwkvd_channel *rwkvd_chantab_lru_idle(const rwkvd_chantab *t, rwkvd_tier tier, uint64_t older_than_ns)
 {
-    rwkvd_channel *best = NULL;
-    for (size_t i = 0; i < t->n; i++) {
-        rwkvd_channel *ch = t->v[i];
-        if (ch->tier != tier || !rwkvd_channel_idle(ch) || (older_than_ns && ch->active_ns > older_than_ns))
-            continue;
-        if (!best || ch->active_ns < best->active_ns || (ch->active_ns == best->active_ns && ch->uid < best->uid))
-            best = ch;
+    for (rwkvd_channel *ch = t->lru[tier].head; ch; ch = ch->lnext) {
+        if (older_than_ns && ch->active_ns > older_than_ns)
+            return NULL;
+        if (rwkvd_channel_idle(ch))
+            return ch;
     }
-    return best;
+    return NULL;
 }
 
 void rwkvd_chantab_destroy(rwkvd_chantab **tp)
@@ -263,6 +311,7 @@ static int create(rwkvd_chantab *t, const void *name, size_t len, const char *pr
     ch->slot = evicted ? -1 : rwkvd_chantab_slot_alloc(t);
     ch->tier = evicted ? RWKVD_TIER_DISK : RWKVD_TIER_RESIDENT;
     t->n_tier[ch->tier]++;
+    lru_insert(t, ch);
     ch->reset_pending = !evicted;
     ch->held = -1;
     ch->tab = t;
@@ -309,6 +358,7 @@ uint32_t rwkvd_chantab_remove(rwkvd_chantab *t, rwkvd_channel *ch)
         }
     ch->hnext = NULL;
     t->n_tier[ch->tier]--; /* no longer live, whether freed now or reaped later */
+    lru_unlink(t, ch);
     t->n_live--;
     free(ch->host_state);
     ch->host_state = NULL;

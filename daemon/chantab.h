@@ -16,6 +16,10 @@
  * scheduler visits it), `waiting` (channels with work whose rows are in a job still in
  * flight; the scheduler moves them back when that job is collected), `gens` (channels with
  * a running generation) and `dead` (removed while a job referenced them, until reaped).
+ * Each tier also keeps its live channels in one list ordered by active_ns, least recent
+ * first (`lru`): rwkvd_chantab_touch moves a channel to the tail, a tier change inserts it
+ * in order, so the residency policy (tier.c) finds its least recently active idle channel,
+ * and the idle_ttl expiries, from the head without scanning the table.
  * Pairs are chained a second time by channel name, so a channel's pairs are found without
  * walking every pair.
  *
@@ -141,6 +145,7 @@ typedef struct rwkvd_channel {
     struct rwkvd_channel *gnext, *gprev; /* gens */
     bool on_gens;
     struct rwkvd_channel *dnext;  /* dead */
+    struct rwkvd_channel *lnext, *lprev; /* its tier's lru list (live channels only) */
     /* durable state (durable.c); LSNs of the input log, 0 = none */
     uint64_t applied_lsn;         /* highest LSN of an entry popped (applied) */
     uint64_t logged_lsn;          /* highest LSN logged for this channel */
@@ -181,6 +186,7 @@ struct rwkvd_chantab {
     size_t n_live;       /* not dead */
     uint64_t q_tokens_total, q_messages_total; /* sums of the channels' q_tokens, q_messages */
     rwkvd_chlist ready, waiting, gens; /* see the top of this file */
+    rwkvd_chlist lru[RWKVD_N_TIERS];   /* per tier, by active_ns, least recent first */
     rwkvd_channel *dead; /* removed while referenced, until reaped (dnext) */
     rwkvd_channel **buckets;
     size_t n_buckets;
@@ -256,6 +262,9 @@ void rwkvd_chantab_set_tier(rwkvd_chantab *t, rwkvd_channel *ch, rwkvd_tier tier
 bool rwkvd_channel_idle(const rwkvd_channel *ch);
 /* The least recently active idle channel of `tier` (smallest active_ns, ties: lowest uid),
  * or NULL. With older_than_ns > 0 only channels with active_ns <= older_than_ns count. */
+/* Set ch's active_ns to now_ns (monotonic, not before any earlier touch) and move it to
+ * the tail of its tier's lru list. */
+void rwkvd_chantab_touch(rwkvd_channel *ch, uint64_t now_ns);
 rwkvd_channel *rwkvd_chantab_lru_idle(const rwkvd_chantab *t, rwkvd_tier tier, uint64_t older_than_ns);
 
 /* Slots for generations and scratch: -1 when none is free. */

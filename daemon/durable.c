@@ -2021,7 +2021,7 @@ int rwkvd_durable_install(rwkvd_daemon *d, const char *name, const rwkvd_snapsho
     ch->tokens_seen = src->tokens_seen;
     ch->tokens_since_output = tso;
     rwkvd_channel_set_profile(ch, profile);
-    ch->active_ns = rwkvd_now_ns();
+    rwkvd_chantab_touch(ch, rwkvd_now_ns());
     ch->applied_lsn = ch->logged_lsn = ch->snap_lsn = ch->snap_prev_lsn = lsn;
     ch->snap_written = d->dur != NULL;
     for (uint32_t i = 0; i < n_carried; i++) {

@@ -410,7 +410,7 @@ static void handle_decoded(rwkvd_daemon *d, reply_ctx *rc, const rwkvp_ingest *m
     ch->n_accepted++;
     ch->accepted_cost += cost;
     ch->last_input_unix_ms = now_ms;
-    ch->active_ns = rwkvd_now_ns();
+    rwkvd_chantab_touch(ch, rwkvd_now_ns());
     pair->acked = m->seq;
     pair->paused_at = 0;
     ack(rc, m, RWKVP_REPLY_ACK, pair->acked, channel_credit(d, ch));

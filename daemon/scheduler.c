@@ -436,7 +436,7 @@ int rwkvd_sched_build(rwkvd_daemon *d, bool pipelined)
             if (rwkvd_tier_promote(d, ch) != 0)
                 continue;
         }
-        ch->active_ns = now;
+        rwkvd_chantab_touch(ch, now);
         int left = n_busy > 1 ? n_busy : 1;
         int quota = (max_rows - rows + left - 1) / left;
         if (quota < 1)

@@ -99,8 +99,8 @@ static int host_to_disk(rwkvd_daemon *d, rwkvd_channel *ch)
 static uint64_t host_leaving(const rwkvd_daemon *d)
 {
     uint64_t n = 0;
-    for (size_t i = 0; i < d->tab->n; i++)
-        n += d->tab->v[i]->tier == RWKVD_TIER_HOST && d->tab->v[i]->slot >= 0 && !d->tab->v[i]->dead;
+    for (const rwkvd_channel *ch = d->tab->lru[RWKVD_TIER_HOST].head; ch; ch = ch->lnext)
+        n += ch->slot >= 0;
     return n;
 }
 
@@ -126,14 +126,9 @@ static int host_room(rwkvd_daemon *d, const rwkvd_channel *keep)
  * to disk when there is a snapshot store. */
 static int demote_one(rwkvd_daemon *d, rwkvd_channel *keep)
 {
-    rwkvd_channel *x = NULL;
-    for (size_t i = 0; i < d->tab->n; i++) { /* rwkvd_chantab_lru_idle, skipping keep */
-        rwkvd_channel *ch = d->tab->v[i];
-        if (ch == keep || ch->tier != RWKVD_TIER_RESIDENT || !rwkvd_channel_idle(ch))
-            continue;
-        if (!x || ch->active_ns < x->active_ns || (ch->active_ns == x->active_ns && ch->uid < x->uid))
-            x = ch;
-    }
+    rwkvd_channel *x = d->tab->lru[RWKVD_TIER_RESIDENT].head; /* rwkvd_chantab_lru_idle, skipping keep */
+    while (x && (x == keep || !rwkvd_channel_idle(x)))
+        x = x->lnext;
     if (!x)
         return -ENOSPC;
     if (d->cfg->residency.host_max_bytes && host_room(d, keep) == 0)
@@ -159,14 +154,9 @@ int rwkvd_tier_gen_room(rwkvd_daemon *d, rwkvd_channel *keep)
     /* no idle channel: one that itself waits for a generation slot goes to host memory (past
      * residency.host_max_bytes for a moment if need be: it holds work, so it is not pushed on
      * to disk, and it comes back when the scheduler reaches it and a slot is free) */
-    rwkvd_channel *x = NULL;
-    for (size_t i = 0; i < d->tab->n; i++) {
-        rwkvd_channel *ch = d->tab->v[i];
-        if (ch == keep || !waits_for_gen(d, ch))
-            continue;
-        if (!x || ch->active_ns < x->active_ns || (ch->active_ns == x->active_ns && ch->uid < x->uid))
-            x = ch;
-    }
+    rwkvd_channel *x = d->tab->lru[RWKVD_TIER_RESIDENT].head; /* the least recently active one */
+    while (x && (x == keep || !waits_for_gen(d, x)))
+        x = x->lnext;
     if (!x)
         return -ENOSPC;
     rwkvd_log(LOG_DEBUG, "channel %s, waiting for a generation slot, moves to host memory for one that can start",
@@ -225,16 +215,19 @@ void rwkvd_tier_tick(rwkvd_daemon *d, uint64_t now_ns)
     if (!ttl || (t->tier_wake_ns && now_ns < t->tier_wake_ns))
         return;
     t->tier_wake_ns = 0;
-    for (size_t i = 0; i < t->n; i++) {
-        rwkvd_channel *ch = t->v[i];
-        if (ch->tier != RWKVD_TIER_HOST || ch->dead)
-            continue;
-        if (rwkvd_channel_idle(ch) && now_ns >= ch->active_ns + ttl && host_to_disk(d, ch) == 0)
+    /* least recent first: the walk stops at the first channel whose ttl has not run out */
+    for (rwkvd_channel *ch = t->lru[RWKVD_TIER_HOST].head, *next; ch; ch = next) {
+        next = ch->lnext; /* host_to_disk moves ch to the disk tier's list */
+        if (now_ns < ch->active_ns + ttl) {
+            if (!t->tier_wake_ns || ch->active_ns + ttl < t->tier_wake_ns)
+                t->tier_wake_ns = ch->active_ns + ttl;
+            break;
+        }
+        if (rwkvd_channel_idle(ch) && host_to_disk(d, ch) == 0)
             continue;
         /* not idle, or its write failed: look again after another ttl at the latest */
-        uint64_t due = ch->active_ns + ttl > now_ns ? ch->active_ns + ttl : now_ns + ttl;
-        if (!t->tier_wake_ns || due < t->tier_wake_ns)
-            t->tier_wake_ns = due;
+        if (!t->tier_wake_ns || now_ns + ttl < t->tier_wake_ns)
+            t->tier_wake_ns = now_ns + ttl;
     }
 }
 

@@ -73,16 +73,19 @@ static void test_tiers(void)
     for (int i = 0; i < 5; i++) {
         char name[2] = {(char)('a' + i), 0};
         CHECK(rwkvd_chantab_create(t, name, 1, "", 8, 0, &c[i]) == 0);
-        c[i]->active_ns = 100;
+        rwkvd_chantab_touch(c[i], 100);
     }
     rwkvd_channel *disk = NULL;
     CHECK(rwkvd_chantab_create_evicted(t, "z", 1, "", 8, 0, &disk) == 0 && disk->tier == RWKVD_TIER_DISK);
     CHECK(t->n_tier[RWKVD_TIER_RESIDENT] == 5 && t->n_tier[RWKVD_TIER_DISK] == 1);
-    c[0]->active_ns = 50;
-    c[1]->active_ns = 40;
-    c[2]->active_ns = 40;
-    /* equal times: the older channel (lower uid) first */
+    rwkvd_chantab_touch(c[0], 50);
+    rwkvd_chantab_touch(c[1], 40);
+    rwkvd_chantab_touch(c[2], 40);
+    /* equal times: the one touched first */
     CHECK(rwkvd_chantab_lru_idle(t, RWKVD_TIER_RESIDENT, 0) == c[1]);
+    CHECK(t->lru[RWKVD_TIER_RESIDENT].n == 5 && t->lru[RWKVD_TIER_RESIDENT].head == c[1] &&
+          c[1]->lnext == c[2] && c[2]->lnext == c[0] && c[0]->lnext == c[3] && t->lru[RWKVD_TIER_RESIDENT].tail == c[4]);
+    CHECK(t->lru[RWKVD_TIER_DISK].n == 1 && t->lru[RWKVD_TIER_DISK].head == disk);
     /* busy channels are never picked: queued input, pending output, in the in-flight job */
     rwkvd_chantab_push(c[1], entry(1));
     c[2]->in_job = 1;
@@ -100,6 +103,17 @@ static void test_tiers(void)
     CHECK(t->promotions[RWKVD_TIER_DISK] == 1 && t->promotions[RWKVD_TIER_HOST] == 0);
     CHECK(rwkvd_chantab_lru_idle(t, RWKVD_TIER_HOST, 0) == c[3]);
     CHECK(rwkvd_chantab_lru_idle(t, RWKVD_TIER_DISK, 0) == c[4]);
+    /* a tier change inserts by time: disk (never active) heads the resident list, and a
+     * touch moves a channel to the tail */
+    CHECK(t->lru[RWKVD_TIER_RESIDENT].head == disk && t->lru[RWKVD_TIER_RESIDENT].n == 4);
+    rwkvd_chantab_touch(disk, 300);
+    CHECK(t->lru[RWKVD_TIER_RESIDENT].tail == disk && t->lru[RWKVD_TIER_RESIDENT].head == c[1]);
+    CHECK(rwkvd_chantab_lru_idle(t, RWKVD_TIER_RESIDENT, 0) == disk); /* c1, c2, c0 are busy */
+    rwkvd_chantab_touch(c[4], 60); /* back in time too: still in order */
+    CHECK(t->lru[RWKVD_TIER_DISK].head == c[4] && t->lru[RWKVD_TIER_DISK].n == 1);
+    rwkvd_chantab_set_tier(t, c[4], RWKVD_TIER_HOST);
+    CHECK(t->lru[RWKVD_TIER_HOST].head == c[4] && c[4]->lnext == c[3]); /* 60 before 100 */
+    rwkvd_chantab_set_tier(t, c[4], RWKVD_TIER_DISK);
     /* a removed channel leaves its tier's count at once, even while the job holds it */
     c[3]->host_state = malloc(16);
     c[3]->in_job = 1;
