@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Write a random RWKV-7 (x070) checkpoint with the official tensor names and shapes.
+"""Write a random RWKV checkpoint with the official tensor names and shapes: RWKV-7 (x070)
+by default, or with --arch 4 | 5.0 | 5.1 | 5.2 | 6 one of the older generations.
 
 What it is: the fixture generator for golden tests, benchmarks and the default model. The
 weights are a pure function of (--seed, tensor name, element index) through a counter-based
@@ -16,6 +17,12 @@ Value distributions (s = --scale, applied to every matrix):
   LoRA first factors N(0,1/C)s, second factors N(0,1/D)s (g2 2x); head N(0,9/C)s.
   "N" is the Irwin-Hall sum of four 16-bit uniforms, rescaled to unit variance (|z| < 3.47),
   so no value can overflow fp16 at s = 1.
+Older generations (legacy_plan): time_mix_* / time_maa_* U(0,1); time_decay U(-3,1) (v4: keys
+  are --key-scale times larger, so exp(k) overflows float32 without the max trick, and the
+  decay U(-2,1.5)); the bonus U(-1,1.5) (5.0: time_first U(-1,0.5), the others time_faaaa;
+  5.0/5.1 per head, 5.2/6 per channel); v6 token-shift LoRA (C, 5*D_mix) N(0,2/C)s and
+  (5, D_mix, C) N(0,1/D_mix)s, decay LoRA N(0,1/C)s / N(0,1/D_decay)s; gate, FFN receptance
+  like the other Linear layers.
 --ffn-sparse P (default 0: none of this) makes the FFN activations mostly zero, as in trained
   models: ln2.bias U(1.5,2.5) (so the key input leans positive) and a row-hash-chosen share
   P of ffn.key rows get -3s/C added to every weight, which drives their key product negative
@@ -179,6 +186,67 @@ def tensor_plan(L, C, N, F, V, ranks, layer0_v, scale, ffn_sparse=0.0):
     return plan
 
 
+def legacy_plan(arch, L, C, N, F, V, d_decay, d_mix, scale, key_scale):
+    """[(name, shape, dist)] of an RWKV-4/5/6 checkpoint (see the module docstring)."""
+    H = C // N if arch != "4" else 0
+    s = scale
+    vec = (1, 1, C)
+    ln_w = ("uniform", 0.7, 1.3)
+    ln_b = ("uniform", -0.3, 0.3)
+
+    def lin(n_out, n_in, k=1.0):
+        return ((n_out, n_in), ("normal", k * s / math.sqrt(n_in)))
+
+    plan = [("emb.weight", (V, C), ("normal", s))]
+    for l in range(L):
+        p = "blocks.%d." % l
+        plan += [(p + "ln1.weight", (C,), ln_w), (p + "ln1.bias", (C,), ln_b),
+                 (p + "ln2.weight", (C,), ln_w), (p + "ln2.bias", (C,), ln_b)]
+        if l == 0:
+            plan += [(p + "ln0.weight", (C,), ln_w), (p + "ln0.bias", (C,), ln_b)]
+        a = p + "att."
+        if arch == "6":
+            plan += [(a + "time_maa_" + q, vec, ("uniform", 0.0, 1.0)) for q in "xwkvrg"]
+            plan += [(a + "time_maa_w1", (C, 5 * d_mix), ("normal", 2.0 * s / math.sqrt(C))),
+                     (a + "time_maa_w2", (5, d_mix, C), ("normal", s / math.sqrt(d_mix))),
+                     (a + "time_decay", vec, ("uniform", -3.0, 1.0)),
+                     (a + "time_decay_w1", (C, d_decay), ("normal", s / math.sqrt(C))),
+                     (a + "time_decay_w2", (d_decay, C), ("normal", s / math.sqrt(d_decay))),
+                     (a + "time_faaaa", (H, N), ("uniform", -1.0, 1.5))]
+        else:
+            plan += [(a + "time_mix_" + q, vec, ("uniform", 0.0, 1.0))
+                     for q in ("kvr" if arch in ("4", "5.0") else "kvrg")]
+            if arch == "4":
+                plan += [(a + "time_decay", (C,), ("uniform", -2.0, 1.5)),
+                         (a + "time_first", (C,), ("uniform", -1.0, 1.5))]
+            elif arch == "5.0":
+                plan += [(a + "time_decay", (H,), ("uniform", -3.0, 1.0)),
+                         (a + "time_first", (H,), ("uniform", -1.0, 0.5))]
+            elif arch == "5.1":
+                plan += [(a + "time_decay", (H,), ("uniform", -3.0, 1.0)),
+                         (a + "time_faaaa", (H,), ("uniform", -1.0, 1.5))]
+            else:
+                plan += [(a + "time_decay", (H, N), ("uniform", -3.0, 1.0)),
+                         (a + "time_faaaa", (H, N), ("uniform", -1.0, 1.5))]
+        for m, k in (("receptance", 1.0), ("key", key_scale if arch == "4" else 1.0), ("value", 0.1),
+                     ("output", 1.0)):
+            shape, dist = lin(C, C, k)
+            plan.append((a + m + ".weight", shape, dist))
+        if arch != "4":
+            if arch != "5.0":
+                shape, dist = lin(C, C)
+                plan.append((a + "gate.weight", shape, dist))
+            plan += [(a + "ln_x.weight", (C,), ln_w), (a + "ln_x.bias", (C,), ln_b)]
+        f = p + "ffn."
+        pre = "time_maa_" if arch == "6" else "time_mix_"
+        plan += [(f + pre + "k", vec, ("uniform", 0.0, 1.0)), (f + pre + "r", vec, ("uniform", 0.0, 1.0))]
+        for m, shape, dist in (("key",) + lin(F, C), ("value",) + lin(C, F), ("receptance",) + lin(C, C)):
+            plan.append((f + m + ".weight", shape, dist))
+    plan += [("ln_out.weight", (C,), ln_w), ("ln_out.bias", (C,), ln_b),
+             ("head.weight", (V, C), ("normal", 3.0 * s / math.sqrt(C)))]
+    return plan
+
+
 def storage_dtypes(names, dtype, seed):
     """Per-tensor storage dtype; "mixed" is a hash choice, with the first three tensors
     forced to three different dtypes so that all of them occur."""
@@ -222,7 +290,7 @@ def _share(s):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="write a random RWKV-7 x070 checkpoint (.pth)")
+    ap = argparse.ArgumentParser(description="write a random RWKV checkpoint (.pth)")
     ap.add_argument("--out", required=True, help="output .pth path")
     ap.add_argument("--layers", type=_positive, default=2, help="L (default 2)")
     ap.add_argument("--embd", type=_positive, default=64, help="C (default 64)")
@@ -239,15 +307,25 @@ def main(argv=None):
     ap.add_argument("--scale", type=_scale, default=1.0, help="matrix magnitude factor (default 1)")
     ap.add_argument("--ffn-sparse", type=_share, default=0.0,
                     help="share of FFN neurons made almost never active, 0..1 (default 0)")
+    ap.add_argument("--arch", choices=("7", "6", "5.2", "5.1", "5.0", "4"), default="7",
+                    help="generation (default 7); --head-size is ignored for 4")
+    ap.add_argument("--decay-rank", type=_positive, default=64, help="RWKV-6 decay LoRA rank (default 64)")
+    ap.add_argument("--mix-rank", type=_positive, default=32, help="RWKV-6 token-shift LoRA rank (default 32)")
+    ap.add_argument("--key-scale", type=_scale, default=60.0,
+                    help="RWKV-4 key matrix magnitude factor (default 60: keys beyond 88)")
     args = ap.parse_args(argv)
 
     L, C, N, V = args.layers, args.embd, args.head_size, args.vocab
-    if C % N != 0:
+    if C % N != 0 and args.arch != "4":
         ap.error("--embd %d is not a multiple of --head-size %d" % (C, N))
     F = args.ffn if args.ffn is not None else 4 * C
     ranks = args.ranks if args.ranks is not None else trainer_ranks(C)
 
-    plan = tensor_plan(L, C, N, F, V, ranks, args.layer0_v, args.scale, args.ffn_sparse)
+    if args.arch == "7":
+        plan = tensor_plan(L, C, N, F, V, ranks, args.layer0_v, args.scale, args.ffn_sparse)
+    else:
+        plan = legacy_plan(args.arch, L, C, N, F, V, args.decay_rank, args.mix_rank, args.scale, args.key_scale)
+        ranks = (args.decay_rank, args.mix_rank) if args.arch == "6" else ()
     dtypes = storage_dtypes([p[0] for p in plan], args.dtype, args.seed)
     tensors = {}
     n_param = 0
@@ -255,8 +333,8 @@ def main(argv=None):
         tensors[name] = (gen_tensor(args.seed, name, shape, dist), dt)
         n_param += int(np.prod(shape))
     rwkv_pth.write_pth(args.out, tensors)
-    sys.stderr.write("gen-checkpoint: %s L%d C%d N%d F%d V%d ranks %s %s seed %d: %d tensors, "
-                     "%d params\n" % (args.out, L, C, N, F, V, ",".join(map(str, ranks)),
+    sys.stderr.write("gen-checkpoint: %s RWKV-%s L%d C%d N%d F%d V%d ranks %s %s seed %d: %d tensors, "
+                     "%d params\n" % (args.out, args.arch, L, C, N, F, V, ",".join(map(str, ranks)),
                                       args.dtype, args.seed, len(tensors), n_param))
     return 0
 

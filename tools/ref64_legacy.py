@@ -54,7 +54,8 @@ MUTATIONS = {
     "gn_eps_1e-5": ("GroupNorm eps 1e-5 instead of 64e-5", ("5.0", "5.1", "5.2", "6")),
     "no_bonus": ("bonus u dropped from the read-out", ("5.0", "5.1", "5.2", "6")),
     "rolled_heads": ("head h uses head (h+1) mod H's decay and bonus", ("5.0", "5.1", "5.2", "6")),
-    "state_T": ("state indexed [value][key]: read-out and decay transposed", ("5.0", "5.1", "5.2", "6")),
+    "decay_on_value": ("state decay along the value index instead of the key index", ("5.2", "6")),
+    "readout_T": ("read-out y_j = sum_i r_i S_ji (state index transposed)", ("5.0", "5.1", "5.2", "6")),
     "zero_maa_lora": ("v6 token-shift LoRA zeroed", ("6",)),
     "maa_order": ("v6 LoRA outputs taken in the order k, w, v, r, g", ("6",)),
     "no_maa_x": ("v6 maa_x ignored (LoRA input is u)", ("6",)),
@@ -236,12 +237,13 @@ class Model:
         rh, kh, vh = r.reshape(H, N), k.reshape(H, N), v.reshape(H, N)
         S = st["S"][l]  # (H, key i, value j)
         kv = kh[:, :, None] * vh[:, None, :]
-        if mut == "state_T":
-            ST = S.transpose(0, 2, 1)
-            y = np.einsum("hi,hij->hj", rh, uh[:, :, None] * kv + ST)
-            st["S"][l] = (kv + wh[:, :, None] * ST).transpose(0, 2, 1)
+        if mut == "readout_T":
+            y = np.einsum("hi,hij->hj", rh, uh[:, :, None] * kv + S.transpose(0, 2, 1))
         else:
             y = np.einsum("hi,hij->hj", rh, uh[:, :, None] * kv + S)
+        if mut == "decay_on_value":
+            st["S"][l] = kv + wh[:, None, :] * S
+        else:
             st["S"][l] = kv + wh[:, :, None] * S
         mu = y.mean(axis=1, keepdims=True)
         var = ((y - mu) ** 2).mean(axis=1, keepdims=True)
