@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "log.h"
@@ -423,6 +424,23 @@ int rwkvd_security_prepare_reload(rwkvd_daemon *d, const rwkvd_config *next, cha
     return 0;
 }
 
+/* Unbind the ipc:// endpoints of sock and wait (at most a second) until libzmq has removed
+ * their files: the listener closes in an I/O thread, and a file it removed after the new
+ * socket was bound would leave the new one unreachable. */
+static void unbind_ipc(void *sock, const rwkvd_strlist *eps)
+{
+    for (size_t i = 0; i < eps->n; i++) {
+        const char *ep = eps->v[i];
+        if (strncmp(ep, "ipc://", 6) != 0 || ep[6] == '@' || zmq_unbind(sock, ep) != 0)
+            continue;
+        struct stat st;
+        for (int tries = 0; tries < 100 && stat(ep + 6, &st) == 0; tries++) {
+            struct timespec ts = {0, 10 * 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
 void rwkvd_security_commit_reload(rwkvd_daemon *d)
 {
     struct rwkvd_security *s = d->sec;
@@ -444,6 +462,7 @@ void rwkvd_security_commit_reload(rwkvd_daemon *d)
     rwkvd_log(LOG_NOTICE, "security: a removed or narrowed key holds subscriptions: reopening PUBLISH "
               "(every subscriber reconnects and subscribes again)");
     rwkvd_security_forget(d, RWKVD_SOCK_PUBLISH);
+    unbind_ipc(d->publish, &d->cfg->endpoints.publish);
     zmq_close(d->publish);
     d->publish = NULL;
     for (size_t i = 0; i < s->n_subs; i++)
