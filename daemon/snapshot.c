@@ -43,6 +43,8 @@ uint64_t rwkvd_snap_state_bytes(const rwkvd_snap_model *m)
 {
     uint64_t hnn = (uint64_t)m->n_head * m->head_size * m->head_size;
     uint64_t per = 2 * (uint64_t)m->n_embd + hnn;
+    if (m->n_head == 0 && m->head_size == 0) /* RWKV-4: p_att, aa, bb, pp, p_ffn per layer */
+        per = 5 * (uint64_t)m->n_embd;
     if (m->head_size && hnn / m->head_size / m->head_size != m->n_head)
         return 0;
     if (per > (UINT64_MAX / 4) / (m->n_layer ? m->n_layer : 1))

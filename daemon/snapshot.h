@@ -29,14 +29,15 @@
 
 #define RWKVD_SNAP_MAGIC "RWKVSNAP" /* 8 bytes, no NUL */
 #define RWKVD_SNAP_VERSION 1
-#define RWKVD_SNAP_LAYOUT_V1 1 /* rwkv_engine_state_export(): per layer p_att[C], S[H][N][N], p_ffn[C] */
+#define RWKVD_SNAP_LAYOUT_V1 1 /* rwkv_engine_state_export(): per layer p_att[C], S[H][N][N], p_ffn[C];
+                                * for RWKV-4 (n_head = head_size = 0) p_att, aa, bb, pp, p_ffn [C] */
 #define RWKVD_SNAP_DTYPE_F32 0 /* little-endian IEEE fp32 (rwkv_dtype RWKV_DTYPE_F32) */
 #define RWKVD_SNAP_NAME_MAX 255    /* octets of a channel name or producer id */
 #define RWKVD_SNAP_PRODUCERS_MAX 65536
 
 /* What a snapshot must match to be loaded: the model it was computed with. */
 typedef struct {
-    uint64_t fingerprint; /* rwkv_model_fingerprint() */
+    uint64_t fingerprint; /* rwkv_model_fingerprint(): covers the generation (rwkv_arch) too */
     uint32_t n_layer;     /* L */
     uint32_t n_embd;      /* C */
     uint32_t n_head;      /* H */
@@ -72,7 +73,8 @@ typedef enum {
 
 typedef struct rwkvd_snapstore rwkvd_snapstore;
 
-/* Bytes of a layout-1 fp32 state: L * (2C + H*N*N) * 4; 0 if that overflows. */
+/* Bytes of a layout-1 fp32 state: L * (2C + H*N*N) * 4 (RWKV-4, H = N = 0: L * 5C * 4); 0 if
+ * that overflows. */
 uint64_t rwkvd_snap_state_bytes(const rwkvd_snap_model *m);
 
 /* Encode/decode a whole snapshot file image (also the blob for export/import/replication).
