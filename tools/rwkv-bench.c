@@ -203,6 +203,9 @@ static double macs_per_token(const rwkv_model *m, int logits)
     const rwkv_dims *d = &m->dims;
     double C = d->n_embd, F = d->n_ffn;
     double per_layer = 4 * C * C + 2 * C * F + 2 * C * (d->d_w + d->d_a + d->d_v + d->d_g);
+    if (d->arch != RWKV_ARCH_X070) /* + FFN receptance, gate (5.1 on), v6 token-shift LoRA */
+        per_layer = 5 * C * C + 2 * C * F + (d->arch >= RWKV_ARCH_V5_1 ? C * C : 0) +
+                    2 * C * d->d_w + 2 * C * 5 * d->d_mix;
     return d->n_layer * per_layer + (logits ? (double)d->n_vocab * C : 0);
 }
 

@@ -9,6 +9,8 @@
  * result depends only on its own row's inputs, never on R or on thread count, so a batch is
  * bit-identical to single steps and sequence mode to repeated steps.
  * This is the reference every other backend is checked against. No allocation per call.
+ * Models of the older generations (RWKV-4/5/6) share everything here but the step, which is
+ * legacy.c's.
  */
 #include "cpu.h"
 #include "gemm.h"
