@@ -15,6 +15,7 @@
  * snapshot interval and token count; `residency:` the tiered-residency bounds (tier.h).
  */
 #include "config.h"
+#include "rwkvd_features.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -302,6 +303,15 @@ static const key security_keys[] = {
     {.name = NULL},
 };
 
+/* Prometheus text over HTTP (httpmetrics.c): off unless `listen` is set; a non-loopback
+ * address also needs allow_remote. The address syntax and the loopback rule are checked in
+ * check_whole; a build without libmicrohttpd refuses a non-empty `listen` there. */
+static const key metrics_keys[] = {
+    {"listen", K_STR, 0, AT(rwkvd_config, metrics.listen), .def = "\"\"", STR_BYTES(0, 300)},
+    {"allow_remote", K_BOOL, 0, AT(rwkvd_config, metrics.allow_remote), .def = "false"},
+    {.name = NULL},
+};
+
 static const key root_keys[] = {
     {"model", K_SECTION, 0, 0, 0, .sub = model_keys},
     {"endpoints", K_SECTION, 0, 0, 0, .sub = endpoint_keys},
@@ -317,6 +327,7 @@ static const key root_keys[] = {
     {"tasks", K_SECTION, F_RELOAD, 0, 0, .sub = task_keys},
     {"replication", K_SECTION, 0, 0, 0, .sub = replication_keys},
     {"security", K_SECTION, 0, 0, 0, .sub = security_keys},
+    {"metrics", K_SECTION, 0, 0, 0, .sub = metrics_keys},
     {.name = NULL},
 };
 
@@ -348,6 +359,7 @@ struct ctx {
     yaml_mark_t profile_ref_mark;
     yaml_mark_t residency_mark; /* residency.resident_channels, checked against model.state_slots */
     yaml_mark_t curve_mark, allow_mark, repl_bind_mark; /* security.curve.*, replication.bind */
+    yaml_mark_t metrics_mark;                           /* metrics.listen */
 };
 
 static int fail(ctx *c, yaml_mark_t m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -1086,6 +1098,8 @@ static int convert_scalar(ctx *c, const key *k, void *base, const char *s, size_
             c->allow_mark = m;
         else if (p == (void *)&c->cfg->replication.bind)
             c->repl_bind_mark = m;
+        else if (p == (void *)&c->cfg->metrics.listen)
+            c->metrics_mark = m;
         memcpy(p, &v, sizeof v);
         return 0;
     }
@@ -1650,6 +1664,65 @@ static int parse_fields(ctx *c, const key *keys, void *base, yaml_mark_t map_mar
     return fill_missing(c, keys, base, seen, map_mark);
 }
 
+/* ---------------------------------------------------------------- host:port */
+
+const char *rwkvd_config_parse_hostport(const char *s, struct sockaddr_storage *addr, socklen_t *addr_len,
+                                        bool *loopback)
+{
+    char host[64];
+    const char *colon;
+    memset(addr, 0, sizeof *addr);
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return "expected [ipv6]:port";
+        colon = close + 1;
+        size_t hn = (size_t)(close - s - 1);
+        if (hn == 0 || hn >= sizeof host)
+            return "bad IPv6 address";
+        memcpy(host, s + 1, hn);
+        host[hn] = 0;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return "missing port (expected host:port, e.g. 127.0.0.1:9464)";
+        size_t hn = (size_t)(colon - s);
+        if (hn == 0)
+            return "missing host (expected host:port; 127.0.0.1 for loopback, 0.0.0.0 for every address)";
+        if (hn >= sizeof host)
+            return "host too long (expected an IPv4 address, [IPv6] or localhost)";
+        memcpy(host, s, hn);
+        host[hn] = 0;
+        if (strchr(host, ':'))
+            return "an IPv6 address needs brackets ([::1]:9464)";
+    }
+    uint64_t port;
+    const char *ps = colon + 1;
+    if (parse_u64(ps, strlen(ps), &port) != 0 || port > 65535)
+        return "bad port (expected 0..65535)";
+    struct sockaddr_in *a4 = (struct sockaddr_in *)addr;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)addr;
+    if (!strcmp(host, "localhost") && s[0] != '[') {
+        a4->sin_family = AF_INET;
+        a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    } else if (s[0] != '[' && inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+    } else if (s[0] == '[' && inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+    } else {
+        return s[0] == '[' ? "bad IPv6 address" : "bad host (expected an IPv4 address, [IPv6] or localhost)";
+    }
+    if (a4->sin_family == AF_INET) {
+        a4->sin_port = htons((uint16_t)port);
+        *addr_len = sizeof *a4;
+    } else {
+        a6->sin6_port = htons((uint16_t)port);
+        *addr_len = sizeof *a6;
+    }
+    *loopback = is_loopback_host(host);
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- file-wide checks */
 
 static int check_profile(ctx *c, const void *elem, yaml_mark_t m)
@@ -1709,6 +1782,26 @@ static int check_whole(ctx *c)
             rc = fail(c, c->eps[bad].mark, "\"%s\" is also %s%s", c->eps[bad].uri,
                       c->eps[other].path, c->eps[other].from_default ? " (by default)" : "");
         }
+    }
+    if (!rc && cfg->metrics.listen[0]) {
+        struct sockaddr_storage sa;
+        socklen_t sa_len;
+        bool loopback = false;
+        const char *why = rwkvd_config_parse_hostport(cfg->metrics.listen, &sa, &sa_len, &loopback);
+        snprintf(c->path, sizeof c->path, "metrics.listen");
+        c->plen = strlen(c->path);
+        if (!RWKVD_HAVE_MICROHTTPD)
+            rc = fail(c, c->metrics_mark,
+                      "this rwkvd was built without libmicrohttpd, so it cannot serve /metrics over "
+                      "HTTP; leave metrics.listen empty (METRICS on the control socket still works) "
+                      "or rebuild with libmicrohttpd-dev installed");
+        else if (why)
+            rc = fail(c, c->metrics_mark, "\"%s\": %s", cfg->metrics.listen, why);
+        else if (!loopback && !cfg->metrics.allow_remote)
+            rc = fail(c, c->metrics_mark,
+                      "\"%s\" is not a loopback address; /metrics has no authentication, so "
+                      "serving it beyond this host needs metrics.allow_remote: true",
+                      cfg->metrics.listen);
     }
     if (!rc && cfg->residency.resident_channels && cfg->model.state_slots >= 2 &&
         cfg->residency.resident_channels > cfg->model.state_slots - 2) {

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 typedef enum {
     RWKVD_BACKEND_CPU = 0,
@@ -179,6 +180,11 @@ typedef struct rwkvd_config {
             char *peer_public_key_file; /* the peer daemon's server public key; "" = this one's own */
         } curve;
     } security;
+    /* Prometheus text over HTTP (httpmetrics.c) */
+    struct {
+        char *listen;      /* "host:port" of GET /metrics; "" = off */
+        bool allow_remote; /* a non-loopback listen address is refused unless true */
+    } metrics;
 } rwkvd_config;
 
 /* Load and validate a YAML file. Returns 0 and *out (free with rwkvd_config_destroy), or
@@ -222,6 +228,12 @@ int rwkvd_config_diff_reloadable(const rwkvd_config *old, const rwkvd_config *ne
 /* Writes the effective config as YAML that loads back into an equal config (durations and
  * sizes in their largest exact unit, strings double-quoted). 0 or -EIO. */
 int rwkvd_config_dump(const rwkvd_config *c, FILE *f);
+
+/* Parses "host:port" (host: an IPv4 address, [IPv6] or localhost; port 0..65535) into *addr
+ * and *addr_len, and says whether the host is a loopback address. NULL on success, else why
+ * the text is not such an address. */
+const char *rwkvd_config_parse_hostport(const char *s, struct sockaddr_storage *addr, socklen_t *addr_len,
+                                        bool *loopback);
 
 const char *rwkvd_backend_name(rwkvd_backend b);
 const char *rwkvd_weights_name(rwkvd_weights w);

@@ -422,6 +422,18 @@ static void metrics_text(rwkvd_daemon *d, sbuf *s)
               rwkv_engine_n_slots(d->engine), d->tab->n_free);
 }
 
+char *rwkvd_control_metrics_text(rwkvd_daemon *d, size_t *len)
+{
+    sbuf s = {0};
+    metrics_text(d, &s);
+    if (s.oom || !s.buf) {
+        free(s.buf);
+        return NULL;
+    }
+    *len = s.len;
+    return s.buf;
+}
+
 typedef struct {
     json_t *changed;
 } reload_ctx;

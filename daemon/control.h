@@ -18,5 +18,8 @@
 int rwkvd_control_open(rwkvd_daemon *d, char *err, size_t err_len);
 /* Handle up to `budget` waiting requests; returns how many were handled. */
 int rwkvd_control_handle(rwkvd_daemon *d, int budget);
+/* The METRICS body (Prometheus text format 0.0.4), NUL-terminated, *len bytes before the NUL;
+ * free() it. NULL when out of memory. httpmetrics.c serves the same text over HTTP. */
+char *rwkvd_control_metrics_text(rwkvd_daemon *d, size_t *len);
 
 #endif

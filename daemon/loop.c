@@ -19,6 +19,7 @@
 #include "control.h"
 #include "durable.h"
 #include "health.h"
+#include "httpmetrics.h"
 #include "ingest.h"
 #include "log.h"
 #include "notify.h"
@@ -423,7 +424,8 @@ int rwkvd_daemon_init(rwkvd_daemon *d, const char *config_path, rwkvd_config **c
     mkdir_ipc_parents(&cfg->endpoints.control);
     /* a standby binds only its control socket until it takes over */
     if ((!rwkvd_replica_standby(d) && (rc = rwkvd_daemon_bind_serving(d, err, sizeof err))) ||
-        (rc = rwkvd_control_open(d, err, sizeof err)) || (rc = rwkvd_replica_open(d, err, sizeof err))) {
+        (rc = rwkvd_control_open(d, err, sizeof err)) || (rc = rwkvd_replica_open(d, err, sizeof err)) ||
+        (rc = rwkvd_httpmetrics_start(d, err, sizeof err))) {
         rwkvd_log(LOG_ERR, "%s", err);
         return rc;
     }
@@ -450,6 +452,7 @@ void rwkvd_daemon_fini(rwkvd_daemon *d)
                 rwkvd_gen_destroy(&g);
             }
         }
+    rwkvd_httpmetrics_stop(d);
     if (d->ingest)
         zmq_close(d->ingest);
     rwkvd_ingest_pull_close(d);
@@ -538,6 +541,7 @@ int rwkvd_loop_run(rwkvd_daemon *d)
     d->rate_t0_ns = now;
     d->next_status_ns = now + status_ns;
     d->next_watchdog_ns = now;
+    rwkvd_httpmetrics_refresh(d);
     char ready[160];
     snprintf(ready, sizeof ready, "ready: model loaded, %zu+%zu+%zu endpoints bound", d->cfg->endpoints.ingest.n,
              d->cfg->endpoints.publish.n, d->cfg->endpoints.control.n);
@@ -667,6 +671,7 @@ int rwkvd_loop_run(rwkvd_daemon *d)
             rwkvd_tier_tick(d, now);
         if (now >= d->next_status_ns) {
             status_tick(d, now);
+            rwkvd_httpmetrics_refresh(d);
             d->next_status_ns = now + status_ns;
         }
         if (d->watchdog_interval_ns && now >= d->next_watchdog_ns) {

@@ -102,6 +102,7 @@ typedef struct rwkvd_daemon {
     /* warm standby (replica.c) */
     struct rwkvd_replica *rep; /* NULL when no replication is configured */
     struct rwkvd_security *sec; /* CURVE, ZAP and permissions (security.c); off unless configured */
+    struct rwkvd_httpmetrics *http; /* GET /metrics (httpmetrics.c); NULL unless metrics.listen */
     const char *standby_of;   /* --standby-of: the primary's control endpoint, or NULL */
     bool restart;             /* a standby resyncs: main() runs rwkvd again after fini */
     char restart_standby_of[1100]; /* non-empty: run again as a standby of this (fenced primary) */
