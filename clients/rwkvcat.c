@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "curve.h"
 #include "rwkvc.h"
 #include "rwkvp_json.h"
 
@@ -649,8 +650,13 @@ static int connect_phase(cat_state *s)
     while (!g_signals) {
         int64_t now = rwkvc_now_ms();
         if (s->connect_timeout_ms && now - start >= s->connect_timeout_ms) {
-            fprintf(stderr, "rwkvcat: no answer from %s within %lld ms (is rwkvd running? see --endpoint)\n",
-                    s->endpoint, (long long)s->connect_timeout_ms);
+            char why[400];
+            rwkvc_curve_explain(why, sizeof why); /* a refused key says so, not a bare time-out */
+            if (why[0])
+                fprintf(stderr, "rwkvcat: no answer from %s: %s\n", s->endpoint, why);
+            else
+                fprintf(stderr, "rwkvcat: no answer from %s within %lld ms (is rwkvd running? see --endpoint)\n",
+                        s->endpoint, (long long)s->connect_timeout_ms);
             return EXIT_TIMEOUT;
         }
         if (now >= next_sync)
@@ -1051,6 +1057,12 @@ int main(int argc, char **argv)
     int zero = 0, one = 1;
     zmq_setsockopt(s->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(s->sock, ZMQ_IMMEDIATE, &one, sizeof one); /* queue only on live connections */
+    char kerr[700];
+    if (rwkvc_curve_setup(s->zctx, s->sock, kerr, sizeof kerr) < 0) { /* RWKV_SERVER_KEY, RWKV_CLIENT_KEY */
+        fprintf(stderr, "rwkvcat: %s\n", kerr);
+        status = EXIT_USAGE;
+        goto out;
+    }
     if (zmq_connect(s->sock, s->endpoint) != 0) {
         fprintf(stderr, "rwkvcat: cannot connect to %s: %s\n", s->endpoint, zmq_strerror(zmq_errno()));
         status = EXIT_USAGE;
@@ -1071,6 +1083,7 @@ out:
         close(s->fd);
     if (s->sock)
         zmq_close(s->sock);
+    rwkvc_curve_close();
     if (s->zctx)
         zmq_ctx_term(s->zctx);
     free(s);

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "curve.h"
 #include "rwkvc.h"
 
 enum { EXIT_USAGE = 2, EXIT_TIMEOUT = 3, EXIT_LOCAL = 4 };
@@ -151,7 +152,12 @@ static int roundtrip(void *sock, const rwkvp_ctl_request *req, long timeout_ms, 
     rwkvc_zmsg zm = {0};
     rc = rwkvc_recv(sock, &zm, timeout_ms);
     if (rc == -EAGAIN) {
-        fprintf(stderr, "rwkvctl: no reply from %s within %ld ms (is rwkvd running?)\n", ep, timeout_ms);
+        char why[400];
+        rwkvc_curve_explain(why, sizeof why); /* a refused key says so, not a bare time-out */
+        if (why[0])
+            fprintf(stderr, "rwkvctl: no reply from %s: %s\n", ep, why);
+        else
+            fprintf(stderr, "rwkvctl: no reply from %s within %ld ms (is rwkvd running?)\n", ep, timeout_ms);
         return EXIT_TIMEOUT;
     }
     if (rc) {
@@ -607,6 +613,12 @@ int main(int argc, char **argv)
     }
     int zero = 0;
     zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    char kerr[700];
+    if (rwkvc_curve_setup(ctx, sock, kerr, sizeof kerr) < 0) { /* RWKV_SERVER_KEY, RWKV_CLIENT_KEY */
+        fprintf(stderr, "rwkvctl: %s\n", kerr);
+        status = EXIT_USAGE;
+        goto out;
+    }
     if (zmq_connect(sock, ep) != 0) {
         fprintf(stderr, "rwkvctl: cannot connect to %s: %s\n", ep, zmq_strerror(zmq_errno()));
         status = EXIT_USAGE;
@@ -714,6 +726,7 @@ int main(int argc, char **argv)
 out:
     if (sock)
         zmq_close(sock);
+    rwkvc_curve_close();
     if (ctx)
         zmq_ctx_term(ctx);
     return status;

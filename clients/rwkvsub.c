@@ -19,6 +19,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "curve.h"
 #include "rwkvc.h"
 
 enum { EXIT_USAGE = 2, EXIT_TIMEOUT = 3, EXIT_LOCAL = 4 };
@@ -159,6 +160,12 @@ int main(int argc, char **argv)
     }
     int zero = 0;
     zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    char kerr[700];
+    if (rwkvc_curve_setup(NULL, sock, kerr, sizeof kerr) < 0) { /* RWKV_SERVER_KEY, RWKV_CLIENT_KEY */
+        fprintf(stderr, "rwkvsub: %s\n", kerr);
+        status = EXIT_USAGE;
+        goto out;
+    }
     if (n_prefix == 0)
         zmq_setsockopt(sock, ZMQ_SUBSCRIBE, "", 0);
     for (size_t i = 0; i < n_prefix; i++)
