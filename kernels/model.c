@@ -535,8 +535,8 @@ static int convert(const rwkv_pth *p, plan_item *it, uint8_t *arena, float *tmp,
             else if (it->k == K_BONUS && it->exp_bonus)
                 y = expf(x);
             if (!isfinite(y))
-                return rwkv_errf(err, err_len, -EINVAL, NULL, 0, "%s: tensor '%s' value %g at flat index %d is out of range (%s of it is not finite)",
-                                 rwkv_pth_name(p), t->name, (double)x, c / rep, it->k == K_DECAY ? "the decay" : "exp");
+                return rwkv_errf(err, err_len, -EINVAL, NULL, 0, "%s: tensor '%s' value %g at flat index %d is out of range (%s is not finite in float32)",
+                                 rwkv_pth_name(p), t->name, (double)x, c / rep, it->k == K_DECAY ? "the decay made of it" : "its exp");
             o[c] = y;
         }
     } else {

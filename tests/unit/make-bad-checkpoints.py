@@ -59,6 +59,39 @@ def main():
     variant('rk.pth', lambda t: t.__setitem__('blocks.0.att.r_k', np.zeros((3, 5))))
     variant('l0v-absent.pth', lambda t: [t.pop(k) for k in ('blocks.0.att.v0', 'blocks.0.att.v1', 'blocks.0.att.v2') if k in t])
 
+    legacy_variants(outdir, write)
+
+
+def legacy_variants(outdir, write):
+    """Defective RWKV-4/5/6 checkpoints, from gen-checkpoint.py's legacy plan (L2 C64 N16)."""
+    import importlib.util
+    tools = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'tools')
+    spec = importlib.util.spec_from_file_location('gen_checkpoint', os.path.join(tools, 'gen-checkpoint.py'))
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+
+    def model(arch):
+        plan = gen.legacy_plan(arch, 2, 64, 16, 128, 96, 16, 8, 1.0, 60.0)
+        return {name: gen.gen_tensor(3, name, shape, dist) for name, shape, dist in plan}
+
+    def variant(arch, name, fn):
+        t = model(arch)
+        fn(t)
+        write(name, t)
+
+    variant('6', 'v6-good.pth', lambda t: None)
+    variant('6', 'v6-missing-maa-w2.pth', lambda t: t.pop('blocks.1.att.time_maa_w2'))
+    variant('6', 'v6-maa-w2-shape.pth', lambda t: t.__setitem__('blocks.0.att.time_maa_w2', np.zeros((4, 8, 64))))
+    variant('5.2', 'v5.2-decay-shape.pth', lambda t: t.__setitem__('blocks.1.att.time_decay', np.zeros((4, 17))))
+    variant('5.1', 'v5.1-missing-gate.pth', lambda t: t.pop('blocks.1.att.gate.weight'))
+
+    def v4_decay(t):
+        w = np.array(t['blocks.1.att.time_decay'])
+        w[3] = 100.0
+        t['blocks.1.att.time_decay'] = w
+    variant('4', 'v4-decay-range.pth', v4_decay)
+    variant('4', 'v4-extra.pth', lambda t: t.__setitem__('blocks.0.att.gate.weight', np.zeros((64, 64))))
+
 
 if __name__ == '__main__':
     main()

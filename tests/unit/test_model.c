@@ -90,6 +90,24 @@ int main(int argc, char **argv)
     expect_error(argv[2], "unknown-arch.pth", "unknown architecture", "found 'blocks.0.att.");
     expect_error(argv[2], "rk.pth", "'blocks.0.att.r_k' has shape [3, 5]", "n_head*head_size");
 
+    /* the older generations: recognised with their dims, and their defects named */
+    snprintf(path, sizeof path, "%s/v6-good.pth", argv[2]);
+    CHECKF(rwkv_model_load(path, NULL, &m, err, sizeof err) == 0, "%s", err);
+    if (m) {
+        const rwkv_dims *d6 = rwkv_model_dims(m);
+        CHECK(d6->arch == RWKV_ARCH_V6 && strcmp(rwkv_arch_name(d6->arch), "RWKV-6") == 0);
+        CHECK(d6->n_layer == 2 && d6->n_embd == 64 && d6->n_head == 4 && d6->head_size == 16 && d6->n_ffn == 128);
+        CHECK(d6->d_w == 16 && d6->d_mix == 8 && d6->d_a == 0 && d6->n_vocab == 96);
+    }
+    rwkv_model_destroy(&m);
+    expect_error(argv[2], "v6-missing-maa-w2.pth", "missing tensor 'blocks.1.att.time_maa_w2'", NULL);
+    expect_error(argv[2], "v6-maa-w2-shape.pth", "'blocks.0.att.time_maa_w2' has shape [4, 8, 64]", "expected [5, 8, 64]");
+    expect_error(argv[2], "v5.2-decay-shape.pth", "'blocks.1.att.time_decay' has shape [4, 17]",
+                 "expected 64 values (one per channel) or 4 (one per head)");
+    expect_error(argv[2], "v5.1-missing-gate.pth", "missing tensor 'blocks.1.att.gate.weight'", NULL);
+    expect_error(argv[2], "v4-decay-range.pth", "'blocks.1.att.time_decay' value 100 at flat index 3", "not finite");
+    expect_error(argv[2], "v4-extra.pth", "unexpected tensor 'blocks.0.att.gate.weight'", "RWKV-4 checkpoint");
+
     /* a truncated copy on disk */
     size_t len;
     char *buf = test_read_file(argv[1], &len);
