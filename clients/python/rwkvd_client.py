@@ -19,6 +19,12 @@ Needs pyzmq (Debian: python3-zmq) and nothing else. Three classes, one per socke
 
 Every receive has a timeout; nothing blocks forever unless you pass ``timeout=None``.
 
+CURVE (PROTOCOL.md section 15): with ``$RWKV_SERVER_KEY`` (the daemon's public key) and
+``$RWKV_CLIENT_KEY`` (this client's secret certificate) set, or after ``use_keys(server_key,
+client_key)``, every socket is a CURVE client; each value is a certificate file as
+rwkvd-keygen writes it, a file with a bare Z85 key, or the 40 Z85 characters. A Producer or
+Control whose daemon refused its key says so in the Timeout it raises.
+
 Example::
 
     with Producer("tcp://127.0.0.1:5555", producer="web-1") as p:
@@ -76,6 +82,82 @@ class TimeoutError_(Exception):
 Timeout = TimeoutError_
 
 
+_KEYS = {}
+
+
+def _z85_key(var, spec, what):
+    """The Z85 key `what` (public-key, secret-key) from a certificate or bare-key file, or spec
+    itself when it is 40 Z85 characters and no such file exists."""
+    if len(spec) == 40 and not os.path.exists(spec):
+        return spec.encode("ascii")
+    try:
+        with open(spec) as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise ValueError("%s: %s: %s" % (var, spec, e.strerror))
+    for line in lines:
+        s = line.strip()
+        if line == s and len(s) == 40 and not s.startswith("#"):
+            return s.encode("ascii")
+        if s.startswith(what) and "=" in s:
+            v = s.split("=", 1)[1].strip().strip("\"'")
+            if len(v) == 40:
+                return v.encode("ascii")
+    raise ValueError("%s: %s: no %s in it (a certificate from rwkvd-keygen or a bare Z85 key)" % (var, spec, what))
+
+
+def use_keys(server_key=None, client_key=None):
+    """CURVE for the sockets made from now on: server_key the daemon's public key, client_key
+    this client's secret certificate (see the module's docstring); None, None turns it off."""
+    _KEYS.clear()
+    if server_key is None and client_key is None:
+        _KEYS["off"] = True
+        return
+    if not server_key or not client_key:
+        raise ValueError("CURVE needs both the server's public key and this client's secret key")
+    secret = _z85_key("client_key", client_key, "secret-key")
+    _KEYS.update(server=_z85_key("server_key", server_key, "public-key"), secret=secret,
+                 public=zmq.curve_public(secret))
+
+
+def _secure(sock):
+    """Apply the CURVE keys (use_keys, else $RWKV_SERVER_KEY/$RWKV_CLIENT_KEY) to sock; returns
+    a monitor socket of its handshakes, or None without keys."""
+    if not _KEYS:
+        server, client = os.environ.get("RWKV_SERVER_KEY"), os.environ.get("RWKV_CLIENT_KEY")
+        if server or client:
+            use_keys(server, client)
+    if not _KEYS or "off" in _KEYS:
+        return None
+    sock.curve_serverkey = _KEYS["server"]
+    sock.curve_publickey = _KEYS["public"]
+    sock.curve_secretkey = _KEYS["secret"]
+    return sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED |
+                                   zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                   zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+
+
+def _why(mon):
+    """Why a CURVE socket got no reply, from its monitor's events ("" when nothing says)."""
+    if mon is None:
+        return ""
+    seen = {}
+    while mon.poll(0):
+        frames = mon.recv_multipart()
+        event, value = struct.unpack("=HI", frames[0][:6])
+        seen[event] = value
+    if zmq.EVENT_HANDSHAKE_FAILED_AUTH in seen:
+        return ": the daemon refused this client's key (ZAP status %d): not on its allow-list" % \
+            seen[zmq.EVENT_HANDSHAKE_FAILED_AUTH]
+    if seen.get(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL) == 0x11000002:
+        return ": the daemon does not use CURVE"
+    if zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL in seen or zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL in seen:
+        return ": the CURVE handshake failed (a wrong server key?)"
+    if zmq.EVENT_CONNECTED in seen and zmq.EVENT_HANDSHAKE_SUCCEEDED not in seen:
+        return ": connected, but the CURVE handshake never completed (a wrong server key?)"
+    return ""
+
+
 def default_endpoint(role):
     """$RWKVD_<ROLE>, else ipc://${RUNTIME_DIRECTORY:-/run/rwkvd}/<role>.sock, like rwkvd.yaml."""
     env = os.environ.get("RWKVD_" + role.upper())
@@ -123,6 +205,7 @@ class Producer:
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._mon = _secure(self._sock)
         self._sock.connect(self.endpoint)
         self._next_seq = first_seq
         self._pending = OrderedDict()  # seq -> _Entry, in seq order
@@ -166,7 +249,7 @@ class Producer:
         while st["synced"] is None:
             now = time.monotonic()
             if now >= deadline:
-                raise Timeout("no CREDIT for SYNC from %s within %.1fs" % (self.endpoint, timeout))
+                raise Timeout("no CREDIT for SYNC from %s within %.1fs%s" % (self.endpoint, timeout, _why(self._mon)))
             if now - last >= self.timeout:  # lost: ask again
                 self._send(channel, "SYNC", 0, None)
                 last = now
@@ -190,11 +273,14 @@ class Producer:
         while self._pending:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise Timeout("%d messages unacknowledged by %s" % (len(self._pending), self.endpoint))
+                raise Timeout("%d messages unacknowledged by %s%s" % (len(self._pending), self.endpoint,
+                                                                      _why(self._mon)))
             self._pump(0.1 if left is None else min(0.1, left))
         self._raise_errors()
 
     def close(self):
+        if self._mon is not None:
+            self._mon.close(0)
         self._sock.close(0)
 
     def __enter__(self):
@@ -380,6 +466,10 @@ class Subscriber:
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
+        _secure(self._sock)  # keys only: the monitor below (recover) replaces its watch
+        watch = _secure(self._sock)  # keys; the monitor below (recover) replaces this watch
+        if watch is not None:
+            watch.close(0)
         for p in prefixes or ("",):
             self._sock.setsockopt(zmq.SUBSCRIBE, p.encode("ascii"))
         self.recover = recover
@@ -545,10 +635,12 @@ class Control:
         self.timeout = timeout
         self._ctx = context or zmq.Context.instance()
         self._sock = None
+        self._mon = None
 
     def _connect(self):
         self._sock = self._ctx.socket(zmq.REQ)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._mon = _secure(self._sock)
         self._sock.connect(self.endpoint)
 
     def _request(self, name, args):
@@ -558,9 +650,12 @@ class Control:
         frames += [a if isinstance(a, (bytes, bytearray, memoryview)) else a.encode("ascii") for a in args]
         self._sock.send_multipart(frames)
         if not self._sock.poll(int(self.timeout * 1000)):
+            why = _why(self._mon)
+            if self._mon is not None:
+                self._mon.close(0)
             self._sock.close(0)
             self._sock = None
-            raise Timeout("no reply to %s from %s within %.1fs" % (name, self.endpoint, self.timeout))
+            raise Timeout("no reply to %s from %s within %.1fs%s" % (name, self.endpoint, self.timeout, why))
         frames = self._sock.recv_multipart()
         image = None
         if len(frames) == 4 and frames[0] == SIGNATURE and frames[1] == b"200" and name.upper() in ("EXPORT", "REPLAY"):
@@ -614,6 +709,9 @@ class Control:
         return body, [p for p in pubs if p is not None]
 
     def close(self):
+        if self._mon is not None:
+            self._mon.close(0)
+            self._mon = None
         if self._sock is not None:
             self._sock.close(0)
             self._sock = None

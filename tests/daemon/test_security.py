@@ -18,6 +18,8 @@ Environment as test_rwkvd.py, plus RWKVD_KEYGEN (rwkvd-keygen). Every receive ha
   clients       rwkvctl and rwkvcat with RWKV_SERVER_KEY/RWKV_CLIENT_KEY get through; without
                 keys, with a key not on the list or with a wrong server key they say which,
                 instead of a bare time-out
+  python_client the Python module (clients/python) with use_keys: control and producer get
+                through; a key not on the list raises Timeout saying the daemon refused it
   keygen        rwkvd-keygen's certificates (secret mode 0600) as the server key and as an
                 allow-list directory with permissions in their metadata; a secret key that
                 others can read is refused at start
@@ -400,6 +402,42 @@ def test_clients():
         r = run(RWKVCAT, ["-e", d.ingest_ep, "-c", "ops/cat"], server, mine, stdin="one line\n")
         check(r.returncode != 0 and "403" in r.stderr, "rwkvcat to ops/ with a key for app/: %r" % (r,))
     finally:
+        d.close()
+
+
+def test_python_client():
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "clients", "python"))
+    import rwkvd_client as C
+    alice = keypair()
+    d = SecureDaemon({"alice": (alice, "write=app/ read=app/ control=read")})
+    try:
+        server = os.path.join(d.dir, "server.key")
+        with open(server, "w") as f:
+            f.write('curve\n    public-key = "%s"\n' % d.curve["server_public"].decode())
+        mine = os.path.join(d.dir, "alice.key_secret")
+        with open(mine, "w") as f:  # a bare secret key, as curve_keygen prints it
+            f.write(alice["secret"].decode() + "\n")
+        C.use_keys(server, mine)
+        ctl = C.Control(d.ctl_ep, timeout=2.0)
+        status, body = ctl.command("STATUS")
+        check(status == 200 and body["security"]["curve"], "STATUS %r" % status)
+        status, body = ctl.command("DROP", "app/x")
+        check(status == 403 and "alice" in body, "DROP by a read-only key: %r %r" % (status, body))
+        with C.Producer(d.ingest_ep, producer="py", timeout=1.0) as prod:
+            prod.send_text("app/py", "hello")
+            prod.flush(timeout=10)
+        check(channels(d) == ["app/py"], "channels %r" % channels(d))
+        C.use_keys(server, keypair()["secret"].decode())  # a key the daemon does not list
+        ctl2 = C.Control(d.ctl_ep, timeout=1.5)
+        try:
+            ctl2.command("STATUS")
+            raise Fail("a key not on the list got a STATUS reply")
+        except C.Timeout as e:
+            check("refused this client's key" in str(e), "Timeout text %r" % str(e))
+        ctl.close()
+        ctl2.close()
+    finally:
+        C.use_keys(None, None)
         d.close()
 
 
