@@ -7,7 +7,7 @@
  * message gets the next seq of one counter and stays in a bounded window until the daemon
  * answers ACK or DUP (at-least-once: after a timeout everything unanswered is resent with
  * its original seq, and the daemon's duplicate check makes that safe). Credit (§8.1) limits
- * what is in flight; 429 pauses until CREDIT (or 1 s), 409/500/503/507 pause with a back-off,
+ * what is in flight; 429 pauses until CREDIT (or 1 s), 409/423/500/503/507 pause with a back-off,
  * 425 is expected while paused (§8.2). Nothing is ever dropped for lack of credit: when the
  * window is full, input is not read, so the writer of the pipe blocks.
  *

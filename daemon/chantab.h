@@ -133,6 +133,8 @@ typedef struct rwkvd_channel {
     rwkvd_outring outs;
     rwkvd_gen *gen;               /* running generation, or NULL */
     bool dead;                    /* dropped/closed while the in-flight job used it */
+    bool damaged;                 /* recovered without a usable snapshot (durable.c): refused
+                                   * until control RESET, DROP or IMPORT */
     int in_job;                   /* references from the in-flight job */
     int64_t created_unix_ms, last_input_unix_ms;
     size_t index;                 /* position in rwkvd_chantab.v */

@@ -191,6 +191,7 @@ static const key durability_keys[] = {
         .def = "100000", .umin = 0, .umax = UINT64_MAX},
     {"wal_segment_bytes", K_SIZE, 0, AT(rwkvd_config, durability.wal_segment_bytes),
         .def = "64MiB", .umin = 4096, .umax = 1ull << 40},
+    {"rebuild_damaged", K_BOOL, 0, AT(rwkvd_config, durability.rebuild_damaged), .def = "false"},
     {.name = NULL},
 };
 

@@ -146,6 +146,8 @@ typedef struct rwkvd_config {
         uint64_t snapshot_interval_ms;  /* snapshot every channel this often; 0 = never */
         uint64_t snapshot_every_tokens; /* ... or once this many input tokens were applied; 0 = never */
         uint64_t wal_segment_bytes;     /* WAL segment size */
+        bool rebuild_damaged;           /* a channel without a usable snapshot is rebuilt from
+                                         * the input log alone (partial) instead of marked damaged */
     } durability;
     struct {
         uint32_t resident_channels; /* states in engine slots at most; 0 = every channel slot */

@@ -87,6 +87,54 @@ static const char *tier_of(const rwkvd_channel *ch)
 
 /* Control ops that change the state of a host- or disk-tier channel bring it back first (the
  * worker is idle). false when it cannot, with the reply sent. */
+/* A damaged channel (durable.h) cleared by the operator's RESET or DROP (`why`); false with
+ * the reply sent when it cannot be. */
+static bool clear_damage(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, rwkvd_channel *ch, const char *why)
+{
+    if (!ch->damaged)
+        return true;
+    int rc = rwkvd_durable_clear_damage(d, ch, why);
+    if (rc == 0)
+        return true;
+    char t[300];
+    snprintf(t, sizeof t, "channel %s is damaged and cannot be cleared now: %s", ch->name,
+             rc == -ENOSPC ? "no free state slot and no idle channel to move out" : strerror(-rc));
+    reply(d, env, n_env, rc == -ENOSPC ? 507 : 500, t, strlen(t));
+    return false;
+}
+
+/* A damaged channel has no state to read (EXPORT, FORK): 423, true when so answered. */
+static bool refuse_damaged(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, const rwkvd_channel *ch)
+{
+    if (!ch || !ch->damaged)
+        return false;
+    char t[300];
+    snprintf(t, sizeof t, "channel %s is damaged (no usable snapshot at start; see the log): it has no state to read; "
+             "RESET, DROP or IMPORT clears it", ch->name);
+    reply(d, env, n_env, RWKVP_E_DAMAGED, t, strlen(t));
+    return true;
+}
+
+/* CHANNELS: "damaged": true on the entries of damaged channels (only there: most channels
+ * never are); a lookup per entry only while some channel is damaged. */
+static json_t *mark_damaged(rwkvd_daemon *d, json_t *j)
+{
+    rwkvd_durable_stats st;
+    rwkvd_durable_stats_get(d, &st);
+    json_t *arr = j ? json_object_get(j, "channels") : NULL;
+    if (!st.damaged_channels || !arr)
+        return j;
+    size_t i;
+    json_t *e;
+    json_array_foreach(arr, i, e) {
+        const char *name = json_string_value(json_object_get(e, "name"));
+        const rwkvd_channel *ch = name ? rwkvd_chantab_find(d->tab, name, strlen(name)) : NULL;
+        if (ch && ch->damaged)
+            json_object_set_new(e, "damaged", json_true());
+    }
+    return j;
+}
+
 static bool restore_for(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, rwkvd_channel *ch)
 {
     if (ch->tier == RWKVD_TIER_RESIDENT)
@@ -160,14 +208,15 @@ static void durable_status(rwkvd_daemon *d, json_t *status)
     /* what makes ingest answer 503 now: a failed fsync (for good), else a failing append */
     int wal_err = st.wal_failed ? st.wal_failed : st.wal_append_err;
     json_t *j = st.enabled
-                    ? json_pack("{s:b, s:s, s:{s:I, s:I, s:I, s:i, s:s?, s:b, s:I, s:I}, "
+                    ? json_pack("{s:b, s:s, s:{s:I, s:I, s:I, s:i, s:s?, s:b, s:I, s:I}, s:I, "
                                 "s:{s:I, s:I, s:I, s:I, s:I, s:s?}}",
                                 "enabled", 1, "fsync", st.fsync, "wal", "first_lsn", (json_int_t)st.wal_first_lsn,
                                 "next_lsn", (json_int_t)st.wal_next_lsn, "durable_lsn",
                                 (json_int_t)st.wal_durable_lsn, "segments", (int)st.wal_segments, "failed",
                                 wal_err ? strerror(-wal_err) : NULL, "failed_until_restart", st.wal_failed != 0,
                                 "append_errors", (json_int_t)st.wal_append_errors, "last_failure_unix_ms",
-                                (json_int_t)st.wal_last_failure_unix_ms, "snapshots", "written",
+                                (json_int_t)st.wal_last_failure_unix_ms, "damaged_channels",
+                                (json_int_t)st.damaged_channels, "snapshots", "written",
                                 (json_int_t)st.snapshots_written, "failed", (json_int_t)st.snapshots_failed, "bytes",
                                 (json_int_t)st.snapshot_bytes, "last_unix_ms", (json_int_t)st.last_snapshot_unix_ms,
                                 "last_failure_unix_ms", (json_int_t)st.last_failure_unix_ms, "last_error",
@@ -322,6 +371,10 @@ static void durable_metrics(rwkvd_daemon *d, sbuf *s)
     metric_u64(s, "rwkvd_wal_failed_until_restart", "gauge",
                "1 after an input-log fsync failed: nothing more becomes durable until rwkvd restarts.",
                st.wal_failed != 0);
+    metric_u64(s, "rwkvd_channels_damaged", "gauge",
+               "Channels recovered without a usable snapshot and refused (423) until the operator clears them "
+               "(RESET, DROP, IMPORT).",
+               st.damaged_channels);
     metric_u64(s, "rwkvd_wal_append_errors_total", "counter",
                "Input-log appends that failed (ENOSPC, EIO, ...); each message concerned was answered 503.",
                st.wal_append_errors);
@@ -666,15 +719,19 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
         break;
     }
     case RWKVP_CTL_CHANNELS:
-        reply_json(d, env, n_env, channels_json(d, &req.prefix, &req.after));
+        reply_json(d, env, n_env, mark_damaged(d, channels_json(d, &req.prefix, &req.after)));
         break;
-    case RWKVP_CTL_INFO:
-        reply_json(d, env, n_env, info_json(d, ch));
+    case RWKVP_CTL_INFO: {
+        json_t *j = info_json(d, ch);
+        if (j)
+            json_object_set_new(j, "damaged", json_boolean(ch->damaged));
+        reply_json(d, env, n_env, j);
         break;
+    }
     case RWKVP_CTL_RESET:
         if (d->dur) /* the snapshot below must see the zeroing, not a job half done */
             rwkvd_daemon_quiesce(d);
-        if (!restore_for(d, env, n_env, ch))
+        if (!clear_damage(d, env, n_env, ch, "RESET") || !restore_for(d, env, n_env, ch))
             break;
         rwkvd_daemon_reset_channel(d, ch);
         if (d->dur) /* not in the input log: a snapshot of the zeroed state makes it durable */
@@ -688,7 +745,7 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
         uint64_t seen = ch->tokens_seen;
         rwkvd_daemon_quiesce(d); /* a running generation's END comes now, before the ERROR */
         if (d->dur) { /* durable as a zero state that covers every record of the channel */
-            if (!restore_for(d, env, n_env, ch)) {
+            if (!clear_damage(d, env, n_env, ch, "DROP") || !restore_for(d, env, n_env, ch)) {
                 json_decref(j);
                 break;
             }
@@ -784,10 +841,14 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
         break;
     }
     case RWKVP_CTL_EXPORT:
+        if (refuse_damaged(d, env, n_env, ch))
+            break;
         do_export(d, env, n_env, ch);
         break;
     case RWKVP_CTL_IMPORT:
     case RWKVP_CTL_FORK:
+        if (req.cmd == RWKVP_CTL_FORK && refuse_damaged(d, env, n_env, ch))
+            break;
         do_install(d, env, n_env, &req, ch);
         break;
     case RWKVP_CTL_REPLAY:

@@ -129,6 +129,7 @@ typedef struct rwkvd_durable {
     bool wal_failed_logged;   /* the log failed for good (sticky): logged */
     bool wal_refused_logged;  /* an append failed (the log stays usable): logged */
     int wal_append_err;       /* the last append's negative errno while appends fail, else 0 */
+    uint32_t n_damaged;       /* channels marked damaged at recovery and not cleared yet */
     uint64_t wal_append_errors; /* appends failed since start */
     int64_t wal_fail_unix_ms; /* the last failed append or sync; 0: none */
     /* what STATUS and METRICS report (rwkvd_durable_stats) */
@@ -1182,6 +1183,35 @@ int rwkvd_durable_restore(rwkvd_daemon *d, rwkvd_channel *ch)
     return 0;
 }
 
+int rwkvd_durable_clear_damage(rwkvd_daemon *d, rwkvd_channel *ch, const char *why)
+{
+    rwkvd_durable *u = d->dur;
+    if (!ch->damaged || !u)
+        return 0;
+    if (ch->slot < 0 && (ch->slot = rwkvd_chantab_slot_alloc(d->tab)) < 0 &&
+        (rwkvd_tier_make_room(d, ch) != 0 || (ch->slot = rwkvd_chantab_slot_alloc(d->tab)) < 0))
+        return -ENOSPC;
+    int rc = rwkv_engine_state_reset(d->engine, ch->slot);
+    if (rc) {
+        rwkvd_chantab_slot_free(d->tab, ch->slot);
+        ch->slot = -1;
+        return rc;
+    }
+    rwkvd_chantab_set_tier(d->tab, ch, RWKVD_TIER_RESIDENT);
+    ch->damaged = false;
+    u->n_damaged--;
+    ch->held = -1;
+    ch->tokens_seen = 0;
+    ch->tokens_since_output = 0;
+    ch->reset_pending = false;
+    ch->restore_failed = false;
+    /* past every record of the channel: none of them is applied on top of the new state */
+    ch->applied_lsn = ch->logged_lsn = rwkvd_wal_next_lsn(u->wal) - 1;
+    rwkvd_log(LOG_NOTICE, "channel %s: damage cleared by the operator (%s): it starts again from a zero state", ch->name,
+              why);
+    return 0;
+}
+
 int rwkvd_durable_flush(rwkvd_daemon *d)
 {
     rwkvd_durable *u = d->dur;
@@ -1297,9 +1327,30 @@ static int load_snapshot(rwkvd_daemon *d, const char *name, int64_t now_ms)
     rwkvd_snap_gen gen = RWKVD_SNAP_CUR;
     char note[1200] = "";
     int rc = rwkvd_snapstore_load(u->store, name, &u->model, &s, &gen, note, sizeof note);
+    if (rc && d->cfg->durability.rebuild_damaged) {
+        rwkvd_log(LOG_ERR, "recovery: channel %s: no usable snapshot (%s); durability.rebuild_damaged: rebuilding it "
+                           "from the input log alone, a partial state unless the log reaches back to its start",
+                  name, note[0] ? note : strerror(-rc));
+        return rc;
+    }
     if (rc) {
-        rwkvd_log(LOG_ERR, "recovery: channel %s: no usable snapshot (%s); rebuilding it from the input log alone, "
-                           "which is complete only if the log was never truncated past it",
+        /* The log cannot say whether it holds the channel's whole history (truncation deleted
+         * what snapshots covered; control RESET, IMPORT and FORK are not in it): serving a
+         * state rebuilt from it would be silently wrong. Damaged: created on disk with no
+         * state, refused (423), its files and its log records kept for the operator. */
+        rwkvd_channel *ch = NULL;
+        int crc = rwkvd_chantab_create_evicted(d->tab, name, strlen(name), d->cfg->tasks.default_profile,
+                                               d->cfg->limits.max_channels, now_ms, &ch);
+        if (crc) {
+            rwkvd_log(LOG_ERR, "recovery: channel %s: no usable snapshot (%s), and it cannot be listed as damaged: %s",
+                      name, note[0] ? note : strerror(-rc), strerror(-crc));
+            return rc;
+        }
+        ch->damaged = true;
+        u->n_damaged++;
+        rwkvd_log(LOG_ERR, "recovery: channel %s: no usable snapshot (%s); marked damaged: ingest answers 423, its "
+                           "snapshot files and input-log records are kept; control RESET, DROP or IMPORT clears it "
+                           "(durability.rebuild_damaged rebuilds it from the input log alone instead)",
                   name, note[0] ? note : strerror(-rc));
         return rc;
     }
@@ -1457,6 +1508,16 @@ static int queue_record(rwkvd_daemon *d, const rwkvd_wal_rec *rp, int64_t now_ms
     rwkvd_channel *ch = rwkvd_chantab_find(d->tab, r.channel, strlen(r.channel));
     if (ch && r.lsn <= ch->applied_lsn)
         return 0;
+    if (ch && ch->damaged) { /* not applied; the producers' seqs still count (DUP) */
+        if (r.producer[0] && r.producer[0] != '$') {
+            rwkvd_pair *pair =
+                rwkvd_chantab_pair(d->tab, r.channel, strlen(r.channel), r.producer, strlen(r.producer), true);
+            if (pair && r.seq > pair->acked)
+                pair->acked = r.seq;
+        }
+        ch->logged_lsn = r.lsn;
+        return 0;
+    }
     if (!r.producer[0] && r.op == RWKVP_OP_TOKENS) { /* a committed generation */
         int rc = ch ? place_commit(d, ch, &r) : 0;
         return rc < 0 ? rc : 1;
@@ -1612,7 +1673,7 @@ int rwkvd_durable_open(rwkvd_daemon *d)
             rwkvd_chantab_slot_free(d->tab, ch->slot);
             ch->slot = -1;
         }
-        if (ch->tier == RWKVD_TIER_DISK && !ch->snap_written)
+        if (ch->tier == RWKVD_TIER_DISK && !ch->snap_written && !ch->damaged)
             note_generations(d, ch);
         n_disk += ch->tier == RWKVD_TIER_DISK;
         n_waiting += ch->tier == RWKVD_TIER_DISK && ch->head && ch->slot < 0;
@@ -1620,6 +1681,7 @@ int rwkvd_durable_open(rwkvd_daemon *d)
     /* recovery's own moves are not tier traffic */
     memset(d->tab->promotions, 0, sizeof d->tab->promotions);
     memset(d->tab->demotions, 0, sizeof d->tab->demotions);
+    n_disk -= u->n_damaged;
     if (n_disk)
         rwkvd_log(n_waiting ? LOG_WARNING : LOG_NOTICE,
                   "recovery: %zu channel(s) start on disk (evicted; the scheduler restores each into a slot when it has work)%s", n_disk,
@@ -1991,6 +2053,11 @@ int rwkvd_durable_install(rwkvd_daemon *d, const char *name, const rwkvd_snapsho
     }
     /* then in memory */
     if (ch) {
+        if (ch->damaged && d->dur) {
+            ch->damaged = false;
+            d->dur->n_damaged--;
+            rwkvd_log(LOG_NOTICE, "channel %s: damage cleared by the operator (IMPORT)", name);
+        }
         rwkvd_daemon_cancel_gen(d, ch);
         *dropped = rwkvd_chantab_clear_queue(ch);
         if (ch->slot >= 0) /* its own, or one reserved for a promotion */
@@ -2082,6 +2149,7 @@ void rwkvd_durable_stats_get(const rwkvd_daemon *d, rwkvd_durable_stats *out)
     out->wal_segments = rwkvd_wal_n_segments(u->wal);
     out->wal_failed = rwkvd_wal_failed(u->wal);
     out->wal_append_err = u->wal_append_err;
+    out->damaged_channels = u->n_damaged;
     out->wal_append_errors = u->wal_append_errors;
     out->wal_last_failure_unix_ms = u->wal_fail_unix_ms;
     out->snapshots_written = u->snaps_ok;

@@ -98,6 +98,14 @@ uint64_t rwkvd_durable_io_max_job_ns(const rwkvd_daemon *d);
 /* Wait until the I/O thread has finished every job and synced the log (shutdown, a standby's
  * full sync). 0 or the log's sticky error. */
 int rwkvd_durable_flush(rwkvd_daemon *d);
+/* A channel recovered without any usable snapshot is marked damaged (rwkvd_channel.damaged)
+ * unless durability.rebuild_damaged: ingest refuses it (423), its files and its input-log
+ * records are kept. The operator's RESET or DROP clears it with this: a slot (a free one, or
+ * made by demoting an idle channel) with a zero state, tokens seen 0, applied LSN past every
+ * record of the channel. `why` names the command for the log. 0 (also when not damaged),
+ * -ENOSPC (no slot), or the engine's error; it stays damaged then. IMPORT clears it too
+ * (rwkvd_durable_install). The worker must be idle. */
+int rwkvd_durable_clear_damage(rwkvd_daemon *d, rwkvd_channel *ch, const char *why);
 
 /* Snapshot `ch` (NULL: every live channel; only_changed skips channels whose two generations
  * already cover everything logged for them), then truncate the WAL. The states are exported
@@ -166,6 +174,7 @@ typedef struct {
                                     * fail (ENOSPC, EIO; cleared by the next one that succeeds) */
     uint64_t wal_append_errors;    /* appends failed since start */
     int64_t wal_last_failure_unix_ms; /* the last failed append or sync; 0: none */
+    uint32_t damaged_channels;     /* marked damaged at recovery, not cleared yet */
     uint64_t snapshots_written;    /* channel snapshots since start (rounds, EVICT, tiers) */
     uint64_t snapshots_failed;
     uint64_t snapshot_bytes;       /* state payload bytes of those written */

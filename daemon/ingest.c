@@ -273,6 +273,11 @@ static void handle_decoded(rwkvd_daemon *d, reply_ctx *rc, const rwkvp_ingest *m
         reject(rc, m, pair, RWKVP_E_UNAVAILABLE, "rwkvd is shutting down");
         return;
     }
+    if (ch && ch->damaged) {
+        reject(rc, m, pair, RWKVP_E_DAMAGED, "channel damaged: no usable snapshot at start and the input log does "
+               "not reach back to its start; refused until the operator RESETs, DROPs or IMPORTs it (see the log)");
+        return;
+    }
     if (m->op == RWKVP_OP_CANCEL) {
         if (ch)
             rwkvd_daemon_cancel_gen(d, ch);

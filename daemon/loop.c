@@ -48,7 +48,7 @@ int64_t rwkvd_unix_ms(void)
 }
 
 static const int result_codes[RWKVD_N_RESULTS] = {0,   1,   400, 403, 404, 405, 409, 413, 415,
-                                                  422, 425, 429, 500, 501, 503, 505, 507};
+                                                  422, 423, 425, 429, 500, 501, 503, 505, 507};
 
 int rwkvd_result_index(int code)
 {

@@ -31,7 +31,7 @@
 /* ERROR publication: the channel's state went non-finite and was reset (health.h) */
 #define RWKVD_E_QUARANTINED 512
 
-#define RWKVD_N_RESULTS 17 /* ack, dup, then the 15 error codes of PROTOCOL.md §12 */
+#define RWKVD_N_RESULTS 18 /* ack, dup, then the 16 error codes of PROTOCOL.md §12 */
 
 typedef struct {
     uint64_t ingest[9][RWKVD_N_RESULTS]; /* [op, 0 = undecodable][result] */

@@ -30,6 +30,7 @@ static const struct {
     {RWKVP_E_TOO_LARGE, "too large", RWKVP_RETRY_NO},
     {RWKVP_E_ENCODING, "bad encoding", RWKVP_RETRY_NO},
     {RWKVP_E_INVALID, "invalid value", RWKVP_RETRY_NO},
+    {RWKVP_E_DAMAGED, "channel damaged", RWKVP_RETRY_BACKOFF},
     {RWKVP_E_PAUSED, "paused", RWKVP_RETRY_AFTER_RESEND},
     {RWKVP_E_NO_CREDIT, "no credit", RWKVP_RETRY_AFTER_CREDIT},
     {RWKVP_E_INTERNAL, "internal error", RWKVP_RETRY_BACKOFF},

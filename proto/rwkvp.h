@@ -60,6 +60,7 @@ enum {
     RWKVP_E_TOO_LARGE = 413,
     RWKVP_E_ENCODING = 415,
     RWKVP_E_INVALID = 422,
+    RWKVP_E_DAMAGED = 423,
     RWKVP_E_PAUSED = 425,
     RWKVP_E_NO_CREDIT = 429,
     RWKVP_E_INTERNAL = 500,
@@ -72,7 +73,7 @@ enum {
 /* What a client does with a message answered by an error code. */
 typedef enum {
     RWKVP_RETRY_NO = 0,       /* fails again as it is; later messages are unaffected */
-    RWKVP_RETRY_BACKOFF,      /* resend the same seq after a back-off (409, 500, 503, 507) */
+    RWKVP_RETRY_BACKOFF,      /* resend the same seq after a back-off (409, 423, 500, 503, 507) */
     RWKVP_RETRY_AFTER_CREDIT, /* resend after CREDIT or a 1 s timeout (429) */
     RWKVP_RETRY_AFTER_RESEND, /* resend once the earlier paused seq is accepted (425) */
 } rwkvp_retry;

@@ -7,7 +7,7 @@ Needs pyzmq (Debian: python3-zmq) and nothing else. Three classes, one per socke
   return it; ``flush()`` waits until every message is acknowledged. Follows the protocol's
   producer algorithm: credit limits what is in flight (§8.1), unanswered messages are resent
   with their original seqs after a timeout (the daemon answers DUP for those it already
-  has), 429 waits for CREDIT, 409/500/503/507 back off, 425 while paused is expected (§8.2).
+  has), 429 waits for CREDIT, 409/423/500/503/507 back off, 425 while paused is expected (§8.2).
   Non-retryable errors raise ``RejectedError`` from ``flush()``/``poll()``.
 * ``Subscriber`` — a SUB on the PUBLISH endpoint; iterate it (or call ``recv``) to get
   ``Publication`` tuples with the CLASS/END body already parsed. It recovers missed output by
@@ -44,7 +44,7 @@ import zmq
 SIGNATURE = b"RWKV1"
 
 OPS = ("TEXT", "TOKENS", "RESET", "TASK", "GEN", "CANCEL", "CLOSE", "SYNC")
-RETRY_BACKOFF = (409, 500, 503, 507)
+RETRY_BACKOFF = (409, 423, 500, 503, 507)
 NO_CREDIT, PAUSED = 429, 425
 
 Publication = namedtuple("Publication", "channel kind producer seq tokens_seen index piece code text body oseq",

@@ -255,5 +255,129 @@ def test_tier_gen_churn():
     D.compare(got, ref, "3 slots, host tier, idle_ttl, EVICT and kill -9", TIER_CHANS)
 
 
+# ---- a channel whose snapshots are all damaged --------------------------------------------
+
+def flip(path, offset=200):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0x40]))
+
+
+def snap_file(d, c, suffix):
+    return os.path.join(d.dir, "state", "snapshots", c.decode().replace("/", "%2F") + suffix)
+
+
+DAMAGE_CHANS = [b"c/0", b"c/1", b"c/2"]
+
+
+def damaged_setup(extra_dur=""):
+    """c/0..c/2 fed, two SNAPSHOTs (the input log is cut behind them), more input, SIGTERM;
+    then both snapshot generations of c/0 and c/2 damaged. Returns the stopped daemon and the
+    last seq sent per channel."""
+    dur = "durability:\n  fsync: no\n  wal_segment_bytes: 4096\n" + extra_dur
+    d = Daemon(durability=dur, max_batch=4, slots=16)
+    seqs = {}
+    send = retry_sender(d.dealer(), seq=seqs)
+    for k in range(3):
+        for i in range(12):
+            for c in DAMAGE_CHANS:
+                send(c, b"TEXT", b"part %d line %d on %s, long enough to fill log segments" % (k, i, c))
+        quiet(d, DAMAGE_CHANS)
+        if k < 2:
+            d.control_json(b"SNAPSHOT")
+    check(d.control_json(b"STATUS")["durability"]["wal"]["first_lsn"] > 1, "the input log was not cut")
+    check(d.stop(signal.SIGTERM) == 0, "SIGTERM:\n" + d.logtext())
+    for c in (b"c/0", b"c/2"):
+        for suffix in (".snap", ".snap.prev"):
+            flip(snap_file(d, c, suffix))
+    return d, seqs
+
+
+def restart_stopped(d):
+    for ep in (d.ingest_ep, d.pub_ep, d.ctl_ep):
+        try:
+            os.unlink(ep[6:])
+        except OSError:
+            pass
+    d.log.close()
+    d.start()
+
+
+def test_damaged_channel():
+    """Both snapshot generations of c/0 and c/2 damaged, the input log cut behind them: they
+    are not rebuilt from the log (a partial state) but marked damaged: ingest answers 423,
+    INFO, CHANNELS, STATUS and METRICS show them, EXPORT answers 423, the files stay; c/1 is
+    served. A restart keeps them damaged. RESET clears c/0 (it starts from a zero state, equal
+    to a fresh channel fed the same input), DROP clears c/2. With
+    durability.rebuild_damaged: true the old behaviour (rebuilt from the log alone) is chosen."""
+    d, seqs = damaged_setup()
+    try:
+        files = {c: open(snap_file(d, c, ".snap"), "rb").read() for c in (b"c/0", b"c/2")}
+        restart_stopped(d)
+        log = d.logtext()
+        check("marked damaged" in log and "c/0" in log, "no log line for the damaged channel:\n" + log)
+        s = d.dealer()
+        for c in (b"c/0", b"c/2"):
+            T.send(s, b"TEXT", c, b"p", seqs[c] + 1, b"after the damage")
+            r = recv(s, what="reply for a damaged channel")
+            check(r[1] == b"ERROR" and r[5] == b"423", "%s: expected ERROR 423, got %r" % (c, r))
+            check(d.control_json(b"INFO", c)["damaged"] is True, "INFO %s" % c)
+        T.send(s, b"TEXT", b"c/1", b"p", seqs[b"c/1"] + 1, b"healthy")
+        check(recv(s, what="c/1")[1] == b"ACK", "c/1 is not served")
+        seqs[b"c/1"] += 1
+        check(d.control_json(b"INFO", b"c/1")["damaged"] is False, "INFO c/1")
+        st = d.control_json(b"STATUS")["durability"]
+        check(st["damaged_channels"] == 2, "STATUS durability.damaged_channels %r" % st)
+        check(T.metric(d.control(b"METRICS")[1].decode(), "rwkvd_channels_damaged") == 2, "METRICS")
+        listed = {e["name"]: e.get("damaged", False) for e in d.control_json(b"CHANNELS")["channels"]}
+        check(listed == {"c/0": True, "c/1": False, "c/2": True}, "CHANNELS %r" % listed)
+        code, body = d.control(b"EXPORT", b"c/0")
+        check(code == b"423", "EXPORT of a damaged channel: %r %r" % (code, body[:200]))
+        # a restart keeps it damaged: files and log untouched
+        D.restart(d)
+        for c in (b"c/0", b"c/2"):
+            check(open(snap_file(d, c, ".snap"), "rb").read() == files[c], "%s.snap changed" % c)
+        check(d.control_json(b"STATUS")["durability"]["damaged_channels"] == 2, "damaged after a restart")
+        # the operator clears them
+        r = d.control_json(b"RESET", b"c/0")
+        check(r["tokens_seen"] == 0, "RESET %r" % r)
+        d.control_json(b"DROP", b"c/2")
+        check(d.control(b"INFO", b"c/2")[0] == b"404", "c/2 after DROP")
+        check(d.control_json(b"STATUS")["durability"]["damaged_channels"] == 0, "still damaged after RESET/DROP")
+        check(T.metric(d.control(b"METRICS")[1].decode(), "rwkvd_channels_damaged") == 0, "METRICS after clearing")
+        send = retry_sender(d.dealer(), seq=seqs)
+        tail = [b"a fresh start", b" and more after it"]
+        for t in tail:
+            send(b"c/0", b"TEXT", t)
+        quiet(d, [b"c/0"])
+        D.restart(d)
+        check(d.control_json(b"INFO", b"c/0")["damaged"] is False, "c/0 damaged again after a restart")
+        got = D.drained_states(d, [b"c/0"])
+    finally:
+        d.close()
+    ref = Daemon(max_batch=4, slots=16)
+    try:
+        send = retry_sender(ref.dealer())
+        for t in tail:
+            send(b"c/0", b"TEXT", t)
+        want = D.drained_states(ref, [b"c/0"])
+    finally:
+        ref.close()
+    D.compare(got, want, "a damaged channel after RESET", [b"c/0"])
+    # the documented alternative: rebuilt from the input log alone and served
+    d, seqs = damaged_setup("  rebuild_damaged: true\n")
+    try:
+        restart_stopped(d)
+        check("rebuild_damaged" in d.logtext(), "no log line for the rebuild:\n" + d.logtext())
+        check(d.control_json(b"STATUS")["durability"]["damaged_channels"] == 0, "rebuild_damaged: still damaged")
+        s = d.dealer()
+        T.send(s, b"TEXT", b"c/0", b"p", seqs[b"c/0"] + 1, b"served")
+        check(recv(s, what="reply")[1] == b"ACK", "rebuild_damaged: c/0 not served")
+    finally:
+        d.close()
+
+
 if __name__ == "__main__":
     T.run_named(globals(), "test_recovery.py")

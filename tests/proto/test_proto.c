@@ -51,7 +51,7 @@ static void test_codes(void)
     CHECK(rwkvp_code_retry(503) == RWKVP_RETRY_BACKOFF);
     CHECK(rwkvp_code_retry(422) == RWKVP_RETRY_NO);
     CHECK(rwkvp_code_retry(999) == RWKVP_RETRY_NO);
-    const int pausing[] = {409, 429, 500, 503, 507};
+    const int pausing[] = {409, 423, 429, 500, 503, 507};
     const int other[] = {200, 400, 403, 404, 405, 413, 415, 422, 425, 501, 505};
     for (size_t i = 0; i < sizeof pausing / sizeof *pausing; i++)
         CHECKF(rwkvp_code_pauses(pausing[i]), "%d", pausing[i]);
