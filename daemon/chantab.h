@@ -96,6 +96,9 @@ typedef struct rwkvd_channel {
                                    * promotion, not yet imported */
     void *host_state;             /* tier host: the exported state (malloc'd), else NULL */
     bool restore_failed;          /* the restore failed once (logged once; retried) */
+    bool fresh;                   /* tier disk with no snapshot: a zero state (a channel created
+                                   * while every slot was taken, durable.c); its restore resets
+                                   * a slot instead of loading a file */
     uint64_t active_ns;           /* monotonic time of its last input or job: LRU and idle_ttl */
     int32_t held;                 /* last input token not yet fed to slot, -1 none */
     bool reset_pending;           /* slot must be zeroed before its next use (next job) */

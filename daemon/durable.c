@@ -1152,6 +1152,13 @@ int rwkvd_durable_restore(rwkvd_daemon *d, rwkvd_channel *ch)
     rwkvd_snap_gen gen = RWKVD_SNAP_CUR;
     char note[1200] = "";
     int rc;
+    if (ch->fresh) { /* never had a state of its own: a zero one */
+        if ((rc = rwkv_engine_state_reset(d->engine, ch->slot)))
+            return rc;
+        ch->fresh = false;
+        rwkvd_chantab_set_tier(d->tab, ch, RWKVD_TIER_RESIDENT);
+        return 0;
+    }
     io_job *ej = ch->evict_job;
     if (ej) { /* still being written: its image is the state */
         rc = ej->s.applied_lsn == ch->applied_lsn ? 0 : -EIO;
@@ -1293,6 +1300,8 @@ static rwkvd_channel *recover_channel(rwkvd_daemon *d, const char *name, int64_t
         if (slot >= 0) {
             rwkvd_chantab_slot_free(d->tab, slot);
             rc = rwkvd_chantab_create(d->tab, name, strlen(name), profile, max, now_ms, &ch);
+        } else if ((rc = rwkvd_chantab_create_evicted(d->tab, name, strlen(name), profile, max, now_ms, &ch)) == 0) {
+            ch->fresh = true; /* no snapshot: a zero state on disk, paged in when scheduled */
         }
     }
     if (rc) {
@@ -1673,7 +1682,7 @@ int rwkvd_durable_open(rwkvd_daemon *d)
             rwkvd_chantab_slot_free(d->tab, ch->slot);
             ch->slot = -1;
         }
-        if (ch->tier == RWKVD_TIER_DISK && !ch->snap_written && !ch->damaged)
+        if (ch->tier == RWKVD_TIER_DISK && !ch->snap_written && !ch->damaged && !ch->fresh)
             note_generations(d, ch);
         n_disk += ch->tier == RWKVD_TIER_DISK;
         n_waiting += ch->tier == RWKVD_TIER_DISK && ch->head && ch->slot < 0;
@@ -1818,11 +1827,20 @@ static int image_of(rwkvd_daemon *d, rwkvd_channel *ch, chan_image *im, char *er
     uint64_t bytes = rwkvd_snap_state_bytes(&model);
     const void *payload = ch->host_state;
     int rc;
-    if (ch->tier == RWKVD_TIER_DISK && ch->evict_job) { /* being written: the queued image is the state */
+    if (ch->tier == RWKVD_TIER_DISK && ch->fresh) { /* a zero state, made on the scratch slot */
+        if (!(im->state = malloc(bytes ? bytes : 1)))
+            return -ENOMEM;
+        if ((rc = rwkv_engine_state_reset(d->engine, d->slot_a)) ||
+            (rc = rwkv_engine_state_export(d->engine, d->slot_a, im->state, bytes))) {
+            snprintf(err, err_len, "channel %s: zero state: %s", ch->name, strerror(-rc));
+            return rc;
+        }
+        payload = im->state;
+    } else if (ch->tier == RWKVD_TIER_DISK && ch->evict_job) { /* being written: the queued image is the state */
         im->s = ((const io_job *)ch->evict_job)->s;
         return 0;
     }
-    if (ch->tier == RWKVD_TIER_DISK) {
+    if (ch->tier == RWKVD_TIER_DISK && !ch->fresh) {
         rwkvd_snap_gen gen = RWKVD_SNAP_CUR;
         if (!d->dur)
             return -EINVAL;
@@ -2059,6 +2077,7 @@ int rwkvd_durable_install(rwkvd_daemon *d, const char *name, const rwkvd_snapsho
             rwkvd_log(LOG_NOTICE, "channel %s: damage cleared by the operator (IMPORT)", name);
         }
         rwkvd_daemon_cancel_gen(d, ch);
+        ch->fresh = false;
         *dropped = rwkvd_chantab_clear_queue(ch);
         if (ch->slot >= 0) /* its own, or one reserved for a promotion */
             rwkvd_chantab_slot_free(d->tab, ch->slot);

@@ -330,17 +330,21 @@ static void handle_decoded(rwkvd_daemon *d, reply_ctx *rc, const rwkvp_ingest *m
             reject(rc, m, pair, RWKVP_E_LIMIT, "limit reached: limits.max_channels is %u", cfg->limits.max_channels);
             return;
         }
-        /* a slot for it: a free one, or one freed by demoting an idle channel (tier.c) */
-        if (d->tab->n_free == 0 && rwkvd_tier_make_room(d, NULL) != 0) {
+        /* a slot for it: a free one; with a snapshot store none is needed (the channel starts
+         * on disk with a zero state and the scheduler pages it in, demoting an idle channel,
+         * when it gets to it); without one, a slot freed by demoting an idle channel now */
+        if (d->tab->n_free == 0 && !d->dur && rwkvd_tier_make_room(d, NULL) != 0) {
             reject(rc, m, pair, RWKVP_E_LIMIT, "limit reached: no free state slot (model.state_slots is %u) and "
-                   "no idle channel to move out of compute memory (residency.host_max_bytes%s)",
-                   cfg->model.state_slots, d->dur ? "" : "; no snapshot store to spill to");
+                   "no idle channel to move out of compute memory (residency.host_max_bytes; no snapshot store to "
+                   "spill to)", cfg->model.state_slots);
             return;
         }
-    } else if (ch->tier != RWKVD_TIER_RESIDENT && ch->slot < 0 &&
+    } else if (ch->tier != RWKVD_TIER_RESIDENT && ch->slot < 0 && !d->dur &&
                ((d->tab->n_free == 0 && rwkvd_tier_make_room(d, ch) != 0) ||
                 (ch->slot = rwkvd_chantab_slot_alloc(d->tab)) < 0)) {
-        /* the promotion (scheduler) needs a slot: reserve it now, or turn the message away */
+        /* without a snapshot store the promotion needs a slot reserved now (host memory is the
+         * last tier), or the message is turned away; with one, the input waits in the channel's
+         * tier until the scheduler pages it in (it reserves a slot here only if one is free) */
         reject(rc, m, pair, RWKVP_E_LIMIT, "limit reached: no free state slot to bring channel back from tier "
                "%s (model.state_slots is %u) and no idle channel to move out of compute memory",
                rwkvd_tier_name(ch->tier), cfg->model.state_slots);
@@ -400,8 +404,14 @@ static void handle_decoded(rwkvd_daemon *d, reply_ctx *rc, const rwkvp_ingest *m
     }
     int64_t now_ms = rwkvd_unix_ms();
     if (!ch) {
-        int crc = rwkvd_chantab_create(d->tab, m->channel.data, m->channel.len, cfg->tasks.default_profile,
-                                       cfg->limits.max_channels, now_ms, &ch);
+        bool paged = d->tab->n_free == 0; /* only with a snapshot store (checked above) */
+        int crc = paged ? rwkvd_chantab_create_evicted(d->tab, m->channel.data, m->channel.len,
+                                                       cfg->tasks.default_profile, cfg->limits.max_channels, now_ms,
+                                                       &ch)
+                        : rwkvd_chantab_create(d->tab, m->channel.data, m->channel.len, cfg->tasks.default_profile,
+                                               cfg->limits.max_channels, now_ms, &ch);
+        if (crc == 0 && paged)
+            ch->fresh = true;
         if (crc) {
             rwkvd_entry_free(e);
             reject(rc, m, pair, RWKVP_E_LIMIT, "limit reached: cannot create the channel (%s)", strerror(-crc));

@@ -14,9 +14,13 @@
  *    and always allowed: the bound may be passed for a moment by the states holding a slot
  *    reserved to leave the host tier. host_max_bytes 0 disables the host tier: demotions go
  *    straight to disk (or do not happen without durability);
- *  - promotion: a non-resident channel with input gets a slot (ingest reserves it, demoting
- *    another channel if need be, else answers 507) and its state is imported before the
- *    scheduler gives it its next job (from the host buffer, or from the snapshot);
+ *  - promotion: a non-resident channel with input gets a slot when the scheduler reaches it
+ *    (a free one, or one freed by demoting an idle channel; until then its input waits in its
+ *    tier, so with a snapshot store ingest never needs a slot: a new channel then starts on
+ *    disk with a zero state, rwkvd_channel.fresh) and its state is imported before the
+ *    scheduler gives it its next job (from the host buffer, or from the snapshot). Without a
+ *    snapshot store ingest reserves the slot, demoting another channel if need be, else
+ *    answers 507;
  *  - a generation's own slot is found the same way (rwkvd_tier_gen_room), and when no idle
  *    channel can make room a resident channel that itself waits for a generation slot is
  *    moved to host memory; failing that the generation waits (it keeps its place in its
