@@ -390,6 +390,25 @@ static void durable_metrics(rwkvd_daemon *d, sbuf *s)
               (double)st.last_snapshot_unix_ms / 1e3);
 }
 
+/* Duration of the worker's compute jobs as a Prometheus histogram (cumulative buckets). */
+static void step_histogram(const rwkvd_metrics *m, sbuf *s)
+{
+    static const uint64_t bounds[RWKVD_STEP_BUCKETS] = RWKVD_STEP_BUCKETS_NS;
+    sb_printf(s, "# HELP rwkvd_step_duration_seconds Duration of the compute jobs the worker ran.\n"
+                 "# TYPE rwkvd_step_duration_seconds histogram\n");
+    uint64_t cum = 0;
+    for (int b = 0; b <= RWKVD_STEP_BUCKETS; b++) {
+        cum += m->step_hist[b];
+        if (b < RWKVD_STEP_BUCKETS)
+            sb_printf(s, "rwkvd_step_duration_seconds_bucket{le=\"%g\"} %llu\n", (double)bounds[b] / 1e9,
+                      (unsigned long long)cum);
+        else
+            sb_printf(s, "rwkvd_step_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    }
+    sb_printf(s, "rwkvd_step_duration_seconds_sum %.6f\nrwkvd_step_duration_seconds_count %llu\n",
+              (double)m->step_ns_total / 1e9, (unsigned long long)cum);
+}
+
 static void metrics_text(rwkvd_daemon *d, sbuf *s)
 {
     const rwkvd_metrics *m = &d->m;
@@ -430,6 +449,7 @@ static void metrics_text(rwkvd_daemon *d, sbuf *s)
     sb_printf(s, "# HELP rwkvd_step_seconds_total Worker time spent in jobs.\n"
                  "# TYPE rwkvd_step_seconds_total counter\nrwkvd_step_seconds_total %.6f\n",
               (double)m->step_ns_total / 1e9);
+    step_histogram(m, s);
     sb_printf(s, "# HELP rwkvd_loop_cpu_seconds_total CPU time of the loop thread (ingest, log append, "
                  "scheduling, replies, publishing).\n# TYPE rwkvd_loop_cpu_seconds_total counter\n"
                  "rwkvd_loop_cpu_seconds_total %.6f\n",

@@ -206,6 +206,11 @@ static void complete_job(rwkvd_daemon *d, rwkvd_job *j)
     d->m.steps_total++;
     d->m.step_rows_total += (uint64_t)j->n_items;
     d->m.step_ns_total += j->elapsed_ns;
+    static const uint64_t bounds[RWKVD_STEP_BUCKETS] = RWKVD_STEP_BUCKETS_NS;
+    int b = 0;
+    while (b < RWKVD_STEP_BUCKETS && j->elapsed_ns > bounds[b])
+        b++;
+    d->m.step_hist[b]++;
     /* input tokens entered tokens_total and input_tokens_total when the scheduler counted
      * them in tokens_seen; here only the rows that were not channel input: generated tokens
      * fed to forks */

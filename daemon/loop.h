@@ -31,6 +31,11 @@
 /* ERROR publication: the channel's state went non-finite and was reset (health.h) */
 #define RWKVD_E_QUARANTINED 512
 
+/* Upper bounds (ns) of the compute-job duration histogram's buckets; +Inf is implied. */
+#define RWKVD_STEP_BUCKETS_NS \
+    {250000ull, 500000ull, 1000000ull, 2500000ull, 5000000ull, 10000000ull, 25000000ull, 50000000ull, \
+     100000000ull, 250000000ull, 500000000ull, 1000000000ull, 2500000000ull, 10000000000ull}
+#define RWKVD_STEP_BUCKETS 14
 #define RWKVD_N_RESULTS 18 /* ack, dup, then the 16 error codes of PROTOCOL.md §12 */
 
 typedef struct {
@@ -44,6 +49,7 @@ typedef struct {
     uint64_t input_tokens_total;         /* input tokens counted in tokens_seen (scheduler.c) */
     uint64_t steps_total, step_rows_total;
     uint64_t step_ns_total;
+    uint64_t step_hist[RWKVD_STEP_BUCKETS + 1]; /* jobs by duration bucket (not cumulative), [last] = +Inf */
     uint64_t outputs_failed;
     uint64_t channels_quarantined;       /* states that went non-finite (health.c) */
     uint64_t generations_nonfinite;      /* generations ended by a non-finite fork state */

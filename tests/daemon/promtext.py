@@ -79,6 +79,35 @@ def _family_of(name, families):
     return None
 
 
+def _check_histogram(fam, samples):
+    """Per label set: an le="+Inf" bucket equal to _count, cumulative (non-decreasing) buckets."""
+    groups = {}
+    for (name, labels), v in samples.items():
+        rest = tuple(kv for kv in labels if kv[0] != "le")
+        g = groups.setdefault(rest, {"buckets": [], "count": None, "sum": None})
+        if name == fam + "_bucket":
+            le = dict(labels).get("le")
+            if le is None:
+                raise ValueError("histogram %s: a bucket without le" % fam)
+            g["buckets"].append((_value(le, fam), v))
+        elif name == fam + "_count":
+            g["count"] = v
+        elif name == fam + "_sum":
+            g["sum"] = v
+        else:
+            raise ValueError("histogram %s: unexpected series %s" % (fam, name))
+    for rest, g in groups.items():
+        b = sorted(g["buckets"])
+        if not b or b[-1][0] != math.inf:
+            raise ValueError("histogram %s%s: no le=\"+Inf\" bucket" % (fam, dict(rest)))
+        if g["count"] is None or g["sum"] is None:
+            raise ValueError("histogram %s%s: _count or _sum missing" % (fam, dict(rest)))
+        if any(b[i][1] > b[i + 1][1] for i in range(len(b) - 1)):
+            raise ValueError("histogram %s%s: buckets are not cumulative: %r" % (fam, dict(rest), b))
+        if b[-1][1] != g["count"]:
+            raise ValueError("histogram %s%s: +Inf bucket %r != _count %r" % (fam, dict(rest), b[-1][1], g["count"]))
+
+
 def parse(text):
     if not text.endswith("\n"):
         raise ValueError("the text does not end with a newline")
@@ -134,6 +163,8 @@ def parse(text):
                 raise ValueError("%s: counter %s = %r" % (where, name, value))
         info["samples"][(name, labels)] = value
     for fam, info in families.items():
+        if info["type"] == "histogram":
+            _check_histogram(fam, info["samples"])
         if info["type"] is None or info["help"] is None:  # a family with no samples (allowed) still needs both
             raise ValueError("family %s lacks # %s" % (fam, "TYPE" if info["type"] is None else "HELP"))
     return families

@@ -7,7 +7,8 @@ Environment as test_rwkvd.py. Exits 77 when this rwkvd was built without libmicr
   scrape    GET /metrics answers 200 text/plain version=0.0.4 that promtext.py's strict parser
             accepts, with the same metric families as METRICS on the control socket; after
             events are fed, the ingest and token counters in the scrape move to the new
-            values; HEAD answers headers only
+            values and the step-duration histogram counts every job; HEAD answers
+            headers only
   paths     any other path answers 404, POST /metrics 405; the server keeps serving after a
             client that connects and sends nothing
   remote    a non-loopback metrics.listen is refused at start (exit 1, the key named) unless
@@ -104,6 +105,10 @@ def test_scrape():
                   % (acks, acks0 + 5, tokens, want_tokens, body))
             time.sleep(0.1)
         check(promtext.value(fams, "rwkvd_channels", tier="resident") >= 1, "no resident channel:\n" + body)
+        steps = promtext.value(fams, "rwkvd_steps_total")
+        check(steps >= 1 and promtext.value(fams, "rwkvd_step_duration_seconds_count") == steps,
+              "step histogram count %r vs rwkvd_steps_total %r" % (
+                  promtext.value(fams, "rwkvd_step_duration_seconds_count"), steps))
         status, headers, hbody = http(port, "HEAD")
         check(status == 200 and hbody == "", "HEAD /metrics: %d %r" % (status, hbody[:100]))
         check("rwkvd_tokens_total" in d.control(b"METRICS")[1].decode(), "METRICS on the control socket")
