@@ -10,6 +10,7 @@ Usage: test_cli.py RWKV_RUN GOLDEN_CKPT GOLDEN_F32 TOKENS BYTE_MODEL
     cannot run here exits 1 with the reason its probe gave.
 """
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -86,6 +87,8 @@ with tempfile.TemporaryDirectory() as tmp:
                   and ln[2].strip() in err, f'--backend {ln[0]} (unavailable) exits 1 with the reason: {err.strip()}')
     auto = rr('--model', ckpt, '--tokens', tokens, '--backend', 'auto', '--verbose', '--threads', '2')
     check(auto.returncode == 0 and b'backend auto' in auto.stderr, '--backend auto runs and says what it chose')
+    check(re.search(rb'loaded .*: RWKV-7 L2 C64 H1 N64 V65536 ', auto.stderr) is not None,
+          '--verbose names the generation and shape: ' + auto.stderr.decode(errors='replace'))
 
 print(f'test_cli: {failures} failed')
 sys.exit(1 if failures else 0)
