@@ -6,7 +6,7 @@
  * writes BASE.key (the public certificate: metadata and public-key; give it to the other
  * side, or put it in the daemon's allow-list directory) and BASE.key_secret (both keys,
  * mode 0600; keep it). The files are ZPL certificates as czmq's zcert writes them
- * (daemon/FORMATS.md §5), so czmq tools read them too. It also prints the key's line for
+ * (daemon/FORMATS.md §4), so czmq tools read them too. It also prints the key's line for
  * an allow-list file. Existing files are not overwritten unless -f.
  * What it is not: a key store; permissions are copied into the public certificate's
  * metadata only for the daemon's allow-list directory.

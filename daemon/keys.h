@@ -12,7 +12,7 @@
  *    right (a standby following this daemon);
  *  - the ZAP handler's decision for one request: 200 with the key's name as User-Id when
  *    the client's public key is listed, 400 otherwise.
- * The formats are in daemon/FORMATS.md §5. Every parser reports the first mistake as
+ * The formats are in daemon/FORMATS.md §4. Every parser reports the first mistake as
  * `file:line: reason`.
  * What it is not: the ZAP socket, the CURVE socket options or the per-message checks
  * (security.c does those). Any thread; nothing here keeps state.

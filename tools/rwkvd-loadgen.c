@@ -65,6 +65,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "curve.h"
 #include "rwkvc.h"
 #include "rwkvp.h"
 
@@ -182,12 +183,22 @@ static void die(const char *fmt, ...)
 
 /* One control request; the body (NUL-terminated, malloc'd) of a 200 reply, or NULL on a
  * timeout (the REQ socket is then recreated) or an error reply. */
+/* CURVE keys from RWKV_SERVER_KEY / RWKV_CLIENT_KEY (clients/curve.h), for a daemon with
+ * security.curve: the cost of CURVE is the same run with and without them. */
+static void curve_or_die(void *sock)
+{
+    char err[700];
+    if (rwkvc_curve_setup(NULL, sock, err, sizeof err) < 0)
+        die("%s", err);
+}
+
 static char *control(daemon_t *d, rwkvp_ctl_cmd cmd, long timeout_ms)
 {
     if (!d->req) {
         d->req = zmq_socket(d->zctx, ZMQ_REQ);
         int zero = 0;
         zmq_setsockopt(d->req, ZMQ_LINGER, &zero, sizeof zero);
+        curve_or_die(d->req);
         if (zmq_connect(d->req, d->control) != 0)
             die("cannot connect to %s: %s", d->control, zmq_strerror(zmq_errno()));
     }
@@ -691,6 +702,7 @@ static int producer_init(producer_t *p, void *zctx, const char *ingest, int inde
     p->sock = zmq_socket(zctx, ZMQ_DEALER);
     int zero = 0;
     zmq_setsockopt(p->sock, ZMQ_LINGER, &zero, sizeof zero);
+    curve_or_die(p->sock);
     if (zmq_connect(p->sock, ingest) != 0)
         return -zmq_errno();
     snprintf(p->producer, sizeof p->producer, "lg%ld-%d", (long)getpid(), index);
@@ -995,6 +1007,7 @@ static void latency(opts *o, daemon_t *d)
     void *sub = zmq_socket(d->zctx, ZMQ_SUB);
     int zero = 0;
     zmq_setsockopt(sub, ZMQ_LINGER, &zero, sizeof zero);
+    curve_or_die(sub);
     if (zmq_connect(sub, o->publish) != 0)
         die("cannot connect to %s", o->publish);
     zmq_setsockopt(sub, ZMQ_SUBSCRIBE, l.prefix, l.prefix_len);

@@ -26,8 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         } \
     } while (0)
 
-static const char fixed_list[] = "alice rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7 write=app/ read=*\n"
-                                 "bob   Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID control=read replicate\n";
+static const char fixed_list[] = "alice >kqQTW?)wbY&0Y!{z@<3q!OlKxJ^R%O2GP%(+8+5 write=app/ read=*\n"
+                                 "bob   !LHjOr438H}dZj59MrLI[ddl2H+NE@tH%Kq4?RF& control=read replicate\n";
 
 static void check_allow(const rwkvd_allow *a)
 {
