@@ -401,6 +401,8 @@ void rwkvd_chantab_push(rwkvd_channel *ch, rwkvd_entry *e)
     ch->tail = e;
     ch->q_messages++;
     ch->q_tokens += rwkvd_entry_cost(e);
+    if (e->committed)
+        ch->q_committed += rwkvd_entry_cost(e);
     if (ch->tab) {
         ch->tab->q_messages_total++;
         ch->tab->q_tokens_total += rwkvd_entry_cost(e);
@@ -416,6 +418,8 @@ void rwkvd_chantab_push_front(rwkvd_channel *ch, rwkvd_entry *e)
         ch->tail = e;
     ch->q_messages++;
     ch->q_tokens += rwkvd_entry_cost(e);
+    if (e->committed)
+        ch->q_committed += rwkvd_entry_cost(e);
     if (ch->tab) {
         ch->tab->q_messages_total++;
         ch->tab->q_tokens_total += rwkvd_entry_cost(e);
@@ -432,6 +436,8 @@ void rwkvd_chantab_pop(rwkvd_channel *ch)
     if (cost > ch->q_tokens)
         cost = ch->q_tokens;
     ch->q_tokens -= cost;
+    if (e->committed)
+        ch->q_committed -= cost < ch->q_committed ? cost : ch->q_committed;
     ch->q_messages--;
     if (ch->tab) {
         ch->tab->q_tokens_total -= cost;
@@ -465,18 +471,19 @@ uint32_t rwkvd_chantab_clear_queue(rwkvd_channel *ch)
     if (ch->tab)
         ch->tab->q_tokens_total -= ch->q_tokens;
     ch->q_tokens = 0;
+    ch->q_committed = 0;
     return n;
+}
+
+uint64_t rwkvd_channel_input_tokens(const rwkvd_channel *ch)
+{
+    return ch->q_tokens > ch->q_committed ? ch->q_tokens - ch->q_committed : 0;
 }
 
 uint64_t rwkvd_channel_credit(const rwkvd_channel *ch, uint64_t max_queue_tokens)
 {
-    if (ch->q_tokens >= max_queue_tokens)
-        return 0;
-    uint64_t free_tokens = max_queue_tokens - ch->q_tokens;
-    uint64_t mean = ch->n_accepted ? (ch->accepted_cost + ch->n_accepted - 1) / ch->n_accepted : 1;
-    if (mean < 1)
-        mean = 1;
-    return free_tokens / mean;
+    uint64_t input = rwkvd_channel_input_tokens(ch);
+    return input >= max_queue_tokens ? 0 : max_queue_tokens - input;
 }
 
 rwkvd_pair *rwkvd_chantab_pair(rwkvd_chantab *t, const void *channel, size_t channel_len,

@@ -24,8 +24,8 @@
  * walking every pair.
  *
  * Key invariants: q_tokens is the sum of the unapplied tokens of the queued entries
- * (each entry costing at least 1), never above the configured limit when an entry was
- * accepted; `held` is the last input token, which the channel's slot has NOT seen yet
+ * (each entry costing at least 1); its producer input part (q_tokens - q_committed) is
+ * never above the configured limit when an entry was accepted; `held` is the last input token, which the channel's slot has NOT seen yet
  * (it is fed with the next token, or on a fork when an output needs logits after it), so
  * the slot always holds every input token but the held one.
  */
@@ -115,8 +115,9 @@ typedef struct rwkvd_channel {
     uint32_t q_messages;
     uint64_t q_tokens;            /* sum of rwkvd_entry_cost (a change also goes to the
                                    * table's q_tokens_total) */
-    uint64_t n_accepted;          /* messages accepted (for the credit estimate) */
-    uint64_t accepted_cost;       /* their costs */
+    uint64_t q_committed;         /* the part of q_tokens held by entries a committing
+                                   * generation made: not producer input, so not limited
+                                   * by max_queue_tokens nor counted in the credit */
     /* the input the next output follows */
     char last_producer[RWKVP_NAME_MAX + 1];
     uint64_t last_seq;
@@ -172,7 +173,8 @@ typedef struct rwkvd_pair {
     uint64_t paused_at;  /* 0 = not paused; else the seq turned away with a retryable code */
     int paused_code;
     uint64_t snap_seq;   /* recovery: the seq its channel's snapshot had applied */
-    bool credit_wanted;  /* answered 429: send CREDIT when the queue drains to half */
+    bool credit_wanted;  /* answered 429 or SYNC: send CREDIT when the queue drains */
+    uint64_t credit_at;  /* ... to this many input tokens or fewer */
     void *credit_env;    /* routing identity for that CREDIT (malloc'd), or NULL */
     size_t credit_env_len;
     bool credit_delim;   /* the client sent an empty delimiter frame */
@@ -256,8 +258,11 @@ void rwkvd_chantab_gens_remove(rwkvd_channel *ch);
 /* Set the channel's profile name; its compiled profile is looked up again on next use. */
 void rwkvd_channel_set_profile(rwkvd_channel *ch, const char *name);
 
-/* Messages the channel accepts now: free token budget over the mean cost of the messages
- * it has accepted (1 for a new channel); 0 when full. */
+/* Producer input queued and not yet applied, in tokens: q_tokens less the committed
+ * generations' tokens (PROTOCOL.md §8.1). */
+uint64_t rwkvd_channel_input_tokens(const rwkvd_channel *ch);
+/* The credit (PROTOCOL.md §8.1): the input tokens the channel's queue still takes,
+ * max_queue_tokens less rwkvd_channel_input_tokens; 0 when full. */
 uint64_t rwkvd_channel_credit(const rwkvd_channel *ch, uint64_t max_queue_tokens);
 
 /* Move ch to another tier, keeping n_tier. Only the bookkeeping: the caller moves the state. */

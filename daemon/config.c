@@ -149,6 +149,8 @@ static const key endpoint_keys[] = {
         .def = "false"},
     {"publish_hwm", K_UINT, 0, AT(rwkvd_config, endpoints.publish_hwm), .def = "10000", .umin = 100,
         .umax = 1000000},
+    {"ingest_reply_hwm", K_UINT, 0, AT(rwkvd_config, endpoints.ingest_reply_hwm), .def = "10000",
+        .umin = 100, .umax = 10000000},
     {.name = NULL},
 };
 

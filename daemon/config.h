@@ -123,6 +123,8 @@ typedef struct rwkvd_config {
         rwkvd_strlist ingest_pull; /* INGEST-PULL (PROTOCOL.md §8.4); 0 endpoints: none */
         bool allow_public_bind; /* tcp on a non-loopback address is refused unless true */
         uint32_t publish_hwm;   /* messages queued per subscriber before drops toward it */
+        uint32_t ingest_reply_hwm; /* replies kept per ingest connection that is not reading
+                                    * fast enough (PROTOCOL.md §8.3) */
     } endpoints;
     struct {
         uint32_t max_channels;

@@ -184,6 +184,20 @@ static void engine_status(rwkvd_daemon *d, json_t *status)
         json_object_set_new(status, "engine_error", json_string(e));
 }
 
+/* STATUS "limits": what a producer sizes its window and its messages by (PROTOCOL.md §8.1,
+ * §8.3, §14). */
+static void limits_status(rwkvd_daemon *d, json_t *status)
+{
+    const char *sep = d->cfg->events.separator ? d->cfg->events.separator : "";
+    long n_sep = rwkv_tokenizer_encode(d->tok, sep, strlen(sep), NULL, 0);
+    json_t *j = json_pack("{s:I, s:I, s:I, s:I}", "max_queue_tokens", (json_int_t)d->cfg->limits.max_queue_tokens,
+                          "max_message_bytes", (json_int_t)d->cfg->limits.max_message_bytes, "separator_tokens",
+                          (json_int_t)(n_sep > 0 ? n_sep : 0), "ingest_reply_hwm",
+                          (json_int_t)d->cfg->endpoints.ingest_reply_hwm);
+    if (j)
+        json_object_set_new(status, "limits", j);
+}
+
 /* STATUS "loop": what the loop thread costs. The "since last STATUS" maximum restarts here. */
 static void loop_status(rwkvd_daemon *d, json_t *status)
 {
@@ -731,6 +745,7 @@ static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)
     case RWKVP_CTL_STATUS: {
         json_t *st = status_json(d);
         engine_status(d, st);
+        limits_status(d, st);
         loop_status(d, st);
         durable_status(d, st);
         rwkvd_replica_status(d, st);

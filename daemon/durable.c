@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 
 #include "bio.h"
+#include "ingest.h"
 #include "log.h"
 #include "replica.h"
 #include "scheduler.h"
@@ -165,12 +166,10 @@ static void send_reply(rwkvd_daemon *d, uint64_t lsn, const rwkvp_frame *env, si
         rwkvp_frame e[7] = {f[0], {"ERROR", 5}, f[2], f[3], f[4], {"503", 3}, {text, sizeof text - 1}};
         f = e;
         n = 7;
-        if (rwkvd_zmsg_send(d->ingest, env, n_env, f, n) != 0)
-            d->m.ingest_undeliverable++;
+        rwkvd_ingest_send(d, env, n_env, f, n);
         return;
     }
-    if (rwkvd_zmsg_send(d->ingest, env, n_env, f, n) != 0)
-        d->m.ingest_undeliverable++;
+    rwkvd_ingest_send(d, env, n_env, f, n);
 }
 
 static void send_pending(rwkvd_daemon *d, const pending_reply *p)
@@ -1448,6 +1447,7 @@ static int place_commit(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_wal_rec 
     if (ch->tail == g)
         ch->tail = e;
     ch->q_tokens += rwkvd_entry_cost(e) - rwkvd_entry_cost(g);
+    ch->q_committed += rwkvd_entry_cost(e);
     d->tab->q_tokens_total += rwkvd_entry_cost(e) - rwkvd_entry_cost(g);
     rwkvd_entry_free(g);
     return 0;
@@ -1574,8 +1574,6 @@ static int queue_record(rwkvd_daemon *d, const rwkvd_wal_rec *rp, int64_t now_ms
     if (ch->partial_lsn && r.lsn == ch->partial_lsn && ch->partial_pos <= n_tokens)
         e->pos = ch->partial_pos;
     rwkvd_chantab_push(ch, e);
-    ch->n_accepted++;
-    ch->accepted_cost += rwkvd_entry_cost(e);
     ch->logged_lsn = r.lsn;
     if (pair && r.seq > pair->acked)
         pair->acked = r.seq;

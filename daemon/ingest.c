@@ -22,6 +22,147 @@ struct rwkvd_pull_hold {
     rwkvd_zmsg msg;
 };
 
+/* Replies ZeroMQ could not take at once because the connection's send queue was at its
+ * high-water mark (ZMQ_ROUTER_MANDATORY makes that EAGAIN instead of a silent drop). They
+ * wait here, in order, per routing identity; every later reply to that identity queues
+ * behind them, so a connection's replies keep their order (PROTOCOL.md §7, §8.3). A
+ * backlog holds at most endpoints.ingest_reply_hwm replies; beyond that the client is
+ * not reading and the reply is dropped and counted. */
+typedef struct backlog_msg {
+    struct backlog_msg *next;
+    size_t n;                     /* frames, the envelope included */
+    size_t len[RWKVD_ZMSG_MAX];
+    unsigned char data[];         /* the frames, back to back */
+} backlog_msg;
+
+struct rwkvd_reply_backlog {
+    struct rwkvd_reply_backlog *next;
+    size_t id_len;
+    unsigned char id[256];        /* ZeroMQ routing identities are 1..255 octets */
+    backlog_msg *head, *tail;
+    size_t n;
+};
+
+static backlog_msg *backlog_msg_new(const rwkvp_frame *env, size_t n_env, const rwkvp_frame *f, size_t n)
+{
+    size_t total = 0;
+    if (n_env + n > RWKVD_ZMSG_MAX)
+        return NULL;
+    for (size_t i = 0; i < n_env + n; i++)
+        total += i < n_env ? env[i].len : f[i - n_env].len;
+    backlog_msg *m = malloc(sizeof *m + (total ? total : 1));
+    if (!m)
+        return NULL;
+    m->next = NULL;
+    m->n = n_env + n;
+    size_t off = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        const rwkvp_frame *fr = i < n_env ? &env[i] : &f[i - n_env];
+        m->len[i] = fr->len;
+        if (fr->len)
+            memcpy(m->data + off, fr->data, fr->len);
+        off += fr->len;
+    }
+    return m;
+}
+
+/* Send what waits for one identity, in order, until the queue is full again; false when the
+ * identity is gone (the rest is dropped and counted). */
+static bool backlog_drain(rwkvd_daemon *d, struct rwkvd_reply_backlog *b)
+{
+    while (b->head) {
+        backlog_msg *m = b->head;
+        rwkvp_frame f[RWKVD_ZMSG_MAX];
+        size_t off = 0;
+        for (size_t i = 0; i < m->n; i++) {
+            f[i] = (rwkvp_frame){m->data + off, m->len[i]};
+            off += m->len[i];
+        }
+        int rc = rwkvd_zmsg_send(d->ingest, NULL, 0, f, m->n);
+        if (rc == -EAGAIN)
+            return true;
+        if (rc != 0) { /* the client went away: nothing more reaches it */
+            d->m.ingest_undeliverable += b->n;
+            while (b->head) {
+                m = b->head;
+                b->head = m->next;
+                free(m);
+            }
+            b->tail = NULL;
+            b->n = 0;
+            return false;
+        }
+        b->head = m->next;
+        if (!b->head)
+            b->tail = NULL;
+        b->n--;
+        free(m);
+    }
+    return true;
+}
+
+void rwkvd_ingest_send(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, const rwkvp_frame *f, size_t n)
+{
+    struct rwkvd_reply_backlog *b = d->reply_backlog;
+    while (b && (b->id_len != env[0].len || memcmp(b->id, env[0].data, env[0].len) != 0))
+        b = b->next;
+    if (!b) {
+        int rc = rwkvd_zmsg_send(d->ingest, env, n_env, f, n);
+        if (rc == 0)
+            return;
+        if (rc != -EAGAIN || env[0].len == 0 || env[0].len > sizeof b->id || !(b = calloc(1, sizeof *b))) {
+            d->m.ingest_undeliverable++;
+            return;
+        }
+        b->id_len = env[0].len;
+        memcpy(b->id, env[0].data, env[0].len);
+        b->next = d->reply_backlog;
+        d->reply_backlog = b;
+        d->n_reply_backlog++;
+    }
+    backlog_msg *m = b->n < d->cfg->endpoints.ingest_reply_hwm ? backlog_msg_new(env, n_env, f, n) : NULL;
+    if (!m) {
+        d->m.ingest_undeliverable++;
+        return;
+    }
+    if (b->tail)
+        b->tail->next = m;
+    else
+        b->head = m;
+    b->tail = m;
+    b->n++;
+}
+
+void rwkvd_ingest_backlog_flush(rwkvd_daemon *d)
+{
+    for (struct rwkvd_reply_backlog **pp = &d->reply_backlog; *pp;) {
+        struct rwkvd_reply_backlog *b = *pp;
+        backlog_drain(d, b);
+        if (b->head) {
+            pp = &b->next;
+            continue;
+        }
+        *pp = b->next;
+        free(b);
+        d->n_reply_backlog--;
+    }
+}
+
+void rwkvd_ingest_backlog_free(rwkvd_daemon *d)
+{
+    while (d->reply_backlog) {
+        struct rwkvd_reply_backlog *b = d->reply_backlog;
+        d->reply_backlog = b->next;
+        while (b->head) {
+            backlog_msg *m = b->head;
+            b->head = m->next;
+            free(m);
+        }
+        free(b);
+    }
+    d->n_reply_backlog = 0;
+}
+
 int rwkvd_ingest_open(rwkvd_daemon *d, char *err, size_t err_len)
 {
     d->ingest = zmq_socket(d->zctx, ZMQ_ROUTER);
@@ -32,6 +173,8 @@ int rwkvd_ingest_open(rwkvd_daemon *d, char *err, size_t err_len)
     int one = 1, zero = 0;
     int64_t maxmsg = (int64_t)d->cfg->limits.max_message_bytes * 2 + 65536;
     zmq_setsockopt(d->ingest, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    int hwm = (int)d->cfg->endpoints.ingest_reply_hwm;
+    zmq_setsockopt(d->ingest, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(d->ingest, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(d->ingest, ZMQ_LINGER, &zero, sizeof zero);
     int src = rwkvd_security_server(d, d->ingest, RWKVD_SOCK_INGEST, err, err_len);
@@ -124,8 +267,8 @@ static void send_reply(reply_ctx *rc, const rwkvp_reply *r)
     }
     if (rc->d->dur) /* after the replies before it, and once its record is durable */
         rwkvd_durable_reply(rc->d, rc->lsn, rc->env, rc->n_env, msg.frames, msg.n);
-    else if (rwkvd_zmsg_send(rc->d->ingest, rc->env, rc->n_env, msg.frames, msg.n) != 0)
-        rc->d->m.ingest_undeliverable++;
+    else
+        rwkvd_ingest_send(rc->d, rc->env, rc->n_env, msg.frames, msg.n);
 }
 
 static void count(rwkvd_daemon *d, int op, int code)
@@ -171,16 +314,22 @@ static void ack(reply_ctx *rc, const rwkvp_ingest *m, rwkvp_reply_kind kind, uin
     count(rc->d, (int)m->op, kind == RWKVP_REPLY_DUP ? 1 : 0);
 }
 
-static void want_credit(rwkvd_daemon *d, rwkvd_pair *pair, const reply_ctx *rc)
+/* Ask for an unsolicited CREDIT to the pair (through the connection of this message) once
+ * the channel's input has drained to `at` tokens or fewer (PROTOCOL.md §8.1, §8.2). */
+static void want_credit(rwkvd_daemon *d, rwkvd_pair *pair, const reply_ctx *rc, uint64_t at)
 {
-    free(pair->credit_env);
-    pair->credit_env = NULL;
-    pair->credit_env_len = 0;
-    if ((pair->credit_env = malloc(rc->env[0].len ? rc->env[0].len : 1)) != NULL) {
-        memcpy(pair->credit_env, rc->env[0].data, rc->env[0].len);
-        pair->credit_env_len = rc->env[0].len;
+    if (!pair->credit_env || pair->credit_env_len != rc->env[0].len ||
+        memcmp(pair->credit_env, rc->env[0].data, rc->env[0].len) != 0) {
+        free(pair->credit_env);
+        pair->credit_env = NULL;
+        pair->credit_env_len = 0;
+        if ((pair->credit_env = malloc(rc->env[0].len ? rc->env[0].len : 1)) != NULL) {
+            memcpy(pair->credit_env, rc->env[0].data, rc->env[0].len);
+            pair->credit_env_len = rc->env[0].len;
+        }
     }
     pair->credit_delim = rc->n_env == 2;
+    pair->credit_at = at;
     if (pair->credit_wanted)
         return;
     if (d->n_credit_waiters == d->cap_credit_waiters) {
@@ -199,11 +348,10 @@ void rwkvd_ingest_credit_notify(rwkvd_daemon *d)
 {
     if (d->pull_hold && d->pull_hold->has)
         rwkvd_ingest_pull_handle(d, 256);
-    uint64_t max_q = d->cfg->limits.max_queue_tokens;
     for (size_t i = 0; i < d->n_credit_waiters;) {
         rwkvd_pair *p = d->credit_waiters[i];
         rwkvd_channel *ch = rwkvd_chantab_find(d->tab, p->key, p->channel_len);
-        if (ch && ch->q_tokens > max_q / 2) {
+        if (ch && rwkvd_channel_input_tokens(ch) > p->credit_at) {
             i++;
             continue;
         }
@@ -213,11 +361,11 @@ void rwkvd_ingest_credit_notify(rwkvd_daemon *d)
                          .credit = channel_credit(d, ch)};
         rwkvp_msg msg;
         rwkvp_error e;
-        if (p->credit_env && rwkvp_reply_encode(&r, &msg, &e) == 0 &&
-            rwkvd_zmsg_send(d->ingest, env, p->credit_delim ? 2 : 1, msg.frames, msg.n) != 0)
-            d->m.ingest_undeliverable++;
+        if (p->credit_env && rwkvp_reply_encode(&r, &msg, &e) == 0)
+            rwkvd_ingest_send(d, env, p->credit_delim ? 2 : 1, msg.frames, msg.n);
         free(p->credit_env);
         p->credit_env = NULL;
+        p->credit_env_len = 0;
         p->credit_wanted = false;
         d->credit_waiters[i] = d->credit_waiters[--d->n_credit_waiters];
     }
@@ -258,6 +406,12 @@ static void handle_decoded(rwkvd_daemon *d, reply_ctx *rc, const rwkvp_ingest *m
                          .acked = pair->acked, .credit = channel_credit(d, ch)};
         send_reply(rc, &r);
         count(d, RWKVP_OP_SYNC, 0);
+        /* a producer SYNCs when its next message does not fit (§8.1): it gets a CREDIT when
+         * the input has drained to half the queue, or, when it is at most half already,
+         * when the queue is empty */
+        uint64_t input = ch ? rwkvd_channel_input_tokens(ch) : 0, half = cfg->limits.max_queue_tokens / 2;
+        if (!rc->pull && input > 0)
+            want_credit(d, pair, rc, input > half ? half : 0);
         return;
     }
     if (m->seq <= pair->acked) {
@@ -349,14 +503,15 @@ static void handle_decoded(rwkvd_daemon *d, reply_ctx *rc, const rwkvp_ingest *m
                "%s (model.state_slots is %u) and no idle channel to move out of compute memory",
                rwkvd_tier_name(ch->tier), cfg->model.state_slots);
         return;
-    } else if (ch->q_tokens + cost > cfg->limits.max_queue_tokens) {
+    } else if (rwkvd_channel_input_tokens(ch) + cost > cfg->limits.max_queue_tokens) {
         if (rc->pull) { /* the PULL socket waits for room (§8.4) */
             rc->hold = true;
             return;
         }
-        reject(rc, m, pair, RWKVP_E_NO_CREDIT, "no credit: the queue holds %llu of limits.max_queue_tokens %u tokens",
-               (unsigned long long)ch->q_tokens, cfg->limits.max_queue_tokens);
-        want_credit(d, pair, rc);
+        reject(rc, m, pair, RWKVP_E_NO_CREDIT, "no credit: the message needs %llu tokens; the queue holds %llu of "
+               "limits.max_queue_tokens %u", (unsigned long long)cost,
+               (unsigned long long)rwkvd_channel_input_tokens(ch), cfg->limits.max_queue_tokens);
+        want_credit(d, pair, rc, cfg->limits.max_queue_tokens / 2);
         return;
     }
     rwkvp_gen_params *gp = NULL;
@@ -422,8 +577,6 @@ static void handle_decoded(rwkvd_daemon *d, reply_ctx *rc, const rwkvp_ingest *m
         ch->logged_lsn = e->lsn;
     rc->lsn = e->lsn;
     rwkvd_chantab_push(ch, e);
-    ch->n_accepted++;
-    ch->accepted_cost += cost;
     ch->last_input_unix_ms = now_ms;
     rwkvd_chantab_touch(ch, rwkvd_now_ns());
     pair->acked = m->seq;
@@ -436,8 +589,8 @@ static void send_raw(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, cons
 {
     if (d->dur)
         rwkvd_durable_reply(d, 0, env, n_env, msg->frames, msg->n);
-    else if (rwkvd_zmsg_send(d->ingest, env, n_env, msg->frames, msg->n) != 0)
-        d->m.ingest_undeliverable++;
+    else
+        rwkvd_ingest_send(d, env, n_env, msg->frames, msg->n);
 }
 
 int rwkvd_ingest_handle(rwkvd_daemon *d, int budget)

@@ -479,6 +479,7 @@ void rwkvd_daemon_fini(rwkvd_daemon *d)
         rwkvd_job_free(&d->jobs[k]);
     rwkvd_chantab_destroy(&d->tab);
     free(d->credit_waiters);
+    rwkvd_ingest_backlog_free(d);
     rwkvd_tasks_destroy(&d->tasks);
     rwkv_engine_destroy(&d->engine);
     rwkv_model_destroy(&d->model);
@@ -613,6 +614,8 @@ int rwkvd_loop_run(rwkvd_daemon *d)
                 wake = t;
         }
         timeout_ms = wake > now ? (long)((wake - now + 999999) / 1000000) : 0;
+        if (d->n_reply_backlog && timeout_ms > 2) /* replies wait for a connection to drain */
+            timeout_ms = 2;
         /* a standby has no ingest or publish socket until it takes over */
         enum { P_SIG, P_WORKER, P_CONTROL, P_INGEST, P_PUBLISH, P_REPL, P_BIO, P_PULL, P_N };
         zmq_pollitem_t items[P_N + RWKVD_SEC_POLL_MAX];
@@ -667,6 +670,8 @@ int rwkvd_loop_run(rwkvd_daemon *d)
                 rwkvd_publish_drain(d);
         }
 #undef READY
+        if (d->n_reply_backlog)
+            rwkvd_ingest_backlog_flush(d);
         if (d->rep)
             rwkvd_replica_tick(d, rwkvd_now_ns());
         now = rwkvd_now_ns();

@@ -92,7 +92,9 @@ typedef struct rwkvd_daemon {
     int64_t start_unix_ms;
     uint64_t gen_seed_counter;
     uint64_t tick;            /* job builds (a job's id) */
-    rwkvd_pair **credit_waiters; /* pairs answered 429, waiting for an unsolicited CREDIT */
+    rwkvd_pair **credit_waiters; /* pairs answered 429 or SYNC, waiting for an unsolicited CREDIT */
+    struct rwkvd_reply_backlog *reply_backlog; /* ingest replies waiting for room (ingest.c) */
+    size_t n_reply_backlog;   /* identities with such replies */
     size_t n_credit_waiters, cap_credit_waiters;
     int n_gens;               /* running generations */
     /* rate window for tokens/s */

@@ -341,6 +341,8 @@ static int sched_channel(rwkvd_daemon *d, rwkvd_channel *ch, int quota, bool pip
                 int32_t t = e->tokens[e->pos++];
                 uint64_t after = rwkvd_entry_cost(e);
                 ch->q_tokens -= before - after;
+                if (e->committed)
+                    ch->q_committed -= before - after;
                 ch->tab->q_tokens_total -= before - after;
                 if (ch->held >= 0)
                     run[fed++] = ch->held;

@@ -143,21 +143,23 @@ int main(void)
     CHECK(rwkvd_chantab_create(t, "d", 1, "", 4, 1000, &x) == -ENOSPC); /* limit raised, no slot */
     rwkvd_chantab_slot_free(t, fork);
 
-    /* queue cost: unapplied tokens, at least 1 per message; credit = free / mean cost */
+    /* queue cost: unapplied tokens, at least 1 per message; credit = the free input tokens */
     CHECK(rwkvd_channel_credit(a, 100) == 100);
     rwkvd_entry *e1 = entry(10), *e2 = entry(0);
     rwkvd_chantab_push(a, e1);
     rwkvd_chantab_push(a, e2);
-    a->n_accepted = 2;
-    a->accepted_cost = 11;
     CHECK(a->q_messages == 2 && a->q_tokens == 11);
-    CHECK(rwkvd_channel_credit(a, 100) == 89 / 6);
-    CHECK(rwkvd_channel_credit(a, 11) == 0);
+    CHECK(rwkvd_channel_credit(a, 100) == 89);
+    CHECK(rwkvd_channel_credit(a, 11) == 0 && rwkvd_channel_credit(a, 5) == 0);
+    /* a committing generation's tokens are queued in front but are not input: no credit used */
     rwkvd_entry *front = entry(3);
+    front->committed = true;
     rwkvd_chantab_push_front(a, front);
-    CHECK(a->head == front && a->q_tokens == 14);
+    CHECK(a->head == front && a->q_tokens == 14 && a->q_committed == 3);
+    CHECK(rwkvd_channel_input_tokens(a) == 11 && rwkvd_channel_credit(a, 100) == 89);
     rwkvd_chantab_pop(a);
-    CHECK(a->head == e1 && a->q_tokens == 11);
+    CHECK(a->head == e1 && a->q_tokens == 11 && a->q_committed == 0);
+    CHECK(rwkvd_channel_credit(a, 100) == 89);
     CHECK(rwkvd_chantab_clear_queue(a) == 2 && a->q_tokens == 0 && !a->head && !a->tail);
 
     /* pairs outlive channels */
