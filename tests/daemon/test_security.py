@@ -20,6 +20,9 @@ Environment as test_rwkvd.py, plus RWKVD_KEYGEN (rwkvd-keygen). Every receive ha
                 instead of a bare time-out
   python_client the Python module (clients/python) with use_keys: control and producer get
                 through; a key not on the list raises Timeout saying the daemon refused it
+  standby       a standby authenticates to its primary with its own key (client_key_file,
+                peer_public_key_file) and follows it; a listed key without the replicate right
+                is refused on the replication stream, counted per key
   keygen        rwkvd-keygen's certificates (secret mode 0600) as the server key and as an
                 allow-list directory with permissions in their metadata; a secret key that
                 others can read is refused at start
@@ -99,7 +102,7 @@ def metric_or_zero(text, name):
 def wait_metric(d, name, at_least, timeout=10):
     deadline = time.time() + timeout
     while True:
-        met = d.metrics()
+        met = d.control(b"METRICS")[1].decode()
         v = metric_or_zero(met, name)
         if v >= at_least:
             return v
@@ -439,6 +442,55 @@ def test_python_client():
     finally:
         C.use_keys(None, None)
         d.close()
+
+
+def test_standby():
+    import test_failover as FO
+    sby_kp, nosync_kp = keypair(), keypair()
+    pri = Daemon(start=False, **FO.KW)
+    sby = Daemon(start=False, **FO.KW)
+    bad = Daemon(start=False, **FO.KW)
+    try:
+        pri.curve = T.curve_setup(pri.dir, name="admin")
+        with open(pri.curve["allow"], "a") as f:
+            f.write("standby %s replicate\nnosync %s control=read\n" % (sby_kp["public"].decode(),
+                                                                       nosync_kp["public"].decode()))
+        spub = os.path.join(pri.dir, "server.key")
+        with open(spub, "w") as f:
+            f.write('curve\n    public-key = "%s"\n' % pri.curve["server_public"].decode())
+        for d, kp in ((sby, sby_kp), (bad, nosync_kp)):
+            d.curve = T.curve_setup(d.dir, name="admin")
+            mine = os.path.join(d.dir, "client.key_secret")
+            fd = os.open(mine, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write('curve\n    public-key = "%s"\n    secret-key = "%s"\n' % (kp["public"].decode(),
+                                                                               kp["secret"].decode()))
+            d.curve["yaml"] += "    client_key_file: %s\n    peer_public_key_file: %s\n" % (mine, spub)
+        for d in (pri, sby, bad):
+            FO.configure(d, "", profiles=False)
+        check(FO.launch(pri), "primary exited at start:\n" + FO.logtext(pri))
+        s = pri.dealer()
+        for i in range(1, 4):
+            send(s, b"TEXT", b"r/1", b"p", i, b"replicated")
+            expect_reply(s, "ACK", i)
+        check(FO.launch(sby, "--standby-of", pri.ctl_ep), "standby exited at start:\n" + FO.logtext(sby))
+        FO.wait_for("the standby to follow", lambda: FO.repl(pri)["standbys"] == 1, 20)
+        check(FO.repl(sby)["role"] == "standby", "standby STATUS %r" % FO.repl(sby))
+        send(s, b"TEXT", b"r/1", b"p", 4, b"live")
+        expect_reply(s, "ACK", 4)
+        FO.wait_for("the live record on the standby", lambda: FO.repl(sby)["next_lsn"] == FO.repl(pri)["next_lsn"], 20)
+        # a listed key without replicate: its STATUS passes (control=read), its SYNC is refused
+        bad.log = open(os.path.join(bad.dir, "rwkvd.log"), "a")
+        bad.proc = subprocess.Popen([T.RWKVD, "-c", bad.conf, "--standby-of", pri.ctl_ep], stdout=bad.log,
+                                    stderr=subprocess.STDOUT)
+        wait_metric(pri, 'rwkvd_security_forbidden_total{key="nosync",socket="replication"}', 1, timeout=20)
+        check(FO.repl(pri)["standbys"] == 1, "the key without replicate became a standby: %r" % FO.repl(pri))
+        check("no replicate right" in pri.logtext(), "refusal not logged:\n" + pri.logtext())
+        bad.proc.kill()
+        bad.proc.wait()
+    finally:
+        for d in (bad, sby, pri):
+            d.close()
 
 
 def test_keygen():
