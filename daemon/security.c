@@ -363,9 +363,20 @@ void rwkvd_security_subscription(rwkvd_daemon *d, const zmq_msg_t *m)
     const char *name;
     const rwkvd_key *k = sender(s, m, &name);
     if (p[0] == 0) { /* unsubscribe: only what was applied for this key is there to remove */
-        sub_entry *e = k ? find_sub(s, k->name, prefix, len) : NULL;
+        bool gone = zmq_msg_gets((zmq_msg_t *)m, "User-Id") == NULL;
+        sub_entry *e = NULL;
+        if (gone) {
+            /* a subscriber's connection ended: libzmq has removed its subscriptions already
+             * and reports each without naming the peer, so one entry for the prefix is dropped */
+            for (size_t i = 0; i < s->n_subs && !e; i++)
+                if (s->subs[i].n > 0 && s->subs[i].len == len && !memcmp(s->subs[i].prefix, prefix, len))
+                    e = &s->subs[i];
+        } else if (k) {
+            e = find_sub(s, k->name, prefix, len);
+        }
         if (e && e->n > 0) {
-            zmq_setsockopt(d->publish, ZMQ_UNSUBSCRIBE, prefix, len);
+            if (!gone)
+                zmq_setsockopt(d->publish, ZMQ_UNSUBSCRIBE, prefix, len);
             e->n--;
             if (d->m.subscriptions > 0)
                 d->m.subscriptions--;

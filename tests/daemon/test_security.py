@@ -262,6 +262,13 @@ def test_permissions():
         check(metric(met, 'rwkvd_security_forbidden_total{key="alice",socket="publish"}') == 2, met)
         check(metric(met, 'rwkvd_security_forbidden_total{key="viewer",socket="ingest"}') == 1, met)
         check("subscription" in d.logtext() and "refused" in d.logtext(), "refused subscription not logged")
+        # a subscriber that goes away takes its subscription with it (the gauge follows)
+        check(metric(met, "rwkvd_subscriptions") == 2, met)
+        s_app.close()
+        wait_metric_below = time.time() + 10
+        while metric_or_zero(d.metrics(), "rwkvd_subscriptions") != 1:
+            check(time.time() < wait_metric_below, "rwkvd_subscriptions after a subscriber left:\n" + d.metrics())
+            time.sleep(0.05)
     finally:
         d.close()
 
