@@ -395,8 +395,9 @@ int rwkvd_daemon_init(rwkvd_daemon *d, const char *config_path, rwkvd_config **c
         rwkvd_log(LOG_ERR, "%s%s", strncmp(err, "engine:", 7) ? "engine: " : "", err); /* most say it already */
         return rc;
     }
-    rwkvd_log(LOG_INFO, "model %s: %d layers, %d wide, vocabulary %d, %s backend, %u state slots, loaded in %.2f s",
-              cfg->model.path, dm->n_layer, dm->n_embd, dm->n_vocab, rwkv_engine_backend(d->engine),
+    rwkvd_log(LOG_INFO, "model %s: %s, %d layers, %d wide, %d heads of %d, vocabulary %d, %s backend, %u state slots, loaded in %.2f s",
+              cfg->model.path, rwkv_arch_name(dm->arch), dm->n_layer, dm->n_embd, dm->n_head, dm->head_size, dm->n_vocab,
+              rwkv_engine_backend(d->engine),
               cfg->model.state_slots, (double)(rwkvd_now_ns() - t0) / 1e9);
     if ((rc = rwkvd_tasks_build(cfg, d->tok, dm, &d->tasks, err, sizeof err))) {
         rwkvd_log(LOG_ERR, "%s", err);
