@@ -546,6 +546,30 @@ int rwkvd_durable_log_output(rwkvd_daemon *d, const rwkvd_channel *ch, uint64_t 
     return rc;
 }
 
+int rwkvd_durable_log_cancel(rwkvd_daemon *d, const rwkvd_channel *ch, uint64_t gen_lsn, bool triggered,
+                             uint64_t trig_lsn, uint64_t trig_ts, uint64_t *lsn)
+{
+    rwkvd_durable *u = d->dur;
+    char producer[sizeof OUT_PREFIX + 20] = "";
+    if (triggered)
+        snprintf(producer, sizeof producer, OUT_PREFIX "%llu", (unsigned long long)trig_ts);
+    static const unsigned char none[1];
+    rwkvd_wal_rec r = {.op = RWKVP_OP_TOKENS, .channel = ch->name, .producer = producer,
+                       .seq = triggered ? trig_lsn : gen_lsn, .payload = none, .payload_bytes = 0};
+    if (rwkvd_replica_standby(d))
+        return -EPERM;
+    int rc = rwkvd_wal_append(u->wal, &r, &r.lsn);
+    note_wal_error(d, rc, true);
+    if (!rc && d->rep)
+        rwkvd_replica_record(d, &r);
+    if (rc)
+        rwkvd_log(LOG_ERR, "channel %s: cancelled generation not in the input log: %s; a crash before the channel's "
+                           "next snapshot runs it again at recovery", ch->name, strerror(-rc));
+    else
+        *lsn = r.lsn;
+    return rc;
+}
+
 bool rwkvd_durable_take_output(rwkvd_daemon *d, rwkvd_channel *ch)
 {
     (void)d;

@@ -64,6 +64,13 @@ int rwkvd_durable_log_commit(rwkvd_daemon *d, const rwkvd_channel *ch, const rwk
  * out_ts): FORMATS.md §2, op TOKENS, producer "$out:<tokens_seen>", seq = lsn, its tokens e
  * (NULL: it failed or committed nothing). Replay applies them when it reaches that point
  * again (rwkvd_durable_take_output). */
+/* CANCEL of a generation, made durable (FORMATS.md §2): for one a GEN record asked for
+ * (gen_lsn; running, or the GEN still queued) an empty committed-generation record, which
+ * replay puts in place of that GEN so that it never runs again; for an output trigger's
+ * (triggered), an empty output record for its trigger point (trig_lsn, trig_ts), so that
+ * replay does not start it again. 0 with *lsn, or the log's negative errno (logged). */
+int rwkvd_durable_log_cancel(rwkvd_daemon *d, const rwkvd_channel *ch, uint64_t gen_lsn, bool triggered,
+                             uint64_t trig_lsn, uint64_t trig_ts, uint64_t *lsn);
 int rwkvd_durable_log_output(rwkvd_daemon *d, const rwkvd_channel *ch, uint64_t lsn, uint64_t tokens_seen,
                              const rwkvd_entry *e);
 /* ch has a pending output of a continue profile at (ch->out_lsn, ch->out_ts): when a record

@@ -306,6 +306,38 @@ __attribute__((format(printf, 5, 6))) static void reject(reply_ctx *rc, const rw
     }
 }
 
+/* CANCEL: the running generation and every GEN still queued end with reason `cancelled`
+ * (a queued one at once, nothing sampled, and it stays in the queue as an empty entry so
+ * that what follows it keeps its place); with an input log each is recorded so that a
+ * restart never runs it again. The LSN the ACK must wait for, 0 when nothing was logged. */
+static uint64_t cancel_gens(rwkvd_daemon *d, rwkvd_channel *ch)
+{
+    uint64_t lsn = 0, l = 0;
+    rwkvd_gen *g = ch->gen;
+    if (g && !g->cancel) {
+        if (d->dur && (g->gen_lsn || g->triggered) &&
+            rwkvd_durable_log_cancel(d, ch, g->gen_lsn, g->triggered, g->trig_lsn, g->trig_ts, &l) == 0)
+            lsn = l;
+        rwkvd_daemon_cancel_gen(d, ch);
+    }
+    for (rwkvd_entry *e = ch->head; e; e = e->next) {
+        if (e->op != RWKVP_OP_GEN)
+            continue;
+        rwkvd_origin o = {e->producer, e->seq, ch->tokens_seen};
+        rwkvp_end end = {.reason = RWKVP_END_CANCELLED,
+                         .text = {"", 0},
+                         .stop = {"", 0},
+                         .seed = e->gen && (e->gen->present & RWKVP_GEN_HAS_SEED) ? e->gen->seed & RWKVP_SEED_MAX : 0};
+        rwkvd_publish_end(d, ch, &o, &end);
+        if (d->dur && e->lsn && rwkvd_durable_log_cancel(d, ch, e->lsn, false, 0, 0, &l) == 0)
+            lsn = l;
+        free(e->gen);
+        e->gen = NULL;
+        e->op = RWKVP_OP_TOKENS; /* no tokens: applied as a no-op in its turn */
+    }
+    return lsn;
+}
+
 static void ack(reply_ctx *rc, const rwkvp_ingest *m, rwkvp_reply_kind kind, uint64_t acked, uint64_t credit)
 {
     rwkvp_reply r = {.kind = kind, .channel = m->channel, .producer = m->producer, .has_seq = true, .seq = m->seq,
@@ -434,7 +466,7 @@ static void handle_decoded(rwkvd_daemon *d, reply_ctx *rc, const rwkvp_ingest *m
     }
     if (m->op == RWKVP_OP_CANCEL) {
         if (ch)
-            rwkvd_daemon_cancel_gen(d, ch);
+            rc->lsn = cancel_gens(d, ch);
         pair->acked = m->seq;
         pair->paused_at = 0;
         ack(rc, m, RWKVP_REPLY_ACK, pair->acked, channel_credit(d, ch));
