@@ -21,6 +21,8 @@ static json_t *build(const rwkvp_pub *p, bool common_only)
                                json_stringn(p->producer.data ? p->producer.data : "", p->producer.len));
     bad |= json_object_set_new(o, "seq", json_integer((json_int_t)p->seq));
     bad |= json_object_set_new(o, "tokens_seen", json_integer((json_int_t)p->tokens_seen));
+    if (p->oseq)
+        bad |= json_object_set_new(o, "oseq", json_integer((json_int_t)p->oseq));
     const char *body = p->body.data ? p->body.data : "";
     switch (common_only ? 0 : (int)p->kind) {
     case RWKVP_PUB_CLASS:

@@ -104,7 +104,8 @@ int rwkvc_seqfile_save(const char *path, const rwkvc_seqstate *st, char *err, si
  *
  * The object rwkvsub prints (members in this order):
  *   channel (string), kind ("CLASS" | "TEXT" | "END" | "ERROR"), producer (string, "" when
- *   seq is 0), seq, tokens_seen (integers), then per kind:
+ *   seq is 0), seq, tokens_seen (integers), oseq (integer, the channel's output sequence
+ *   number, §9.7; only when the publication has one), then per kind:
  *     CLASS, END   body: the result object, parsed (§9.2, §9.4)
  *     TEXT         index (integer), piece (string)
  *     ERROR        code (integer), text (string)

@@ -135,6 +135,8 @@ typedef struct rwkvd_channel {
      * recent publications (empty in tier disk: its snapshot holds them) */
     uint64_t oseq;
     rwkvd_outring outs;
+    uint64_t recover_lsn;         /* recovery: the last input-log record it queued to apply
+                                   * again; 0 once applied with its outputs (control.c) */
     rwkvd_gen *gen;               /* running generation, or NULL */
     bool dead;                    /* dropped/closed while the in-flight job used it */
     bool damaged;                 /* recovered without a usable snapshot (durable.c): refused

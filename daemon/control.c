@@ -269,9 +269,10 @@ static json_t *channels_json(rwkvd_daemon *d, const rwkvp_frame *prefix, const r
     qsort(v, n, sizeof *v, cmp_channel);
     json_t *arr = json_array();
     for (size_t i = 0; i < n && i < CHANNELS_PER_REPLY; i++)
-        json_array_append_new(arr, json_pack("{s:s%, s:s, s:I, s:I}", "name", v[i]->name, v[i]->name_len, "tier",
-                                             tier_of(v[i]), "tokens_seen", (json_int_t)v[i]->tokens_seen,
-                                             "queued_tokens", (json_int_t)v[i]->q_tokens));
+        json_array_append_new(arr, json_pack("{s:s%, s:s, s:I, s:I, s:I}", "name", v[i]->name, v[i]->name_len,
+                                             "tier", tier_of(v[i]), "tokens_seen", (json_int_t)v[i]->tokens_seen,
+                                             "queued_tokens", (json_int_t)v[i]->q_tokens, "oseq",
+                                             (json_int_t)v[i]->oseq));
     json_t *j = json_pack("{s:o, s:b}", "channels", arr, "more", n > CHANNELS_PER_REPLY);
     free(v);
     return j;
@@ -287,11 +288,12 @@ static json_t *info_json(rwkvd_daemon *d, const rwkvd_channel *ch)
 {
     json_t *producers = json_array();
     rwkvd_chantab_each_pair(d->tab, ch->name, ch->name_len, add_pair, producers);
-    return json_pack("{s:s%, s:s, s:s, s:I, s:I, s:I, s:b, s:I, s:I, s:o}", "name", ch->name, ch->name_len, "tier",
-                     tier_of(ch), "profile", ch->profile, "tokens_seen", (json_int_t)ch->tokens_seen,
+    return json_pack("{s:s%, s:s, s:s, s:I, s:I, s:I, s:b, s:I, s:I, s:o, s:I}", "name", ch->name, ch->name_len,
+                     "tier", tier_of(ch), "profile", ch->profile, "tokens_seen", (json_int_t)ch->tokens_seen,
                      "queued_messages", (json_int_t)ch->q_messages, "queued_tokens", (json_int_t)ch->q_tokens,
                      "generating", ch->gen != NULL, "created_unix_ms", (json_int_t)ch->created_unix_ms,
-                     "last_input_unix_ms", (json_int_t)ch->last_input_unix_ms, "producers", producers);
+                     "last_input_unix_ms", (json_int_t)ch->last_input_unix_ms, "producers", producers, "oseq",
+                     (json_int_t)ch->oseq);
 }
 
 /* ---- metrics -------------------------------------------------------------------- */
@@ -634,9 +636,21 @@ static void end_discarded_gens(rwkvd_daemon *d, rwkvd_channel *ch, uint64_t toke
     }
 }
 
+/* Whether the channel is still applying again the input-log records that recovery queued
+ * (so it is still publishing again outputs it had published before a restart); latched off. */
+static bool recovering(rwkvd_channel *ch)
+{
+    if (ch->recover_lsn && ch->applied_lsn < ch->recover_lsn)
+        return true;
+    if (ch->recover_lsn && (ch->gen || ch->output_pending))
+        return true;
+    ch->recover_lsn = 0;
+    return false;
+}
+
 /* REPLAY (PROTOCOL.md §9.7): the channel's retained publications after `after`, in
  * order, in frame 3, and which of the numbers after `after` are no longer retained. */
-static void do_replay(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, const rwkvd_channel *ch,
+static void do_replay(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, rwkvd_channel *ch,
                       uint64_t after)
 {
     if (!d->cfg->outputs.sequence) {
@@ -680,10 +694,12 @@ static void do_replay(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, con
     }
     json_t *j = json_pack("{s:s%, s:I, s:I, s:I, s:I}", "name", ch->name, ch->name_len, "after", (json_int_t)after,
                           "last", (json_int_t)last, "first", (json_int_t)from, "count", (json_int_t)count);
-    if (j)
+    if (j) {
         json_object_set_new(j, "lost", lost_from ? json_pack("{s:I, s:I}", "from", (json_int_t)lost_from, "to",
                                                              (json_int_t)lost_to)
                                                  : json_null());
+        json_object_set_new(j, "recovering", json_boolean(recovering(ch)));
+    }
     char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
     if (body)
         reply_blob(d, env, n_env, 200, body, strlen(body), blob, off);

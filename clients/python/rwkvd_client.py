@@ -453,15 +453,18 @@ class Subscriber:
     With ``recover`` (the default) it keeps, per channel, the highest ``oseq`` delivered and
     follows §9.7: a publication more than one above it makes it ask control ``REPLAY``
     (``control``: a Control or its endpoint; default the local one) for the ones in between
-    and deliver those first; a publication not above it is a duplicate and skipped; after a
-    reconnect to PUBLISH (a daemon restart, a failover) it asks ``REPLAY`` for every channel it
-    has seen, ``reconnect_delay`` seconds later (so that its subscription has reached the
-    daemon). What the daemon no longer retained is appended to ``lost`` as (channel, first,
-    last). A channel's output before its first publication received here is not fetched.
+    and deliver those first; a publication not above it is a duplicate and skipped. It starts
+    from the channels' current ``oseq`` (control ``CHANNELS``, before it connects): output
+    from now on, and all of the output of channels created later. After a reconnect to PUBLISH
+    (a daemon restart, a failover) it lists the channels again, ``reconnect_delay`` seconds
+    later (so that its subscription has reached the daemon), and asks ``REPLAY`` for every one
+    with output it has not delivered. What the daemon no longer retained is appended to
+    ``lost`` as (channel, first, last). When the control endpoint does not answer at the start,
+    a channel's output before its first publication received here is not fetched.
     """
 
     def __init__(self, endpoint=None, prefixes=("",), context=None, recover=True, control=None,
-                 reconnect_delay=0.3):
+                 reconnect_delay=0.3, sockopts=None):
         self.endpoint = endpoint or default_endpoint("publish")
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.SUB)
@@ -470,46 +473,92 @@ class Subscriber:
         watch = _secure(self._sock)  # keys; the monitor below (recover) replaces this watch
         if watch is not None:
             watch.close(0)
+        for opt, value in (sockopts or {}).items():  # e.g. {zmq.RECONNECT_IVL: 500}, before connect
+            self._sock.setsockopt(opt, value)
         for p in prefixes or ("",):
             self._sock.setsockopt(zmq.SUBSCRIBE, p.encode("ascii"))
         self.recover = recover
         self.last = {}
         self.lost = []
-        self.replays = 0
+        self.replays = 0   # REPLAY requests made
+        self.replayed = 0  # publications delivered from REPLAY replies
         self._pending = []
         self._mon = None
         self._connects = 0
         self._replay_due = None
+        self._reconnect_pending = False
+        self._retry = set()
         self._control = control
         self._own_control = False
         self.reconnect_delay = reconnect_delay
+        self._prefixes = [p for p in (prefixes or ("",))]
+        self._baseline = False
         if recover:
             self._mon = self._sock.get_monitor_socket(zmq.EVENT_CONNECTED)
+            listed = self._list()
+            if listed is not None:
+                self.last.update(listed)
+                self._baseline = True
         self._sock.connect(self.endpoint)
+
+    def _list(self):
+        """{channel: its latest oseq} of the channels the prefixes select, or None when the
+        control endpoint does not answer."""
+        out = {}
+        try:
+            for prefix in sorted(set(self._prefixes)):
+                after = ""
+                while True:
+                    args = (prefix, after) if after else ((prefix,) if prefix else ())
+                    status, body = self._ctl().command("CHANNELS", *args)
+                    if status != 200:
+                        return None
+                    for ch in body["channels"]:
+                        out[ch["name"]] = ch.get("oseq", 0)
+                    if not body["more"] or not body["channels"]:
+                        break
+                    after = body["channels"][-1]["name"]
+        except Timeout:
+            return None
+        return out
 
     def _ctl(self):
         if not isinstance(self._control, Control):
-            self._control = Control(self._control, context=self._ctx)
+            self._control = Control(self._control, timeout=2.0, context=self._ctx)
             self._own_control = True
         return self._control
 
     def _replay(self, channel):
-        """REPLAY after our last of `channel`; the publications go to the pending queue."""
+        """REPLAY after our last of `channel`; the publications go to the pending queue.
+        False when the daemon did not answer (three tries: a request sent to a daemon that
+        died is lost with its connection) or refused (404: it has no such channel now)."""
         last = self.last.get(channel, 0)
-        try:
-            body, pubs = self._ctl().replay(channel, last)
-        except (Timeout, CommandError):
-            return  # the daemon is away or forgot the channel: the next gap or reconnect retries
+        for attempt in range(3):
+            try:
+                body, pubs = self._ctl().replay(channel, last)
+                break
+            except Timeout:
+                continue
+            except CommandError:
+                return False
+        else:
+            return False
         self.replays += 1
         if body.get("lost"):
             self.lost.append((channel, body["lost"]["from"], body["lost"]["to"]))
-        if body["last"] < last:  # the channel's numbering started again (§9.7)
+        if body.get("recovering"):  # still publishing again what it had before a restart: ask later
+            self._retry.add(channel)
+            if self._replay_due is None:
+                self._replay_due = time.monotonic() + self.reconnect_delay
+        elif body["last"] < last:  # the channel's numbering started again (§9.7)
             self.last[channel] = body["last"]
-            return
+            return True
         for pub in pubs:
             if pub.oseq > self.last.get(channel, 0):
                 self._pending.append(pub)
                 self.last[channel] = pub.oseq
+                self.replayed += 1
+        return True
 
     def _take(self, pub):
         """Apply §9.7 to one live publication: queue what it makes deliverable."""
@@ -517,14 +566,25 @@ class Subscriber:
             self._pending.append(pub)
             return
         last = self.last.get(pub.channel)
+        if last is None and self._baseline:
+            last = 0  # a channel newer than our start: all of its output is wanted
         if last is not None and pub.oseq <= last:
             return  # a duplicate: a restart published it again
         if last is not None and pub.oseq > last + 1:
-            self._replay(pub.channel)
+            if not self._replay(pub.channel):  # not recoverable now: say so, go on
+                self.lost.append((pub.channel, last + 1, pub.oseq - 1))
             if pub.oseq <= self.last.get(pub.channel, 0):
                 return
         self._pending.append(pub)
         self.last[pub.channel] = pub.oseq
+
+    def _after_reconnect(self):
+        listed = self._list()
+        if listed is None:  # control away: ask for every channel seen
+            listed = {ch: None for ch in self.last}
+        for channel, oseq in sorted(listed.items()):
+            if oseq is None or oseq != self.last.get(channel, 0):
+                self._replay(channel)
 
     def _monitor(self):
         from zmq.utils.monitor import recv_monitor_message
@@ -533,6 +593,7 @@ class Subscriber:
             if ev["event"] == zmq.EVENT_CONNECTED:
                 self._connects += 1
                 if self._connects > 1:
+                    self._reconnect_pending = True
                     self._replay_due = time.monotonic() + self.reconnect_delay
 
     def recv(self, timeout=None):
@@ -549,7 +610,11 @@ class Subscriber:
             now = time.monotonic()
             if self._replay_due is not None and now >= self._replay_due:
                 self._replay_due = None
-                for channel in list(self.last):
+                retry, self._retry = self._retry, set()
+                if self._reconnect_pending:
+                    self._reconnect_pending = False
+                    self._after_reconnect()
+                for channel in sorted(retry):
                     self._replay(channel)
                 continue
             waits = [t for t in (deadline, self._replay_due) if t is not None]

@@ -144,7 +144,7 @@ tasks:
         check(names == ["e2e/chat", "e2e/log"], "rwkvctl --json channels e2e/")
         rc, out, _ = run([RWKVCTL, "-e", ctl, "channels", "e2e/"])
         rows = [l.split() for l in out.splitlines()]
-        check(rc == 0 and rows[0] == ["NAME", "TIER", "TOKENS_SEEN", "QUEUED_TOKENS"] and
+        check(rc == 0 and rows[0] == ["NAME", "TIER", "TOKENS_SEEN", "QUEUED_TOKENS", "OSEQ"] and
               [r[0] for r in rows[1:]] == ["e2e/chat", "e2e/log"] and rows[2][2] == str(want[-1]),
               "rwkvctl channels e2e/: a table (%r)" % rows)
         rc, out, _ = run([RWKVCTL, "-e", ctl, "info", "e2e/log"])
