@@ -1719,6 +1719,14 @@ int rwkvd_durable_open(rwkvd_daemon *d)
                   n_waiting ? "; some have input-log records to re-apply and wait for a free slot (EVICT or CLOSE "
                               "another channel)"
                             : "");
+    /* until these records are applied again, the channel's outputs after its snapshot are
+     * still being published again: REPLAY says so (PROTOCOL.md §9.7) */
+    for (size_t i = 0; i < d->tab->n; i++) {
+        rwkvd_channel *ch = d->tab->v[i];
+        for (const rwkvd_entry *e = ch->head; e; e = e->next)
+            if (e->lsn > ch->recover_lsn)
+                ch->recover_lsn = e->lsn;
+    }
     /* disk work from here on goes to the I/O thread */
     u->io_synced_lsn = rwkvd_wal_durable_lsn(u->wal);
     for (int i = 0; i < SYNC_JOBS; i++) {
