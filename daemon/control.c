@@ -161,11 +161,11 @@ static json_t *status_json(rwkvd_daemon *d)
     uint64_t q_msgs = d->tab->q_messages_total, q_tokens = d->tab->q_tokens_total, live = d->tab->n_live;
     const uint32_t *nt = d->tab->n_tier;
     static const char *const states[] = {"running", "reloading", "stopping"};
-    return json_pack("{s:s, s:s, s:[i], s:I, s:s, s:f, s:s, s:{s:s, s:i, s:i, s:i, s:i, s:i, s:I}, "
+    return json_pack("{s:s, s:s, s:[i], s:I, s:s, s:f, s:s, s:{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:I}, "
                      "s:{s:I, s:I, s:I, s:I, s:I}, s:{s:i, s:i}, s:{s:I, s:I}, s:i, s:I, s:f}",
                      "daemon", "rwkvd", "version", RWKVD_VERSION, "protocol", RWKVP_VERSION, "pid", (json_int_t)getpid(),
                      "state", states[d->state], "uptime_s", (double)(rwkvd_now_ns() - d->start_ns) / 1e9, "backend",
-                     rwkv_engine_backend(d->engine), "model", "path", d->cfg->model.path, "n_layer", dm->n_layer,
+                     rwkv_engine_backend(d->engine), "model", "path", d->cfg->model.path, "arch", rwkv_arch_name(dm->arch), "n_layer", dm->n_layer,
                      "n_embd", dm->n_embd, "n_head", dm->n_head, "head_size", dm->head_size, "n_vocab", dm->n_vocab,
                      "n_params", (json_int_t)rwkv_model_n_params(d->model), "channels", "total", (json_int_t)live,
                      "resident", (json_int_t)nt[RWKVD_TIER_RESIDENT], "host", (json_int_t)nt[RWKVD_TIER_HOST], "disk",
