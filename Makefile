@@ -1,6 +1,7 @@
 # rwkvd — two entry points that work on a fresh Debian 12 machine:
 #   make run    install what is missing, build, start rwkvd in the foreground on the embedded default model
 #   make check  install what is missing, build, run every test (plain, ASan+UBSan, fuzz)
+#   make deb    build the Debian packages (debian/) into $(DEB_OUT)
 # Other targets: build, asan, fuzz, bench, deps, clean.
 
 BUILD      ?= build
@@ -10,14 +11,16 @@ FUZZ_SECONDS ?= 60
 MESON_OPTS ?=
 PROMPT     ?= The quick brown fox
 GENERATE   ?= 64
+DEB_OUT    ?= build-deb
 
 # Debian packages the build, the tests and the fixture tools need.
 DEB_PKGS = gcc g++ make meson ninja-build pkg-config python3 python3-numpy clang libclang-rt-14-dev \
-           libzmq3-dev libyaml-dev libsystemd-dev libjansson-dev python3-zmq systemd
+           libzmq3-dev libyaml-dev libsystemd-dev libjansson-dev libmicrohttpd-dev python3-zmq systemd \
+           dpkg-dev debhelper dh-python fakeroot lintian systemd-container debootstrap
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all run check build asan fuzz bench deps clean
+.PHONY: all run check build asan fuzz bench deps clean deb
 
 all: build
 
@@ -63,6 +66,12 @@ check: deps
 
 bench: build
 	tools/bench.sh
+
+# The packages of the tree as it is (a copy is built in $(DEB_OUT)/src; nothing here is
+# touched), then lintian on them. DEB_BUILD_OPTIONS=nocheck by default: make check runs the tests.
+deb: deps
+	tests/packaging/build-deb.sh . $(DEB_OUT)
+	lintian --info $(DEB_OUT)/*.changes || true
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) build-portable
