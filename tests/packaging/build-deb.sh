@@ -14,12 +14,15 @@ src=$(cd "$1" && pwd)
 mkdir -p "$2"
 out=$(cd "$2" && pwd)
 command -v dpkg-buildpackage >/dev/null 2>&1 || { echo "dpkg-buildpackage not found (apt install dpkg-dev debhelper)"; exit 77; }
-command -v git >/dev/null 2>&1 || { echo "git not found"; exit 77; }
 
 list=$(mktemp)
 trap 'rm -f "$list"' EXIT
-git -C "$src" ls-files -z --cached --others --exclude-standard | \
-  (cd "$src" && xargs -0 sh -c 'for f; do [ -f "$f" ] && printf "%s\0" "$f"; done' sh) > "$list"
+if git -C "$src" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git -C "$src" ls-files -z --cached --others --exclude-standard | \
+      (cd "$src" && xargs -0 sh -c 'for f; do [ -f "$f" ] && printf "%s\0" "$f"; done' sh) > "$list"
+else # not a checkout (a release tarball): every file but build directories
+    (cd "$src" && find . \( -path './build*' -o -path './.git' -o -path './obj-*' \) -prune -o -type f -print0) > "$list"
+fi
 key=$( (cd "$src" && xargs -0 sha256sum < "$list") | sha256sum | cut -c1-16)
 if [ -f "$out/tree-key" ] && [ "$(cat "$out/tree-key")" = "$key" ] && ls "$out"/rwkvd_*.deb >/dev/null 2>&1; then
     echo "build-deb: packages in $out are up to date (tree $key)"

@@ -7,7 +7,8 @@
 #    unpacked once) with systemd-nspawn --volatile=overlay (nothing it writes survives), the
 #    packages bind-mounted read-only at /debs.
 # 3. Inside, with `nsenter -t PID -a`: apt installs rwkvd, rwkvd-clients and librwkv0 (the
-#    runtime dependencies come from Debian's archive); then checks that
+#    runtime dependencies come from Debian's archive), librwkv-dev and python3-rwkvd; then
+#    checks that the module imports and the development files are there, and that
 #      - the service is active (READY) on the packaged default model;
 #      - rwkvcat's event is acknowledged and rwkvsub sees its CLASS publication;
 #      - `systemctl reload` applies a changed reloadable key (STATUS channels.limit), and a
@@ -55,6 +56,9 @@ for c in systemd-nspawn nsenter pgrep tar; do
 done
 [ -x $PY ] || skip "$PY not found"
 mkdir -p "$CACHE" "$RUN" || skip "cannot create $CACHE"
+# one run at a time per cache (the packages, the image and last-run are shared)
+exec 9> "$CACHE/lock"
+command -v flock >/dev/null 2>&1 && flock 9
 rm -f "$RUN"/*
 
 # ---- the packages and the image (cached) ---------------------------------------------------
@@ -149,11 +153,18 @@ install_pkgs() {
         skip "apt-get update failed inside the container (offline?)"
     fi
     insh 'DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends /debs/rwkvd_*.deb \
-          /debs/rwkvd-clients_*.deb /debs/librwkv0_*.deb' > "$RUN/apt-install.log" 2>&1 \
-        || { tail -20 "$RUN/apt-install.log"; return 1; }
+          /debs/rwkvd-clients_*.deb /debs/librwkv0_*.deb /debs/librwkv-dev_*.deb /debs/python3-rwkvd_*.deb' \
+          > "$RUN/apt-install.log" 2>&1 || { tail -20 "$RUN/apt-install.log"; return 1; }
     grep -E '^(Setting up|Created symlink)' "$RUN/apt-install.log" | sed 's/^/    /'
 }
-step "apt install ./rwkvd_*.deb ./rwkvd-clients_*.deb ./librwkv0_*.deb" install_pkgs
+step "apt install ./rwkvd_*.deb ./rwkvd-clients_*.deb ./librwkv0_*.deb ./librwkv-dev_*.deb ./python3-rwkvd_*.deb" install_pkgs
+
+others() {
+    insh 'python3 -c "import rwkvd_client; print(\"    python3-rwkvd:\", rwkvd_client.__file__)"' || return 1
+    insh 'ls /usr/lib/*/pkgconfig/rwkv.pc /usr/include/rwkv.h /usr/lib/*/librwkv.so /usr/lib/*/librwkv.so.0 |
+          sed "s/^/    /"'
+}
+step "python3-rwkvd imports; librwkv-dev has rwkv.h, librwkv.so and rwkv.pc" others
 
 active() {
     wait_for 30 'systemctl is-active -q rwkvd' || { cin systemctl status rwkvd --no-pager; return 1; }
@@ -237,14 +248,15 @@ step "systemctl stop writes the snapshots" stopsnap
 metrics() {
     local port
     port=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    insh "sed -i 's/^  listen: \"\"\$/  listen: \"127.0.0.1:$port\"/' /etc/rwkvd/rwkvd.yaml &&
+    # the scrape is rendered every service.status_interval: 1s instead of 5s here
+    insh "sed -i 's/^  listen: \"\"\$/  listen: \"127.0.0.1:$port\"/; s/^  status_interval: 5s\$/  status_interval: 1s/' /etc/rwkvd/rwkvd.yaml &&
           grep -q '^  listen: \"127.0.0.1:$port\"' /etc/rwkvd/rwkvd.yaml && systemctl restart rwkvd" || return 1
     wait_for 30 'systemctl is-active -q rwkvd && rwkvctl status' || return 1
     insh 'echo "an event to count" | rwkvcat -c demo > /dev/null' || return 1
     # the container shares the host's network: scrape from here with the strict parser
     local ok=""
     for _ in $(seq 1 50); do
-        if $PY - "$port" "$RUN/metrics.txt" "$here/../daemon" <<'EOF'
+        if $PY - "$port" "$RUN/metrics.txt" "$here/../daemon" 2> "$RUN/scrape.err" <<'EOF'
 import sys, urllib.request
 sys.path.insert(0, sys.argv[3])
 import promtext
@@ -259,7 +271,7 @@ EOF
         then ok=1; break; fi
         sleep 0.2
     done
-    [ -n "$ok" ] || return 1
+    [ -n "$ok" ] || { tail -5 "$RUN/scrape.err"; return 1; }
     insh "cp /tmp/rwkvd.yaml.orig /etc/rwkvd/rwkvd.yaml"
 }
 step "curl /metrics (metrics.listen) parses as Prometheus text" metrics
@@ -274,7 +286,7 @@ security() {
 step "systemd-analyze security rwkvd: exposure <= 2.0" security
 
 purge() {
-    insh 'DEBIAN_FRONTEND=noninteractive apt-get purge -y -q rwkvd rwkvd-clients librwkv0' > "$RUN/apt-purge.log" 2>&1 \
+    insh 'DEBIAN_FRONTEND=noninteractive apt-get purge -y -q rwkvd rwkvd-clients librwkv0 librwkv-dev python3-rwkvd' > "$RUN/apt-purge.log" 2>&1 \
         || { tail -20 "$RUN/apt-purge.log"; return 1; }
     local left
     left=$(insh 'ls -d /lib/systemd/system/rwkvd.service /usr/lib/systemd/system/rwkvd.service \
