@@ -9,6 +9,7 @@
  * Usage: test_config CONF_DIR/rwkvd.yaml
  */
 #include "config.h"
+#include "rwkvd_features.h"
 #include "testutil.h"
 
 #include <errno.h>
@@ -522,6 +523,65 @@ static void test_public_bind(void)
     unsetenv("RWKVD_TEST_HOST");
 }
 
+/* metrics.listen: off by default, host:port syntax, loopback-only unless allow_remote, not
+ * reloadable, and refused outright by a build without libmicrohttpd. */
+static void test_metrics_listen(void)
+{
+    clear_env();
+    rwkvd_config *c = must_parse("");
+    CHECK(c && !strcmp(c->metrics.listen, "") && !c->metrics.allow_remote);
+    rwkvd_config_destroy(&c);
+    if (!RWKVD_HAVE_MICROHTTPD) {
+        expect_error("metrics:\n  listen: \"127.0.0.1:9464\"\n",
+                     "t.yaml:2:11: metrics.listen: this rwkvd was built without libmicrohttpd, so it "
+                     "cannot serve /metrics over HTTP; leave metrics.listen empty (METRICS on the "
+                     "control socket still works) or rebuild with libmicrohttpd-dev installed");
+        return;
+    }
+    static const char *const loopback[] = {"127.0.0.1:9464", "127.1.2.3:1", "[::1]:9464", "localhost:0"};
+    static const char *const remote[] = {"0.0.0.0:9464", "[::]:9464", "192.168.1.10:80", "[2001:db8::1]:9464"};
+    char text[256], want[512];
+    for (size_t i = 0; i < sizeof loopback / sizeof *loopback; i++) {
+        snprintf(text, sizeof text, "metrics:\n  listen: \"%s\"\n", loopback[i]);
+        c = must_parse(text);
+        CHECK(c && !strcmp(c->metrics.listen, loopback[i]));
+        rwkvd_config_destroy(&c);
+    }
+    for (size_t i = 0; i < sizeof remote / sizeof *remote; i++) {
+        snprintf(text, sizeof text, "metrics:\n  listen: \"%s\"\n", remote[i]);
+        snprintf(want, sizeof want, "t.yaml:2:11: metrics.listen: \"%s\" is not a loopback address; "
+                 "/metrics has no authentication, so serving it beyond this host needs "
+                 "metrics.allow_remote: true", remote[i]);
+        expect_error(text, want);
+        snprintf(text, sizeof text, "metrics:\n  allow_remote: true\n  listen: \"%s\"\n", remote[i]);
+        c = must_parse(text);
+        CHECK(c && c->metrics.allow_remote);
+        rwkvd_config_destroy(&c);
+    }
+    static const char *const bad[][2] = {
+        {"127.0.0.1", "missing port (expected host:port, e.g. 127.0.0.1:9464)"},
+        {":9464", "missing host (expected host:port; 127.0.0.1 for loopback, 0.0.0.0 for every address)"},
+        {"127.0.0.1:65536", "bad port (expected 0..65535)"},
+        {"127.0.0.1:http", "bad port (expected 0..65535)"},
+        {"::1:9464", "an IPv6 address needs brackets ([::1]:9464)"},
+        {"[::1]9464", "expected [ipv6]:port"},
+        {"[fe80::zz]:1", "bad IPv6 address"},
+        {"example.org:9464", "bad host (expected an IPv4 address, [IPv6] or localhost)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(text, sizeof text, "metrics:\n  listen: \"%s\"\n", bad[i][0]);
+        snprintf(want, sizeof want, "t.yaml:2:11: metrics.listen: \"%s\": %s", bad[i][0], bad[i][1]);
+        expect_error(text, want);
+    }
+    /* a restart, not SIGHUP, changes it */
+    rwkvd_config *a = must_parse(""), *b = must_parse("metrics:\n  listen: \"127.0.0.1:9464\"\n");
+    char err[512] = "";
+    CHECK(rwkvd_config_diff_reloadable(a, b, err, sizeof err) == -EPERM);
+    CHECKF(strstr(err, "metrics.listen") != NULL, "%s", err);
+    rwkvd_config_destroy(&a);
+    rwkvd_config_destroy(&b);
+}
+
 /* ------------------------------------------------------------------ units */
 
 static void test_units(void)
@@ -877,6 +937,7 @@ int main(int argc, char **argv)
     test_example();
     test_errors();
     test_public_bind();
+    test_metrics_listen();
     test_units();
     test_reload();
     test_strings();
