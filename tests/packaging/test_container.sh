@@ -21,7 +21,8 @@
 #      - GET /metrics (metrics.listen) parses as Prometheus text (tests/daemon/promtext.py;
 #        Debian has no promtool in bookworm main) and counts the events;
 #      - `systemd-analyze security rwkvd` exposure <= 2.0;
-#      - `apt-get purge` leaves no unit, user, group or file behind.
+#      - `apt-get remove` keeps the states, the configuration and the user, and
+#        `apt-get purge` leaves no unit, user, group or file behind.
 # 4. Powers the container off (SIGRTMIN+4, then SIGKILL) whatever happened.
 # Prints each step with its time; the scrape and the logs stay in $CACHE/last-run.
 # Exit 0 pass, 1 fail, 77 skip (not root, no systemd-nspawn/debootstrap, offline, no build
@@ -286,6 +287,11 @@ security() {
 step "systemd-analyze security rwkvd: exposure <= 2.0" security
 
 purge() {
+    # remove keeps the states, the configuration and the user; purge takes them
+    insh 'DEBIAN_FRONTEND=noninteractive apt-get remove -y -q rwkvd' > "$RUN/apt-remove.log" 2>&1 \
+        || { tail -20 "$RUN/apt-remove.log"; return 1; }
+    insh '! systemctl is-active -q rwkvd && ls /var/lib/rwkvd/snapshots/* >/dev/null && test -f /etc/rwkvd/rwkvd.yaml &&
+          getent passwd rwkvd >/dev/null' || { echo "apt-get remove did not keep the data, the config or the user"; return 1; }
     insh 'DEBIAN_FRONTEND=noninteractive apt-get purge -y -q rwkvd rwkvd-clients librwkv0 librwkv-dev python3-rwkvd' > "$RUN/apt-purge.log" 2>&1 \
         || { tail -20 "$RUN/apt-purge.log"; return 1; }
     local left
@@ -296,7 +302,7 @@ purge() {
                  systemctl list-unit-files rwkvd.service --no-legend 2>/dev/null | grep rwkvd')
     [ -z "$left" ] || { echo "left behind after purge:"; echo "$left"; return 1; }
 }
-step "apt-get purge leaves no unit, user, group or file" purge
+step "apt-get remove keeps states, config and user; apt-get purge leaves no unit, user, group or file" purge
 
 poweroff
 echo
