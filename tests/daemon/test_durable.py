@@ -796,7 +796,7 @@ def test_tiers_gen_slot():
             check(m[2] != b"ERROR", "the generation failed: %r" % m)
             if m[2] == b"END":
                 break
-        end = json.loads(m[-1])
+        end = json.loads(m[6])
         check(end["reason"] == "max_tokens" and end["n_tokens"] == 4, "END %r" % end)
         check(info(d, b"g/0")["tier"] == "host", "g/0, idle, made room: %r" % info(d, b"g/0"))
         # and g/0 comes back with its next input
