@@ -6,8 +6,10 @@
  * What it is: one DEALER producer that follows the protocol's producer algorithm. Every
  * message gets the next seq of one counter and stays in a bounded window until the daemon
  * answers ACK or DUP (at-least-once: after a timeout everything unanswered is resent with
- * its original seq, and the daemon's duplicate check makes that safe). Credit (§8.1) limits
- * what is in flight; 429 pauses until CREDIT (or 1 s), 409/423/500/503/507 pause with a back-off,
+ * its original seq, and the daemon's duplicate check makes that safe). Credit (§8.1), in
+ * tokens, bounds the summed costs of what is in flight (a line costs its octets plus the
+ * separator's tokens, --separator-tokens), and a SYNC asks for more when the next message does
+ * not fit; 429 pauses until CREDIT (or 1 s), 409/423/500/503/507 pause with a back-off,
  * 425 is expected while paused (§8.2). Nothing is ever dropped for lack of credit: when the
  * window is full, input is not read, so the writer of the pipe blocks.
  *
@@ -62,7 +64,10 @@ static void usage(FILE *f)
           "      --reset             reset the channel's state first\n"
           "      --gen JSON          after the input, request a continuation; JSON holds the\n"
           "                          generation parameters, e.g. '{\"max_tokens\":32}' or ''\n"
-          "  -w, --window N          most unacknowledged messages kept (default 1024)\n"
+          "  -w, --window N          most unacknowledged messages kept (default 1024; at most\n"
+          "                          the daemon's limits.ingest_reply_hwm, PROTOCOL.md §8.3)\n"
+          "      --separator-tokens N  tokens the daemon's event separator adds to each line\n"
+          "                          (STATUS limits.separator_tokens; default 1, as for \"\\n\")\n"
           "  -t, --timeout DUR       resend what is unanswered after DUR without a reply\n"
           "                          (default 2s; units ms s m h)\n"
           "      --connect-timeout DUR  give up when the daemon does not answer at start\n"
@@ -89,6 +94,7 @@ typedef struct {
     size_t len;
     const char *src; /* input name for error messages */
     long line;       /* 1-based; 0 for messages that are not input lines */
+    uint64_t charged; /* while sent: the cost counted in outstanding (§8.1) */
 } entry;
 
 typedef struct {
@@ -115,8 +121,12 @@ typedef struct {
     size_t head, count;
     size_t cursor; /* offset from head of the first entry that may need sending */
     uint64_t next_seq;
-    uint64_t credit;
+    uint64_t credit;   /* tokens (§8.1), from the latest ACK, DUP or CREDIT */
     size_t in_flight;
+    uint64_t outstanding; /* summed costs of the messages in flight */
+    uint64_t queue;       /* largest credit seen: the queue's size once it was seen empty */
+    uint64_t sep_tokens;  /* --separator-tokens: what the daemon adds to each TEXT */
+    int64_t sync_sent_ms, sync_answered_ms; /* §8.1 step 5 */
     uint64_t acked; /* the pair's highest accepted seq, as the daemon last said */
     uint64_t state_acked; /* from the state file of an earlier run */
 
@@ -127,7 +137,7 @@ typedef struct {
     bool need_sync;
 
     /* timers */
-    int64_t last_reply_ms, last_send_ms, zero_credit_since_ms;
+    int64_t last_reply_ms, last_send_ms;
     bool warned_silent;
     bool send_blocked; /* the socket refused a message (no connection yet) */
 
@@ -182,10 +192,29 @@ static int enqueue(cat_state *s, rwkvp_op op, char *payload, size_t len, long li
     return 0;
 }
 
+/* PROTOCOL.md §8.1: an upper bound of the tokens the message puts into the queue; a cost
+ * above the queue's size counts as the size (sent alone into an empty queue). */
+static uint64_t cost_of(const cat_state *s, const entry *e)
+{
+    uint64_t c = e->op == RWKVP_OP_TEXT ? e->len + s->sep_tokens
+                 : e->op == RWKVP_OP_TOKENS ? e->len / 4
+                 : e->op == RWKVP_OP_CANCEL ? 0 : 1;
+    return s->queue && c > s->queue ? s->queue : c;
+}
+
+/* A sent entry no longer in flight (answered, or to be resent). */
+static void unsend(cat_state *s, entry *e)
+{
+    if (s->in_flight > 0)
+        s->in_flight--;
+    s->outstanding = s->outstanding > e->charged && s->in_flight ? s->outstanding - e->charged : 0;
+    e->charged = 0;
+}
+
 static void mark_done(cat_state *s, entry *e)
 {
-    if (e->state == E_SENT && s->in_flight > 0)
-        s->in_flight--;
+    if (e->state == E_SENT)
+        unsend(s, e);
     e->state = E_DONE;
 }
 
@@ -239,8 +268,7 @@ static void rewind_to(cat_state *s, size_t i)
     for (size_t k = i; k < s->count; k++)
         if (at(s, k)->state == E_SENT) {
             at(s, k)->state = E_PENDING;
-            if (s->in_flight)
-                s->in_flight--;
+            unsend(s, at(s, k));
         }
     if (i < s->cursor)
         s->cursor = i;
@@ -282,10 +310,17 @@ static void send_some(cat_state *s, int64_t now)
             s->cursor++;
             continue;
         }
-        bool probe = s->credit == 0 && s->in_flight == 0 && s->zero_credit_since_ms &&
-                     now - s->zero_credit_since_ms >= 200;
-        if (s->in_flight >= s->credit && !probe)
+        uint64_t cost = cost_of(s, e);
+        if (s->outstanding + cost > s->credit) {
+            /* §8.1 step 5: nothing in flight and it does not fit: SYNC, unless one is on its
+             * way, or its answer came and the unsolicited CREDIT is awaited (1 s at most) */
+            if (s->in_flight == 0 && !s->sync_sent_ms &&
+                (!s->sync_answered_ms || now - s->sync_answered_ms >= 1000) && send_sync(s) == 0)
+                s->sync_sent_ms = now;
+            else if (s->sync_sent_ms && now - s->sync_sent_ms >= s->timeout_ms)
+                s->sync_sent_ms = 0; /* its answer was lost: ask again */
             break;
+        }
         int rc = send_ingest(s, e->op, e->seq, e->payload, e->len);
         if (rc == -EAGAIN) {
             s->send_blocked = true; /* not connected (ZMQ_IMMEDIATE) or at the HWM: retry soon */
@@ -299,27 +334,21 @@ static void send_some(cat_state *s, int64_t now)
         if (s->in_flight == 0)
             s->last_send_ms = now;
         e->state = E_SENT;
+        e->charged = cost;
         s->in_flight++;
+        s->outstanding += cost;
         s->n_sent++;
         s->cursor++;
-        if (probe) {
-            s->zero_credit_since_ms = now; /* one probe per 200 ms */
-            break;
-        }
     }
 }
 
 /* ---- replies ---------------------------------------------------------------------------- */
 
-static void set_credit(cat_state *s, uint64_t credit, int64_t now)
+static void set_credit(cat_state *s, uint64_t credit)
 {
     s->credit = credit;
-    if (credit == 0) {
-        if (!s->zero_credit_since_ms)
-            s->zero_credit_since_ms = now;
-    } else {
-        s->zero_credit_since_ms = 0;
-    }
+    if (credit > s->queue)
+        s->queue = credit;
 }
 
 static void pause_at(cat_state *s, size_t idx, int64_t now, int code)
@@ -354,14 +383,19 @@ static void handle_reply(cat_state *s, const rwkvp_reply *r, int64_t now)
             mark_done(s, e);
             s->n_acked++;
         }
-        set_credit(s, r->credit, now);
+        set_credit(s, r->credit);
+        s->sync_answered_ms = 0;
         cover(s, r->acked);
         s->backoff_ms = 0;
         pop_done(s);
         return;
     }
     case RWKVP_REPLY_CREDIT:
-        set_credit(s, r->credit, now);
+        set_credit(s, r->credit);
+        /* the answer to our SYNC: an unsolicited CREDIT follows as the queue drains; an
+         * unsolicited one: SYNC again if the next message still does not fit */
+        s->sync_answered_ms = s->sync_sent_ms ? now : 0;
+        s->sync_sent_ms = 0;
         cover(s, r->acked);
         if (s->need_sync) {
             s->need_sync = false;
@@ -416,8 +450,7 @@ static void handle_reply(cat_state *s, const rwkvp_reply *r, int64_t now)
     if (r->code == RWKVP_E_PAUSED) {
         if (e->state == E_SENT) {
             e->state = E_PENDING;
-            if (s->in_flight)
-                s->in_flight--;
+            unsend(s, e);
             if (idx < s->cursor)
                 s->cursor = idx;
         }
@@ -681,7 +714,7 @@ static int connect_phase(cat_state *s)
         if (zm.n_total == zm.n && rwkvp_reply_decode(zm.f + off, zm.n - off, &lim, &r, &e) == 0) {
             if (r.kind == RWKVP_REPLY_CREDIT) {
                 s->acked = r.acked;
-                set_credit(s, r.credit, now);
+                set_credit(s, r.credit);
                 got = true;
             } else if (r.kind == RWKVP_REPLY_ERROR) {
                 const char *name = rwkvp_code_name(r.code);
@@ -765,8 +798,9 @@ static int run(cat_state *s)
                 s->pause_until_ms = now + s->timeout_ms;
             } else {
                 if (s->wait_credit) {
-                    vlog(s, "no CREDIT within 1 s: probing with the paused seq");
-                    set_credit(s, 1, now);
+                    vlog(s, "no CREDIT within 1 s: asking with SYNC");
+                    set_credit(s, 0); /* nothing fits: send_some SYNCs (it also ends the pause) */
+                    s->sync_sent_ms = s->sync_answered_ms = 0;
                 }
                 s->paused = false;
             }
@@ -779,7 +813,9 @@ static int run(cat_state *s)
             s->warned_silent = true;
             rewind_to(s, 0);
             s->in_flight = 0;
-            set_credit(s, 1, now); /* probe: the first reply brings the real credit */
+            s->outstanding = 0;
+            set_credit(s, 0); /* nothing fits: send_some SYNCs for the real credit */
+            s->sync_sent_ms = s->sync_answered_ms = 0;
             s->last_reply_ms = now;
         }
         send_some(s, now);
@@ -796,8 +832,10 @@ static int run(cat_state *s)
             if (t < wake)
                 wake = t;
         }
-        if (s->zero_credit_since_ms && s->zero_credit_since_ms + 200 < wake)
-            wake = s->zero_credit_since_ms + 200;
+        if (s->sync_answered_ms && s->sync_answered_ms + 1000 < wake)
+            wake = s->sync_answered_ms + 1000;
+        if (s->sync_sent_ms && s->sync_sent_ms + s->timeout_ms < wake)
+            wake = s->sync_sent_ms + s->timeout_ms;
         if (drain_deadline && drain_deadline < wake)
             wake = drain_deadline;
         if (s->send_blocked && now + 50 < wake)
@@ -860,7 +898,7 @@ static int parse_size(const char *arg, size_t *out)
 
 int main(int argc, char **argv)
 {
-    enum { O_TOKENS = 256, O_TASK, O_RESET, O_GEN, O_CONNECT, O_DRAIN, O_MAXB };
+    enum { O_TOKENS = 256, O_TASK, O_RESET, O_GEN, O_CONNECT, O_DRAIN, O_MAXB, O_SEPT };
     static const struct option opts[] = {
         {"channel", required_argument, NULL, 'c'}, {"endpoint", required_argument, NULL, 'e'},
         {"producer", required_argument, NULL, 'p'}, {"seq", required_argument, NULL, 's'},
@@ -869,6 +907,7 @@ int main(int argc, char **argv)
         {"gen", required_argument, NULL, O_GEN},   {"window", required_argument, NULL, 'w'},
         {"timeout", required_argument, NULL, 't'}, {"connect-timeout", required_argument, NULL, O_CONNECT},
         {"drain-timeout", required_argument, NULL, O_DRAIN}, {"max-bytes", required_argument, NULL, O_MAXB},
+        {"separator-tokens", required_argument, NULL, O_SEPT},
         {"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -876,6 +915,7 @@ int main(int argc, char **argv)
     if (!s)
         return EXIT_LOCAL;
     s->window = 1024;
+    s->sep_tokens = 1;
     s->timeout_ms = 2000;
     s->connect_timeout_ms = 30000;
     s->drain_timeout_ms = 30000;
@@ -931,6 +971,13 @@ int main(int argc, char **argv)
             }
             break;
         }
+        case O_SEPT:
+            if (rwkvc_uint_parse(optarg, 64, &v) != 0) {
+                fprintf(stderr, "rwkvcat: --separator-tokens: '%s' is not an integer 0..64\n", optarg);
+                goto out;
+            }
+            s->sep_tokens = v;
+            break;
         case 'w':
             if (rwkvc_uint_parse(optarg, 1u << 20, &v) != 0 || v == 0) {
                 fprintf(stderr, "rwkvcat: --window: '%s' is not an integer 1..1048576\n", optarg);

@@ -5,7 +5,8 @@ Needs pyzmq (Debian: python3-zmq) and nothing else. Three classes, one per socke
 * ``Producer``  — a DEALER on the INGEST endpoint. ``send_text``, ``send_tokens``, ``gen``,
   ``reset``, ``task``, ``cancel``, ``close_channel`` queue a message with the next seq and
   return it; ``flush()`` waits until every message is acknowledged. Follows the protocol's
-  producer algorithm: credit limits what is in flight (§8.1), unanswered messages are resent
+  producer algorithm: the credit, in tokens, bounds the summed costs of the messages in flight
+  per channel (§8.1; a TEXT costs its octets plus ``separator_tokens``), unanswered messages are resent
   with their original seqs after a timeout (the daemon answers DUP for those it already
   has), 429 waits for CREDIT, 409/423/500/503/507 back off, 425 while paused is expected (§8.2).
   Non-retryable errors raise ``RejectedError`` from ``flush()``/``poll()``.
@@ -182,10 +183,10 @@ def pack_tokens(ids):
 
 
 class _Entry:
-    __slots__ = ("channel", "op", "seq", "payload", "sent")
+    __slots__ = ("channel", "op", "seq", "payload", "sent", "cost")
 
-    def __init__(self, channel, op, seq, payload):
-        self.channel, self.op, self.seq, self.payload, self.sent = channel, op, seq, payload, False
+    def __init__(self, channel, op, seq, payload, cost):
+        self.channel, self.op, self.seq, self.payload, self.sent, self.cost = channel, op, seq, payload, False, cost
 
 
 class Producer:
@@ -194,14 +195,19 @@ class Producer:
     Seqs come from one counter shared by all channels (gaps per channel are allowed, §6.2);
     it starts above what the daemon acknowledged (SYNC) for the first channel used, or at
     ``first_seq``. ``window`` bounds the unacknowledged messages: a send blocks (pumping
-    replies) while it is full.
+    replies) while it is full; keep it at most the daemon's reply high-water mark (§8.3,
+    STATUS ``limits.ingest_reply_hwm``, 10000 by default) so that no reply is lost.
+    ``separator_tokens`` is what the daemon's event separator adds to each TEXT (§8.1,
+    STATUS ``limits.separator_tokens``): 1 for rwkvd's default ``"\\n"``; 64 is always safe.
     """
 
-    def __init__(self, endpoint=None, producer=None, first_seq=None, timeout=2.0, window=1024, context=None):
+    def __init__(self, endpoint=None, producer=None, first_seq=None, timeout=2.0, window=1024, context=None,
+                 separator_tokens=1):
         self.endpoint = endpoint or default_endpoint("ingest")
         self.producer = producer or "%s:%d" % (socket.gethostname().split(".")[0] or "host", os.getpid())
         self.timeout = timeout
         self.window = window
+        self.separator_tokens = separator_tokens
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
@@ -209,7 +215,7 @@ class Producer:
         self._sock.connect(self.endpoint)
         self._next_seq = first_seq
         self._pending = OrderedDict()  # seq -> _Entry, in seq order
-        self._chan = {}  # channel -> dict(credit, in_flight, acked, paused_until, wait_credit)
+        self._chan = {}  # channel -> dict(credit, in_flight, outstanding, acked, paused_until, ...)
         self._errors = []
         self._last_progress = time.monotonic()
         self._backoff = 0.0
@@ -293,9 +299,25 @@ class Producer:
     def _state(self, channel):
         st = self._chan.get(channel)
         if st is None:
-            st = self._chan[channel] = {"credit": 1, "in_flight": 0, "acked": 0, "paused_until": 0.0,
-                                        "wait_credit": False, "synced": None}
+            # credit None: unknown until a SYNC answers (§8.1 step 1); outstanding: the summed
+            # costs of the messages in flight; queue: the largest credit seen, the queue's size
+            # once it was seen empty (a cost above it counts as it)
+            st = self._chan[channel] = {"credit": None, "in_flight": 0, "outstanding": 0, "queue": 0, "acked": 0,
+                                        "paused_until": 0.0, "wait_credit": False, "synced": None,
+                                        "sync_sent": 0.0, "sync_answered": 0.0}
         return st
+
+    def _cost(self, op, payload):
+        """PROTOCOL.md §8.1: an upper bound of the tokens the message puts into the queue."""
+        if op == "TEXT":
+            return len(payload) + self.separator_tokens
+        if op == "TOKENS":
+            return len(payload) // 4
+        return 0 if op in ("CANCEL", "SYNC") else 1
+
+    def _set_credit(self, st, credit):
+        st["credit"] = credit
+        st["queue"] = max(st["queue"], credit)
 
     def _queue(self, channel, op, payload):
         if self._next_seq is None:
@@ -305,7 +327,7 @@ class Producer:
             self._pump(0.1)
         seq = self._next_seq
         self._next_seq += 1
-        self._pending[seq] = _Entry(channel, op, seq, payload)
+        self._pending[seq] = _Entry(channel, op, seq, payload, self._cost(op, payload))
         self._pump(0)
         return seq
 
@@ -326,8 +348,17 @@ class Producer:
             if e.sent or e.channel in blocked:
                 continue
             st = self._state(e.channel)
-            if st["paused_until"] > now or st["in_flight"] >= max(st["credit"], 0 if st["in_flight"] else 1):
+            cost = min(e.cost, st["queue"]) if st["queue"] else e.cost
+            if st["paused_until"] > now or st["credit"] is None or st["outstanding"] + cost > st["credit"]:
                 blocked.add(e.channel)  # keep per-channel order: nothing later goes first
+                # §8.1 step 5: nothing in flight and it does not fit: SYNC, unless one is on its
+                # way, or its answer came and the unsolicited CREDIT is awaited (1 s at most)
+                if st["paused_until"] <= now and not st["in_flight"] and not st["sync_sent"] and \
+                        (not st["sync_answered"] or now - st["sync_answered"] >= 1.0):
+                    if self._send(e.channel, "SYNC", 0, None):
+                        st["sync_sent"] = now
+                elif st["sync_sent"] and now - st["sync_sent"] >= self.timeout:
+                    st["sync_sent"] = 0.0  # its answer was lost: ask again
                 continue
             if not self._send(e.channel, e.op, e.seq, e.payload):
                 return
@@ -335,12 +366,20 @@ class Producer:
                 self._last_progress = now
             e.sent = True
             st["in_flight"] += 1
+            st["outstanding"] += cost
+
+    def _unsend(self, st, e):
+        e.sent = False
+        st["in_flight"] -= 1
+        st["outstanding"] = max(0, st["outstanding"] - (min(e.cost, st["queue"]) if st["queue"] else e.cost))
+        if not st["in_flight"]:
+            st["outstanding"] = 0
 
     def _rewind(self, channel, from_seq=0):
+        st = self._state(channel)
         for e in self._pending.values():
             if e.channel == channel and e.seq >= from_seq and e.sent:
-                e.sent = False
-                self._state(channel)["in_flight"] -= 1
+                self._unsend(st, e)
 
     def _pump(self, timeout):
         self._send_some()
@@ -358,7 +397,8 @@ class Producer:
             if any(st["in_flight"] for st in self._chan.values()) and now - self._last_progress >= self.timeout:
                 for ch, st in self._chan.items():  # nothing heard: resend everything unanswered
                     self._rewind(ch)
-                    st["credit"] = 1
+                    st["credit"] = None
+                    st["sync_sent"] = st["sync_answered"] = 0.0
                 self._last_progress = now
             self._send_some()
             if time.monotonic() >= end:
@@ -376,14 +416,19 @@ class Producer:
             seq, acked, credit = _uint(frames[4], "seq"), _uint(frames[5], "acked"), _uint(frames[6], "credit")
             self._covered(ch, acked, seq)
             st = self._state(ch)
-            st["credit"] = credit
+            self._set_credit(st, credit)
+            st["sync_answered"] = 0.0
             self._backoff = 0.0
         elif kind == b"CREDIT" and len(frames) == 6:
             ch = frames[2].decode("ascii")
             acked, credit = _uint(frames[4], "acked"), _uint(frames[5], "credit")
             st = self._state(ch)
-            st["credit"] = credit
+            self._set_credit(st, credit)
             st["synced"] = (acked, credit)
+            # the answer to our SYNC: an unsolicited CREDIT follows when the queue drains;
+            # an unsolicited one: SYNC again if the next message still does not fit
+            st["sync_answered"] = time.monotonic() if st["sync_sent"] else 0.0
+            st["sync_sent"] = 0.0
             self._covered(ch, acked, None)
             if st["wait_credit"]:
                 st["wait_credit"] = False
@@ -400,7 +445,7 @@ class Producer:
         for s in done:
             e = self._pending.pop(s)
             if e.sent:
-                st["in_flight"] -= 1
+                self._unsend(st, e)
 
     def _error(self, frames):
         ch = frames[2].decode("ascii") if frames[2] else None
@@ -414,19 +459,18 @@ class Producer:
             return
         st = self._state(e.channel)
         if e.sent:
-            e.sent = False
-            st["in_flight"] -= 1
+            self._unsend(st, e)
         now = time.monotonic()
         if code == NO_CREDIT:
             self._rewind(e.channel, e.seq)
             st["wait_credit"] = True
             st["paused_until"] = now + 1.0  # resend after CREDIT, or after 1 s without it
-            st["credit"] = 1
+            st["credit"] = 0
         elif code in RETRY_BACKOFF:
             self._rewind(e.channel, e.seq)
             self._backoff = min(self._backoff * 2 or 0.1, 5.0)
             st["paused_until"] = now + self._backoff
-            st["credit"] = 1
+            st["credit"] = None
         elif code == PAUSED:
             if st["paused_until"] <= now:
                 # paused at a seq whose error we missed: resend from the oldest we hold; if that
@@ -436,7 +480,7 @@ class Producer:
                 if oldest == e.seq:
                     self._send(e.channel, "SYNC", 0, None)
                 st["paused_until"] = now + 0.1
-                st["credit"] = 1
+                st["credit"] = None
         else:
             del self._pending[e.seq]
             self._errors.append((e.seq, code, text))

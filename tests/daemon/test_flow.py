@@ -11,12 +11,15 @@ Environment as test_rwkvd.py. Every receive has a timeout; a failure raises and 
   credit_mixed    §8.1: TEXT, TOKENS, GEN and RESET of mixed sizes (up to the whole queue)
                   into a slow channel, from an empty queue and from a queue another
                   producer has filled: no 429; an idle channel's SYNC gives the whole queue
+  clients         §8.1: rwkvcat and the Python client's Producer, into a small queue held up by
+                  a committing GEN and a slow engine: no 429, every line accepted in order
   replies_window  §8.3: fsync everysec, 200 channels, 900 messages in flight on one
                   connection that keeps reading: every reply arrives, none undeliverable
 """
 import json
 import os
 import random
+import subprocess
 import sys
 import time
 from collections import deque
@@ -189,6 +192,46 @@ def test_credit_mixed():
         check(not p2.codes and len(p2.acked) == 20, "errors %r" % p2.codes)
         met = d.control(b"METRICS")[1].decode()
         check('result="429"' not in met, "429 counted:\n" + met)
+    finally:
+        d.close()
+
+
+def test_clients():
+    """rwkvcat and rwkvd_client.Producer follow §8.1: no 429 from a 1024-token queue that a
+    committing GEN blocks and a slow engine drains."""
+    sys.path.insert(0, os.environ.get("RWKVD_PYTHON", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                   "..", "..", "clients", "python")))
+    import rwkvd_client
+    d = Daemon(extra="limits:\n  max_queue_tokens: 1024", env={"RWKVD_TEST_STEP_DELAY_MS": "2"})
+    try:
+        s = d.dealer()
+        send(s, b"TEXT", b"cat", b"seed", 1, b"hello")
+        expect_reply(s, "ACK", 1)
+        send(s, b"GEN", b"cat", b"seed", 2, b'{"max_tokens":1500,"commit":true,"seed":1}')
+        expect_reply(s, "ACK", 2)
+        rnd = random.Random(5)
+        lines = [bytes(rnd.randrange(97, 123) for _ in range(rnd.choice([1, 30, 100, 300]))) for _ in range(150)]
+        r = subprocess.run([os.environ.get("RWKVCAT", "build/clients/rwkvcat"), "-e", d.ingest_ep, "-c", "cat",
+                            "-p", "rwkvcat", "--drain-timeout", "60s"], input=b"\n".join(lines) + b"\n",
+                           capture_output=True, timeout=90)
+        check(r.returncode == 0, "rwkvcat: %r" % (r,))
+        with rwkvd_client.Producer(d.ingest_ep, producer="py", timeout=5.0) as prod:
+            for ln in lines:
+                prod.send_text("py", ln)
+            send(s, b"GEN", b"py", b"seed", 1, b'{"max_tokens":1500,"commit":true,"seed":2}')
+            expect_reply(s, "ACK", 1)
+            for ln in lines:
+                prod.send_text("py", ln)
+            prod.flush(timeout=90)
+        wait_drained(d, [b"cat", b"py"], timeout=90)
+        met = d.control(b"METRICS")[1].decode()
+        check('result="429"' not in met and 'result="425"' not in met, "429 or 425 counted:\n" + met)
+        for ch, producer, n in ((b"cat", "rwkvcat", 150), (b"py", "py", 300)):
+            info = d.control_json(b"INFO", ch)
+            acked = {p["id"]: p["acked"] for p in info["producers"]}
+            check(producer in acked, "INFO %r" % info)
+        check(metric(met, 'rwkvd_ingest_messages_total{op="TEXT",result="ack"}') == 1 + 150 + 300,
+              "TEXTs accepted:\n" + met)
     finally:
         d.close()
 
