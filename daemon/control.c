@@ -658,11 +658,19 @@ static void do_replay(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, rwk
         reply(d, env, n_env, 501, t, sizeof t - 1);
         return;
     }
-    uint64_t last = ch->oseq, first = rwkvd_outring_first(&ch->outs);
+    /* a disk-tier channel's retained outputs are in its snapshot: read them for this reply */
+    rwkvd_outring disk = {0};
+    const rwkvd_outring *outs = &ch->outs;
+    if (ch->tier == RWKVD_TIER_DISK && d->dur) {
+        if (rwkvd_durable_outputs(d, ch, &disk) != 0)
+            rwkvd_outring_clear(&disk); /* unreadable: reported as lost below */
+        outs = &disk;
+    }
+    uint64_t last = ch->oseq, first = rwkvd_outring_first(outs);
     uint64_t lost_from = 0, lost_to = 0, from = 0, count = 0;
     size_t bytes = 0;
     if (after < last) {
-        if (!first || (ch->outs.tail && ch->outs.tail->oseq != last)) {
+        if (!first || (outs->tail && outs->tail->oseq != last)) {
             lost_from = after + 1; /* nothing retained up to the last one */
             lost_to = last;
         } else {
@@ -670,7 +678,7 @@ static void do_replay(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, rwk
                 lost_from = after + 1;
                 lost_to = first - 1;
             }
-            for (const rwkvd_outrec *x = ch->outs.head; x; x = x->next) {
+            for (const rwkvd_outrec *x = outs->head; x; x = x->next) {
                 if (x->oseq <= after)
                     continue;
                 if (!from)
@@ -683,10 +691,11 @@ static void do_replay(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, rwk
     unsigned char *blob = bytes ? malloc(bytes) : NULL;
     if (bytes && !blob) {
         reply(d, env, n_env, 500, "out of memory", 13);
+        rwkvd_outring_clear(&disk);
         return;
     }
     size_t off = 0;
-    for (const rwkvd_outrec *x = ch->outs.head; x && bytes; x = x->next) {
+    for (const rwkvd_outrec *x = outs->head; x && bytes; x = x->next) {
         if (x->oseq <= after)
             continue;
         memcpy(blob + off, x->data, x->len);
@@ -708,6 +717,7 @@ static void do_replay(rwkvd_daemon *d, const rwkvp_frame *env, size_t n_env, rwk
     free(body);
     json_decref(j);
     free(blob);
+    rwkvd_outring_clear(&disk);
 }
 
 static void handle_one(rwkvd_daemon *d, rwkvd_zmsg *zm)

@@ -68,6 +68,7 @@ typedef struct io_job {
     /* JOB_SNAP */
     rwkvd_snapshot s;         /* points into the fields below */
     void *payload;            /* (s.payload_bytes) owned */
+    void *extra;              /* (s.extra_bytes) owned: the channel's retained outputs */
     prod_list pl;             /* owned */
     char channel[RWKVP_CHANNEL_MAX + 1];
     uint64_t uid;             /* the channel's, to find it again */
@@ -350,6 +351,7 @@ static void job_free(io_job *j)
     if (!j)
         return;
     free(j->payload);
+    free(j->extra);
     free(j->pl.v);
     free(j->pl.ids);
     free(j->sync.sealed); /* only when it never ran */
@@ -358,6 +360,7 @@ static void job_free(io_job *j)
 }
 
 static void finish_job(rwkvd_daemon *d, io_job *j, int rc);
+static void load_outputs(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_snapshot *s);
 
 /* Collect every finished job. */
 static void collect(rwkvd_daemon *d)
@@ -756,6 +759,13 @@ static int snap_job_of(rwkvd_daemon *d, rwkvd_channel *ch, io_job **out, char *e
                             .producers = pl->v,
                             .payload = j->payload,
                             .payload_bytes = u->state_bytes};
+    /* the retained outputs go with it (PROTOCOL.md §9.7): a restart or the disk tier keeps them */
+    uint64_t xb = rwkvd_outring_encoded_bytes(&ch->outs);
+    if (xb && xb <= RWKVD_SNAP_EXTRA_MAX && (j->extra = malloc((size_t)xb))) {
+        rwkvd_outring_encode(&ch->outs, j->extra);
+        j->s.extra = j->extra;
+        j->s.extra_bytes = xb;
+    }
     *out = j;
     return 0;
 }
@@ -1190,6 +1200,8 @@ int rwkvd_durable_restore(rwkvd_daemon *d, rwkvd_channel *ch)
                      (unsigned long long)ej->s.applied_lsn, (unsigned long long)ch->applied_lsn);
         else if ((rc = rwkv_engine_state_import(d->engine, ch->slot, ej->payload, ej->s.payload_bytes)))
             snprintf(note, sizeof note, "state import: %s", strerror(-rc));
+        else
+            load_outputs(d, ch, &ej->s);
     } else {
         rc = rwkvd_snapstore_load(u->store, ch->name, &u->model, &s, &gen, note, sizeof note);
         if (rc == 0 && s->applied_lsn != ch->snap_lsn) {
@@ -1199,6 +1211,8 @@ int rwkvd_durable_restore(rwkvd_daemon *d, rwkvd_channel *ch)
         }
         if (rc == 0 && (rc = rwkv_engine_state_import(d->engine, ch->slot, s->payload, s->payload_bytes)))
             snprintf(note, sizeof note, "state import: %s", strerror(-rc));
+        if (rc == 0)
+            load_outputs(d, ch, s);
         rwkvd_snapshot_destroy(&s);
     }
     if (rc) {
@@ -1352,6 +1366,41 @@ static void note_generations(rwkvd_daemon *d, rwkvd_channel *ch)
     ch->snap_written = true;
 }
 
+/* The retained outputs a snapshot holds (its extra section) into ch->outs, kept only when
+ * they end at the channel's last oseq (a ring that does not is from before a DROP). */
+static void load_outputs(rwkvd_daemon *d, rwkvd_channel *ch, const rwkvd_snapshot *s)
+{
+    rwkvd_outring_clear(&ch->outs);
+    if (!s->extra_bytes)
+        return;
+    int rc = rwkvd_outring_decode(&ch->outs, s->extra, s->extra_bytes, d->cfg->outputs.retain_messages,
+                                  d->cfg->outputs.retain_bytes);
+    if (rc)
+        rwkvd_log(LOG_WARNING, "channel %s: the retained outputs in its snapshot are unusable (%s); REPLAY reports "
+                               "them lost", ch->name, strerror(-rc));
+    if (ch->outs.tail && ch->outs.tail->oseq != ch->oseq)
+        rwkvd_outring_clear(&ch->outs);
+}
+
+int rwkvd_durable_outputs(rwkvd_daemon *d, rwkvd_channel *ch, rwkvd_outring *into)
+{
+    rwkvd_durable *u = d->dur;
+    rwkvd_outring_clear(into);
+    if (!u || ch->tier != RWKVD_TIER_DISK)
+        return 0;
+    io_job *ej = ch->evict_job;
+    if (ej)
+        return ej->s.extra_bytes ? rwkvd_outring_decode(into, ej->s.extra, ej->s.extra_bytes, UINT32_MAX, UINT64_MAX)
+                                 : 0;
+    rwkvd_snapshot *s = NULL;
+    char note[1200];
+    int rc = rwkvd_snapstore_load(u->store, ch->name, &u->model, &s, NULL, note, sizeof note);
+    if (rc == 0 && s->extra_bytes)
+        rc = rwkvd_outring_decode(into, s->extra, s->extra_bytes, UINT32_MAX, UINT64_MAX);
+    rwkvd_snapshot_destroy(&s);
+    return rc;
+}
+
 static int load_snapshot(rwkvd_daemon *d, const char *name, int64_t now_ms)
 {
     rwkvd_durable *u = d->dur;
@@ -1426,6 +1475,8 @@ static int load_snapshot(rwkvd_daemon *d, const char *name, int64_t now_ms)
             }
         }
     }
+    if (ch->tier != RWKVD_TIER_DISK) /* a disk-tier channel's stay in its snapshot */
+        load_outputs(d, ch, s);
     rwkvd_snapshot_destroy(&s);
     return 0;
 }
@@ -1824,6 +1875,8 @@ static bool log_meta_id(const char *id)
 /* Leave the log's meta ids out of im->s (the image a file of the disk tier gives has them). */
 static int image_public(chan_image *im)
 {
+    im->s.extra = NULL; /* retained outputs are this daemon's, like the log's ids */
+    im->s.extra_bytes = 0;
     uint32_t n = 0;
     for (uint32_t i = 0; i < im->s.n_producers; i++)
         n += !log_meta_id(im->s.producers[i].id);
@@ -2064,6 +2117,8 @@ int rwkvd_durable_install(rwkvd_daemon *d, const char *name, const rwkvd_snapsho
         j->payload = copy;
         snprintf(j->channel, sizeof j->channel, "%s", name);
         j->s = *src;
+        j->s.extra = NULL; /* an image's retained outputs are another channel's */
+        j->s.extra_bytes = 0;
         j->s.model = u->model;
         j->s.channel = j->channel;
         j->s.applied_lsn = lsn;

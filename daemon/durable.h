@@ -137,6 +137,11 @@ int rwkvd_durable_evict_async(rwkvd_daemon *d, rwkvd_channel *ch);
  * state imported (the snapshot must hold exactly what ch has applied). The worker must be
  * idle. 0, -ENOSPC when no slot is free, or the load/import error (it stays on disk). */
 int rwkvd_durable_restore(rwkvd_daemon *d, rwkvd_channel *ch);
+/* The retained outputs of a disk-tier channel (PROTOCOL.md §9.7), read from its snapshot
+ * (or its eviction still being written) into `into`, which is cleared first and left empty
+ * for other tiers or without a store. 0 or a negative errno (the snapshot's). Loop thread;
+ * reads the file. */
+int rwkvd_durable_outputs(rwkvd_daemon *d, rwkvd_channel *ch, rwkvd_outring *into);
 /* Warm standby (replica.c). apply: append a record of the primary's replication stream to
  * this daemon's log under the same LSN (it must be the next one: else -EPROTO, nothing
  * logged) and queue it as recovery does; 0 or the log's error / -ENOMEM. The accessors give

@@ -131,3 +131,47 @@ int rwkvd_outrec_check(const void *rec, size_t len)
     }
     return off == len ? 0 : -EBADMSG;
 }
+
+uint64_t rwkvd_outring_encoded_bytes(const rwkvd_outring *r)
+{
+    return r->bytes + 12 * (uint64_t)r->n;
+}
+
+void rwkvd_outring_encode(const rwkvd_outring *r, unsigned char *buf)
+{
+    for (const rwkvd_outrec *x = r->head; x; x = x->next) {
+        for (int i = 0; i < 8; i++)
+            buf[i] = (unsigned char)(x->oseq >> (8 * i));
+        put_u32(buf + 8, x->len);
+        memcpy(buf + 12, x->data, x->len);
+        buf += 12 + x->len;
+    }
+}
+
+int rwkvd_outring_decode(rwkvd_outring *r, const void *buf, uint64_t len, uint32_t max_n, uint64_t max_bytes)
+{
+    const unsigned char *p = buf;
+    uint64_t off = 0, prev = 0;
+    rwkvd_outring_clear(r);
+    while (off < len) {
+        if (len - off < 12) {
+            rwkvd_outring_clear(r);
+            return -EBADMSG;
+        }
+        uint64_t oseq = 0;
+        for (int i = 0; i < 8; i++)
+            oseq |= (uint64_t)p[off + i] << (8 * i);
+        uint32_t n = get_u32(p + off + 8);
+        off += 12;
+        if (n > len - off || rwkvd_outrec_check(p + off, n) != 0 || oseq == 0 || (prev && oseq != prev + 1)) {
+            rwkvd_outring_clear(r);
+            return -EBADMSG;
+        }
+        int rc = rwkvd_outring_push_raw(r, oseq, p + off, n, max_n, max_bytes);
+        if (rc)
+            return rc;
+        prev = oseq;
+        off += n;
+    }
+    return 0;
+}

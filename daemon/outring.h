@@ -47,4 +47,12 @@ uint64_t rwkvd_outring_first(const rwkvd_outring *r);
 /* Check a record's encoding: n_frames >= 1 and the lengths add up to len. 0 or -EBADMSG. */
 int rwkvd_outrec_check(const void *rec, size_t len);
 
+/* The ring as bytes (a snapshot's extra section, FORMATS.md §1): per record, oldest first,
+ * u64 oseq, u32 len, the record. _bytes: the size; _encode writes that many bytes to buf. */
+uint64_t rwkvd_outring_encoded_bytes(const rwkvd_outring *r);
+void rwkvd_outring_encode(const rwkvd_outring *r, unsigned char *buf);
+/* Append the records of such bytes (r is cleared first), under the bounds of _push.
+ * 0, -EBADMSG (malformed: records not consecutive, a bad record; r is left empty) or -ENOMEM. */
+int rwkvd_outring_decode(rwkvd_outring *r, const void *buf, uint64_t len, uint32_t max_n, uint64_t max_bytes);
+
 #endif

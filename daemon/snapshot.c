@@ -65,6 +65,8 @@ static uint64_t header_bytes(const rwkvd_snapshot *s)
     uint64_t n = FIXED_BYTES + strlen(s->channel);
     for (uint32_t i = 0; i < s->n_producers; i++)
         n += 2 + strlen(s->producers[i].id) + 8;
+    if (s->extra_bytes) /* version 2: extra_len */
+        n += 8;
     return (n + 7) & ~(uint64_t)7;
 }
 
@@ -77,6 +79,8 @@ static int check_fields(const rwkvd_snapshot *s)
         if (!name_ok(s->producers[i].id))
             return -EINVAL;
     if (s->payload_bytes != rwkvd_snap_state_bytes(&s->model) || s->payload_bytes == 0)
+        return -EINVAL;
+    if (s->extra_bytes > RWKVD_SNAP_EXTRA_MAX || (s->extra_bytes && !s->extra))
         return -EINVAL;
     return 0;
 }
@@ -93,7 +97,7 @@ static void put_header(unsigned char *h, size_t hlen, const rwkvd_snapshot *s)
 {
     memset(h, 0, hlen);
     memcpy(h, RWKVD_SNAP_MAGIC, 8);
-    rwkvd_le32_put(h + 8, RWKVD_SNAP_VERSION);
+    rwkvd_le32_put(h + 8, s->extra_bytes ? RWKVD_SNAP_VERSION_EXTRA : RWKVD_SNAP_VERSION);
     rwkvd_le32_put(h + 12, (uint32_t)hlen);
     rwkvd_le64_put(h + 16, s->model.fingerprint);
     rwkvd_le32_put(h + 24, s->model.n_layer);
@@ -119,6 +123,8 @@ static void put_header(unsigned char *h, size_t hlen, const rwkvd_snapshot *s)
         rwkvd_le64_put(p + 2 + m, s->producers[i].seq);
         p += 2 + m + 8;
     }
+    if (s->extra_bytes)
+        rwkvd_le64_put(p, s->extra_bytes);
 }
 
 int rwkvd_snapshot_encode(const rwkvd_snapshot *s, void **out, size_t *out_len)
@@ -127,7 +133,7 @@ int rwkvd_snapshot_encode(const rwkvd_snapshot *s, void **out, size_t *out_len)
     if (r < 0)
         return r;
     uint64_t hlen = header_bytes(s);
-    uint64_t total = hlen + s->payload_bytes + 4;
+    uint64_t body = hlen + s->payload_bytes + s->extra_bytes, total = body + 4;
     if (hlen > HEADER_MAX || total > FILE_MAX || total > SIZE_MAX)
         return -EINVAL;
     unsigned char *buf = malloc((size_t)total);
@@ -135,8 +141,9 @@ int rwkvd_snapshot_encode(const rwkvd_snapshot *s, void **out, size_t *out_len)
         return -ENOMEM;
     put_header(buf, (size_t)hlen, s);
     memcpy(buf + hlen, s->payload, (size_t)s->payload_bytes);
-    rwkvd_le32_put(buf + hlen + s->payload_bytes,
-                   rwkvd_crc32c(0, buf, (size_t)(hlen + s->payload_bytes)));
+    if (s->extra_bytes)
+        memcpy(buf + hlen + s->payload_bytes, s->extra, (size_t)s->extra_bytes);
+    rwkvd_le32_put(buf + body, rwkvd_crc32c(0, buf, (size_t)body));
     *out = buf;
     *out_len = (size_t)total;
     return 0;
@@ -200,14 +207,16 @@ static int decode_owned(void *file, size_t len, const char *name, const rwkvd_sn
         goto fail;
     }
     uint32_t version = rwkvd_le32_get(b + 8);
-    if (version != RWKVD_SNAP_VERSION) {
-        rwkvd_errf(err, err_len, "%s: format version %u not supported (this build reads %d)", name,
-            version, RWKVD_SNAP_VERSION);
+    if (version != RWKVD_SNAP_VERSION && version != RWKVD_SNAP_VERSION_EXTRA) {
+        rwkvd_errf(err, err_len, "%s: format version %u not supported (this build reads %d and %d)", name,
+            version, RWKVD_SNAP_VERSION, RWKVD_SNAP_VERSION_EXTRA);
         r = -EPROTO;
         goto fail;
     }
-    uint64_t hlen = rwkvd_le32_get(b + 12), plen = rwkvd_le64_get(b + 80);
-    if (hlen < FIXED_BYTES || hlen % 8 || hlen > len - 4 || plen != len - 4 - hlen) {
+    bool has_extra = version == RWKVD_SNAP_VERSION_EXTRA;
+    uint64_t hlen = rwkvd_le32_get(b + 12), plen = rwkvd_le64_get(b + 80), xlen = 0;
+    if (hlen < FIXED_BYTES || hlen % 8 || hlen > len - 4 || plen > len - 4 - hlen ||
+        (!has_extra && plen != len - 4 - hlen)) {
         rwkvd_errf(err, err_len, "%s: lengths inconsistent with the file size (header %llu, payload "
             "%llu, file %zu)", name, (unsigned long long)hlen, (unsigned long long)plen, len);
         goto fail;
@@ -256,6 +265,18 @@ static int decode_owned(void *file, size_t len, const char *name, const rwkvd_sn
         strbytes += n + 1;
         pos += 2 + n + tail;
     }
+    if (has_extra) { /* extra_len, then the section after the payload */
+        if (pos + 8 > hlen)
+            goto bad_names;
+        xlen = rwkvd_le64_get(b + pos);
+        pos += 8;
+        if (xlen == 0 || xlen > RWKVD_SNAP_EXTRA_MAX || plen + xlen != len - 4 - hlen) {
+            rwkvd_errf(err, err_len, "%s: lengths inconsistent with the file size (header %llu, payload "
+                "%llu, extra %llu, file %zu)", name, (unsigned long long)hlen, (unsigned long long)plen,
+                (unsigned long long)xlen, len);
+            goto fail;
+        }
+    }
     for (size_t i = pos; i < hlen; i++)
         if (b[i])
             goto bad_names;
@@ -295,6 +316,8 @@ static int decode_owned(void *file, size_t len, const char *name, const rwkvd_sn
         goto fail;
     }
     s->payload = b + hlen;
+    s->extra = xlen ? b + hlen + plen : NULL;
+    s->extra_bytes = xlen;
     box->file = file;
     *out = s;
     return 0;
@@ -514,6 +537,8 @@ int rwkvd_snapstore_write(rwkvd_snapstore *st, const rwkvd_snapshot *snap, char 
     put_header(h, (size_t)hlen, snap);
     uint32_t crc = rwkvd_crc32c(0, h, (size_t)hlen);
     crc = rwkvd_crc32c(crc, snap->payload, (size_t)snap->payload_bytes);
+    if (snap->extra_bytes)
+        crc = rwkvd_crc32c(crc, snap->extra, (size_t)snap->extra_bytes);
     unsigned char crcb[4];
     rwkvd_le32_put(crcb, crc);
 
@@ -527,6 +552,8 @@ int rwkvd_snapstore_write(rwkvd_snapstore *st, const rwkvd_snapshot *snap, char 
     if ((r = rwkvd_fsio_write_all(st->io, fd, h, (size_t)hlen, tmp)) < 0 ||
         (r = rwkvd_fsio_write_all(st->io, fd, snap->payload, (size_t)snap->payload_bytes,
                                   tmp)) < 0 ||
+        (snap->extra_bytes &&
+         (r = rwkvd_fsio_write_all(st->io, fd, snap->extra, (size_t)snap->extra_bytes, tmp)) < 0) ||
         (r = rwkvd_fsio_write_all(st->io, fd, crcb, 4, tmp)) < 0)
         goto fail_fd;
     step = "fsync";

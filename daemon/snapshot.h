@@ -28,7 +28,9 @@
 #include "fsio.h"
 
 #define RWKVD_SNAP_MAGIC "RWKVSNAP" /* 8 bytes, no NUL */
-#define RWKVD_SNAP_VERSION 1
+#define RWKVD_SNAP_VERSION 1 /* files without an extra section */
+#define RWKVD_SNAP_VERSION_EXTRA 2 /* with one: u64 extra_len after the producers (FORMATS.md §1) */
+#define RWKVD_SNAP_EXTRA_MAX ((uint64_t)256 << 20)
 #define RWKVD_SNAP_LAYOUT_V1 1 /* rwkv_engine_state_export(): per layer p_att[C], S[H][N][N], p_ffn[C];
                                 * for RWKV-4 (n_head = head_size = 0) p_att, aa, bb, pp, p_ffn [C] */
 #define RWKVD_SNAP_DTYPE_F32 0 /* little-endian IEEE fp32 (rwkv_dtype RWKV_DTYPE_F32) */
@@ -64,6 +66,9 @@ typedef struct {
     const rwkvd_snap_producer *producers; /* (n_producers) */
     const void *payload;      /* (payload_bytes) state; 8-byte aligned in returned snapshots */
     uint64_t payload_bytes;   /* == rwkvd_snap_state_bytes(&model) */
+    const void *extra;        /* (extra_bytes) opaque bytes kept beside the state (the daemon's
+                               * retained outputs); 0 bytes: a version-1 file */
+    uint64_t extra_bytes;     /* <= RWKVD_SNAP_EXTRA_MAX */
 } rwkvd_snapshot;
 
 typedef enum {

@@ -455,7 +455,7 @@ def refused_snapshot(offset, fmt, value, reason):
 
 
 def test_snapshot_unknown_version():
-    refused_snapshot(8, "<I", 2, "version 2 not supported")
+    refused_snapshot(8, "<I", 3, "version 3 not supported")
 
 
 def test_snapshot_foreign_model():

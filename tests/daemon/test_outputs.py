@@ -12,6 +12,9 @@ folder of rwkvd_client.py) for the client cases. Every receive has a timeout.
                older output names the lost range and the first retained oseq; 404, 0 after
   hwm          a subscriber that lost publications to the send high-water mark gets them
                back through REPLAY: every oseq exactly once
+  durable      retention survives kill -9 (in the channel's snapshot, FORMATS.md §1 version 2)
+               and the disk tier (REPLAY reads the snapshot; a promotion brings it back);
+               EXPORT images stay version 1, without it
   kill9        kill -9 and restart: outputs re-applied from the input log keep their oseqs
                (byte-equal), and a subscriber that reconnects and replays has every output
                exactly once, with no gap
@@ -293,6 +296,62 @@ def restart_after_kill(d):
             pass
     d.log.close()
     d.start()
+
+
+def test_durable():
+    d = Daemon(profiles=SEV_PROFILE, default_profile="sev")
+    try:
+        sub = d.sub(b"")
+        s = d.dealer()
+        for i in range(1, 11):
+            send(s, b"TEXT", b"dur/a", b"p", i, b"event %d" % i)
+            expect_reply(s, "ACK", i)
+        live = drain(sub)
+        check([oseq_of(m) for m in live] == list(range(1, 11)), "oseqs %r" % [oseq_of(m) for m in live])
+        d.control_json(b"SNAPSHOT")
+        with open(os.path.join(d.dir, "state", "snapshots", "dur%2Fa.snap"), "rb") as f:
+            head = f.read(12)
+        check(struct.unpack_from("<I", head, 8)[0] == 2, "a snapshot with retained outputs is version 2")
+        for i in range(11, 16):  # logged after the snapshot: applied again after the kill
+            send(s, b"TEXT", b"dur/a", b"p", i, b"event %d" % i)
+            expect_reply(s, "ACK", i)
+        live += drain(sub)
+        check(len(live) == 15, "%d outputs before the kill" % len(live))
+        restart_after_kill(d)
+        deadline = time.time() + 20
+        while True:
+            body, rep = replay(d, b"dur/a", 0)
+            if not body["recovering"]:
+                break
+            check(time.time() < deadline, "still recovering after 20 s")
+            time.sleep(0.1)
+        check(body["lost"] is None and body["first"] == 1 and rep == live,
+              "after kill -9: REPLAY after 0 %r; the retained outputs are not the 15 published" % body)
+        # the disk tier pins no memory for them, yet REPLAY still has them
+        ev = d.control_json(b"EVICT", b"dur/a")
+        check(ev["tier"] == "disk", "EVICT %r" % ev)
+        body, rep = replay(d, b"dur/a", 4)
+        check(body["lost"] is None and rep == live[4:], "REPLAY of a disk-tier channel: %r" % body)
+        s2 = d.ctx.socket(zmq.REQ)
+        s2.setsockopt(zmq.LINGER, 0)
+        s2.connect(d.ctl_ep)
+        s2.send_multipart([SIG, b"EXPORT", b"dur/a"])
+        r = recv(s2, what="EXPORT reply")
+        s2.close()
+        check(r[1] == b"200" and struct.unpack_from("<I", r[3], 8)[0] == 1,
+              "EXPORT image: version %r (expected 1, no retained outputs)" % (r[3][8:12] if len(r) > 3 else None))
+        sub = d.sub(b"")
+        send(s, b"TEXT", b"dur/a", b"p", 16, b"event 16")  # promoted: its retention comes back
+        expect_reply(s, "ACK", 16)
+        live += drain(sub)
+        body, rep = replay(d, b"dur/a", 0)
+        check(d.control_json(b"INFO", b"dur/a")["tier"] == "resident", "not promoted")
+        check(body["lost"] is None and [oseq_of(m) for m in rep] == list(range(1, 17)) and rep == live,
+              "after the promotion: %r" % body)
+        print("15 outputs retained across kill -9 (10 from the snapshot, 5 applied again), the disk tier and "
+              "a promotion; snapshot version 2, EXPORT image version 1")
+    finally:
+        d.close()
 
 
 def test_kill9():

@@ -98,6 +98,50 @@ static void test_stems(void)
     CHECK(rwkvd_snap_stem("chat", b, 4) == -ENAMETOOLONG);
 }
 
+static void fix_crc(unsigned char *img, size_t len);
+
+/* Version 2: an extra section (the daemon's retained outputs) after the payload, its length
+ * after the producers; a snapshot without one is still written as version 1. */
+static void test_extra(const char *dir)
+{
+    rwkvd_snapstore *st = NULL;
+    char err[512];
+    CHECK(rwkvd_snapstore_open(dir, NULL, &st, err, sizeof err) == 0);
+    if (!st)
+        return;
+    float p[96];
+    rwkvd_snapshot s = make_snap("x/extra", p, 5);
+    void *img = NULL;
+    size_t len = 0;
+    CHECK(rwkvd_snapshot_encode(&s, &img, &len) == 0 && rwkvd_le32_get((unsigned char *)img + 8) == 1);
+    free(img);
+    static const char extra[] = "thirteen byte";
+    s.extra = extra;
+    s.extra_bytes = 13;
+    CHECK(rwkvd_snapshot_encode(&s, &img, &len) == 0 && rwkvd_le32_get((unsigned char *)img + 8) == 2);
+    rwkvd_snapshot *got = NULL;
+    CHECK(rwkvd_snapshot_decode(img, len, "image", &MODEL, &got, err, sizeof err) == 0);
+    CHECK(got && same_snap(got, &s) && got->extra_bytes == 13 && memcmp(got->extra, extra, 13) == 0);
+    rwkvd_snapshot_destroy(&got);
+    /* an extra_len that does not add up to the file size */
+    unsigned char *b = img;
+    uint32_t hlen = rwkvd_le32_get(b + 12);
+    size_t at = hlen - 8;
+    while (at > 90 && rwkvd_le64_get(b + at) != 13) /* the u64 after the producers, before padding */
+        at -= 1;
+    CHECK(rwkvd_le64_get(b + at) == 13);
+    rwkvd_le64_put(b + at, 14);
+    fix_crc(b, len);
+    CHECK(rwkvd_snapshot_decode(img, len, "image", &MODEL, &got, err, sizeof err) == -EBADMSG &&
+          strstr(err, "extra 14"));
+    free(img);
+    CHECK(rwkvd_snapstore_write(st, &s, err, sizeof err) == 0);
+    CHECK(rwkvd_snapstore_read(st, "x/extra", RWKVD_SNAP_CUR, &MODEL, &got, err, sizeof err) == 0);
+    CHECK(got && got->extra_bytes == 13 && memcmp(got->extra, extra, 13) == 0);
+    rwkvd_snapshot_destroy(&got);
+    rwkvd_snapstore_destroy(&st);
+}
+
 static void test_round_trip(const char *dir)
 {
     rwkvd_snapstore *st = NULL;
@@ -247,16 +291,16 @@ static void test_corruption(const char *dir)
 
     /* Unknown version, layout or dtype, with a valid crc: EPROTO. */
     memcpy(img, good, len);
-    rwkvd_le32_put(img + 8, 2);
+    rwkvd_le32_put(img + 8, 3);
     fix_crc(img, len);
     CHECK(read_image(st, ch, img, len, &MODEL, err, sizeof err) == -EPROTO);
-    CHECK(strstr(err, "version 2") && strstr(err, path));
+    CHECK(strstr(err, "version 3") && strstr(err, path));
     rwkvd_snap_gen g = RWKVD_SNAP_CUR;
     rwkvd_snapshot *s = NULL;
     CHECK(rwkvd_snapstore_load(st, ch, &MODEL, &s, &g, note, sizeof note) == 0);
     CHECK(s && s->tokens_seen == 1001);
     rwkvd_snapshot_destroy(&s);
-    CHECK(g == RWKVD_SNAP_PREV && strstr(note, "version 2") && strstr(note, "previous generation"));
+    CHECK(g == RWKVD_SNAP_PREV && strstr(note, "version 3") && strstr(note, "previous generation"));
     memcpy(img, good, len);
     rwkvd_le32_put(img + 44, 7);
     fix_crc(img, len);
@@ -535,6 +579,8 @@ int main(void)
     test_stems();
     PATHF(sub, "%s/rt", dir);
     test_round_trip(sub);
+    PATHF(sub, "%s/extra", dir);
+    test_extra(sub);
     PATHF(sub, "%s/corrupt", dir);
     test_corruption(sub);
     PATHF(sub, "%s/faults", dir);
