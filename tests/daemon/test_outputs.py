@@ -10,6 +10,8 @@ folder of rwkvd_client.py) for the client cases. Every receive has a timeout.
                across CLASS, TEXT, END and ERROR; REPLAY returns the same bytes, in order
   retention    outputs.retain_messages / retain_bytes bound what REPLAY returns; asking for
                older output names the lost range and the first retained oseq; 404, 0 after
+  nosequence   outputs.sequence: false: the frames of older releases (no oseq), REPLAY 501, and
+               the Python Subscriber passes publications through
   hwm          a subscriber that lost publications to the send high-water mark gets them
                back through REPLAY: every oseq exactly once
   durable      retention survives kill -9 (in the channel's snapshot, FORMATS.md §1 version 2)
@@ -296,6 +298,27 @@ def restart_after_kill(d):
             pass
     d.log.close()
     d.start()
+
+
+def test_nosequence():
+    rc = client_module()
+    d = Daemon(profiles=SEV_PROFILE, default_profile="sev", extra="outputs:\n  sequence: false\n")
+    sub = rc.Subscriber(d.pub_ep, prefixes=("",), context=d.ctx, control=d.ctl_ep)
+    try:
+        raw = d.sub(b"")
+        s = d.dealer()
+        send(s, b"TEXT", b"n", b"p", 1, b"event")
+        expect_reply(s, "ACK", 1)
+        m = T.next_pub(raw)
+        check(m[2] == b"CLASS" and len(m) == 7, "CLASS without an oseq frame: %d frames" % len(m))
+        pub = sub.recv(timeout=5)
+        check(pub is not None and pub.kind == "CLASS" and pub.oseq is None, "Subscriber: %r" % (pub,))
+        code, text = d.control(b"REPLAY", b"n", b"0")
+        check(code == b"501" and b"outputs.sequence" in text, "REPLAY: %r %r" % (code, text))
+        print("outputs.sequence false: 7-frame CLASS, REPLAY 501 (%s)" % text.decode())
+    finally:
+        sub.close()
+        d.close()
 
 
 def test_durable():
