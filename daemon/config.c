@@ -16,6 +16,7 @@
  */
 #include "config.h"
 #include "rwkvd_features.h"
+#include "rwkvp_json.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -224,22 +225,23 @@ static const key label_keys[] = {
 };
 
 static const key generate_keys[] = {
-    {"max_tokens", K_UINT, 0, AT(rwkvd_profile, generate.max_tokens), .def = "64", .umin = 1,
+    /* the ranges and defaults of PROTOCOL.md §6.4 (test rwkvd-spec-ranges compares them) */
+    {"max_tokens", K_UINT, 0, AT(rwkvd_profile, generate.max_tokens), .def = "128", .umin = 1,
         .umax = 65536},
     {"temperature", K_FLOAT, 0, AT(rwkvd_profile, generate.temperature), .def = "1.0",
-        .fmin = 0, .fmax = 10},
+        .fmin = 0, .fmax = 100},
     {"top_p", K_FLOAT, 0, AT(rwkvd_profile, generate.top_p), .def = "0.85", .fmin = 0,
         .fmax = 1},
     {"top_k", K_UINT, 0, AT(rwkvd_profile, generate.top_k), .def = "0", .umin = 0,
         .umax = 65536},
     {"presence_penalty", K_FLOAT, 0, AT(rwkvd_profile, generate.presence_penalty), .def = "0",
-        .fmin = -10, .fmax = 10},
+        .fmin = -100, .fmax = 100},
     {"frequency_penalty", K_FLOAT, 0, AT(rwkvd_profile, generate.frequency_penalty),
-        .def = "0", .fmin = -10, .fmax = 10},
+        .def = "0", .fmin = -100, .fmax = 100},
     {"penalty_decay", K_FLOAT, F_MIN_EXCL, AT(rwkvd_profile, generate.penalty_decay),
         .def = "0.996", .fmin = 0, .fmax = 1},
     {"seed", K_UINT, 0, AT(rwkvd_profile, generate.seed), .def = "42", .umin = 0,
-        .umax = UINT64_MAX},
+        .umax = RWKVP_SEED_MAX},
     {"stop", K_STRLIST, 0, AT(rwkvd_profile, generate.stop), STR_BYTES(1, 256), .min_items = 0,
         .max_items = 16},
     {"commit", K_BOOL, 0, AT(rwkvd_profile, generate.commit), .def = "false"},
