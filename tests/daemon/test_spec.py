@@ -11,11 +11,15 @@ Environment as test_rwkvd.py, plus RWKVD_CONF (conf/rwkvd.yaml) and RWKVD_PROTOC
                it) and in a GEN payload (ACK at each bound, 422 just past it)
   gen_payload  §6.4's rules for GEN payload edge cases: duplicate members, 1.0 as an integer,
                a byte-order mark, a number beyond binary64 (1e400), null members and payloads
+  dup_order    §6.2/§12: a duplicate is answered DUP before the checks that need daemon state
+               or look at its contents (unknown profile, token id beyond n_vocab, bad GEN)
+  cancel_paused §6.3: a CANCEL of a paused pair is 425 and cancels nothing; after SYNC it acts
 """
 import os
 import re
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_rwkvd as T  # noqa: E402  (skips with 77 when zmq/numpy are missing)
@@ -182,6 +186,66 @@ def test_gen_payload():
                 seq += 1
                 send(s, b"CANCEL", b"e", b"p", seq)
                 recv(s, what="reply to CANCEL")
+    finally:
+        d.close()
+
+
+def test_dup_order():
+    d = Daemon()
+    try:
+        s = d.dealer()
+        n_vocab = d.control_json(b"STATUS")["model"]["n_vocab"]
+        send(s, b"TEXT", b"u", b"p", 5, b"first")
+        r = recv(s)
+        check(r[1] == b"ACK", "first message %r" % r)
+        bad_ids = bytes([0xff, 0xff, 0, 0])  # id 65535, beyond the test model's vocabulary
+        check(n_vocab <= 65535, "test model vocabulary %d" % n_vocab)
+        for op, seq, payload in ((b"TASK", 2, b"nosuch"), (b"TOKENS", 3, bad_ids), (b"GEN", 4, b'{"bogus":1}'),
+                                 (b"TOKENS", 5, bad_ids)):
+            send(s, op, b"u", b"p", seq, payload)
+            r = recv(s)
+            check(r[1] == b"DUP" and r[5] == b"5", "%s seq %d (a duplicate): %r" % (op.decode(), seq, r))
+        send(s, b"TOKENS", b"u", b"p", 6, bad_ids)
+        r = recv(s)
+        check(r[1] == b"ERROR" and r[5] == b"422", "the same TOKENS as a new seq: %r" % r)
+        # a duplicate that is malformed in its own frames is still an error
+        send(s, b"TEXT", b"u", b"p", 5, b"\xff")
+        r = recv(s)
+        check(r[1] == b"ERROR" and r[5] == b"415", "bad UTF-8 under a duplicate seq: %r" % r)
+    finally:
+        d.close()
+
+
+def test_cancel_paused():
+    d = Daemon(extra="limits:\n  max_queue_tokens: 64", env={"RWKVD_TEST_STEP_DELAY_MS": "200"})
+    try:
+        s = d.dealer()
+        send(s, b"TEXT", b"c", b"p", 1, b"hi")
+        check(recv(s)[1] == b"ACK", "TEXT")
+        send(s, b"GEN", b"c", b"p", 2, b'{"max_tokens":60000}')
+        check(recv(s)[1] == b"ACK", "GEN")
+        deadline = time.time() + 10
+        while not d.control_json(b"INFO", b"c")["generating"]:
+            check(time.time() < deadline, "the generation did not start")
+            time.sleep(0.05)
+        send(s, b"TOKENS", b"c", b"p", 3, bytes(4 * 64))
+        r = recv(s)
+        send(s, b"TOKENS", b"c", b"p", 4, bytes(4 * 64))
+        r = recv(s)
+        check(r[1] == b"ERROR" and r[5] == b"429", "a full queue: %r" % r)
+        send(s, b"CANCEL", b"c", b"p", 5)
+        r = recv(s)
+        check(r[1] == b"ERROR" and r[5] == b"425", "CANCEL while paused: %r" % r)
+        check(d.control_json(b"INFO", b"c")["generating"], "a 425 CANCEL cancelled the generation")
+        send(s, b"SYNC", b"c", b"p", 0)
+        check(recv(s)[1] == b"CREDIT", "SYNC")
+        send(s, b"CANCEL", b"c", b"p", 5)
+        r = recv(s)
+        check(r[1] == b"ACK", "CANCEL after SYNC: %r" % r)
+        deadline = time.time() + 10
+        while d.control_json(b"INFO", b"c")["generating"]:
+            check(time.time() < deadline, "CANCEL after SYNC did not cancel")
+            time.sleep(0.05)
     finally:
         d.close()
 
