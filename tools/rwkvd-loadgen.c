@@ -7,11 +7,11 @@
  *
  * What it is: producers that speak RWKV1 (proto/PROTOCOL.md) through proto/'s codec, one
  * DEALER per producer thread, each thread owning the channels c with c % threads == its
- * index. A producer sends in seq order, keeps at most `credit` messages in flight per
- * channel (§8.1, credit 1 until the first reply) and at most --window in all (rwkvd's
- * ROUTER drops a reply its pipe to us has no room for: the high-water mark is 1000, but the
- * sender learns of what we read only every 500 messages, so more than 500 replies queued
- * may already be too many; the loadgen does not resend on a timeout), stops at the
+ * index. A producer sends in seq order, keeps the costs of the messages in flight per
+ * channel within its credit in tokens (§8.1: each counted at the largest cost a message of
+ * the phase has, a TEXT's octets plus one separator token; one message until the first
+ * reply) and at most --window messages in all (at most the daemon's
+ * endpoints.ingest_reply_hwm, §8.3; the loadgen does not resend on a timeout), stops at the
  * socket's high-water mark,
  * and after a retryable error for seq s (429, 409, 500, 503, 507) pauses the channel, waits
  * for CREDIT (429; or 1 s) or a back-off, and resends from s (§8.2; 425 for what was in
@@ -361,7 +361,8 @@ typedef struct {
     uint32_t next;       /* index of the next message to send (seq = next + 1) */
     uint32_t acked;      /* highest seq answered ACK/DUP/CREDIT */
     uint32_t in_flight;  /* sent and not answered */
-    uint64_t credit;
+    uint64_t credit;     /* tokens (§8.1); meaningful once credit_known */
+    bool credit_known;
     bool paused, wait_credit, queued;
     int64_t pause_until_ns;
     int backoff_ms;
@@ -383,6 +384,7 @@ struct producer {
     uint32_t in_flight, max_in_flight; /* all channels; 0 = no bound */
     bool capped;           /* send_ready stopped at max_in_flight */
     payload_fn payload;
+    uint64_t max_cost;     /* the largest §8.1 cost of this phase's messages */
     void *user;
     /* results */
     uint64_t n_sent, n_replies, n_resent, n_errors, n_refused[6]; /* 409 429 500 503 507 425 */
@@ -399,9 +401,14 @@ static void ready_push(producer_t *p, int c)
     p->ready[(p->r_head + p->r_count++) % p->n_ch] = c;
 }
 
-static bool can_send(const chan_t *c)
+static bool can_send(const producer_t *p, const chan_t *c)
 {
-    return !c->paused && c->next < c->n_avail && c->in_flight < c->credit;
+    if (c->paused || c->next >= c->n_avail)
+        return false;
+    if (!c->credit_known) /* a new channel's queue is empty: one message, its reply brings the credit */
+        return c->in_flight == 0;
+    uint64_t cost = p->max_cost ? p->max_cost : 1;
+    return ((uint64_t)c->in_flight + 1) * cost <= c->credit;
 }
 
 /* Send what the channels in the ready ring may send. false when the socket is at its HWM. */
@@ -411,7 +418,7 @@ static bool send_ready(producer_t *p)
     while (p->r_count) {
         int ci = p->ready[p->r_head];
         chan_t *c = &p->ch[ci];
-        while (can_send(c)) {
+        while (can_send(p, c)) {
             if (p->max_in_flight && p->in_flight >= p->max_in_flight) {
                 p->capped = true; /* go on as replies come */
                 return true;
@@ -549,11 +556,13 @@ static void handle_reply(producer_t *p, const rwkvp_reply *r)
             p->in_flight--;
         }
         c->credit = r->credit;
+        c->credit_known = true;
         c->backoff_ms = 0;
         cover(p, ci, r->acked);
         break;
     case RWKVP_REPLY_CREDIT:
         c->credit = r->credit;
+        c->credit_known = true;
         cover(p, ci, r->acked);
         if (c->paused && c->wait_credit)
             resume(p, ci);
@@ -582,10 +591,10 @@ static void handle_reply(producer_t *p, const rwkvp_reply *r)
         break;
     }
     }
-    if (can_send(c)) {
+    if (can_send(p, c)) {
         ready_push(p, ci);
-    } else if (!c->paused && c->credit == 0 && c->in_flight == 0 && c->next < c->n_avail) {
-        /* no credit and no reply to come: probe with the next seq after 200 ms (as rwkvcat) */
+    } else if (!c->paused && c->in_flight == 0 && c->next < c->n_avail) {
+        /* too little credit and no reply to come: probe with the next seq after 200 ms */
         p->n_paused++;
         c->paused = c->wait_credit = true;
         c->pause_until_ns = now_ns() + 200000000;
@@ -640,8 +649,8 @@ static long pause_tick(producer_t *p)
         if (!c->paused)
             continue;
         if (c->pause_until_ns <= now) {
-            if (c->wait_credit && c->credit == 0)
-                c->credit = 1; /* no CREDIT within 1 s: probe with the paused seq */
+            if (c->wait_credit)
+                c->credit_known = false; /* no CREDIT in time: probe with one message */
             resume(p, i);
         } else if (c->pause_until_ns < next) {
             next = c->pause_until_ns;
@@ -760,7 +769,7 @@ static void setup_channels(producer_t *ps, int n_prod, int n_channels, const cha
             c->name_len = (size_t)snprintf(c->name, sizeof c->name, "%s%d", prefix, g);
             c->n_msgs = n_msgs;
             c->n_avail = n_msgs;
-            c->credit = 1; /* PROTOCOL.md §8.1: 1 until the first reply */
+            c->credit_known = false; /* one message until the first reply brings the credit */
         }
     }
 }
@@ -795,6 +804,7 @@ static void make_idle(opts *o, daemon_t *d, int n)
     if (producer_init(&p, d->zctx, o->ingest, 0))
         die("cannot connect to %s", o->ingest);
     p.payload = idle_payload;
+    p.max_cost = 2;
     p.user = ids;
     p.max_in_flight = (uint32_t)o->window;
     char prefix[64];
@@ -837,6 +847,7 @@ static tp_result throughput(opts *o, daemon_t *d, int m)
         if (producer_init(&ps[k], d->zctx, o->ingest, k))
             die("cannot connect to %s", o->ingest);
         ps[k].payload = tp_payload;
+        ps[k].max_cost = (uint64_t)load.chunk;
         ps[k].user = &load;
         ps[k].max_in_flight = (uint32_t)o->window;
     }
@@ -944,7 +955,7 @@ static void lat_tick(producer_t *p, void *sub, long *timeout_ms)
     for (; l->n_scheduled < upto; l->n_scheduled++) {
         int c = (int)(l->n_scheduled % (uint32_t)l->n_channels);
         p->ch[c].n_avail++;
-        if (can_send(&p->ch[c]))
+        if (can_send(p, &p->ch[c]))
             ready_push(p, c);
     }
     if (l->n_scheduled < l->n_events_total) {
@@ -1000,6 +1011,7 @@ static void latency(opts *o, daemon_t *d)
     if (producer_init(&p, d->zctx, o->ingest, 0))
         die("cannot connect to %s", o->ingest);
     p.payload = lat_payload;
+    p.max_cost = (uint64_t)l.event_bytes + 1; /* a TEXT event and the default separator "\n" */
     p.user = &l;
     setup_channels(&p, 1, o->lat_channels, l.prefix, per_ch + 1);
     for (int i = 0; i < p.n_ch; i++)
