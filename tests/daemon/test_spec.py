@@ -11,6 +11,8 @@ Environment as test_rwkvd.py, plus RWKVD_CONF (conf/rwkvd.yaml) and RWKVD_PROTOC
                it) and in a GEN payload (ACK at each bound, 422 just past it)
   gen_payload  §6.4's rules for GEN payload edge cases: duplicate members, 1.0 as an integer,
                a byte-order mark, a number beyond binary64 (1e400), null members and payloads
+  limits       §14: every limit the table names a config key for is in conf/rwkvd.yaml, and the
+               defaults the table and STATUS limits give agree with the conf
   dup_order    §6.2/§12: a duplicate is answered DUP before the checks that need daemon state
                or look at its contents (unknown profile, token id beyond n_vocab, bad GEN)
   cancel_paused §6.3: a CANCEL of a paused pair is 425 and cancels nothing; after SYNC it acts
@@ -186,6 +188,51 @@ def test_gen_payload():
                 seq += 1
                 send(s, b"CANCEL", b"e", b"p", seq)
                 recv(s, what="reply to CANCEL")
+    finally:
+        d.close()
+
+
+def conf_value(section, key):
+    text = open(CONF, encoding="utf-8").read()
+    m = re.search(r"^%s:.*?(?=^\S)" % section, text + "\nEND", re.S | re.M)
+    check(m, "conf/rwkvd.yaml has no section %s" % section)
+    v = re.search(r"^  %s: (.*)$" % key, m.group(0), re.M)
+    check(v, "conf/rwkvd.yaml has no %s.%s" % (section, key))
+    return v.group(1).strip()
+
+
+def size(text):
+    m = re.fullmatch(r"(\d+)\s*(B|KiB|MiB|GiB)?", text.strip())
+    check(m, "not a size: %r" % text)
+    return int(m.group(1)) * {None: 1, "B": 1, "KiB": 1024, "MiB": 1 << 20, "GiB": 1 << 30}[m.group(2)]
+
+
+def test_limits():
+    text = open(PROTOCOL, encoding="utf-8").read()
+    sec = text[text.index("## 14. Limits"):text.index("## 15.")]
+    keys = {}
+    for line in sec.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 4:
+            continue
+        m = re.search(r"rwkvd: `(\w+)\.(\w+)`", cells[2])
+        if m:
+            keys[(m.group(1), m.group(2))] = cells[1]
+    check(("limits", "max_message_bytes") in keys and ("limits", "max_queue_tokens") in keys and
+          ("endpoints", "ingest_reply_hwm") in keys, "§14 names the config keys: %r" % keys)
+    conf = {k: conf_value(*k) for k in keys}
+    msg_default = keys[("limits", "max_message_bytes")]
+    m = re.search(r"\((\d+) octets\)", msg_default)
+    check(m and int(m.group(1)) == size(conf[("limits", "max_message_bytes")]),
+          "§14 message size %r, conf %r" % (msg_default, conf[("limits", "max_message_bytes")]))
+    d = Daemon()
+    try:
+        lim = d.control_json(b"STATUS")["limits"]
+        check(lim["max_message_bytes"] == size(conf[("limits", "max_message_bytes")]) and
+              lim["max_queue_tokens"] == int(conf[("limits", "max_queue_tokens")]) and
+              lim["ingest_reply_hwm"] == int(conf[("endpoints", "ingest_reply_hwm")]),
+              "STATUS limits %r against conf defaults %r" % (lim, conf))
+        check(lim["separator_tokens"] == 1, "the default separator is one token: %r" % lim)
     finally:
         d.close()
 
