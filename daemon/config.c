@@ -11,7 +11,7 @@
  * absent, by its default after its mapping ends; so nothing is freed and rewritten, and a
  * config being built is always safe to free.
  *
- * The `durability:` section (issue 4) holds the WAL fsync policy and segment size and the
+ * The `durability:` section holds the WAL fsync policy and segment size and the
  * snapshot interval and token count; `residency:` the tiered-residency bounds (tier.h).
  */
 #include "config.h"
@@ -272,7 +272,7 @@ static const key task_keys[] = {
     {.name = NULL},
 };
 
-/* Warm standby (issue 4, replica.c): a primary publishes its input log on `bind`; a daemon
+/* Warm standby (replica.c): a primary publishes its input log on `bind`; a daemon
  * started with --standby-of follows it. `peer` is the other daemon's control endpoint, asked
  * for its fencing epoch before this one serves. The endpoints are connect/bind strings
  * checked when used (zmq_bind/zmq_connect name the bad one). */

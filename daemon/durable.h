@@ -1,4 +1,4 @@
-/* durable.h — the daemon's durable channel state (issue 4): the input log (WAL, wal.c) in
+/* durable.h — the daemon's durable channel state: the input log (WAL, wal.c) in
  * state_dir/wal and the snapshot store (snapshot.c) in state_dir/snapshots, tied to the
  * channel table, the ingest replies and the engine.
  *

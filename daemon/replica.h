@@ -1,4 +1,4 @@
-/* replica.h — warm-standby replication and failover (issue 4 item 7).
+/* replica.h — warm-standby replication and failover.
  *
  * What it is:
  *  - primary: a ROUTER on replication.bind. A standby that sends SYNC gets a full sync (the

@@ -1,4 +1,4 @@
-/* tier.h — tiered residency (issue 4 §5): which channels keep their state in an engine slot
+/* tier.h — tiered residency: which channels keep their state in an engine slot
  * (tier resident), in a host-memory buffer (tier host) or only in their snapshot (tier disk).
  *
  * What it is: the policy and the moves between tiers.

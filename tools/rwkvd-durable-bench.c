@@ -1,4 +1,4 @@
-/* rwkvd-durable-bench — figures for the durable state (issue 4) on the file system of --dir,
+/* rwkvd-durable-bench — figures for the durable state on the file system of --dir,
  * for 0.1B-shaped states (L12 C768 H12 N64: 2,433,024 bytes per channel), each the median of
  * --runs runs:
  *  - crc32c throughput (every snapshot byte is checksummed on write and load);

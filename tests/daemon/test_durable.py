@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Durable channel state (issue 4) on the real rwkvd binary: restart after SIGTERM, kill -9
+"""Durable channel state on the real rwkvd binary: restart after SIGTERM, kill -9
 crash cycles, a corrupt snapshot, an input-log write fault.
 
 Usage: test_durable.py NAME (sigterm_restart | crash | corrupt_snapshot | wal_enospc).
@@ -401,7 +401,7 @@ def tiers_run(msgs, tail, state_bytes, restart_kind):
 
 
 def test_tiers():
-    """The tier test of issue 4: 12 channels, resident_channels 4, host memory for 3 states,
+    """The tier test: 12 channels, resident_channels 4, host memory for 3 states,
     idle_ttl 500ms, so channels cycle resident -> host -> disk -> resident; every channel's
     final state equals the run without tiering bit for bit, with a kill -9 and a SIGTERM
     restart half-way; the tier gauges and counters stay consistent."""

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Warm-standby failover (issue 4 item 7) on the real rwkvd binary.
+"""Warm-standby failover on the real rwkvd binary.
 
 Usage: test_failover.py NAME (takeover | follow | follow_output | sync | heal | errors).
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Fault injection on the real rwkvd (issue 4): file-system errors on the input log (WAL) and
+"""Fault injection on the real rwkvd: file-system errors on the input log (WAL) and
 on snapshots (RWKVD_FAULT, daemon/fsio.h), a torn or damaged WAL tail after kill -9, and
 snapshots that must be refused (unknown version, another model's fingerprint), and committed
 generations (of a GEN, of an output trigger) across kill -9.
