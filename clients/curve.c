@@ -125,6 +125,8 @@ int rwkvc_curve_setup(void *ctx, void *sock, char *err, size_t cap)
     return 1;
 }
 
+static void explain(char *buf, size_t cap);
+
 void rwkvc_curve_explain(char *buf, size_t cap)
 {
     buf[0] = '\0';
@@ -149,20 +151,31 @@ void rwkvc_curve_explain(char *buf, size_t cap)
             zmq_msg_recv(&addr, mon, 0);
             zmq_msg_close(&addr);
         }
-        if (event == ZMQ_EVENT_CONNECTED)
-            seen_connected = true;
-        else if (event == ZMQ_EVENT_DISCONNECTED)
-            seen_closed = true;
-        else if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
-            seen_ok = true;
-        else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
-            seen_auth = true;
-            auth_status = value;
-        } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL && value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
-            seen_mech = true;
-        else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-            seen_proto = true;
+        rwkvc_curve_event(event, value);
     }
+    explain(buf, cap);
+}
+
+void rwkvc_curve_event(unsigned event, unsigned value)
+{
+    if (event == ZMQ_EVENT_CONNECTED)
+        seen_connected = true;
+    else if (event == ZMQ_EVENT_DISCONNECTED)
+        seen_closed = true;
+    else if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+        seen_ok = true;
+    else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        seen_auth = true;
+        auth_status = value;
+    } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL && value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+        seen_mech = true;
+    else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+        seen_proto = true;
+}
+
+static void explain(char *buf, size_t cap)
+{
+    buf[0] = '\0';
     if (seen_auth)
         snprintf(buf, cap, "the daemon refused this client's key (ZAP status %u): its public key is not on the "
                  "daemon's allow-list (security.curve.allow)", auth_status);

@@ -23,6 +23,11 @@ int rwkvc_curve_setup(void *ctx, void *sock, char *err, size_t err_len);
  * nothing says: no connection was made, or the handshake succeeded). */
 void rwkvc_curve_explain(char *buf, size_t cap);
 
+/* A monitor event of the watched socket seen by a caller that runs its own monitor (ctx
+ * NULL at setup): ZMQ_EVENT_* and its value, as the monitor's first frame carries them.
+ * rwkvc_curve_explain then explains from these. */
+void rwkvc_curve_event(unsigned event, unsigned value);
+
 /* Close the monitor (before zmq_ctx_term, which would wait for it). Idempotent. */
 void rwkvc_curve_close(void);
 

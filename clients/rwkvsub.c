@@ -27,6 +27,7 @@
 #include <jansson.h>
 #include <zmq.h>
 
+#include "curve.h"
 #include "rwkvc.h"
 
 enum { EXIT_USAGE = 2, EXIT_TIMEOUT = 3, EXIT_LOCAL = 4 };
@@ -368,7 +369,8 @@ static void replay_all(sub_state *st)
                 replay(st, c);
 }
 
-/* Count the CONNECTED events the socket monitor reported; true when one is a reconnect. */
+/* Read the socket monitor's events: count the CONNECTED ones (true when one is a reconnect)
+ * and hand every event to curve.c, which tells why a connection got nowhere. */
 static bool reconnected(void *mon, unsigned *n_connects)
 {
     bool again = false;
@@ -376,10 +378,13 @@ static bool reconnected(void *mon, unsigned *n_connects)
         rwkvc_zmsg zm = {0};
         if (rwkvc_recv(mon, &zm, 0) != 0)
             return again;
-        if (zm.n >= 1 && zm.f[0].len >= 2) {
+        if (zm.n >= 1 && zm.f[0].len >= 6) {
             const unsigned char *ev = zm.f[0].data;
-            if ((unsigned)(ev[0] | ev[1] << 8) == ZMQ_EVENT_CONNECTED && ++*n_connects > 1)
+            unsigned event = (unsigned)(ev[0] | ev[1] << 8);
+            unsigned value = (unsigned)ev[2] | (unsigned)ev[3] << 8 | (unsigned)ev[4] << 16 | (unsigned)ev[5] << 24;
+            if (event == ZMQ_EVENT_CONNECTED && ++*n_connects > 1)
                 again = true;
+            rwkvc_curve_event(event, value);
         }
         rwkvc_zmsg_close(&zm);
     }
@@ -549,6 +554,7 @@ int main(int argc, char **argv)
     void *mon = NULL;
     sub_state *st = calloc(1, sizeof *st);
     unsigned n_connects = 0;
+    char said[400] = ""; /* the last handshake failure told on stderr */
     if (!sock || !st) {
         fprintf(stderr, "rwkvsub: cannot create a socket: %s\n", st ? zmq_strerror(zmq_errno()) : "out of memory");
         goto out;
@@ -565,20 +571,30 @@ int main(int argc, char **argv)
         st->baseline = list_channels(st, set_start) == 0;
         if (!st->baseline)
             fprintf(stderr, "rwkvsub: no channel list from %s: each channel's output is printed from its first "
-                            "publication received\n", ctl_ep); /* reconnects: a monitor on the SUB socket reports each connection */
-        char mon_ep[64];
-        snprintf(mon_ep, sizeof mon_ep, "inproc://rwkvsub-monitor-%p", sock);
-        if (zmq_socket_monitor(sock, mon_ep, ZMQ_EVENT_CONNECTED) == 0 && (mon = zmq_socket(ctx, ZMQ_PAIR)) &&
-            zmq_connect(mon, mon_ep) != 0) {
-            zmq_close(mon);
-            mon = NULL;
-        }
-        if (!mon)
-            fprintf(stderr, "rwkvsub: no socket monitor (%s): reconnects will not trigger a REPLAY\n",
-                    zmq_strerror(zmq_errno()));
+                            "publication received\n", ctl_ep);
     }
+    /* a monitor on the SUB socket reports each connection (a reconnect asks REPLAY) and each
+     * failed security handshake (said on stderr at once: a subscriber otherwise just waits) */
+    char mon_ep[64];
+    snprintf(mon_ep, sizeof mon_ep, "inproc://rwkvsub-monitor-%p", sock);
+    if (zmq_socket_monitor(sock, mon_ep,
+                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0 &&
+        (mon = zmq_socket(ctx, ZMQ_PAIR)) && zmq_connect(mon, mon_ep) != 0) {
+        zmq_close(mon);
+        mon = NULL;
+    }
+    if (!mon && recover)
+        fprintf(stderr, "rwkvsub: no socket monitor (%s): reconnects will not trigger a REPLAY\n",
+                zmq_strerror(zmq_errno()));
     int zero = 0;
     zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    char kerr[700];
+    if (rwkvc_curve_setup(NULL, sock, kerr, sizeof kerr) < 0) { /* RWKV_SERVER_KEY, RWKV_CLIENT_KEY */
+        fprintf(stderr, "rwkvsub: %s\n", kerr);
+        status = EXIT_USAGE;
+        goto out;
+    }
     if (n_prefix == 0)
         zmq_setsockopt(sock, ZMQ_SUBSCRIBE, "", 0);
     for (size_t i = 0; i < n_prefix; i++)
@@ -601,8 +617,10 @@ int main(int argc, char **argv)
             int64_t left = deadline - rwkvc_now_ms();
             if (left <= 0) {
                 if (have_count) {
-                    fprintf(stderr, "rwkvsub: timeout: %llu of %llu messages received from %s\n",
-                            (unsigned long long)st->printed, (unsigned long long)count, ep);
+                    char why[400];
+                    rwkvc_curve_explain(why, sizeof why);
+                    fprintf(stderr, "rwkvsub: timeout: %llu of %llu messages received from %s%s%s\n",
+                            (unsigned long long)st->printed, (unsigned long long)count, ep, why[0] ? ": " : "", why);
                     status = EXIT_TIMEOUT;
                 }
                 break;
@@ -610,9 +628,15 @@ int main(int argc, char **argv)
             wait_ms = (long)left;
         }
         if (mon) {
-            if (reconnected(mon, &n_connects)) {
+            if (reconnected(mon, &n_connects) && recover) {
                 st->reconnect_pending = true;
                 st->replay_due = rwkvc_now_ms() + RECONNECT_DELAY_MS;
+            }
+            char why[400];
+            rwkvc_curve_explain(why, sizeof why);
+            if (why[0] && strcmp(why, said) != 0 && !strstr(why, "never completed")) {
+                fprintf(stderr, "rwkvsub: %s: %s\n", ep, why);
+                snprintf(said, sizeof said, "%s", why);
             }
             if (st->replay_due >= 0 && rwkvc_now_ms() >= st->replay_due) {
                 replay_due(st);

@@ -43,6 +43,7 @@ import zmq.auth  # noqa: E402  (load_certificate: the keygen files as czmq-compa
 KEYGEN = os.environ.get("RWKVD_KEYGEN", "build/clients/rwkvd-keygen")
 RWKVCTL = os.environ.get("RWKVCTL", "build/clients/rwkvctl")
 RWKVCAT = os.environ.get("RWKVCAT", "build/clients/rwkvcat")
+RWKVSUB = os.environ.get("RWKVSUB", "build/clients/rwkvsub")
 QUIET_MS = 700  # how long a refused client waits to see that nothing comes
 
 
@@ -411,6 +412,11 @@ def test_clients():
         check(r.returncode != 0 and "not on the daemon's allow-list" in r.stderr, "rwkvcat unlisted: %r" % (r,))
         r = run(RWKVCAT, ["-e", d.ingest_ep, "-c", "ops/cat"], server, mine, stdin="one line\n")
         check(r.returncode != 0 and "403" in r.stderr, "rwkvcat to ops/ with a key for app/: %r" % (r,))
+        # rwkvsub says why nothing comes, instead of waiting silently
+        sub = ["-e", d.pub_ep, "-C", d.ctl_ep, "-n", "1", "-t", "1500ms", "-c", "app/"]
+        for sk, ck, want in ((None, None, "requires CURVE"), (server, stranger, "not on the daemon's allow-list")):
+            r = run(RWKVSUB, sub, sk, ck)
+            check(r.returncode == 3 and want in r.stderr, "rwkvsub (%s, %s): %d %r" % (sk, ck, r.returncode, r.stderr))
     finally:
         d.close()
 
