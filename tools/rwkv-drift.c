@@ -54,14 +54,39 @@ typedef struct {
     double *x, *u, *xr, *xw, *xk, *xv, *xa, *xg, *r, *k, *v, *z, *a, *g, *vres, *vfirst, *y, *h, *ffh, *logits;
 } dmodel;
 
+/* Every buffer of the tool, freed together at exit (free_all). */
+static void **g_allocs;
+static size_t g_n_allocs, g_cap_allocs;
+
 static void *xcalloc(size_t n, size_t sz)
 {
     void *p = calloc(n ? n : 1, sz);
+    if (p && g_n_allocs == g_cap_allocs) {
+        size_t cap = g_cap_allocs ? 2 * g_cap_allocs : 256;
+        void **v = realloc(g_allocs, cap * sizeof *v);
+        if (!v) {
+            free(p);
+            p = NULL;
+        } else {
+            g_allocs = v;
+            g_cap_allocs = cap;
+        }
+    }
     if (!p) {
         fprintf(stderr, "rwkv-drift: out of memory\n");
         exit(2);
     }
+    g_allocs[g_n_allocs++] = p;
     return p;
+}
+
+static void free_all(void)
+{
+    for (size_t i = 0; i < g_n_allocs; i++)
+        free(g_allocs[i]);
+    free(g_allocs);
+    g_allocs = NULL;
+    g_n_allocs = g_cap_allocs = 0;
 }
 
 static const double *dvec(const float *f, int n)
@@ -80,13 +105,12 @@ static dmat dmatrix(const rwkv_mat *m)
     if (!m->data)
         return d;
     double *v = xcalloc((size_t)m->rows * m->cols, sizeof *v);
-    float *row = xcalloc((size_t)m->cols, sizeof *row);
+    float *row = xcalloc((size_t)m->cols, sizeof *row); /* freed with the rest at exit */
     for (int r = 0; r < m->rows; r++) {
         rwkv_mat_get_row(m, r, row);
         for (int c = 0; c < m->cols; c++)
             v[(size_t)r * m->cols + c] = row[c];
     }
-    free(row);
     d.v = v;
     return d;
 }
@@ -331,6 +355,7 @@ int main(int argc, char **argv)
     char err[512];
     rwkv_model *m = NULL;
     rwkv_load_opts lo = {weights};
+    atexit(free_all);
     if (rwkv_model_load(path, &lo, &m, err, sizeof err)) {
         fprintf(stderr, "rwkv-drift: %s\n", err);
         return 2;
@@ -342,6 +367,7 @@ int main(int argc, char **argv)
         FILE *f = fopen(text_path, "rb");
         if (!f) {
             fprintf(stderr, "rwkv-drift: %s: %s\n", text_path, strerror(errno));
+            rwkv_model_destroy(&m);
             return 2;
         }
         fseek(f, 0, SEEK_END);
@@ -353,6 +379,7 @@ int main(int argc, char **argv)
         if (text_len == 0 || dm->n_vocab < 256) {
             fprintf(stderr, "rwkv-drift: %s: empty, or the vocabulary (%d) is not a byte vocabulary\n", text_path,
                     dm->n_vocab);
+            rwkv_model_destroy(&m);
             return 2;
         }
     }
@@ -361,6 +388,7 @@ int main(int argc, char **argv)
     int erc = rwkv_engine_new(m, &eo, &e, err, sizeof err);
     if (erc) {
         fprintf(stderr, "rwkv-drift: %s\n", err);
+        rwkv_model_destroy(&m);
         return erc == -ENODEV ? 77 : 2; /* 77: the backend cannot run on this machine (a skip) */
     }
     dmodel d = {0};
@@ -382,6 +410,8 @@ int main(int argc, char **argv)
         double t0 = now_s();
         if ((rc = rwkv_engine_step(e, &it, 1))) {
             fprintf(stderr, "rwkv-drift: step %llu: %s %s\n", t, strerror(-rc), rwkv_engine_last_error(e));
+            rwkv_engine_destroy(&e);
+            rwkv_model_destroy(&m);
             return 2;
         }
         double t1 = now_s();
