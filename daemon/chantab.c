@@ -178,15 +178,23 @@ static void lru_unlink(rwkvd_chantab *t, rwkvd_channel *ch)
     l->n--;
 }
 
-/* Into its tier's list in active_ns order (ties: after the equal ones). Searched from the
- * tail, where a touched or just demoted channel usually belongs; one older than the head
- * (a new channel, active_ns 0) goes first at once. */
+/* Whether a comes after b in an lru list: later activity, or the same time and created later
+ * (the channels one job touches share a time; the older channel goes first, whatever order
+ * the job visited them in). */
+static bool lru_later(const rwkvd_channel *a, const rwkvd_channel *b)
+{
+    return a->active_ns > b->active_ns || (a->active_ns == b->active_ns && a->uid > b->uid);
+}
+
+/* Into its tier's list in (active_ns, uid) order. Searched from the tail, where a touched
+ * or just demoted channel usually belongs; one before the head (a new channel, active_ns 0)
+ * goes first at once. */
 static void lru_insert(rwkvd_chantab *t, rwkvd_channel *ch)
 {
     rwkvd_chlist *l = &t->lru[ch->tier];
     rwkvd_channel *after = NULL;
-    if (l->head && ch->active_ns >= l->head->active_ns)
-        for (after = l->tail; after->active_ns > ch->active_ns; after = after->lprev)
+    if (l->head && !lru_later(l->head, ch))
+        for (after = l->tail; lru_later(after, ch); after = after->lprev)
             ;
     ch->lprev = after;
     ch->lnext = after ? after->lnext : l->head;
@@ -204,7 +212,7 @@ static void lru_insert(rwkvd_chantab *t, rwkvd_channel *ch)
 void rwkvd_chantab_touch(rwkvd_channel *ch, uint64_t now_ns)
 {
     ch->active_ns = now_ns;
-    if (ch->dead || ch->tab->lru[ch->tier].tail == ch)
+    if (ch->dead || (ch->tab->lru[ch->tier].tail == ch && (!ch->lprev || !lru_later(ch->lprev, ch))))
         return;
     lru_unlink(ch->tab, ch);
     lru_insert(ch->tab, ch);

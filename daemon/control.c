@@ -256,7 +256,8 @@ static json_t *channels_json(rwkvd_daemon *d, const rwkvp_frame *prefix, const r
     size_t n = 0;
     for (size_t i = 0; i < d->tab->n; i++) {
         rwkvd_channel *ch = d->tab->v[i];
-        if (ch->dead || ch->name_len < prefix->len || memcmp(ch->name, prefix->data, prefix->len) != 0)
+        if (ch->dead || ch->name_len < prefix->len ||
+            (prefix->len && memcmp(ch->name, prefix->data, prefix->len) != 0))
             continue;
         if (after->len) {
             size_t m = ch->name_len < after->len ? ch->name_len : after->len;

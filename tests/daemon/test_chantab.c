@@ -79,9 +79,9 @@ static void test_tiers(void)
     CHECK(rwkvd_chantab_create_evicted(t, "z", 1, "", 8, 0, &disk) == 0 && disk->tier == RWKVD_TIER_DISK);
     CHECK(t->n_tier[RWKVD_TIER_RESIDENT] == 5 && t->n_tier[RWKVD_TIER_DISK] == 1);
     rwkvd_chantab_touch(c[0], 50);
-    rwkvd_chantab_touch(c[1], 40);
     rwkvd_chantab_touch(c[2], 40);
-    /* equal times: the one touched first */
+    rwkvd_chantab_touch(c[1], 40);
+    /* equal times: the older channel (lower uid) first, whatever the order of the touches */
     CHECK(rwkvd_chantab_lru_idle(t, RWKVD_TIER_RESIDENT, 0) == c[1]);
     CHECK(t->lru[RWKVD_TIER_RESIDENT].n == 5 && t->lru[RWKVD_TIER_RESIDENT].head == c[1] &&
           c[1]->lnext == c[2] && c[2]->lnext == c[0] && c[0]->lnext == c[3] && t->lru[RWKVD_TIER_RESIDENT].tail == c[4]);
